@@ -1,0 +1,151 @@
+//! The set of field paths rules read, and the trie the decoder walks to capture only those.
+
+use rustc_hash::FxHashMap;
+
+/// Index of a field path in a [`FieldTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FieldId(pub u32);
+
+/// Every dotted field path the compiled rules use, each with how to find it in an event.
+///
+/// Built once when rules compile; the decoder captures only these fields and skips the rest.
+#[derive(Debug, Clone, Default)]
+pub struct FieldTable {
+    paths: Vec<Box<str>>,
+    index: FxHashMap<Box<str>, FieldId>,
+    pub(crate) trie: Trie,
+    pub(crate) plans: Vec<FieldPlan>,
+    /// Whether some rule searches the whole event text (Sigma keywords).
+    pub(crate) whole_record: bool,
+}
+
+/// Where a field's value may be captured.
+#[derive(Debug, Clone)]
+pub(crate) struct FieldPlan {
+    /// The root trie node for the whole dotted name used as one top-level key, if it has dots.
+    pub literal: Option<u32>,
+    /// Trie nodes along the path, one per segment.
+    pub nodes: Vec<u32>,
+    /// The path's segments.
+    pub segments: Vec<Box<str>>,
+}
+
+/// A key trie over field paths; node 0 is the event's top-level object.
+#[derive(Debug, Clone)]
+pub(crate) struct Trie {
+    pub nodes: Vec<TrieNode>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TrieNode {
+    pub children: FxHashMap<Box<str>, u32>,
+    /// Some field ends here, so the whole value is captured.
+    pub terminal: bool,
+}
+
+impl Default for Trie {
+    fn default() -> Self {
+        Trie {
+            nodes: vec![TrieNode::default()],
+        }
+    }
+}
+
+impl Trie {
+    fn child(&mut self, parent: u32, key: &str) -> u32 {
+        if let Some(&id) = self.nodes[parent as usize].children.get(key) {
+            return id;
+        }
+        let id = self.nodes.len() as u32;
+        self.nodes.push(TrieNode::default());
+        self.nodes[parent as usize].children.insert(key.into(), id);
+        id
+    }
+
+    /// The child of `parent` reached by `key`.
+    pub fn lookup(&self, parent: u32, key: &str) -> Option<u32> {
+        self.nodes[parent as usize].children.get(key).copied()
+    }
+}
+
+impl FieldTable {
+    /// An empty table (the decoder then captures only what [`FieldTable::intern`] adds).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The id of `path`, adding it if new.
+    pub fn intern(&mut self, path: &str) -> FieldId {
+        if let Some(&id) = self.index.get(path) {
+            return id;
+        }
+        let id = FieldId(self.paths.len() as u32);
+        self.paths.push(path.into());
+        self.index.insert(path.into(), id);
+        let segments: Vec<Box<str>> = path.split('.').map(Into::into).collect();
+        let mut node = 0;
+        let mut nodes = Vec::with_capacity(segments.len());
+        for seg in &segments {
+            node = self.trie.child(node, seg);
+            nodes.push(node);
+        }
+        self.trie.nodes[node as usize].terminal = true;
+        let literal = (segments.len() > 1).then(|| {
+            let lit = self.trie.child(0, path);
+            self.trie.nodes[lit as usize].terminal = true;
+            lit
+        });
+        self.plans.push(FieldPlan {
+            literal,
+            nodes,
+            segments,
+        });
+        id
+    }
+
+    /// The id of `path` if some rule uses it.
+    pub fn get(&self, path: &str) -> Option<FieldId> {
+        self.index.get(path).copied()
+    }
+
+    /// The dotted path of a field.
+    pub fn path(&self, id: FieldId) -> &str {
+        &self.paths[id.0 as usize]
+    }
+
+    /// How many fields the table holds.
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// Whether the table holds no field.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Asks the decoder to keep each event's whole text (for keyword search).
+    pub fn want_whole_record(&mut self) {
+        self.whole_record = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interning_is_idempotent_and_builds_the_trie() {
+        let mut t = FieldTable::new();
+        let a = t.intern("userIdentity.type");
+        let b = t.intern("userIdentity.arn");
+        assert_eq!(t.intern("userIdentity.type"), a);
+        assert_ne!(a, b);
+        let ui = t.trie.lookup(0, "userIdentity").unwrap();
+        assert!(!t.trie.nodes[ui as usize].terminal);
+        let ty = t.trie.lookup(ui, "type").unwrap();
+        assert!(t.trie.nodes[ty as usize].terminal);
+        // The whole dotted name is also a top-level key, as the oracle reads it.
+        assert!(t.trie.lookup(0, "userIdentity.type").is_some());
+        assert_eq!(t.path(b), "userIdentity.arn");
+    }
+}

@@ -1,0 +1,258 @@
+//! CloudTrail events: decoding from every envelope, and the field view rules match against.
+//!
+//! The decoder captures only the fields the compiled rules use (see [`FieldTable`]), as byte
+//! ranges of the input; values are turned into text lazily, once per event, when a rule asks.
+
+mod decode;
+mod fields;
+pub mod text;
+
+pub use decode::{DecodeError, Decoder, Limits};
+pub use fields::{FieldId, FieldTable};
+
+use serde_json::Value;
+use std::cell::OnceCell;
+
+/// The value of one field in one event, as rules compare it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValue<'a> {
+    /// The event has no such field.
+    Missing,
+    /// The field is present with JSON `null`.
+    Null,
+    /// The field's text (see [`text`] for how non-strings become text).
+    Text(&'a str),
+}
+
+impl<'a> FieldValue<'a> {
+    /// The text, if the field has a non-null value.
+    pub fn text(self) -> Option<&'a str> {
+        match self {
+            FieldValue::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// What the decoder captured at one trie node.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Cap {
+    #[default]
+    None,
+    /// An object that was walked; its wanted children are captured at their own nodes.
+    Object,
+    /// The raw JSON text of the value, as a byte range of the document.
+    Raw(usize, usize),
+    /// The raw JSON of each element of an array that a longer path crosses.
+    Elements(Vec<(usize, usize)>),
+}
+
+/// Per-thread scratch space reused across events, so decoding allocates almost nothing.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    pub(crate) caps: Vec<Cap>,
+    pub(crate) touched: Vec<u32>,
+    values: Vec<OnceCell<Resolved>>,
+    parsed: Vec<OnceCell<Option<Value>>>,
+    pub(crate) whole: Option<(usize, usize)>,
+}
+
+#[derive(Debug, Clone)]
+enum Resolved {
+    Missing,
+    Null,
+    Borrowed(usize, usize),
+    Owned(String),
+}
+
+impl Scratch {
+    /// Scratch sized for `fields`.
+    pub fn new(fields: &FieldTable) -> Self {
+        let mut s = Scratch::default();
+        s.reset(fields);
+        s
+    }
+
+    /// Forgets the previous event.
+    pub(crate) fn reset(&mut self, fields: &FieldTable) {
+        let nodes = fields.trie.nodes.len();
+        if self.caps.len() != nodes {
+            self.caps = vec![Cap::None; nodes];
+            self.parsed = (0..nodes).map(|_| OnceCell::new()).collect();
+            self.touched.clear();
+        }
+        for &n in &self.touched {
+            self.caps[n as usize] = Cap::None;
+            self.parsed[n as usize] = OnceCell::new();
+        }
+        self.touched.clear();
+        if self.values.len() != fields.len() {
+            self.values = (0..fields.len()).map(|_| OnceCell::new()).collect();
+        } else {
+            for v in &mut self.values {
+                if v.get().is_some() {
+                    *v = OnceCell::new();
+                }
+            }
+        }
+        self.whole = None;
+    }
+
+    pub(crate) fn set(&mut self, node: u32, cap: Cap) {
+        if matches!(self.caps[node as usize], Cap::None) {
+            self.touched.push(node);
+        }
+        self.caps[node as usize] = cap;
+    }
+}
+
+/// One decoded CloudTrail record: a view over the input document and the captured fields.
+pub struct Event<'a> {
+    doc: &'a str,
+    scratch: &'a Scratch,
+    fields: &'a FieldTable,
+}
+
+impl<'a> Event<'a> {
+    pub(crate) fn new(doc: &'a str, scratch: &'a Scratch, fields: &'a FieldTable) -> Self {
+        Event {
+            doc,
+            scratch,
+            fields,
+        }
+    }
+
+    /// The field table this event was decoded for.
+    pub fn fields(&self) -> &'a FieldTable {
+        self.fields
+    }
+
+    /// The value of a field, resolved on first use and cached for the event.
+    pub fn get(&self, id: FieldId) -> FieldValue<'_> {
+        let resolved = self.scratch.values[id.0 as usize].get_or_init(|| self.resolve(id));
+        match resolved {
+            Resolved::Missing => FieldValue::Missing,
+            Resolved::Null => FieldValue::Null,
+            Resolved::Borrowed(s, e) => FieldValue::Text(&self.doc[*s..*e]),
+            Resolved::Owned(t) => FieldValue::Text(t),
+        }
+    }
+
+    /// The value of a field by path; `Missing` when no rule registered the path.
+    pub fn get_path(&self, path: &str) -> FieldValue<'_> {
+        match self.fields.get(path) {
+            Some(id) => self.get(id),
+            None => FieldValue::Missing,
+        }
+    }
+
+    /// The whole record's compact JSON text, when the table asked for it.
+    pub fn whole_text(&self) -> Option<String> {
+        let (s, e) = self.scratch.whole?;
+        let v: Value = serde_json::from_str(&self.doc[s..e]).ok()?;
+        Some(text::compact(&v))
+    }
+
+    fn resolve(&self, id: FieldId) -> Resolved {
+        let plan = &self.fields.plans[id.0 as usize];
+        if let Some(lit) = plan.literal {
+            // A top-level key spelled with the dots wins over the nested path (oracle rule).
+            if let Cap::Raw(s, e) = self.scratch.caps[lit as usize] {
+                return self.raw_value(s, e);
+            }
+        }
+        for (i, &node) in plan.nodes.iter().enumerate() {
+            let last = i + 1 == plan.nodes.len();
+            match &self.scratch.caps[node as usize] {
+                Cap::None => return Resolved::Missing,
+                Cap::Object if last => return Resolved::Missing,
+                Cap::Object => continue,
+                Cap::Raw(s, e) if last => return self.raw_value(*s, *e),
+                Cap::Raw(..) => {
+                    let Some(v) = self.parsed(node) else {
+                        return Resolved::Missing;
+                    };
+                    return collected(lookup_all(v, &plan.segments[i + 1..]));
+                }
+                Cap::Elements(elems) => {
+                    let rest = &plan.segments[i + 1..];
+                    let mut vals = Vec::new();
+                    for &(s, e) in elems {
+                        if let Ok(v) = serde_json::from_str::<Value>(&self.doc[s..e]) {
+                            lookup(&v, rest, &mut |x| vals.push(x.clone()));
+                        }
+                    }
+                    return collected(vals.iter().collect());
+                }
+            }
+        }
+        Resolved::Missing
+    }
+
+    fn parsed(&self, node: u32) -> Option<&Value> {
+        self.scratch.parsed[node as usize]
+            .get_or_init(|| match self.scratch.caps[node as usize] {
+                Cap::Raw(s, e) => serde_json::from_str(&self.doc[s..e]).ok(),
+                _ => None,
+            })
+            .as_ref()
+    }
+
+    /// The text of a captured raw JSON value, borrowing it when it needs no rewriting.
+    fn raw_value(&self, s: usize, e: usize) -> Resolved {
+        let raw = &self.doc[s..e];
+        let bytes = raw.as_bytes();
+        match bytes.first() {
+            Some(b'"') if !bytes.contains(&b'\\') => Resolved::Borrowed(s + 1, e - 1),
+            Some(b'n') => Resolved::Null,
+            Some(b't') | Some(b'f') => Resolved::Borrowed(s, e),
+            Some(b'-' | b'0'..=b'9') if bytes[1..].iter().all(u8::is_ascii_digit) => {
+                Resolved::Borrowed(s, e)
+            }
+            _ => match serde_json::from_str::<Value>(raw) {
+                Ok(v) => match text::value_text(&v) {
+                    Some(t) => Resolved::Owned(t),
+                    None => Resolved::Null,
+                },
+                Err(_) => Resolved::Missing,
+            },
+        }
+    }
+}
+
+fn lookup_all<'v>(v: &'v Value, parts: &[Box<str>]) -> Vec<&'v Value> {
+    let mut out = Vec::new();
+    lookup(v, parts, &mut |x| out.push(x));
+    out
+}
+
+/// The values at a dotted path; arrays on the way are crossed element by element.
+fn lookup<'v>(node: &'v Value, parts: &[Box<str>], out: &mut dyn FnMut(&'v Value)) {
+    let Some((first, rest)) = parts.split_first() else {
+        out(node);
+        return;
+    };
+    match node {
+        Value::Array(items) => items.iter().for_each(|item| lookup(item, parts, out)),
+        Value::Object(map) => {
+            if let Some(child) = map.get(first.as_ref()) {
+                lookup(child, rest, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// One value stands for itself; several become the JSON text of their list (oracle rule).
+fn collected(vals: Vec<&Value>) -> Resolved {
+    let non_null: Vec<&Value> = vals.iter().copied().filter(|v| !v.is_null()).collect();
+    match non_null.len() {
+        0 if vals.is_empty() => Resolved::Missing,
+        0 => Resolved::Null,
+        1 => text::value_text(non_null[0]).map_or(Resolved::Null, Resolved::Owned),
+        _ => {
+            let list = Value::Array(non_null.into_iter().cloned().collect());
+            Resolved::Owned(text::compact(&list))
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! trailwatch: real-time Sigma detection over AWS CloudTrail.
+
+pub mod event;
+pub mod rule;

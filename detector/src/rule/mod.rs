@@ -1,0 +1,12 @@
+//! Sigma rules: YAML to an AST of searches and a condition, with errors a rule author can act on.
+
+pub mod condition;
+mod error;
+pub mod parse;
+pub mod value;
+pub mod yaml;
+
+pub use condition::Cond;
+pub use error::RuleError;
+pub use parse::{load_paths, parse_file, Level, LogSource, Rule, Search, SearchBody};
+pub use value::{FieldSpec, Placeholders, Value};

@@ -1,0 +1,504 @@
+//! Sigma YAML documents to [`Rule`]s: metadata, searches and condition.
+
+use super::condition::{self, Cond};
+use super::error::{Located, RuleError};
+use super::value::{parse_entry, FieldSpec, Placeholders};
+use super::yaml::{load_documents, Key, Node, NodeKind, Scalar};
+use std::path::{Path, PathBuf};
+
+/// Sigma severity levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// `informational`
+    Informational,
+    /// `low`
+    Low,
+    /// `medium`
+    Medium,
+    /// `high`
+    High,
+    /// `critical`
+    Critical,
+}
+
+impl Level {
+    /// Parses a Sigma level name.
+    pub fn parse(s: &str) -> Option<Level> {
+        Some(match s {
+            "informational" => Level::Informational,
+            "low" => Level::Low,
+            "medium" => Level::Medium,
+            "high" => Level::High,
+            "critical" => Level::Critical,
+            _ => return None,
+        })
+    }
+
+    /// The Sigma name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Informational => "informational",
+            Level::Low => "low",
+            Level::Medium => "medium",
+            Level::High => "high",
+            Level::Critical => "critical",
+        }
+    }
+}
+
+/// A rule's `logsource`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogSource {
+    /// `product`, e.g. `aws`.
+    pub product: Option<String>,
+    /// `service`, e.g. `cloudtrail`.
+    pub service: Option<String>,
+    /// `category`.
+    pub category: Option<String>,
+}
+
+/// One named search of a detection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Search {
+    /// The identifier the condition uses.
+    pub name: String,
+    /// Line of the identifier.
+    pub line: usize,
+    /// What it matches.
+    pub body: SearchBody,
+}
+
+/// The shapes a search can take.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SearchBody {
+    /// A mapping: every entry must match.
+    AllOf(Vec<FieldSpec>),
+    /// A list of mappings: any one must match in full.
+    AnyOf(Vec<Vec<FieldSpec>>),
+}
+
+/// A Sigma detection rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Line where the rule's document starts.
+    pub line: usize,
+    /// `id` (a UUID in SigmaHQ rules).
+    pub id: Option<String>,
+    /// `name`, which correlation rules may refer to.
+    pub name: Option<String>,
+    /// `title`.
+    pub title: String,
+    /// `description`.
+    pub description: Option<String>,
+    /// `status`.
+    pub status: Option<String>,
+    /// `level`.
+    pub level: Option<Level>,
+    /// `tags`.
+    pub tags: Vec<String>,
+    /// `logsource`.
+    pub logsource: LogSource,
+    /// The searches, in file order.
+    pub searches: Vec<Search>,
+    /// The condition (several conditions are OR-ed).
+    pub condition: Cond,
+    /// The condition as written.
+    pub condition_text: String,
+    /// The document as parsed, for linting and extensions.
+    pub doc: Node,
+}
+
+impl Rule {
+    /// The id if present, else the title: how messages name the rule.
+    pub fn label(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.title)
+    }
+}
+
+/// Reads every rule in the given files and directories (`.yml`/`.yaml`, recursively).
+///
+/// Returns the rules that loaded and the errors of those that did not.
+pub fn load_paths(paths: &[PathBuf], placeholders: &Placeholders) -> (Vec<Rule>, Vec<RuleError>) {
+    let mut rules = Vec::new();
+    let mut errors = Vec::new();
+    for file in rule_files(paths, &mut errors) {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                let (r, e) = parse_file(&file, &text, placeholders);
+                rules.extend(r);
+                errors.extend(e);
+            }
+            Err(e) => errors.push(RuleError::new(&file, 0, format!("cannot read: {e}"))),
+        }
+    }
+    (rules, errors)
+}
+
+/// Expands directories into their rule files, sorted for a stable order.
+pub fn rule_files(paths: &[PathBuf], errors: &mut Vec<RuleError>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = walkdir::WalkDir::new(p)
+                .into_iter()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_file())
+                .map(|e| e.into_path())
+                .filter(|f| matches!(f.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
+                .collect();
+            found.sort();
+            out.extend(found);
+        } else if p.is_file() {
+            out.push(p.clone());
+        } else {
+            errors.push(RuleError::new(p, 0, "no such file or directory"));
+        }
+    }
+    out
+}
+
+/// Parses one rule file, which may hold several YAML documents.
+pub fn parse_file(file: &Path, text: &str, placeholders: &Placeholders) -> (Vec<Rule>, Vec<RuleError>) {
+    let docs = match load_documents(text) {
+        Ok(d) => d,
+        Err(e) => {
+            return (
+                vec![],
+                vec![RuleError::new(file, e.line, format!("YAML syntax: {}", e.message))],
+            )
+        }
+    };
+    let mut rules = Vec::new();
+    let mut errors = Vec::new();
+    let mut global: Option<Node> = None;
+    let mut previous: Option<Node> = None;
+    for doc in docs {
+        if doc.as_map().is_none() {
+            errors.push(RuleError::new(file, doc.line, "a rule document must be a mapping"));
+            continue;
+        }
+        let action = doc.get("action").and_then(Node::as_text);
+        let doc = match action.as_deref() {
+            Some("global") => {
+                global = Some(match global.take() {
+                    Some(g) => merge(g, without(&doc, "action")),
+                    None => without(&doc, "action"),
+                });
+                continue;
+            }
+            Some("reset") => {
+                global = None;
+                continue;
+            }
+            Some("repeat") => match &previous {
+                Some(p) => merge(p.clone(), without(&doc, "action")),
+                None => {
+                    errors.push(RuleError::new(file, doc.line, "'action: repeat' without a rule before it"));
+                    continue;
+                }
+            },
+            Some(other) => {
+                errors.push(RuleError::new(
+                    file,
+                    doc.line,
+                    format!("unknown action '{other}' (global, reset or repeat)"),
+                ));
+                continue;
+            }
+            None => match &global {
+                Some(g) => merge(g.clone(), doc),
+                None => doc,
+            },
+        };
+        previous = Some(doc.clone());
+        match parse_rule(file, doc, placeholders) {
+            Ok(r) => rules.push(r),
+            Err(e) => errors.push(e),
+        }
+    }
+    (rules, errors)
+}
+
+fn without(doc: &Node, key: &str) -> Node {
+    let entries = doc
+        .as_map()
+        .unwrap_or_default()
+        .iter()
+        .filter(|(k, _)| k.text != key)
+        .cloned()
+        .collect();
+    Node {
+        line: doc.line,
+        kind: NodeKind::Map(entries),
+    }
+}
+
+/// Deep-merges `over` onto `base` (mappings merge key by key; anything else is replaced).
+fn merge(base: Node, over: Node) -> Node {
+    match (base.kind, over.kind) {
+        (NodeKind::Map(mut b), NodeKind::Map(o)) => {
+            for (k, v) in o {
+                match b.iter().position(|(bk, _)| bk.text == k.text) {
+                    Some(i) => {
+                        let old = b.remove(i).1;
+                        b.insert(i, (k, merge(old, v)));
+                    }
+                    None => b.push((k, v)),
+                }
+            }
+            Node {
+                line: over.line.min(base.line).max(1),
+                kind: NodeKind::Map(b),
+            }
+        }
+        (_, kind) => Node {
+            line: over.line,
+            kind,
+        },
+    }
+}
+
+fn text_field(doc: &Node, key: &str) -> Result<Option<String>, Located> {
+    match doc.get(key) {
+        None => Ok(None),
+        Some(n) if matches!(n.kind, NodeKind::Scalar(Scalar::Null)) => Ok(None),
+        Some(n) => n
+            .as_text()
+            .map(Some)
+            .ok_or_else(|| Located::new(n.line, format!("'{key}' must be a string, not a {}", n.type_name()))),
+    }
+}
+
+fn string_list(doc: &Node, key: &str) -> Result<Vec<String>, Located> {
+    match doc.get(key) {
+        None => Ok(vec![]),
+        Some(n) => match &n.kind {
+            NodeKind::Seq(items) => items
+                .iter()
+                .map(|i| i.as_text().ok_or_else(|| Located::new(i.line, format!("'{key}' must list strings"))))
+                .collect(),
+            NodeKind::Scalar(Scalar::Null) => Ok(vec![]),
+            _ => n
+                .as_text()
+                .map(|t| vec![t])
+                .ok_or_else(|| Located::new(n.line, format!("'{key}' must be a list of strings"))),
+        },
+    }
+}
+
+/// Parses one (merged) rule document.
+pub fn parse_rule(file: &Path, doc: Node, placeholders: &Placeholders) -> Result<Rule, RuleError> {
+    let id = text_field(&doc, "id").ok().flatten();
+    let title = text_field(&doc, "title").ok().flatten();
+    let label = id.clone().or_else(|| title.clone());
+    parse_rule_inner(file, doc, placeholders).map_err(|e| e.into_rule_error(file, label.as_deref()))
+}
+
+fn parse_rule_inner(file: &Path, doc: Node, placeholders: &Placeholders) -> Result<Rule, Located> {
+    if doc.get("correlation").is_some() || doc.get("type").and_then(Node::as_text).as_deref() == Some("correlation") {
+        return Err(Located::new(
+            doc.line,
+            "correlation rules are not supported yet by this version of trailwatch",
+        ));
+    }
+    let title = text_field(&doc, "title")?
+        .ok_or_else(|| Located::new(doc.line, "the rule has no 'title'"))?;
+    let level = match text_field(&doc, "level")? {
+        None => None,
+        Some(l) => Some(Level::parse(&l).ok_or_else(|| {
+            let line = doc.get("level").map_or(doc.line, |n| n.line);
+            Located::new(line, format!("level '{l}' is not one of informational, low, medium, high, critical"))
+        })?),
+    };
+    let logsource = match doc.get("logsource") {
+        Some(ls) if ls.as_map().is_some() => LogSource {
+            product: text_field(ls, "product")?,
+            service: text_field(ls, "service")?,
+            category: text_field(ls, "category")?,
+        },
+        Some(ls) => return Err(Located::new(ls.line, "'logsource' must be a mapping")),
+        None => return Err(Located::new(doc.line, "the rule has no 'logsource'")),
+    };
+    let detection = doc
+        .get("detection")
+        .ok_or_else(|| Located::new(doc.line, "the rule has no 'detection'"))?;
+    let (searches, condition, condition_text) = parse_detection(detection, placeholders)?;
+    Ok(Rule {
+        file: file.to_path_buf(),
+        line: doc.line,
+        id: text_field(&doc, "id")?,
+        name: text_field(&doc, "name")?,
+        title,
+        description: text_field(&doc, "description")?,
+        status: text_field(&doc, "status")?,
+        level,
+        tags: string_list(&doc, "tags")?,
+        logsource,
+        searches,
+        condition,
+        condition_text,
+        doc,
+    })
+}
+
+fn parse_detection(
+    detection: &Node,
+    placeholders: &Placeholders,
+) -> Result<(Vec<Search>, Cond, String), Located> {
+    let entries = detection
+        .as_map()
+        .ok_or_else(|| Located::new(detection.line, "'detection' must be a mapping"))?;
+    let mut searches = Vec::new();
+    let mut cond_node = None;
+    for (key, node) in entries {
+        match key.text.as_str() {
+            "condition" => cond_node = Some(node),
+            "timeframe" => {}
+            _ => searches.push(parse_search(key, node, placeholders)?),
+        }
+    }
+    let cond_node = cond_node.ok_or_else(|| Located::new(detection.line, "'detection' has no 'condition'"))?;
+    let names: Vec<String> = searches.iter().map(|s| s.name.clone()).collect();
+    let texts: Vec<(usize, String)> = match &cond_node.kind {
+        NodeKind::Seq(items) => items
+            .iter()
+            .map(|i| i.as_text().map(|t| (i.line, t)).ok_or_else(|| Located::new(i.line, "a condition must be a string")))
+            .collect::<Result<_, _>>()?,
+        _ => vec![(
+            cond_node.line,
+            cond_node.as_text().ok_or_else(|| Located::new(cond_node.line, "'condition' must be a string"))?,
+        )],
+    };
+    if texts.is_empty() {
+        return Err(Located::new(cond_node.line, "'condition' is an empty list"));
+    }
+    let mut conds = Vec::new();
+    for (line, text) in &texts {
+        conds.push(
+            condition::parse(text, &names)
+                .map_err(|m| Located::new(*line, format!("condition '{text}': {m}")))?,
+        );
+    }
+    let cond = if conds.len() == 1 { conds.remove(0) } else { Cond::Or(conds) };
+    let text = texts.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join(" or ");
+    Ok((searches, cond, text))
+}
+
+fn parse_search(key: &Key, node: &Node, placeholders: &Placeholders) -> Result<Search, Located> {
+    let fields = |map: &[(Key, Node)]| -> Result<Vec<FieldSpec>, Located> {
+        if map.is_empty() {
+            return Err(Located::new(key.line, format!("search '{}' is an empty mapping", key.text)));
+        }
+        map.iter()
+            .map(|(k, v)| parse_entry(&k.text, k.line, v, placeholders))
+            .collect()
+    };
+    let body = match &node.kind {
+        NodeKind::Map(map) => SearchBody::AllOf(fields(map)?),
+        NodeKind::Seq(items) if items.iter().all(|i| i.as_map().is_some()) && !items.is_empty() => {
+            SearchBody::AnyOf(items.iter().map(|i| fields(i.as_map().unwrap_or_default())).collect::<Result<_, _>>()?)
+        }
+        NodeKind::Seq(items) if items.iter().all(|i| matches!(i.kind, NodeKind::Scalar(_))) && !items.is_empty() => {
+            SearchBody::AllOf(vec![parse_entry("", key.line, node, placeholders)?])
+        }
+        NodeKind::Seq(items) if items.is_empty() => {
+            return Err(Located::new(key.line, format!("search '{}' is an empty list", key.text)))
+        }
+        NodeKind::Seq(_) => {
+            return Err(Located::new(
+                key.line,
+                format!("search '{}' mixes mappings and plain values in one list", key.text),
+            ))
+        }
+        NodeKind::Scalar(_) => {
+            return Err(Located::new(
+                key.line,
+                format!("search '{}' must be a mapping of fields or a list, not a single value", key.text),
+            ))
+        }
+    };
+    Ok(Search {
+        name: key.text.clone(),
+        line: key.line,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(text: &str) -> Result<Rule, RuleError> {
+        let (mut rules, mut errs) = parse_file(Path::new("t.yml"), text, &Placeholders::new());
+        if let Some(e) = errs.pop() {
+            return Err(e);
+        }
+        Ok(rules.remove(0))
+    }
+
+    const BASE: &str = "title: t\nid: 11111111-2222-3333-4444-555555555555\nlogsource: {product: aws, service: cloudtrail}\nlevel: high\n";
+
+    #[test]
+    fn parses_a_rule() {
+        let r = one(&format!(
+            "{BASE}detection:\n  sel:\n    eventName: [A, B]\n  filter:\n    - userAgent: x\n    - errorCode: null\n  condition: sel and not filter\ntags: [attack.t1]\n"
+        ))
+        .unwrap();
+        assert_eq!(r.searches.len(), 2);
+        assert_eq!(r.level, Some(Level::High));
+        assert_eq!(r.tags, vec!["attack.t1"]);
+        assert!(matches!(r.searches[1].body, SearchBody::AnyOf(ref v) if v.len() == 2));
+    }
+
+    #[test]
+    fn errors_point_at_the_line() {
+        let e = one(&format!("{BASE}detection:\n  sel:\n    eventName|contans: x\n  condition: sel\n")).unwrap_err();
+        assert_eq!(e.line, 7);
+        assert_eq!(e.field.as_deref(), Some("eventName"));
+        assert_eq!(e.rule.as_deref(), Some("11111111-2222-3333-4444-555555555555"));
+        let text = e.to_string();
+        assert!(text.starts_with("t.yml:7: rule '11111111"), "{text}");
+
+        let e = one(&format!("{BASE}detection:\n  sel:\n    a: x\n  condition: sel and nope\n")).unwrap_err();
+        assert_eq!(e.line, 8);
+        assert!(e.message.contains("'nope' is not a search"));
+
+        let e = one("title: t\nlogsource: {}\ndetection:\n  sel: {a: b}\n").unwrap_err();
+        assert!(e.message.contains("no 'condition'"));
+        let e = one("logsource: {}\ndetection: {}\n").unwrap_err();
+        assert!(e.message.contains("no 'title'"));
+        let e = one(&format!("{BASE}level: urgent\n")).unwrap_err();
+        assert!(e.message.contains("YAML syntax") || e.message.contains("urgent"));
+    }
+
+    #[test]
+    fn keyword_lists() {
+        let r = one(&format!("{BASE}detection:\n  keywords:\n    - evil\n    - bad\n  condition: keywords\n")).unwrap();
+        match &r.searches[0].body {
+            SearchBody::AllOf(specs) => {
+                assert_eq!(specs[0].field, None);
+                assert_eq!(specs[0].values.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn collections_global_and_repeat() {
+        let text = "action: global\ntitle: g\nlogsource: {product: aws}\ndetection:\n  condition: sel\n---\nid: a\ndetection:\n  sel: {eventName: X}\n---\naction: repeat\nid: b\ndetection:\n  sel: {eventName: Y}\n";
+        let (rules, errs) = parse_file(Path::new("c.yml"), text, &Placeholders::new());
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].title, "g");
+        assert_eq!(rules[1].id.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn bad_yaml_is_a_rule_error() {
+        let (rules, errs) = parse_file(Path::new("b.yml"), "title: [unclosed\n", &Placeholders::new());
+        assert!(rules.is_empty());
+        assert!(errs[0].message.starts_with("YAML syntax"));
+    }
+}
