@@ -1,4 +1,12 @@
 //! trailwatch: real-time Sigma detection over AWS CloudTrail.
+//!
+//! Data flows one way: a [`source`] yields documents, [`event`] decodes them into records,
+//! [`engine`] evaluates compiled [`rule`]s, and matches become [`alert`]s. [`replay`] runs
+//! that flow over history.
 
+pub mod alert;
+pub mod engine;
 pub mod event;
+pub mod replay;
 pub mod rule;
+pub mod source;

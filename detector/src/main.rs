@@ -1,1 +1,280 @@
-fn main() {}
+//! The `trailwatch` command line: replay, check, explain.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use trailwatch::engine::RuleSet;
+use trailwatch::event::{Decoder, Limits};
+use trailwatch::replay::{self, Emit};
+use trailwatch::rule::{self, Placeholders, RuleError};
+use trailwatch::source::file::{self, Input};
+
+#[derive(Parser)]
+#[command(name = "trailwatch", version, about = "Sigma detection for AWS CloudTrail: replay history, check and explain rules")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate historical CloudTrail input and write alerts (or hits) as JSON lines.
+    Replay(ReplayArgs),
+    /// Validate and lint rule files; exit 2 if any rule is invalid.
+    Check(CheckArgs),
+    /// Say for each rule whether it matches an event, and which entries decided it.
+    Explain(ExplainArgs),
+}
+
+#[derive(clap::Args)]
+struct RuleArgs {
+    /// Rule file or directory (repeatable, or comma-separated).
+    #[arg(short, long = "rules", value_name = "PATH", required = true, value_delimiter = ',')]
+    rules: Vec<PathBuf>,
+    /// YAML file mapping placeholder names to value lists, for the `expand` modifier.
+    #[arg(long, value_name = "FILE")]
+    placeholders: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EmitArg {
+    Alerts,
+    Hits,
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    rules: RuleArgs,
+    /// What to write: de-duplicated alerts, or one line per rule hit.
+    #[arg(long, value_enum, default_value = "alerts")]
+    emit: EmitArg,
+    /// Write to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Exit with status 1 when any rule hit.
+    #[arg(long)]
+    fail_on_hit: bool,
+    /// Largest document (line, file, message) accepted, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_document_bytes, value_name = "BYTES")]
+    max_document_bytes: usize,
+    /// No summary on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Input files or directories (recursive); `-` reads stdin.
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// YAML file mapping placeholder names to value lists, for the `expand` modifier.
+    #[arg(long, value_name = "FILE")]
+    placeholders: Option<PathBuf>,
+    /// Treat lint warnings as errors.
+    #[arg(long)]
+    deny_warnings: bool,
+    /// Rule files or directories.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    #[command(flatten)]
+    rules: RuleArgs,
+    /// Explain only this rule (id or title).
+    #[arg(long, value_name = "ID")]
+    rule: Option<String>,
+    /// Show rules that did not match too.
+    #[arg(long)]
+    all: bool,
+    /// A file holding the event (any format replay reads); every record in it is explained.
+    event_file: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(a) => cmd_replay(a),
+        Command::Check(a) => cmd_check(a),
+        Command::Explain(a) => cmd_explain(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("trailwatch: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_placeholders(path: Option<&PathBuf>) -> Result<Placeholders> {
+    let Some(path) = path else { return Ok(Placeholders::new()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let docs = rule::yaml::load_documents(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut out = Placeholders::new();
+    let Some(map) = docs.first().and_then(|d| d.as_map()) else {
+        bail!("{}: expected a mapping of placeholder name to list of values", path.display());
+    };
+    for (k, v) in map {
+        let values = match &v.kind {
+            rule::yaml::NodeKind::Seq(items) => items.iter().filter_map(|i| i.as_text()).collect(),
+            _ => v.as_text().into_iter().collect(),
+        };
+        out.insert(k.text.clone(), values);
+    }
+    Ok(out)
+}
+
+/// Loads and compiles rules, printing every error; `None` means at least one failed.
+fn compile_rules(args: &RuleArgs) -> Result<Option<RuleSet>> {
+    let placeholders = load_placeholders(args.placeholders.as_ref())?;
+    let (rules, mut errors) = rule::load_paths(&args.rules, &placeholders);
+    if errors.is_empty() && rules.is_empty() {
+        bail!("no rules found in {}", args.rules.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    let set = match RuleSet::compile(rules) {
+        Ok(set) => Some(set),
+        Err(e) => {
+            errors.extend(e);
+            None
+        }
+    };
+    if !errors.is_empty() {
+        print_rule_errors(&errors);
+        return Ok(None);
+    }
+    Ok(set)
+}
+
+fn print_rule_errors(errors: &[RuleError]) {
+    for e in errors {
+        eprintln!("error: {e}");
+    }
+    eprintln!("{} rule error(s)", errors.len());
+}
+
+fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
+    let Some(set) = compile_rules(&a.rules)? else { return Ok(ExitCode::from(2)) };
+    let inputs = file::expand_inputs(&a.inputs).map_err(anyhow::Error::msg)?;
+    let mut out: Box<dyn Write> = match &a.output {
+        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        None => Box::new(io::stdout().lock()),
+    };
+    let mut out = io::BufWriter::with_capacity(1 << 16, &mut out);
+    let opts = replay::Options {
+        emit: match a.emit {
+            EmitArg::Alerts => Emit::Alerts,
+            EmitArg::Hits => Emit::Hits,
+        },
+        limits: Limits { max_document_bytes: a.max_document_bytes, ..Limits::default() },
+    };
+    let progress = Arc::new(AtomicU64::new(0));
+    let total: u64 = inputs.iter().filter_map(Input::size).sum();
+    let bar = (!a.quiet && io::stderr().is_terminal() && total > 64 << 20).then(|| progress_bar(total, progress.clone()));
+    let mut shown = 0usize;
+    let summary = replay::replay(&set, &inputs, &mut out, &opts, progress, &mut |e| {
+        shown += 1;
+        if !a.quiet && shown <= 50 {
+            eprintln!("warning: {e}");
+        } else if !a.quiet && shown == 51 {
+            eprintln!("warning: further input errors are counted in the summary only");
+        }
+    });
+    if let Some((done, handle)) = bar {
+        done.store(true, Ordering::Relaxed);
+        let _ = handle.join();
+    }
+    let summary = summary?;
+    out.flush()?;
+    if !a.quiet {
+        summary.write(&set, &mut io::stderr())?;
+    }
+    Ok(if a.fail_on_hit && summary.total_hits() > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// A progress bar on stderr driven by the byte counter, on its own thread.
+fn progress_bar(total: u64, read: Arc<AtomicU64>) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let stop = done.clone();
+    let handle = std::thread::spawn(move || {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        while !stop.load(Ordering::Relaxed) {
+            bar.set_position(read.load(Ordering::Relaxed));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        bar.finish_and_clear();
+    });
+    (done, handle)
+}
+
+fn cmd_check(a: CheckArgs) -> Result<ExitCode> {
+    let placeholders = load_placeholders(a.placeholders.as_ref())?;
+    let (rules, mut errors) = rule::load_paths(&a.paths, &placeholders);
+    let mut warnings = 0;
+    for r in &rules {
+        for w in rule::lint::lint(r) {
+            warnings += 1;
+            eprintln!("warning: {}:{}: rule '{}': {}", r.file.display(), w.line, r.label(), w.message);
+        }
+    }
+    let count = rules.len();
+    if let Err(e) = RuleSet::compile(rules) {
+        errors.extend(e);
+    }
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    println!("{count} rules loaded, {} errors, {warnings} warnings", errors.len());
+    Ok(if !errors.is_empty() || (a.deny_warnings && warnings > 0) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn cmd_explain(a: ExplainArgs) -> Result<ExitCode> {
+    let Some(set) = compile_rules(&a.rules)? else { return Ok(ExitCode::from(2)) };
+    let selected: Vec<usize> = (0..set.rules().len())
+        .filter(|&i| {
+            let r = &set.rules()[i];
+            a.rule.as_deref().is_none_or(|want| r.id() == want || r.rule.title == want)
+        })
+        .collect();
+    if selected.is_empty() {
+        bail!("no rule with id or title '{}'", a.rule.unwrap_or_default());
+    }
+    let input = Input::File(a.event_file.clone());
+    let reader = file::open(&input, Default::default()).with_context(|| format!("reading {}", a.event_file.display()))?;
+    let mut decoder = Decoder::new(set.fields(), Limits::default());
+    let mut out = io::stdout().lock();
+    let mut index = 0;
+    let mut result: io::Result<()> = Ok(());
+    file::read_documents(&input.name(), reader, &mut decoder, &mut |item, loc| match item {
+        Ok(ev) => {
+            let _ = writeln!(out, "# event {index} ({loc})");
+            index += 1;
+            for &i in &selected {
+                let x = set.explain(i, ev);
+                if (x.matched || a.all || a.rule.is_some()) && result.is_ok() {
+                    result = write!(out, "{x}");
+                }
+            }
+        }
+        Err(e) => eprintln!("warning: {e}"),
+    });
+    result?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -55,6 +55,7 @@ pub struct Scratch {
     values: Vec<OnceCell<Resolved>>,
     parsed: Vec<OnceCell<Option<Value>>>,
     pub(crate) whole: Option<(usize, usize)>,
+    whole_text: OnceCell<Option<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +97,7 @@ impl Scratch {
             }
         }
         self.whole = None;
+        self.whole_text = OnceCell::new();
     }
 
     pub(crate) fn set(&mut self, node: u32, cap: Cap) {
@@ -147,10 +149,15 @@ impl<'a> Event<'a> {
     }
 
     /// The whole record's compact JSON text, when the table asked for it.
-    pub fn whole_text(&self) -> Option<String> {
-        let (s, e) = self.scratch.whole?;
-        let v: Value = serde_json::from_str(&self.doc[s..e]).ok()?;
-        Some(text::compact(&v))
+    pub fn whole_text(&self) -> Option<&str> {
+        self.scratch
+            .whole_text
+            .get_or_init(|| {
+                let (s, e) = self.scratch.whole?;
+                let v: Value = serde_json::from_str(&self.doc[s..e]).ok()?;
+                Some(text::compact(&v))
+            })
+            .as_deref()
     }
 
     fn resolve(&self, id: FieldId) -> Resolved {

@@ -4,6 +4,7 @@ pub mod condition;
 mod error;
 pub mod parse;
 pub mod value;
+pub mod lint;
 pub mod yaml;
 
 pub use condition::Cond;

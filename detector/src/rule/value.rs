@@ -266,6 +266,8 @@ pub enum Value {
 /// One `field|modifiers: values` entry of a search, ready to compile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldSpec {
+    /// The entry's key as written (`field|mod|mod`).
+    pub key: String,
     /// The field path; `None` for keywords (search the whole event).
     pub field: Option<String>,
     /// The values; each inner list is one original value's expansion (OR).
@@ -351,6 +353,7 @@ pub(crate) fn parse_entry(
         ));
     }
     let mut spec = FieldSpec {
+        key: key.to_string(),
         field,
         values: Vec::new(),
         all: has("all"),

@@ -1,0 +1,425 @@
+//! Compiled value tests: what one detection entry checks on one field's text.
+//!
+//! The values of an entry are grouped by kind so one test covers many of them: literal
+//! equality is one set lookup, many `contains` needles one Aho-Corasick automaton, many
+//! wildcard patterns one anchored `regex-automata` regex. Case-insensitivity is ASCII-only,
+//! as in the reference oracle (SQLite's NOCASE and LIKE).
+
+use crate::rule::value::{Cidr, CmpOp, Piece, Position, ReFlags, SigmaString, TimePart, Value};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex_automata::meta::Regex;
+use regex_automata::util::syntax;
+use rustc_hash::FxHashSet;
+use std::net::IpAddr;
+
+/// One compiled test over a field's value.
+#[derive(Debug, Clone)]
+pub enum Test {
+    /// Missing or JSON null.
+    Null,
+    /// Present (`true`) or absent (`false`), null counting as present.
+    Exists(bool),
+    /// Any non-null value (`*`).
+    NotNull,
+    /// Equal to one of these (lower-cased when not `cased`).
+    Exact { values: Vec<Box<[u8]>>, cased: bool },
+    /// Equal to one of many (lower-cased when not `cased`).
+    ExactSet { values: FxHashSet<Box<[u8]>>, cased: bool },
+    /// Starts with one of these.
+    Prefix { values: Vec<Box<[u8]>>, cased: bool },
+    /// Ends with one of these.
+    Suffix { values: Vec<Box<[u8]>>, cased: bool },
+    /// Contains one of these.
+    Contains(AhoCorasick),
+    /// Matches one of several wildcard patterns (anchored).
+    Wildcard(Regex),
+    /// `re`: an unanchored regular-expression search.
+    Regex(Regex),
+    /// An IP address inside one of these networks.
+    Cidr(Vec<Cidr>),
+    /// A number compared with a constant.
+    Compare(CmpOp, f64),
+    /// Equal to (or positioned within) another field's value.
+    FieldRef { other: crate::event::FieldId, position: Position, cased: bool },
+}
+
+impl Test {
+    /// Whether the test holds; `value` is the field's text, `None` when missing or null.
+    #[inline]
+    pub fn test(&self, value: Option<&str>, present: bool, other: &dyn Fn(crate::event::FieldId) -> Option<String>) -> bool {
+        match self {
+            Test::Null => value.is_none(),
+            Test::Exists(want) => present == *want,
+            Test::NotNull => value.is_some(),
+            _ => match value {
+                Some(v) => self.test_text(v.as_bytes(), other),
+                None => false,
+            },
+        }
+    }
+
+    fn test_text(&self, v: &[u8], other: &dyn Fn(crate::event::FieldId) -> Option<String>) -> bool {
+        match self {
+            Test::Exact { values, cased } => values.iter().any(|x| eq(x, v, *cased)),
+            Test::ExactSet { values, cased } => {
+                if *cased {
+                    values.contains(v)
+                } else {
+                    values.contains(v.to_ascii_lowercase().as_slice())
+                }
+            }
+            Test::Prefix { values, cased } => values
+                .iter()
+                .any(|x| v.len() >= x.len() && eq(x, &v[..x.len()], *cased)),
+            Test::Suffix { values, cased } => values
+                .iter()
+                .any(|x| v.len() >= x.len() && eq(x, &v[v.len() - x.len()..], *cased)),
+            Test::Contains(ac) => ac.is_match(v),
+            Test::Wildcard(re) | Test::Regex(re) => re.is_match(v),
+            Test::Cidr(nets) => match std::str::from_utf8(v).ok().and_then(|s| s.trim().parse::<IpAddr>().ok()) {
+                Some(ip) => nets.iter().any(|n| n.contains(ip)),
+                None => false,
+            },
+            Test::Compare(op, n) => match std::str::from_utf8(v).ok().and_then(|s| s.trim().parse::<f64>().ok()) {
+                Some(x) => op.test(x, *n),
+                None => false,
+            },
+            Test::FieldRef { other: id, position, cased } => match other(*id) {
+                Some(o) => positioned(v, o.as_bytes(), *position, *cased),
+                None => false,
+            },
+            Test::Null | Test::Exists(_) | Test::NotNull => unreachable!("handled in test()"),
+        }
+    }
+
+    /// A rough cost, so cheap tests run first in a conjunction.
+    pub fn cost(&self) -> u32 {
+        match self {
+            Test::Null | Test::Exists(_) | Test::NotNull => 1,
+            Test::Exact { .. } | Test::ExactSet { .. } => 2,
+            Test::Prefix { .. } | Test::Suffix { .. } | Test::Compare(..) | Test::Cidr(_) => 3,
+            Test::Contains(_) | Test::FieldRef { .. } => 5,
+            Test::Wildcard(_) => 8,
+            Test::Regex(_) => 10,
+        }
+    }
+
+    /// The literal values, lower-cased, when this is case-insensitive equality (for indexing).
+    pub fn exact_values(&self) -> Option<Vec<Box<[u8]>>> {
+        match self {
+            Test::Exact { values, cased: false } => Some(values.clone()),
+            Test::ExactSet { values, cased: false } => Some(values.iter().cloned().collect()),
+            _ => None,
+        }
+    }
+}
+
+#[inline]
+fn eq(rule: &[u8], v: &[u8], cased: bool) -> bool {
+    if cased {
+        rule == v
+    } else {
+        rule.eq_ignore_ascii_case(v)
+    }
+}
+
+fn positioned(v: &[u8], o: &[u8], position: Position, cased: bool) -> bool {
+    let (v, o) = if cased {
+        (v.to_vec(), o.to_vec())
+    } else {
+        (v.to_ascii_lowercase(), o.to_ascii_lowercase())
+    };
+    match position {
+        Position::Whole => v == o,
+        Position::Start => v.starts_with(&o),
+        Position::End => v.ends_with(&o),
+        Position::Anywhere => memchr::memmem::find(&v, &o).is_some(),
+    }
+}
+
+/// Extracts a part of a timestamp as SQLite's `strftime` would (`None` if not a timestamp).
+pub fn time_part(text: &str, part: TimePart) -> Option<String> {
+    use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike};
+    let t = text.trim();
+    let dt: NaiveDateTime = if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        d.naive_utc()
+    } else {
+        let t = t.trim_end_matches('Z');
+        ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+            .or_else(|| NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0))?
+    };
+    Some(match part {
+        TimePart::Minute => dt.minute().to_string(),
+        TimePart::Hour => dt.hour().to_string(),
+        TimePart::Day => dt.day().to_string(),
+        TimePart::Week => dt.format("%W").to_string().parse::<u32>().ok()?.to_string(),
+        TimePart::Month => dt.month().to_string(),
+        TimePart::Year => dt.year().to_string(),
+    })
+}
+
+/// Builds the tests for a list of values that are OR-ed together.
+pub fn build_any(
+    values: &[Value],
+    cased: bool,
+    resolve: &mut dyn FnMut(&str) -> crate::event::FieldId,
+) -> Result<Vec<Test>, String> {
+    let mut exact = Vec::new();
+    let mut prefix = Vec::new();
+    let mut suffix = Vec::new();
+    let mut contains = Vec::new();
+    let mut wild = Vec::new();
+    let mut cidrs = Vec::new();
+    let mut tests = Vec::new();
+    let fold = |b: &[u8]| -> Box<[u8]> {
+        if cased {
+            b.into()
+        } else {
+            b.to_ascii_lowercase().into()
+        }
+    };
+    for v in values {
+        match v {
+            Value::Str(s) => match shape(s) {
+                Shape::Exact(l) => exact.push(fold(&l)),
+                Shape::Prefix(l) => prefix.push(fold(&l)),
+                Shape::Suffix(l) => suffix.push(fold(&l)),
+                Shape::Contains(l) => contains.push(l),
+                Shape::Anything => tests.push(Test::NotNull),
+                Shape::Pattern => wild.push(s.clone()),
+            },
+            Value::Num(n) => exact.push(fold(n.as_bytes())),
+            Value::Bool(b) => {
+                let (word, digit) = if *b { ("true", "1") } else { ("false", "0") };
+                exact.push(fold(word.as_bytes()));
+                exact.push(fold(digit.as_bytes()));
+            }
+            Value::Null => tests.push(Test::Null),
+            Value::Regex(p, f) => tests.push(Test::Regex(build_regex(p, *f)?)),
+            Value::Cidr(c) => cidrs.push(*c),
+            Value::Compare(op, n) => tests.push(Test::Compare(*op, *n)),
+            Value::FieldRef(f, position) => tests.push(Test::FieldRef {
+                other: resolve(f),
+                position: *position,
+                cased,
+            }),
+            Value::Exists(b) => tests.push(Test::Exists(*b)),
+        }
+    }
+    let mut out = Vec::new();
+    match exact.len() {
+        0 => {}
+        1..=8 => out.push(Test::Exact { values: exact, cased }),
+        _ => out.push(Test::ExactSet { values: exact.into_iter().collect(), cased }),
+    }
+    if !prefix.is_empty() {
+        out.push(Test::Prefix { values: prefix, cased });
+    }
+    if !suffix.is_empty() {
+        out.push(Test::Suffix { values: suffix, cased });
+    }
+    if !contains.is_empty() {
+        let ac = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(!cased)
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(&contains)
+            .map_err(|e| format!("cannot build the contains matcher: {e}"))?;
+        out.push(Test::Contains(ac));
+    }
+    if !wild.is_empty() {
+        out.push(Test::Wildcard(build_wildcards(&wild, cased)?));
+    }
+    if !cidrs.is_empty() {
+        out.push(Test::Cidr(cidrs));
+    }
+    out.extend(tests);
+    out.sort_by_key(Test::cost);
+    Ok(out)
+}
+
+enum Shape {
+    Exact(Vec<u8>),
+    Prefix(Vec<u8>),
+    Suffix(Vec<u8>),
+    Contains(Vec<u8>),
+    Anything,
+    Pattern,
+}
+
+/// Recognises the common wildcard shapes that need no regex.
+fn shape(s: &SigmaString) -> Shape {
+    let mut pieces: Vec<&Piece> = Vec::new();
+    for p in &s.pieces {
+        if matches!(p, Piece::Any) && matches!(pieces.last(), Some(Piece::Any)) {
+            continue; // `**` is `*`
+        }
+        pieces.push(p);
+    }
+    match pieces.as_slice() {
+        [] => Shape::Exact(Vec::new()),
+        [Piece::Lit(l)] => Shape::Exact(l.clone()),
+        [Piece::Any] => Shape::Anything,
+        [Piece::Lit(l), Piece::Any] => Shape::Prefix(l.clone()),
+        [Piece::Any, Piece::Lit(l)] => Shape::Suffix(l.clone()),
+        [Piece::Any, Piece::Lit(l), Piece::Any] => Shape::Contains(l.clone()),
+        _ => Shape::Pattern,
+    }
+}
+
+/// One anchored regex for several wildcard patterns.
+fn build_wildcards(patterns: &[SigmaString], cased: bool) -> Result<Regex, String> {
+    let alts: Vec<String> = patterns.iter().map(|p| wildcard_regex(p, cased)).collect();
+    let pattern = format!(r"\A(?:{})\z", alts.join("|"));
+    Regex::builder()
+        .syntax(syntax::Config::new().utf8(false).unicode(false))
+        .configure(Regex::config().utf8_empty(false))
+        .build(&pattern)
+        .map_err(|e| format!("cannot compile wildcard pattern: {e}"))
+}
+
+/// A wildcard pattern as regex syntax over bytes: `*` any bytes, `?` one UTF-8 character.
+fn wildcard_regex(s: &SigmaString, cased: bool) -> String {
+    let mut out = String::new();
+    for p in &s.pieces {
+        match p {
+            Piece::Any => out.push_str(r"(?s:.)*"),
+            // One UTF-8 encoded character, as SQLite's LIKE `_` matches one character.
+            Piece::One => out.push_str(r"(?:[\x00-\x7F]|[\xC0-\xDF][\x80-\xBF]|[\xE0-\xEF][\x80-\xBF]{2}|[\xF0-\xF7][\x80-\xBF]{3})"),
+            Piece::Lit(bytes) => {
+                for &b in bytes {
+                    if !cased && b.is_ascii_alphabetic() {
+                        out.push_str(&format!("[{}{}]", b.to_ascii_lowercase() as char, b.to_ascii_uppercase() as char));
+                    } else {
+                        out.push_str(&format!(r"\x{b:02X}"));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Compiles an `re` value: Python-style search, flags from the modifiers.
+pub fn build_regex(pattern: &str, flags: ReFlags) -> Result<Regex, String> {
+    Regex::builder()
+        .syntax(
+            syntax::Config::new()
+                .case_insensitive(flags.insensitive)
+                .multi_line(flags.multiline)
+                .dot_matches_new_line(flags.dotall),
+        )
+        .build(pattern)
+        .map_err(|e| format!("invalid regular expression '{pattern}': {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::FieldId;
+
+    fn tests_for(values: &[Value], cased: bool) -> Vec<Test> {
+        build_any(values, cased, &mut |_| FieldId(0)).unwrap()
+    }
+
+    fn any(tests: &[Test], v: Option<&str>) -> bool {
+        tests.iter().any(|t| t.test(v, v.is_some(), &|_| None))
+    }
+
+    fn s(text: &str) -> Value {
+        Value::Str(SigmaString::parse(text))
+    }
+
+    #[test]
+    fn equality_ignores_ascii_case_only() {
+        let t = tests_for(&[s("ConsoleLogin")], false);
+        assert!(any(&t, Some("consolelogin")));
+        assert!(!any(&t, Some("ConsoleLogin2")));
+        assert!(!any(&t, None));
+        let t = tests_for(&[s("É")], false);
+        assert!(!any(&t, Some("é")), "NOCASE folds ASCII only");
+        let t = tests_for(&[s("Abc")], true);
+        assert!(!any(&t, Some("abc")));
+    }
+
+    #[test]
+    fn shapes_without_regex() {
+        let t = tests_for(&[s("Update*")], false);
+        assert!(matches!(t[0], Test::Prefix { .. }));
+        assert!(any(&t, Some("updateFunctionConfiguration20150331")));
+        let t = tests_for(&[s("*Suspended*")], false);
+        assert!(any(&t, Some(r#"{"status":"suspended"}"#)));
+        let t = tests_for(&[s("*")], false);
+        assert!(any(&t, Some("")));
+        assert!(!any(&t, None));
+    }
+
+    #[test]
+    fn wildcard_patterns() {
+        let t = tests_for(&[s("a?c*z"), s("x*y*z")], false);
+        assert!(matches!(t[0], Test::Wildcard(_)));
+        assert!(any(&t, Some("ABC123Z")));
+        assert!(any(&t, Some("aéc z")), "? is one character, even a multi-byte one");
+        assert!(any(&t, Some("x-y-z")));
+        assert!(!any(&t, Some("abcz!")));
+        assert!(any(&t, Some("a\nc\nz")), "* crosses newlines");
+        let t = tests_for(&[s(r"a\*b*")], false);
+        assert!(any(&t, Some("a*bcd")));
+        assert!(!any(&t, Some("axbcd")));
+    }
+
+    #[test]
+    fn many_values_become_a_set() {
+        let vals: Vec<Value> = (0..20).map(|i| s(&format!("Event{i}"))).collect();
+        let t = tests_for(&vals, false);
+        assert!(matches!(t[0], Test::ExactSet { .. }));
+        assert!(any(&t, Some("EVENT7")));
+        assert!(!any(&t, Some("Event20")));
+    }
+
+    #[test]
+    fn booleans_numbers_null() {
+        let t = tests_for(&[Value::Bool(true)], false);
+        assert!(any(&t, Some("true")) && any(&t, Some("TRUE")) && any(&t, Some("1")));
+        assert!(!any(&t, Some("false")));
+        let t = tests_for(&[Value::Num("5".into())], false);
+        assert!(any(&t, Some("5")) && !any(&t, Some("5.0")));
+        let t = tests_for(&[Value::Null], false);
+        assert!(any(&t, None) && !any(&t, Some("")));
+    }
+
+    #[test]
+    fn regex_is_an_unanchored_search() {
+        let t = tests_for(&[Value::Regex(".+:assumed-role/aws:.+".into(), ReFlags::default())], false);
+        assert!(any(&t, Some("arn:aws:sts::1:assumed-role/aws:ec2-instance/i-1")));
+        assert!(!any(&t, Some("arn:aws:sts::1:assumed-role/AWS:x")));
+        let t = tests_for(&[Value::Regex("abc".into(), ReFlags { insensitive: true, ..Default::default() })], false);
+        assert!(any(&t, Some("xxABCxx")));
+    }
+
+    #[test]
+    fn numeric_comparison() {
+        let t = tests_for(&[Value::Compare(CmpOp::Gt, 5.0)], false);
+        assert!(any(&t, Some("10")), "numeric, not text, order");
+        assert!(!any(&t, Some("5")) && !any(&t, Some("abc")));
+    }
+
+    #[test]
+    fn cidr_matching() {
+        let t = tests_for(&[Value::Cidr(Cidr::parse("10.0.0.0/8").unwrap())], false);
+        assert!(any(&t, Some("10.20.30.40")));
+        assert!(!any(&t, Some("100.20.30.40")));
+        assert!(!any(&t, Some("AWS Internal")));
+    }
+
+    #[test]
+    fn time_parts_like_sqlite() {
+        assert_eq!(time_part("2024-03-05T07:08:09Z", TimePart::Hour).as_deref(), Some("7"));
+        assert_eq!(time_part("2024-03-05 07:08:09", TimePart::Minute).as_deref(), Some("8"));
+        assert_eq!(time_part("2024-03-05T07:08:09+02:00", TimePart::Hour).as_deref(), Some("5"));
+        assert_eq!(time_part("2024-01-01T00:00:00Z", TimePart::Week).as_deref(), Some("1"));
+        assert_eq!(time_part("2023-01-01T00:00:00Z", TimePart::Week).as_deref(), Some("0"));
+        assert_eq!(time_part("not a time", TimePart::Year), None);
+    }
+}

@@ -1,0 +1,406 @@
+//! The compiled rule set: an immutable program evaluated against decoded events.
+//!
+//! Compiling resolves every field path to a [`FieldId`] once, turns values into grouped
+//! [`Test`]s, orders conjunctions cheapest first, and indexes rules by the `eventName`
+//! (else `eventSource`) values they require, so most rules are never tried on most events.
+
+mod explain;
+pub mod matcher;
+
+pub use explain::{EntryExplain, Explanation, SearchExplain};
+
+use crate::event::{Event, FieldId, FieldTable, FieldValue};
+use crate::rule::value::TimePart;
+use crate::rule::{Cond, Level, Rule, RuleError, SearchBody};
+use matcher::{build_any, time_part, Test};
+use rustc_hash::FxHashMap;
+
+/// One compiled detection entry (`field|modifiers: values`).
+#[derive(Debug, Clone)]
+pub struct Leaf {
+    /// The field, or `None` for keywords (the whole event text).
+    pub field: Option<FieldId>,
+    /// The key as written, for explanations.
+    pub key: String,
+    time_part: Option<TimePart>,
+    /// All groups must hold; a group holds when any of its tests does.
+    groups: Vec<Vec<Test>>,
+    neq: bool,
+    cost: u32,
+}
+
+/// A compiled condition.
+#[derive(Debug, Clone)]
+pub enum Expr {
+    /// One entry.
+    Leaf(u32),
+    /// All hold.
+    And(Vec<Expr>),
+    /// Any holds.
+    Or(Vec<Expr>),
+    /// At least `n` hold.
+    AtLeast(usize, Vec<Expr>),
+    /// Negation.
+    Not(Box<Expr>),
+}
+
+/// A compiled rule: its metadata and program.
+#[derive(Debug, Clone)]
+pub struct CompiledRule {
+    /// The source rule.
+    pub rule: Rule,
+    expr: Expr,
+    /// Each named search's program, for explanations.
+    searches: Vec<(String, Expr)>,
+}
+
+impl CompiledRule {
+    /// The id used in hits and alerts: the Sigma `id`, else the title.
+    pub fn id(&self) -> &str {
+        self.rule.label()
+    }
+
+    /// The level, `medium` when the rule gives none.
+    pub fn level(&self) -> Level {
+        self.rule.level.unwrap_or(Level::Medium)
+    }
+}
+
+/// Reusable buffers for [`RuleSet::matches`].
+#[derive(Debug, Default)]
+pub struct MatchScratch {
+    cands: Vec<u32>,
+    key: Vec<u8>,
+}
+
+/// An immutable, shareable compiled rule set.
+#[derive(Debug)]
+pub struct RuleSet {
+    fields: FieldTable,
+    rules: Vec<CompiledRule>,
+    leaves: Vec<Leaf>,
+    by_name: FxHashMap<Box<[u8]>, Vec<u32>>,
+    by_source: FxHashMap<Box<[u8]>, Vec<u32>>,
+    always: Vec<u32>,
+    event_name: FieldId,
+    event_source: FieldId,
+    /// `eventID`.
+    pub event_id: FieldId,
+    /// `eventTime`.
+    pub event_time: FieldId,
+}
+
+impl RuleSet {
+    /// Compiles rules; any error rejects the whole set (a partial rule set would hide gaps).
+    pub fn compile(rules: Vec<Rule>) -> Result<RuleSet, Vec<RuleError>> {
+        let mut fields = FieldTable::new();
+        let event_name = fields.intern("eventName");
+        let event_source = fields.intern("eventSource");
+        let event_id = fields.intern("eventID");
+        let event_time = fields.intern("eventTime");
+        crate::alert::SummaryFields::register(&mut fields);
+        let mut set = RuleSet {
+            fields: FieldTable::new(),
+            rules: Vec::new(),
+            leaves: Vec::new(),
+            by_name: FxHashMap::default(),
+            by_source: FxHashMap::default(),
+            always: Vec::new(),
+            event_name,
+            event_source,
+            event_id,
+            event_time,
+        };
+        let mut errors = Vec::new();
+        let mut ids: FxHashMap<String, std::path::PathBuf> = FxHashMap::default();
+        for rule in rules {
+            if let Some(id) = &rule.id {
+                if let Some(prev) = ids.insert(id.clone(), rule.file.clone()) {
+                    errors.push(
+                        RuleError::new(&rule.file, rule.line, format!("duplicate rule id, also used in {}", prev.display()))
+                            .with_rule(Some(id)),
+                    );
+                    continue;
+                }
+            }
+            match set.compile_rule(rule, &mut fields) {
+                Ok(()) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        set.fields = fields;
+        set.build_index();
+        Ok(set)
+    }
+
+    fn compile_rule(&mut self, rule: Rule, fields: &mut FieldTable) -> Result<(), RuleError> {
+        let mut searches = Vec::new();
+        for search in &rule.searches {
+            let expr = match &search.body {
+                SearchBody::AllOf(specs) => self.compile_all(specs, fields),
+                SearchBody::AnyOf(alts) => alts
+                    .iter()
+                    .map(|specs| self.compile_all(specs, fields))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Expr::Or),
+            }
+            .map_err(|(line, field, msg)| {
+                RuleError::new(&rule.file, line, msg).with_field(field).with_rule(Some(rule.label()))
+            })?;
+            searches.push((search.name.clone(), expr));
+        }
+        let expr = self.order(cond_expr(&rule.condition, &searches));
+        self.rules.push(CompiledRule { rule, expr, searches });
+        Ok(())
+    }
+
+    fn compile_all(
+        &mut self,
+        specs: &[crate::rule::FieldSpec],
+        fields: &mut FieldTable,
+    ) -> Result<Expr, (usize, String, String)> {
+        let mut items = Vec::new();
+        for spec in specs {
+            let field = match &spec.field {
+                Some(f) => Some(fields.intern(f)),
+                None => {
+                    fields.want_whole_record();
+                    None
+                }
+            };
+            let mut resolve = |p: &str| fields.intern(p);
+            let mut groups = Vec::new();
+            let keyword = spec.field.is_none();
+            let values: Vec<Vec<crate::rule::Value>> = spec
+                .values
+                .iter()
+                .map(|g| g.iter().map(|v| if keyword { keyword_value(v) } else { v.clone() }).collect())
+                .collect();
+            let err = |m: String| (spec.line, spec.key.clone(), m);
+            if spec.all {
+                for g in &values {
+                    groups.push(build_any(g, spec.cased, &mut resolve).map_err(err)?);
+                }
+            } else {
+                let flat: Vec<_> = values.into_iter().flatten().collect();
+                groups.push(build_any(&flat, spec.cased, &mut resolve).map_err(err)?);
+            }
+            let cost = groups.iter().flatten().map(Test::cost).max().unwrap_or(1);
+            self.leaves.push(Leaf {
+                field,
+                key: spec.key.clone(),
+                time_part: spec.time_part,
+                groups,
+                neq: spec.neq,
+                cost,
+            });
+            items.push(Expr::Leaf(self.leaves.len() as u32 - 1));
+        }
+        Ok(if items.len() == 1 { items.remove(0) } else { Expr::And(items) })
+    }
+
+    /// Sorts conjunctions and disjunctions so cheap, selective tests run first.
+    fn order(&self, e: Expr) -> Expr {
+        match e {
+            Expr::And(v) => Expr::And(self.sorted(v)),
+            Expr::Or(v) => Expr::Or(self.sorted(v)),
+            Expr::AtLeast(n, v) => Expr::AtLeast(n, v.into_iter().map(|x| self.order(x)).collect()),
+            Expr::Not(x) => Expr::Not(Box::new(self.order(*x))),
+            leaf => leaf,
+        }
+    }
+
+    fn sorted(&self, v: Vec<Expr>) -> Vec<Expr> {
+        let mut v: Vec<Expr> = v.into_iter().map(|x| self.order(x)).collect();
+        v.sort_by_key(|x| self.cost(x));
+        v
+    }
+
+    fn cost(&self, e: &Expr) -> u32 {
+        match e {
+            Expr::Leaf(i) => self.leaves[*i as usize].cost,
+            Expr::And(v) | Expr::Or(v) | Expr::AtLeast(_, v) => v.iter().map(|x| self.cost(x)).sum(),
+            Expr::Not(x) => self.cost(x),
+        }
+    }
+
+    fn build_index(&mut self) {
+        for (i, r) in self.rules.iter().enumerate() {
+            let i = i as u32;
+            if let Some(names) = self.required(&r.expr, self.event_name) {
+                for n in names {
+                    self.by_name.entry(n).or_default().push(i);
+                }
+            } else if let Some(sources) = self.required(&r.expr, self.event_source) {
+                for s in sources {
+                    self.by_source.entry(s).or_default().push(i);
+                }
+            } else {
+                self.always.push(i);
+            }
+        }
+    }
+
+    /// Values (lower-cased) that `field` must equal for `e` to hold, if such a set exists.
+    fn required(&self, e: &Expr, field: FieldId) -> Option<Vec<Box<[u8]>>> {
+        match e {
+            Expr::Leaf(i) => {
+                let leaf = &self.leaves[*i as usize];
+                if leaf.field != Some(field) || leaf.neq || leaf.time_part.is_some() {
+                    return None;
+                }
+                // Every group must hold; any one group that is pure equality bounds the value.
+                leaf.groups.iter().find_map(|g| {
+                    let mut vals = Vec::new();
+                    for t in g {
+                        vals.extend(t.exact_values()?);
+                    }
+                    Some(vals)
+                })
+            }
+            Expr::And(v) => v
+                .iter()
+                .filter_map(|x| self.required(x, field))
+                .min_by_key(Vec::len),
+            Expr::Or(v) => union(v.iter().map(|x| self.required(x, field))),
+            Expr::AtLeast(n, v) if *n == v.len() => v
+                .iter()
+                .filter_map(|x| self.required(x, field))
+                .min_by_key(Vec::len),
+            Expr::AtLeast(_, v) => union(v.iter().map(|x| self.required(x, field))),
+            Expr::Not(_) => None,
+        }
+    }
+
+    /// The fields the rules read; the decoder captures exactly these.
+    pub fn fields(&self) -> &FieldTable {
+        &self.fields
+    }
+
+    /// The compiled rules, in load order.
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+
+    /// How many rules are indexed by `eventName`, by `eventSource`, and tried on every event.
+    pub fn index_stats(&self) -> (usize, usize, usize) {
+        let uniq = |m: &FxHashMap<Box<[u8]>, Vec<u32>>| {
+            let mut all: Vec<u32> = m.values().flatten().copied().collect();
+            all.sort_unstable();
+            all.dedup();
+            all.len()
+        };
+        (uniq(&self.by_name), uniq(&self.by_source), self.always.len())
+    }
+
+    /// Appends to `hits` the index of every rule that matches `ev`, in rule order.
+    pub fn matches(&self, ev: &Event<'_>, scratch: &mut MatchScratch, hits: &mut Vec<u32>) {
+        hits.clear();
+        let cands = &mut scratch.cands;
+        cands.clear();
+        cands.extend_from_slice(&self.always);
+        for (field, index) in [(self.event_name, &self.by_name), (self.event_source, &self.by_source)] {
+            if index.is_empty() {
+                continue;
+            }
+            if let FieldValue::Text(t) = ev.get(field) {
+                scratch.key.clear();
+                scratch.key.extend(t.bytes().map(|b| b.to_ascii_lowercase()));
+                if let Some(rules) = index.get(scratch.key.as_slice()) {
+                    cands.extend_from_slice(rules);
+                }
+            }
+        }
+        cands.sort_unstable();
+        cands.dedup();
+        for &i in cands.iter() {
+            if self.eval(&self.rules[i as usize].expr, ev) {
+                hits.push(i);
+            }
+        }
+    }
+
+    /// Whether rule `i` matches `ev`, bypassing the index (for explanations and tests).
+    pub fn rule_matches(&self, i: usize, ev: &Event<'_>) -> bool {
+        self.eval(&self.rules[i].expr, ev)
+    }
+
+    fn eval(&self, e: &Expr, ev: &Event<'_>) -> bool {
+        match e {
+            Expr::Leaf(i) => self.eval_leaf(&self.leaves[*i as usize], ev),
+            Expr::And(v) => v.iter().all(|x| self.eval(x, ev)),
+            Expr::Or(v) => v.iter().any(|x| self.eval(x, ev)),
+            Expr::AtLeast(n, v) => v.iter().filter(|x| self.eval(x, ev)).take(*n).count() >= *n,
+            Expr::Not(x) => !self.eval(x, ev),
+        }
+    }
+
+    fn eval_leaf(&self, leaf: &Leaf, ev: &Event<'_>) -> bool {
+        let (value, present) = match leaf.field {
+            Some(f) => match ev.get(f) {
+                FieldValue::Missing => (None, false),
+                FieldValue::Null => (None, true),
+                FieldValue::Text(t) => (Some(t), true),
+            },
+            None => {
+                let t = ev.whole_text();
+                (t, t.is_some())
+            }
+        };
+        let part;
+        let value = match leaf.time_part {
+            Some(p) => {
+                part = value.and_then(|v| time_part(v, p));
+                part.as_deref()
+            }
+            None => value,
+        };
+        let other = |id: FieldId| ev.get(id).text().map(str::to_string);
+        let held = leaf
+            .groups
+            .iter()
+            .all(|g| g.iter().any(|t| t.test(value, present, &other)));
+        held != leaf.neq
+    }
+}
+
+fn union(parts: impl Iterator<Item = Option<Vec<Box<[u8]>>>>) -> Option<Vec<Box<[u8]>>> {
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend(p?);
+    }
+    out.sort();
+    out.dedup();
+    Some(out)
+}
+
+/// Keywords search the event text, so a plain keyword means "contains".
+fn keyword_value(v: &crate::rule::Value) -> crate::rule::Value {
+    use crate::rule::value::{Piece, SigmaString};
+    match v {
+        crate::rule::Value::Str(s) => {
+            let mut pieces = s.pieces.clone();
+            if !matches!(pieces.first(), Some(Piece::Any)) {
+                pieces.insert(0, Piece::Any);
+            }
+            if !matches!(pieces.last(), Some(Piece::Any)) {
+                pieces.push(Piece::Any);
+            }
+            crate::rule::Value::Str(SigmaString { pieces })
+        }
+        other => other.clone(),
+    }
+}
+
+fn cond_expr(c: &Cond, searches: &[(String, Expr)]) -> Expr {
+    match c {
+        Cond::Search(i) => searches[*i].1.clone(),
+        Cond::And(v) => Expr::And(v.iter().map(|x| cond_expr(x, searches)).collect()),
+        Cond::Or(v) => Expr::Or(v.iter().map(|x| cond_expr(x, searches)).collect()),
+        Cond::AtLeast(n, v) => Expr::AtLeast(*n, v.iter().map(|x| cond_expr(x, searches)).collect()),
+        Cond::Not(x) => Expr::Not(Box::new(cond_expr(x, searches))),
+    }
+}

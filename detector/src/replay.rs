@@ -1,0 +1,226 @@
+//! Replay: evaluate historical CloudTrail input and write hits or alerts as JSON lines.
+
+use crate::alert::{Alert, SummaryFields};
+use crate::engine::{MatchScratch, RuleSet};
+use crate::event::{Decoder, Event, FieldValue, Limits};
+use crate::source::file::{open, read_documents, Input, InputError};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, Write};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What replay writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    /// One alert per distinct alert id (the live pipeline's output).
+    Alerts,
+    /// One line per rule hit, with the event's position in the input.
+    Hits,
+}
+
+/// One rule hit, as `--emit hits` writes it.
+#[derive(Debug, Serialize)]
+pub struct Hit<'a> {
+    /// Rule id.
+    pub rule_id: &'a str,
+    /// Rule title.
+    pub rule_title: &'a str,
+    /// Rule level.
+    pub level: &'a str,
+    /// Rule tags.
+    pub tags: &'a [String],
+    /// 0-based position of the event in input order.
+    pub input_index: u64,
+    /// The event's `eventID`.
+    pub event_id: Option<&'a str>,
+    /// The event's `eventTime`.
+    pub event_time: Option<&'a str>,
+}
+
+/// Counts gathered during a replay.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// Records decoded and evaluated.
+    pub events: u64,
+    /// Input errors by kind.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Hits per rule index.
+    pub hits: Vec<u64>,
+    /// Alerts written (after de-duplication).
+    pub alerts: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Total hits.
+    pub fn total_hits(&self) -> u64 {
+        self.hits.iter().sum()
+    }
+
+    /// Total input errors.
+    pub fn total_errors(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// Writes the human summary (to stderr, by the CLI).
+    pub fn write(&self, set: &RuleSet, w: &mut dyn Write) -> io::Result<()> {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        writeln!(
+            w,
+            "replay: {} events in {:.2}s ({:.0} events/s), {} decode errors, {} hits, {} alerts",
+            self.events,
+            secs,
+            self.events as f64 / secs,
+            self.total_errors(),
+            self.total_hits(),
+            self.alerts
+        )?;
+        for (kind, n) in &self.errors {
+            writeln!(w, "  decode errors {kind:>18}: {n}")?;
+        }
+        let mut by_rule: Vec<(usize, u64)> =
+            self.hits.iter().copied().enumerate().filter(|(_, n)| *n > 0).collect();
+        by_rule.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (i, n) in by_rule {
+            let r = &set.rules()[i];
+            writeln!(w, "  {n:>8}  {}  {}", r.id(), r.rule.title)?;
+        }
+        Ok(())
+    }
+}
+
+/// Options of a replay.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// What to write.
+    pub emit: Emit,
+    /// Input limits.
+    pub limits: Limits,
+}
+
+/// Replays `inputs` through `set`, writing to `out`; `on_error` sees every input error.
+///
+/// `progress` is advanced by the bytes read from disk. Stops early only when `out` fails
+/// (a closed pipe included), returning that error.
+pub fn replay(
+    set: &RuleSet,
+    inputs: &[Input],
+    out: &mut dyn Write,
+    opts: &Options,
+    progress: Arc<AtomicU64>,
+    on_error: &mut dyn FnMut(&InputError),
+) -> io::Result<Summary> {
+    let start = Instant::now();
+    let mut decoder = Decoder::new(set.fields(), opts.limits);
+    let mut state = State {
+        set,
+        summary: Summary { hits: vec![0; set.rules().len()], ..Summary::default() },
+        scratch: MatchScratch::default(),
+        hits: Vec::new(),
+        summaries: SummaryFields::of(set),
+        seen_alerts: HashSet::new(),
+        emit: opts.emit,
+        out_error: None,
+        line: Vec::with_capacity(512),
+    };
+    for input in inputs {
+        let reader = match open(input, progress.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                let err = InputError {
+                    location: crate::source::file::Location { source: input.name(), line: 0 },
+                    kind: crate::source::file::InputErrorKind::Io(e.to_string()),
+                };
+                state.count_error(&err);
+                on_error(&err);
+                continue;
+            }
+        };
+        read_documents(&input.name(), reader, &mut decoder, &mut |item, _| match item {
+            Ok(ev) => state.event(ev, out),
+            Err(e) => {
+                state.count_error(&e);
+                on_error(&e);
+            }
+        });
+        if let Some(e) = state.out_error.take() {
+            return Err(e);
+        }
+    }
+    state.summary.elapsed = start.elapsed();
+    Ok(state.summary)
+}
+
+struct State<'s> {
+    set: &'s RuleSet,
+    summary: Summary,
+    scratch: MatchScratch,
+    hits: Vec<u32>,
+    summaries: SummaryFields,
+    seen_alerts: HashSet<String>,
+    emit: Emit,
+    out_error: Option<io::Error>,
+    line: Vec<u8>,
+}
+
+impl State<'_> {
+    fn count_error(&mut self, e: &InputError) {
+        let kind = match &e.kind {
+            crate::source::file::InputErrorKind::Decode(d) => d.kind(),
+            crate::source::file::InputErrorKind::Io(_) => "io",
+        };
+        *self.summary.errors.entry(kind).or_default() += 1;
+    }
+
+    fn event(&mut self, ev: &Event<'_>, out: &mut dyn Write) {
+        let index = self.summary.events;
+        self.summary.events += 1;
+        if self.out_error.is_some() {
+            return;
+        }
+        self.set.matches(ev, &mut self.scratch, &mut self.hits);
+        for k in 0..self.hits.len() {
+            let i = self.hits[k] as usize;
+            self.summary.hits[i] += 1;
+            let rule = &self.set.rules()[i];
+            self.line.clear();
+            let written = match self.emit {
+                Emit::Hits => {
+                    let text = |f| match ev.get(f) {
+                        FieldValue::Text(t) => Some(t),
+                        _ => None,
+                    };
+                    let hit = Hit {
+                        rule_id: rule.id(),
+                        rule_title: &rule.rule.title,
+                        level: rule.level().as_str(),
+                        tags: &rule.rule.tags,
+                        input_index: index,
+                        event_id: text(self.set.event_id),
+                        event_time: text(self.set.event_time),
+                    };
+                    serde_json::to_writer(&mut self.line, &hit).map(|_| true)
+                }
+                Emit::Alerts => {
+                    let alert = Alert::for_hit(rule, self.summaries.summarize(ev));
+                    if self.seen_alerts.insert(alert.alert_id.clone()) {
+                        self.summary.alerts += 1;
+                        serde_json::to_writer(&mut self.line, &alert).map(|_| true)
+                    } else {
+                        Ok(false)
+                    }
+                }
+            };
+            if let Ok(true) = written {
+                self.line.push(b'\n');
+                if let Err(e) = out.write_all(&self.line) {
+                    self.out_error = Some(e);
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Historical input: files, directories (the S3 `AWSLogs/...` layout included), `.gz`, stdin.
+//!
+//! A file is JSON lines (one document a line, streamed) or one JSON document (a CloudTrail log
+//! file, an array, a pretty-printed record). Every document goes through the same [`Decoder`]
+//! as live messages. A bad line is reported with its file and line and reading goes on.
+
+use crate::event::{DecodeError, Decoder, Event};
+use flate2::read::MultiGzDecoder;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// Where a record or an error came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file path, or `-` for stdin.
+    pub source: String,
+    /// 1-based line of the document in the (decompressed) file.
+    pub line: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.source, self.line)
+    }
+}
+
+/// Something in the input that could not be read, with where it was.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{location}: {kind}")]
+pub struct InputError {
+    /// Where.
+    pub location: Location,
+    /// What.
+    pub kind: InputErrorKind,
+}
+
+/// What went wrong reading input.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InputErrorKind {
+    /// A document or record could not be decoded.
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    /// The file could not be read (I/O error, corrupt gzip); the rest of it is skipped.
+    #[error("read error, rest of file skipped: {0}")]
+    Io(String),
+}
+
+/// One input to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A file.
+    File(PathBuf),
+    /// Standard input.
+    Stdin,
+}
+
+impl Input {
+    /// The name used in messages.
+    pub fn name(&self) -> String {
+        match self {
+            Input::File(p) => p.display().to_string(),
+            Input::Stdin => "-".into(),
+        }
+    }
+
+    /// The size on disk, when known.
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            Input::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+            Input::Stdin => None,
+        }
+    }
+}
+
+/// Expands arguments into inputs: `-` is stdin, directories are walked recursively in name
+/// order for CloudTrail files (`.json`, `.jsonl`, `.ndjson`, each optionally `.gz`), skipping
+/// hidden entries and `CloudTrail-Digest` folders (digests are not events).
+pub fn expand_inputs(args: &[PathBuf]) -> Result<Vec<Input>, String> {
+    let mut out = Vec::new();
+    for a in args {
+        if a.as_os_str() == "-" {
+            out.push(Input::Stdin);
+        } else if a.is_dir() {
+            let mut files: Vec<PathBuf> = walkdir::WalkDir::new(a)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_entry(|e| {
+                    let name = e.file_name().to_string_lossy();
+                    e.depth() == 0 || (!name.starts_with('.') && name != "CloudTrail-Digest")
+                })
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_file() && is_event_file(e.path()))
+                .map(|e| e.into_path())
+                .collect();
+            files.sort();
+            out.extend(files.into_iter().map(Input::File));
+        } else if a.is_file() {
+            out.push(Input::File(a.clone()));
+        } else {
+            return Err(format!("{}: no such file or directory", a.display()));
+        }
+    }
+    Ok(out)
+}
+
+fn is_event_file(p: &Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = name.strip_suffix(".gz").unwrap_or(name);
+    name.ends_with(".json") || name.ends_with(".jsonl") || name.ends_with(".ndjson")
+}
+
+/// Counts bytes read from the underlying (compressed) file, for progress.
+pub struct Counting<R> {
+    inner: R,
+    /// Bytes read so far.
+    pub count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Opens an input, transparently gunzipping (by magic number, not by name).
+pub fn open(input: &Input, progress: std::sync::Arc<std::sync::atomic::AtomicU64>) -> io::Result<Box<dyn BufRead>> {
+    let raw: Box<dyn Read> = match input {
+        Input::File(p) => Box::new(File::open(p)?),
+        Input::Stdin => Box::new(io::stdin()),
+    };
+    let mut reader = BufReader::with_capacity(256 << 10, Counting { inner: raw, count: progress });
+    let gz = reader.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    Ok(if gz {
+        Box::new(BufReader::with_capacity(256 << 10, MultiGzDecoder::new(reader)))
+    } else {
+        Box::new(reader)
+    })
+}
+
+/// Reads every document of `reader`, handing each record (or error) to `sink` with its location.
+pub fn read_documents(
+    name: &str,
+    mut reader: Box<dyn BufRead>,
+    decoder: &mut Decoder<'_>,
+    sink: &mut dyn FnMut(Result<&Event<'_>, InputError>, &Location),
+) {
+    let limit = decoder.limits().max_document_bytes;
+    let mut loc = Location { source: name.to_string(), line: 0 };
+    let mut buf = Vec::with_capacity(64 << 10);
+    let mut first = true;
+    loop {
+        buf.clear();
+        loc.line += 1;
+        let read = match read_line_limited(&mut reader, &mut buf, limit) {
+            Ok(r) => r,
+            Err(e) => {
+                let err = InputError { location: loc.clone(), kind: InputErrorKind::Io(e.to_string()) };
+                sink(Err(err), &loc);
+                return;
+            }
+        };
+        match read {
+            Line::Eof => return,
+            Line::TooLong(size) => {
+                let kind = DecodeError::TooLarge { size, limit };
+                sink(Err(InputError { location: loc.clone(), kind: kind.into() }), &loc);
+                continue;
+            }
+            Line::Ok => {}
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if first && starts_multiline_document(&buf) {
+            // One document over many lines (pretty-printed): read it whole.
+            first = false;
+            let start_line = loc.line;
+            match slurp_rest(&mut reader, &mut buf, limit) {
+                Ok(lines) => {
+                    let at = Location { source: name.to_string(), line: start_line };
+                    decode_one(decoder, &buf, &at, sink);
+                    loc.line += lines;
+                }
+                Err(e) => sink(Err(InputError { location: loc.clone(), kind: e }), &loc),
+            }
+            continue;
+        }
+        first = false;
+        decode_one(decoder, &buf, &loc, sink);
+    }
+}
+
+/// A first line that opens a document and does not close it: `{`, `[`, or `{"Records": [`.
+fn starts_multiline_document(line: &[u8]) -> bool {
+    let t = String::from_utf8_lossy(line);
+    let t = t.trim();
+    if !(t.starts_with('{') || t.starts_with('[')) {
+        return false;
+    }
+    let v: Result<serde_json::Value, _> = serde_json::from_str(t);
+    matches!(v, Err(e) if e.is_eof())
+}
+
+fn decode_one(
+    decoder: &mut Decoder<'_>,
+    doc: &[u8],
+    loc: &Location,
+    sink: &mut dyn FnMut(Result<&Event<'_>, InputError>, &Location),
+) {
+    let result = decoder.decode(doc, &mut |item| match item {
+        Ok(ev) => sink(Ok(ev), loc),
+        Err(e) => sink(Err(InputError { location: loc.clone(), kind: e.into() }), loc),
+    });
+    if let Err(e) = result {
+        sink(Err(InputError { location: loc.clone(), kind: e.into() }), loc);
+    }
+}
+
+enum Line {
+    Ok,
+    Eof,
+    TooLong(usize),
+}
+
+/// Reads one line into `buf` without ever holding more than `limit` bytes of it.
+fn read_line_limited(r: &mut dyn BufRead, buf: &mut Vec<u8>, limit: usize) -> io::Result<Line> {
+    let mut total = 0usize;
+    let mut over = false;
+    loop {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(if total == 0 {
+                Line::Eof
+            } else if over {
+                Line::TooLong(total)
+            } else {
+                Line::Ok
+            });
+        }
+        let (take, done) = match memchr::memchr(b'\n', chunk) {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        total += take;
+        if !over && total > limit {
+            over = true;
+            buf.clear();
+        }
+        if !over {
+            buf.extend_from_slice(&chunk[..take]);
+        }
+        r.consume(take);
+        if done {
+            return Ok(if over { Line::TooLong(total) } else { Line::Ok });
+        }
+    }
+}
+
+/// Appends the rest of the reader to `buf`, up to `limit`; returns the lines read.
+fn slurp_rest(r: &mut dyn BufRead, buf: &mut Vec<u8>, limit: usize) -> Result<usize, InputErrorKind> {
+    let mut rest = Vec::new();
+    r.take((limit.saturating_sub(buf.len()) + 1) as u64)
+        .read_to_end(&mut rest)
+        .map_err(|e| InputErrorKind::Io(e.to_string()))?;
+    buf.extend_from_slice(&rest);
+    if buf.len() > limit {
+        return Err(DecodeError::TooLarge { size: buf.len(), limit }.into());
+    }
+    Ok(memchr::memchr_iter(b'\n', &rest).count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{FieldTable, Limits};
+
+    fn run(text: &[u8], limits: Limits) -> (Vec<String>, Vec<String>) {
+        let mut fields = FieldTable::new();
+        let name = fields.intern("eventName");
+        let mut decoder = Decoder::new(&fields, limits);
+        let mut names = Vec::new();
+        let mut errors = Vec::new();
+        let reader: Box<dyn BufRead> = Box::new(io::Cursor::new(text.to_vec()));
+        read_documents("t", reader, &mut decoder, &mut |item, _| match item {
+            Ok(ev) => names.push(ev.get(name).text().unwrap_or("-").to_string()),
+            Err(e) => errors.push(e.to_string()),
+        });
+        (names, errors)
+    }
+
+    #[test]
+    fn json_lines_with_bad_lines_in_between() {
+        let text = b"{\"eventName\":\"A\"}\n{\"eventName\":\n\n{\"eventName\":\"B\"}\nnot json\n[1]\n";
+        let (names, errors) = run(text, Limits::default());
+        assert_eq!(names, vec!["A", "B"]);
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].starts_with("t:2: truncated JSON"), "{}", errors[0]);
+        assert!(errors[1].starts_with("t:5: invalid JSON"), "{}", errors[1]);
+        assert!(errors[2].starts_with("t:6: expected a CloudTrail record"), "{}", errors[2]);
+    }
+
+    #[test]
+    fn pretty_printed_log_file() {
+        let text = b"{\n  \"Records\": [\n    {\"eventName\": \"A\"},\n    {\"eventName\": \"B\"}\n  ]\n}\n";
+        let (names, errors) = run(text, Limits::default());
+        assert_eq!(names, vec!["A", "B"]);
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn oversized_line_is_skipped_not_slurped() {
+        let big = format!("{{\"eventName\":\"{}\"}}\n{{\"eventName\":\"ok\"}}\n", "x".repeat(5000));
+        let limits = Limits { max_document_bytes: 1000, ..Limits::default() };
+        let (names, errors) = run(big.as_bytes(), limits);
+        assert_eq!(names, vec!["ok"]);
+        assert!(errors[0].contains("over the limit of 1000 bytes"), "{errors:?}");
+    }
+
+    #[test]
+    fn gzip_by_magic_number() {
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.json.gz");
+        let mut enc = GzEncoder::new(File::create(&path).unwrap(), flate2::Compression::fast());
+        enc.write_all(b"{\"Records\":[{\"eventName\":\"Z\"}]}").unwrap();
+        enc.finish().unwrap();
+        let mut fields = FieldTable::new();
+        let name = fields.intern("eventName");
+        let mut decoder = Decoder::new(&fields, Limits::default());
+        let reader = open(&Input::File(path), Default::default()).unwrap();
+        let mut names = Vec::new();
+        read_documents("x", reader, &mut decoder, &mut |item, _| {
+            names.push(item.unwrap().get(name).text().unwrap().to_string())
+        });
+        assert_eq!(names, vec!["Z"]);
+    }
+
+    #[test]
+    fn truncated_gzip_reports_an_io_error() {
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.json.gz");
+        let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        for _ in 0..1000 {
+            enc.write_all(b"{\"eventName\":\"Z\"}\n").unwrap();
+        }
+        let bytes = enc.finish().unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let mut fields = FieldTable::new();
+        fields.intern("eventName");
+        let mut decoder = Decoder::new(&fields, Limits::default());
+        let reader = open(&Input::File(path), Default::default()).unwrap();
+        let (mut ok, mut errs) = (0, Vec::new());
+        read_documents("x", reader, &mut decoder, &mut |item, _| match item {
+            Ok(_) => ok += 1,
+            Err(e) => errs.push(e),
+        });
+        assert!(ok > 0 && ok < 1000, "{ok}");
+        assert!(errs.iter().any(|e| matches!(e.kind, InputErrorKind::Io(_))), "{errs:?}");
+    }
+
+    #[test]
+    fn directory_walk_follows_s3_layout_and_skips_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = dir.path().join("AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/02");
+        let digest = dir.path().join("AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2024/01/02");
+        std::fs::create_dir_all(&day).unwrap();
+        std::fs::create_dir_all(&digest).unwrap();
+        std::fs::write(day.join("b.json.gz"), b"").unwrap();
+        std::fs::write(day.join("a.json"), b"").unwrap();
+        std::fs::write(day.join("notes.txt"), b"").unwrap();
+        std::fs::write(digest.join("d.json.gz"), b"").unwrap();
+        let inputs = expand_inputs(&[dir.path().to_path_buf()]).unwrap();
+        let names: Vec<String> = inputs
+            .iter()
+            .map(|i| match i {
+                Input::File(p) => p.file_name().unwrap().to_string_lossy().into_owned(),
+                Input::Stdin => "-".into(),
+            })
+            .collect();
+        assert_eq!(names, vec!["a.json", "b.json.gz"]);
+        assert!(expand_inputs(&[PathBuf::from("/no/such/path")]).is_err());
+    }
+}

@@ -1,0 +1,3 @@
+//! Where events come from; each source hands documents to the decoder.
+
+pub mod file;
