@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use trailwatch::alert::SummaryFields;
 use trailwatch::engine::RuleSet;
 use trailwatch::event::{Decoder, Limits};
 use trailwatch::replay::{self, Emit};
@@ -163,7 +164,9 @@ fn print_rule_errors(errors: &[RuleError]) {
 }
 
 fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
-    let Some(set) = compile_rules(&a.rules)? else { return Ok(ExitCode::from(2)) };
+    let Some(mut set) = compile_rules(&a.rules)? else { return Ok(ExitCode::from(2)) };
+    // Hits name only the rule and the event; alerts also carry the event's summary fields.
+    let summaries = matches!(a.emit, EmitArg::Alerts).then(|| SummaryFields::register(&mut set));
     let inputs = file::expand_inputs(&a.inputs).map_err(anyhow::Error::msg)?;
     let mut out: Box<dyn Write> = match &a.output {
         Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
@@ -176,6 +179,7 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             EmitArg::Hits => Emit::Hits,
         },
         limits: Limits { max_document_bytes: a.max_document_bytes, ..Limits::default() },
+        summaries,
     };
     let progress = Arc::new(AtomicU64::new(0));
     let total: u64 = inputs.iter().filter_map(Input::size).sum();

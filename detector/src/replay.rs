@@ -97,6 +97,8 @@ impl Summary {
 pub struct Options {
     /// What to write.
     pub emit: Emit,
+    /// The fields alerts carry (registered with [`SummaryFields::register`]); needed for alerts.
+    pub summaries: Option<SummaryFields>,
     /// Input limits.
     pub limits: Limits,
 }
@@ -115,16 +117,18 @@ pub fn replay(
 ) -> io::Result<Summary> {
     let start = Instant::now();
     let mut decoder = Decoder::new(set.fields(), opts.limits);
+    let summaries = &opts.summaries;
     let mut state = State {
         set,
         summary: Summary { hits: vec![0; set.rules().len()], ..Summary::default() },
         scratch: MatchScratch::default(),
         hits: Vec::new(),
-        summaries: SummaryFields::of(set),
+        summaries: summaries.clone(),
         seen_alerts: HashSet::new(),
         emit: opts.emit,
         out_error: None,
         line: Vec::with_capacity(512),
+        hit_prefixes: hit_prefixes(set),
     };
     for input in inputs {
         let reader = match open(input, progress.clone()) {
@@ -159,11 +163,34 @@ struct State<'s> {
     summary: Summary,
     scratch: MatchScratch,
     hits: Vec<u32>,
-    summaries: SummaryFields,
+    summaries: Option<SummaryFields>,
     seen_alerts: HashSet<String>,
     emit: Emit,
     out_error: Option<io::Error>,
     line: Vec<u8>,
+    hit_prefixes: Vec<Vec<u8>>,
+}
+
+/// `{"rule_id":…,"rule_title":…,"level":…,"tags":[…],"input_index":` for each rule.
+fn hit_prefixes(set: &RuleSet) -> Vec<Vec<u8>> {
+    set.rules()
+        .iter()
+        .map(|r| {
+            let hit = Hit {
+                rule_id: r.id(),
+                rule_title: &r.rule.title,
+                level: r.level().as_str(),
+                tags: &r.rule.tags,
+                input_index: 0,
+                event_id: None,
+                event_time: None,
+            };
+            let mut text = serde_json::to_vec(&hit).unwrap_or_default();
+            let cut = memchr::memmem::find(&text, b"\"input_index\":0").unwrap_or(text.len());
+            text.truncate(cut + b"\"input_index\":".len());
+            text
+        })
+        .collect()
 }
 
 impl State<'_> {
@@ -193,19 +220,25 @@ impl State<'_> {
                         FieldValue::Text(t) => Some(t),
                         _ => None,
                     };
-                    let hit = Hit {
-                        rule_id: rule.id(),
-                        rule_title: &rule.rule.title,
-                        level: rule.level().as_str(),
-                        tags: &rule.rule.tags,
-                        input_index: index,
-                        event_id: text(self.set.event_id),
-                        event_time: text(self.set.event_time),
-                    };
-                    serde_json::to_writer(&mut self.line, &hit).map(|_| true)
+                    // The rule's part of the line never changes: write it pre-serialized.
+                    self.line.extend_from_slice(&self.hit_prefixes[i]);
+                    self.line.extend_from_slice(index.to_string().as_bytes());
+                    self.line.extend_from_slice(b",\"event_id\":");
+                    serde_json::to_writer(&mut self.line, &text(self.set.event_id))
+                        .and_then(|_| {
+                            self.line.extend_from_slice(b",\"event_time\":");
+                            serde_json::to_writer(&mut self.line, &text(self.set.event_time))
+                        })
+                        .map(|_| {
+                            self.line.push(b'}');
+                            true
+                        })
                 }
                 Emit::Alerts => {
-                    let alert = Alert::for_hit(rule, self.summaries.summarize(ev));
+                    let Some(summaries) = &self.summaries else {
+                        return;
+                    };
+                    let alert = Alert::for_hit(rule, summaries.summarize(ev));
                     if self.seen_alerts.insert(alert.alert_id.clone()) {
                         self.summary.alerts += 1;
                         serde_json::to_writer(&mut self.line, &alert).map(|_| true)

@@ -5,7 +5,7 @@
 //! `responseElements`, user agents, error messages) are never copied: they may hold PHI.
 
 use crate::engine::{CompiledRule, RuleSet};
-use crate::event::{Event, FieldId, FieldTable, FieldValue};
+use crate::event::{Event, FieldId, FieldValue};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -29,15 +29,9 @@ pub const SUMMARY_FIELDS: &[&str] = &[
 pub struct SummaryFields(Vec<FieldId>);
 
 impl SummaryFields {
-    /// Registers the summary fields in `fields` (before decoding starts).
-    pub fn register(fields: &mut FieldTable) -> Self {
-        SummaryFields(SUMMARY_FIELDS.iter().map(|f| fields.intern(f)).collect())
-    }
-
-    /// Looks the summary fields up in a compiled set (they are always registered).
-    pub fn of(set: &RuleSet) -> Self {
-        let f = set.fields();
-        SummaryFields(SUMMARY_FIELDS.iter().filter_map(|p| f.get(p)).collect())
+    /// Makes `set` capture the summary fields (before decoding starts).
+    pub fn register(set: &mut RuleSet) -> Self {
+        SummaryFields(set.capture(SUMMARY_FIELDS))
     }
 
     fn text(&self, ev: &Event<'_>, i: usize) -> Option<String> {

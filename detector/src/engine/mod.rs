@@ -98,7 +98,6 @@ impl RuleSet {
         let event_source = fields.intern("eventSource");
         let event_id = fields.intern("eventID");
         let event_time = fields.intern("eventTime");
-        crate::alert::SummaryFields::register(&mut fields);
         let mut set = RuleSet {
             fields: FieldTable::new(),
             rules: Vec::new(),
@@ -278,6 +277,11 @@ impl RuleSet {
     /// The fields the rules read; the decoder captures exactly these.
     pub fn fields(&self) -> &FieldTable {
         &self.fields
+    }
+
+    /// Asks the decoder to capture more fields (what alerts carry), before the set is shared.
+    pub fn capture(&mut self, paths: &[&str]) -> Vec<FieldId> {
+        paths.iter().map(|p| self.fields.intern(p)).collect()
     }
 
     /// The compiled rules, in load order.

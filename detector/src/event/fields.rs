@@ -38,9 +38,34 @@ pub(crate) struct Trie {
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TrieNode {
-    pub children: FxHashMap<Box<str>, u32>,
+    /// Children sorted by key length; `by_len[n]` is the range of keys of length `n`.
+    /// Most keys of an event are not wanted, and a length check rejects them without hashing.
+    children: Vec<(Box<[u8]>, u32)>,
+    by_len: Vec<(u32, u32)>,
     /// Some field ends here, so the whole value is captured.
     pub terminal: bool,
+}
+
+impl TrieNode {
+    fn get(&self, key: &[u8]) -> Option<u32> {
+        let &(start, end) = self.by_len.get(key.len())?;
+        self.children[start as usize..end as usize]
+            .iter()
+            .find(|(k, _)| **k == *key)
+            .map(|&(_, id)| id)
+    }
+
+    fn insert(&mut self, key: &[u8], id: u32) {
+        self.children.push((key.into(), id));
+        self.children.sort_by_key(|(k, _)| k.len());
+        let max = self.children.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        self.by_len = vec![(0, 0); max + 1];
+        for len in 0..=max {
+            let start = self.children.partition_point(|(k, _)| k.len() < len);
+            let end = self.children.partition_point(|(k, _)| k.len() <= len);
+            self.by_len[len] = (start as u32, end as u32);
+        }
+    }
 }
 
 impl Default for Trie {
@@ -53,18 +78,19 @@ impl Default for Trie {
 
 impl Trie {
     fn child(&mut self, parent: u32, key: &str) -> u32 {
-        if let Some(&id) = self.nodes[parent as usize].children.get(key) {
+        if let Some(id) = self.lookup(parent, key) {
             return id;
         }
         let id = self.nodes.len() as u32;
         self.nodes.push(TrieNode::default());
-        self.nodes[parent as usize].children.insert(key.into(), id);
+        self.nodes[parent as usize].insert(key.as_bytes(), id);
         id
     }
 
     /// The child of `parent` reached by `key`.
+    #[inline]
     pub fn lookup(&self, parent: u32, key: &str) -> Option<u32> {
-        self.nodes[parent as usize].children.get(key).copied()
+        self.nodes[parent as usize].get(key.as_bytes())
     }
 }
 

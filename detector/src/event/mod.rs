@@ -53,6 +53,8 @@ pub struct Scratch {
     pub(crate) caps: Vec<Cap>,
     pub(crate) touched: Vec<u32>,
     values: Vec<OnceCell<Resolved>>,
+    /// Fields resolved for the current event, so a reset clears only those.
+    resolved: std::cell::RefCell<Vec<u32>>,
     parsed: Vec<OnceCell<Option<Value>>>,
     pub(crate) whole: Option<(usize, usize)>,
     whole_text: OnceCell<Option<String>>,
@@ -89,12 +91,12 @@ impl Scratch {
         self.touched.clear();
         if self.values.len() != fields.len() {
             self.values = (0..fields.len()).map(|_| OnceCell::new()).collect();
+            self.resolved.get_mut().clear();
         } else {
-            for v in &mut self.values {
-                if v.get().is_some() {
-                    *v = OnceCell::new();
-                }
+            for &f in self.resolved.get_mut().iter() {
+                self.values[f as usize] = OnceCell::new();
             }
+            self.resolved.get_mut().clear();
         }
         self.whole = None;
         self.whole_text = OnceCell::new();
@@ -131,7 +133,10 @@ impl<'a> Event<'a> {
 
     /// The value of a field, resolved on first use and cached for the event.
     pub fn get(&self, id: FieldId) -> FieldValue<'_> {
-        let resolved = self.scratch.values[id.0 as usize].get_or_init(|| self.resolve(id));
+        let resolved = self.scratch.values[id.0 as usize].get_or_init(|| {
+            self.scratch.resolved.borrow_mut().push(id.0);
+            self.resolve(id)
+        });
         match resolved {
             Resolved::Missing => FieldValue::Missing,
             Resolved::Null => FieldValue::Null,
