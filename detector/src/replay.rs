@@ -209,6 +209,9 @@ impl State<'_> {
             return;
         }
         self.set.matches(ev, &mut self.scratch, &mut self.hits);
+        if ev.had_unreadable_value() {
+            *self.summary.errors.entry("unreadable_value").or_default() += 1;
+        }
         for k in 0..self.hits.len() {
             let i = self.hits[k] as usize;
             self.summary.hits[i] += 1;

@@ -706,3 +706,215 @@ impl<'de> Visitor<'de> for RecordElem<'_, '_> {
         Ok(Err("null"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::FieldValue;
+
+    /// Decodes `doc` and returns, per record, the requested fields' values (or the error).
+    fn decode(doc: &str, paths: &[&str]) -> (Vec<Vec<String>>, Vec<String>, Result<(), DecodeError>) {
+        let mut fields = FieldTable::new();
+        let ids: Vec<_> = paths.iter().map(|p| fields.intern(p)).collect();
+        let mut d = Decoder::new(&fields, Limits::default());
+        let mut records = Vec::new();
+        let mut errors = Vec::new();
+        let r = d.decode(doc.as_bytes(), &mut |item| match item {
+            Ok(ev) => records.push(
+                ids.iter()
+                    .map(|&id| match ev.get(id) {
+                        FieldValue::Missing => "<missing>".to_string(),
+                        FieldValue::Null => "<null>".to_string(),
+                        FieldValue::Text(t) => t.to_string(),
+                    })
+                    .collect(),
+            ),
+            Err(e) => errors.push(e.to_string()),
+        });
+        (records, errors, r)
+    }
+
+    #[test]
+    fn bare_record_fields_and_texts() {
+        let doc = r#"{"eventName":"A","readOnly":true,"n":12,"f":1.5,"z":null,"s":"x\"y","o":{"b": 1, "a": [1, 2]},"userIdentity":{"type":"Root"}}"#;
+        let (recs, errs, r) = decode(doc, &["eventName", "readOnly", "n", "f", "z", "s", "o", "userIdentity.type", "nope", "userIdentity.nope"]);
+        assert!(r.is_ok() && errs.is_empty());
+        assert_eq!(
+            recs,
+            vec![vec!["A", "true", "12", "1.5", "<null>", "x\"y", r#"{"b":1,"a":[1,2]}"#, "Root", "<missing>", "<missing>"]]
+        );
+    }
+
+    #[test]
+    fn log_file_records_in_order() {
+        let doc = r#"{"Records":[{"eventName":"A"},{"eventName":"B"},7,{"eventName":"C"}]}"#;
+        let (recs, errs, r) = decode(doc, &["eventName"]);
+        assert!(r.is_ok());
+        assert_eq!(recs, vec![vec!["A"], vec!["B"], vec!["C"]]);
+        assert_eq!(errs, vec!["expected a CloudTrail record (a JSON object), found a number"]);
+    }
+
+    #[test]
+    fn eventbridge_envelope_yields_detail() {
+        let doc = r#"{"version":"0","detail-type":"AWS API Call via CloudTrail","source":"aws.s3","detail":{"eventName":"PutBucketAcl","eventSource":"s3.amazonaws.com"}}"#;
+        let (recs, _, r) = decode(doc, &["eventName", "source"]);
+        assert!(r.is_ok());
+        assert_eq!(recs, vec![vec!["PutBucketAcl", "<missing>"]]);
+        let other = r#"{"detail-type":"EC2 Instance State-change Notification","detail":{"state":"running"}}"#;
+        let (recs, _, r) = decode(other, &["eventName"]);
+        assert!(recs.is_empty());
+        assert!(matches!(r, Err(DecodeError::NotCloudTrail { .. })));
+    }
+
+    #[test]
+    fn sns_notification_wraps_anything() {
+        let inner = r#"{"detail-type":"AWS Console Sign In via CloudTrail","detail":{"eventName":"ConsoleLogin"}}"#;
+        let doc = serde_json::json!({"Type": "Notification", "MessageId": "m", "Message": inner}).to_string();
+        let (recs, _, r) = decode(&doc, &["eventName"]);
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(recs, vec![vec!["ConsoleLogin"]]);
+        let records = serde_json::json!({"Type": "Notification", "Message": r#"{"Records":[{"eventName":"X"},{"eventName":"Y"}]}"#}).to_string();
+        assert_eq!(decode(&records, &["eventName"]).0.len(), 2);
+        let bad = r#"{"Type":"Notification","Message":"{not json"}"#;
+        assert!(matches!(decode(bad, &["eventName"]).2, Err(DecodeError::Truncated { .. } | DecodeError::Syntax { .. })));
+    }
+
+    #[test]
+    fn nested_notifications_are_bounded() {
+        let mut doc = r#"{"eventName":"deep"}"#.to_string();
+        for _ in 0..6 {
+            doc = serde_json::json!({"Type": "Notification", "Message": doc}).to_string();
+        }
+        assert!(matches!(decode(&doc, &["eventName"]).2, Err(DecodeError::EnvelopeTooDeep { limit: 4 })));
+    }
+
+    #[test]
+    fn oracle_path_rules() {
+        // A top-level key spelled with dots wins over the nested path.
+        let (recs, _, _) = decode(r#"{"a.b":"lit","a":{"b":"nested"}}"#, &["a.b"]);
+        assert_eq!(recs, vec![vec!["lit"]]);
+        // Arrays on the way are crossed: one value stands alone, several become a JSON list.
+        let doc = r#"{"rp":{"items":[{"v":"x"},{"v":"y"},{"w":1}]},"one":[{"v":"only"}]}"#;
+        let (recs, _, _) = decode(doc, &["rp.items.v", "one.v"]);
+        assert_eq!(recs, vec![vec![r#"["x","y"]"#, "only"]]);
+        // A whole object and a path inside it, both wanted.
+        let doc = r#"{"requestParameters":{"attribute":"userData","x":[1]}}"#;
+        let (recs, _, _) = decode(doc, &["requestParameters", "requestParameters.attribute"]);
+        assert_eq!(recs, vec![vec![r#"{"attribute":"userData","x":[1]}"#, "userData"]]);
+        // Duplicate keys: the last one wins, as in Python.
+        let (recs, _, _) = decode(r#"{"eventName":"A","eventName":"B"}"#, &["eventName"]);
+        assert_eq!(recs, vec![vec!["B"]]);
+    }
+
+    #[test]
+    fn malformed_input_gives_typed_errors() {
+        let cases: &[(&str, fn(&DecodeError) -> bool)] = &[
+            (r#"{"eventName":"A""#, |e| matches!(e, DecodeError::Truncated { .. })),
+            (r#"{"eventName":}"#, |e| matches!(e, DecodeError::Syntax { .. })),
+            (r#"{"a":1} {"b":2}"#, |e| matches!(e, DecodeError::Syntax { .. })),
+            ("42", |e| matches!(e, DecodeError::NotARecord { found: "a number" })),
+            ("\"text\"", |e| matches!(e, DecodeError::NotARecord { found: "a string" })),
+            ("", |e| matches!(e, DecodeError::Truncated { .. })),
+            ("nul", |e| matches!(e, DecodeError::Syntax { .. } | DecodeError::Truncated { .. })),
+        ];
+        for (doc, ok) in cases {
+            let (_, _, r) = decode(doc, &["eventName"]);
+            let e = r.expect_err(doc);
+            assert!(ok(&e), "{doc}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        for depth in [200, 100_000] {
+            // On the path to a wanted field: the parser's depth limit rejects the document.
+            let doc = format!(r#"{{"eventName":"A","x":{{"y":{}{}}}}}"#, "[".repeat(depth), "]".repeat(depth));
+            let (recs, _, r) = decode(&doc, &["eventName", "x.y.z"]);
+            assert!(recs.is_empty() || r.is_ok(), "{r:?}");
+            // Inside a value read whole: the record decodes, the value reads as missing and
+            // the event says so.
+            let doc = format!(r#"{{"eventName":"A","x":{}{}}}"#, "[".repeat(depth), "]".repeat(depth));
+            let mut fields = FieldTable::new();
+            let x = fields.intern("x");
+            let mut d = Decoder::new(&fields, Limits::default());
+            let mut seen = Vec::new();
+            d.decode(doc.as_bytes(), &mut |item| {
+                let ev = item.unwrap();
+                seen.push((ev.get(x) == FieldValue::Missing, ev.had_unreadable_value()));
+            })
+            .unwrap();
+            assert_eq!(seen, vec![(true, true)]);
+            // Not wanted at all: skipped without harm.
+            let (recs, _, r) = decode(&doc, &["eventName"]);
+            assert!(r.is_ok());
+            assert_eq!(recs, vec![vec!["A"]]);
+        }
+        let doc = format!(r#"{{"Records":{}{}}}"#, "[".repeat(200), "]".repeat(200));
+        let (recs, errs, r) = decode(&doc, &["eventName"]);
+        assert!(recs.is_empty() && r.is_ok());
+        assert_eq!(errs, vec!["expected a CloudTrail record (a JSON object), found an array"]);
+    }
+
+    #[test]
+    fn oversized_and_invalid_utf8() {
+        let mut fields = FieldTable::new();
+        fields.intern("eventName");
+        let mut d = Decoder::new(&fields, Limits { max_document_bytes: 10, ..Limits::default() });
+        let r = d.decode(br#"{"eventName":"too long"}"#, &mut |_| {});
+        assert_eq!(r, Err(DecodeError::TooLarge { size: 24, limit: 10 }));
+        let mut d = Decoder::new(&fields, Limits::default());
+        let r = d.decode(b"{\"eventName\":\"\xff\"}", &mut |_| {});
+        assert_eq!(r, Err(DecodeError::Utf8 { offset: 14 }));
+    }
+
+    #[test]
+    fn wrong_types_on_the_path_are_missing() {
+        let (recs, _, r) = decode(r#"{"userIdentity":"Root","eventName":{"x":1}}"#, &["userIdentity.type", "eventName"]);
+        assert!(r.is_ok());
+        assert_eq!(recs, vec![vec!["<missing>", r#"{"x":1}"#]]);
+    }
+
+    #[test]
+    fn keyword_text_is_the_whole_record() {
+        let mut fields = FieldTable::new();
+        fields.intern("eventName");
+        fields.want_whole_record();
+        let mut d = Decoder::new(&fields, Limits::default());
+        let mut texts = Vec::new();
+        d.decode(br#"{"Records":[{"eventName": "A", "x": [1]}]}"#, &mut |item| {
+            texts.push(item.unwrap().whole_text().unwrap().to_string())
+        })
+        .unwrap();
+        assert_eq!(texts, vec![r#"{"eventName":"A","x":[1]}"#]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let mut fields = FieldTable::new();
+            fields.intern("eventName");
+            fields.intern("userIdentity.sessionContext.sessionIssuer.type");
+            fields.intern("requestParameters");
+            let mut d = Decoder::new(&fields, Limits::default());
+            let _ = d.decode(&bytes, &mut |item| {
+                if let Ok(ev) = item {
+                    let _ = ev.get_path("requestParameters");
+                }
+            });
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(s in "[\\[\\]{}\":,a-z0-9 \\\\]{0,200}") {
+            let mut fields = FieldTable::new();
+            fields.intern("a.b");
+            fields.intern("a");
+            let mut d = Decoder::new(&fields, Limits::default());
+            let _ = d.decode(s.as_bytes(), &mut |item| {
+                if let Ok(ev) = item {
+                    let _ = ev.get_path("a.b");
+                    let _ = ev.get_path("a");
+                }
+            });
+        }
+    }
+}

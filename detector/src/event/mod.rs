@@ -58,6 +58,8 @@ pub struct Scratch {
     parsed: Vec<OnceCell<Option<Value>>>,
     pub(crate) whole: Option<(usize, usize)>,
     whole_text: OnceCell<Option<String>>,
+    /// A value a rule read could not be parsed (nested too deeply); it read as missing.
+    unreadable: std::cell::Cell<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +102,7 @@ impl Scratch {
         }
         self.whole = None;
         self.whole_text = OnceCell::new();
+        self.unreadable.set(false);
     }
 
     pub(crate) fn set(&mut self, node: u32, cap: Cap) {
@@ -153,13 +156,29 @@ impl<'a> Event<'a> {
         }
     }
 
+    /// Whether a value some rule read could not be parsed (JSON nested over 128 levels)
+    /// and so read as missing. Values no rule reads are skipped, however deep.
+    pub fn had_unreadable_value(&self) -> bool {
+        self.scratch.unreadable.get()
+    }
+
+    fn parse_raw(&self, raw: &str) -> Option<Value> {
+        match serde_json::from_str(raw) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.scratch.unreadable.set(true);
+                None
+            }
+        }
+    }
+
     /// The whole record's compact JSON text, when the table asked for it.
     pub fn whole_text(&self) -> Option<&str> {
         self.scratch
             .whole_text
             .get_or_init(|| {
                 let (s, e) = self.scratch.whole?;
-                let v: Value = serde_json::from_str(&self.doc[s..e]).ok()?;
+                let v = self.parse_raw(&self.doc[s..e])?;
                 Some(text::compact(&v))
             })
             .as_deref()
@@ -190,7 +209,7 @@ impl<'a> Event<'a> {
                     let rest = &plan.segments[i + 1..];
                     let mut vals = Vec::new();
                     for &(s, e) in elems {
-                        if let Ok(v) = serde_json::from_str::<Value>(&self.doc[s..e]) {
+                        if let Some(v) = self.parse_raw(&self.doc[s..e]) {
                             lookup(&v, rest, &mut |x| vals.push(x.clone()));
                         }
                     }
@@ -204,7 +223,7 @@ impl<'a> Event<'a> {
     fn parsed(&self, node: u32) -> Option<&Value> {
         self.scratch.parsed[node as usize]
             .get_or_init(|| match self.scratch.caps[node as usize] {
-                Cap::Raw(s, e) => serde_json::from_str(&self.doc[s..e]).ok(),
+                Cap::Raw(s, e) => self.parse_raw(&self.doc[s..e]),
                 _ => None,
             })
             .as_ref()
@@ -221,12 +240,12 @@ impl<'a> Event<'a> {
             Some(b'-' | b'0'..=b'9') if bytes[1..].iter().all(u8::is_ascii_digit) => {
                 Resolved::Borrowed(s, e)
             }
-            _ => match serde_json::from_str::<Value>(raw) {
-                Ok(v) => match text::value_text(&v) {
+            _ => match self.parse_raw(raw) {
+                Some(v) => match text::value_text(&v) {
                     Some(t) => Resolved::Owned(t),
                     None => Resolved::Null,
                 },
-                Err(_) => Resolved::Missing,
+                None => Resolved::Missing,
             },
         }
     }
