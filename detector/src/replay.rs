@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What replay writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Emit {
     /// One alert per distinct alert id (the live pipeline's output).
+    #[default]
     Alerts,
     /// One line per rule hit, with the event's position in the input.
     Hits,
@@ -52,6 +53,8 @@ pub struct Summary {
     pub alerts: u64,
     /// Wall time.
     pub elapsed: Duration,
+    /// What was written.
+    pub emit: Emit,
 }
 
 impl Summary {
@@ -68,16 +71,19 @@ impl Summary {
     /// Writes the human summary (to stderr, by the CLI).
     pub fn write(&self, set: &RuleSet, w: &mut dyn Write) -> io::Result<()> {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
-        writeln!(
+        write!(
             w,
-            "replay: {} events in {:.2}s ({:.0} events/s), {} decode errors, {} hits, {} alerts",
+            "replay: {} events in {:.2}s ({:.0} events/s), {} decode errors, {} hits",
             self.events,
             secs,
             self.events as f64 / secs,
             self.total_errors(),
             self.total_hits(),
-            self.alerts
         )?;
+        match self.emit {
+            Emit::Alerts => writeln!(w, ", {} alerts", self.alerts)?,
+            Emit::Hits => writeln!(w)?,
+        }
         for (kind, n) in &self.errors {
             writeln!(w, "  decode errors {kind:>18}: {n}")?;
         }
@@ -120,7 +126,7 @@ pub fn replay(
     let summaries = &opts.summaries;
     let mut state = State {
         set,
-        summary: Summary { hits: vec![0; set.rules().len()], ..Summary::default() },
+        summary: Summary { hits: vec![0; set.rules().len()], emit: opts.emit, ..Summary::default() },
         scratch: MatchScratch::default(),
         hits: Vec::new(),
         summaries: summaries.clone(),

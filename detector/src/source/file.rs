@@ -190,7 +190,9 @@ pub fn read_documents(
             continue;
         }
         first = false;
-        decode_one(decoder, &buf, &loc, sink);
+        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        decode_one(decoder, line, &loc, sink);
     }
 }
 
