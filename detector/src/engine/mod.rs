@@ -408,3 +408,120 @@ fn cond_expr(c: &Cond, searches: &[(String, Expr)]) -> Expr {
         Cond::Not(x) => Expr::Not(Box::new(cond_expr(x, searches))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Decoder, Limits};
+    use crate::rule::{parse_file, Placeholders};
+    use std::path::Path;
+
+    /// Compiles one rule whose detection is `detection` and reports, per event, whether it hit.
+    fn hits(detection: &str, events: &[&str]) -> Vec<bool> {
+        let text = format!("title: t\nid: r\nlogsource: {{product: aws}}\ndetection:\n{detection}");
+        let (rules, errs) = parse_file(Path::new("t.yml"), &text, &Placeholders::new());
+        assert!(errs.is_empty(), "{errs:?}");
+        let set = RuleSet::compile(rules).unwrap();
+        let mut d = Decoder::new(set.fields(), Limits::default());
+        let mut scratch = MatchScratch::default();
+        let mut out = Vec::new();
+        for ev in events {
+            let mut hit = Vec::new();
+            d.decode(ev.as_bytes(), &mut |item| {
+                let ev = item.unwrap();
+                set.matches(ev, &mut scratch, &mut hit);
+                assert_eq!(!hit.is_empty(), set.rule_matches(0, ev), "index and brute force agree");
+            })
+            .unwrap();
+            out.push(!hit.is_empty());
+        }
+        out
+    }
+
+    #[test]
+    fn not_over_a_missing_field_holds() {
+        // SQL would say NULL; Sigma (and the oracle's COALESCE) says the filter did not match.
+        let d = "  sel: {eventName: ListBuckets}\n  filter: {userIdentity.type: AssumedRole}\n  condition: sel and not filter\n";
+        assert_eq!(
+            hits(d, &[r#"{"eventName":"ListBuckets"}"#, r#"{"eventName":"ListBuckets","userIdentity":{"type":"AssumedRole"}}"#, r#"{"eventName":"listbuckets","userIdentity":{"type":"IAMUser"}}"#]),
+            vec![true, false, true]
+        );
+    }
+
+    #[test]
+    fn null_matches_missing_and_json_null() {
+        let d = "  sel: {eventName: X, errorCode: null}\n  condition: sel\n";
+        assert_eq!(
+            hits(d, &[r#"{"eventName":"X"}"#, r#"{"eventName":"X","errorCode":null}"#, r#"{"eventName":"X","errorCode":""}"#]),
+            vec![true, true, false]
+        );
+    }
+
+    #[test]
+    fn exists_follows_the_spec() {
+        let d = "  sel: {errorCode|exists: true}\n  condition: sel\n";
+        assert_eq!(hits(d, &[r#"{"errorCode":null}"#, r#"{"a":1}"#, r#"{"errorCode":"x"}"#]), vec![true, false, true]);
+        let d = "  sel: {errorCode|exists: false}\n  condition: sel\n";
+        assert_eq!(hits(d, &[r#"{"errorCode":null}"#, r#"{"a":1}"#]), vec![false, true]);
+    }
+
+    #[test]
+    fn fieldref_compares_two_fields() {
+        let d = "  sel: {eventName: UpdateLoginProfile}\n  same:\n    userIdentity.arn|fieldref|endswith: requestParameters.userName\n  condition: sel and not same\n";
+        assert_eq!(
+            hits(d, &[
+                r#"{"eventName":"UpdateLoginProfile","userIdentity":{"arn":"arn:aws:iam::1:user/Bob"},"requestParameters":{"userName":"bob"}}"#,
+                r#"{"eventName":"UpdateLoginProfile","userIdentity":{"arn":"arn:aws:iam::1:user/admin"},"requestParameters":{"userName":"bob"}}"#,
+            ]),
+            vec![false, true]
+        );
+    }
+
+    #[test]
+    fn keywords_search_the_whole_event() {
+        let d = "  keywords:\n    - TruffleHog\n  condition: keywords\n";
+        assert_eq!(hits(d, &[r#"{"userAgent":"trufflehog/3.0"}"#, r#"{"userAgent":"aws-cli"}"#]), vec![true, false]);
+    }
+
+    #[test]
+    fn quantifiers_all_and_numeric() {
+        let d = "  a: {x|gt: 5}\n  b: {y|contains|all: [foo, bar]}\n  c: {z: 1}\n  condition: 2 of them\n";
+        assert_eq!(
+            hits(d, &[r#"{"x":10,"y":"bar foo"}"#, r#"{"x":10,"y":"foo"}"#, r#"{"x":"3","z":1}"#, r#"{"y":"foobar","z":"1"}"#]),
+            vec![true, false, false, true]
+        );
+    }
+
+    #[test]
+    fn neq_and_time_parts() {
+        let d = "  sel: {eventName: ConsoleLogin, awsRegion|neq: [us-east-1, us-west-2]}\n  condition: sel\n";
+        assert_eq!(
+            hits(d, &[r#"{"eventName":"ConsoleLogin","awsRegion":"eu-west-1"}"#, r#"{"eventName":"ConsoleLogin","awsRegion":"us-east-1"}"#]),
+            vec![true, false]
+        );
+        let d = "  night: {eventTime|hour|lt: 6}\n  condition: night\n";
+        assert_eq!(hits(d, &[r#"{"eventTime":"2024-01-01T03:00:00Z"}"#, r#"{"eventTime":"2024-01-01T13:00:00Z"}"#]), vec![true, false]);
+    }
+
+    #[test]
+    fn regex_and_cidr_and_wildcards() {
+        let d = "  a: {userIdentity.arn|re: '.+:assumed-role/aws:.+'}\n  b: {sourceIPAddress|cidr: 10.0.0.0/8}\n  c: {userAgent: 'aws-cli/2.*Linux*'}\n  condition: 1 of them\n";
+        assert_eq!(
+            hits(d, &[
+                r#"{"userIdentity":{"arn":"arn:aws:sts::1:assumed-role/aws:ec2-instance/i-1"}}"#,
+                r#"{"sourceIPAddress":"10.1.2.3"}"#,
+                r#"{"userAgent":"AWS-CLI/2.15 Python/3 Linux/6"}"#,
+                r#"{"sourceIPAddress":"11.1.2.3","userAgent":"aws-cli/1.0 Linux"}"#,
+            ]),
+            vec![true, true, true, false]
+        );
+    }
+
+    #[test]
+    fn duplicate_ids_are_rejected() {
+        let text = "title: a\nid: same\nlogsource: {}\ndetection: {s: {a: b}, condition: s}\n---\ntitle: b\nid: same\nlogsource: {}\ndetection: {s: {a: b}, condition: s}\n";
+        let (rules, _) = parse_file(Path::new("d.yml"), text, &Placeholders::new());
+        let errs = RuleSet::compile(rules).unwrap_err();
+        assert!(errs[0].message.contains("duplicate rule id"), "{errs:?}");
+    }
+}

@@ -85,7 +85,7 @@ fn yaml11_booleans(node: Option<&Node>, warn: &mut dyn FnMut(usize, String)) {
     let Some(node) = node else { return };
     match &node.kind {
         NodeKind::Scalar(Scalar::Str(s))
-            if ["yes", "no", "on", "off", "y", "n"].contains(&s.to_lowercase().as_str()) =>
+            if node.plain && ["yes", "no", "on", "off", "y", "n"].contains(&s.to_lowercase().as_str()) =>
         {
             warn(
                 node.line,
@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn finds_common_problems() {
-        let text = "title: t\nid: not-a-uuid\nlogsource: {product: aws, service: cloudtrail}\nfoo: 1\ndetection:\n  sel: {a: yes}\n  unused: {b: c}\n  condition: sel\n";
+        let text = "title: t\nid: not-a-uuid\nlogsource: {product: aws, service: cloudtrail}\nfoo: 1\ndetection:\n  sel: {a: yes, q: 'no'}\n  unused: {b: c}\n  condition: sel\n";
         let (rules, errs) = parse_file(Path::new("x.yml"), text, &Placeholders::new());
         assert!(errs.is_empty());
         let w: Vec<String> = lint(&rules[0]).into_iter().map(|w| format!("{}: {}", w.line, w.message)).collect();
@@ -122,6 +122,7 @@ mod tests {
         assert!(has("search 'unused' is not used"), "{w:?}");
         assert!(has("'yes' is read as the string"), "{w:?}");
         assert!(has("no 'level'"), "{w:?}");
+        assert!(!has("'no' is read"), "quoted values are unambiguous: {w:?}");
     }
 
     #[test]

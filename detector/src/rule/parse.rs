@@ -232,6 +232,7 @@ fn without(doc: &Node, key: &str) -> Node {
     Node {
         line: doc.line,
         kind: NodeKind::Map(entries),
+        plain: false,
     }
 }
 
@@ -251,11 +252,13 @@ fn merge(base: Node, over: Node) -> Node {
             Node {
                 line: over.line.min(base.line).max(1),
                 kind: NodeKind::Map(b),
+                plain: false,
             }
         }
         (_, kind) => Node {
             line: over.line,
             kind,
+            plain: over.plain,
         },
     }
 }

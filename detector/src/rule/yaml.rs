@@ -28,6 +28,8 @@ pub struct Node {
     pub line: usize,
     /// The node's content.
     pub kind: NodeKind,
+    /// A scalar written without quotes (YAML 1.1 tools may type it differently).
+    pub plain: bool,
 }
 
 /// The content of a [`Node`].
@@ -221,6 +223,7 @@ impl MarkedEventReceiver for Builder {
                 }
                 let node = Node {
                     line,
+                    plain: style == TScalarStyle::Plain,
                     kind: NodeKind::Scalar(scalar_from(text, style)),
                 };
                 self.push(node, anchor);
@@ -248,10 +251,12 @@ impl MarkedEventReceiver for Builder {
                     Some(Frame::Seq(l, items)) => Node {
                         line: l,
                         kind: NodeKind::Seq(items),
+                        plain: false,
                     },
                     Some(Frame::Map(l, entries, _)) => Node {
                         line: l,
                         kind: NodeKind::Map(entries),
+                        plain: false,
                     },
                     None => return,
                 };
