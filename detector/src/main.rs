@@ -15,7 +15,11 @@ use trailwatch::rule::{self, Placeholders, RuleError};
 use trailwatch::source::file::{self, Input};
 
 #[derive(Parser)]
-#[command(name = "trailwatch", version, about = "Sigma detection for AWS CloudTrail: replay history, check and explain rules")]
+#[command(
+    name = "trailwatch",
+    version,
+    about = "Sigma detection for AWS CloudTrail: replay history, check and explain rules"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,7 +38,13 @@ enum Command {
 #[derive(clap::Args)]
 struct RuleArgs {
     /// Rule file or directory (repeatable, or comma-separated).
-    #[arg(short, long = "rules", value_name = "PATH", required = true, value_delimiter = ',')]
+    #[arg(
+        short,
+        long = "rules",
+        value_name = "PATH",
+        required = true,
+        value_delimiter = ','
+    )]
     rules: Vec<PathBuf>,
     /// YAML file mapping placeholder names to value lists, for the `expand` modifier.
     #[arg(long, value_name = "FILE")]
@@ -108,7 +118,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            if e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)) {
+            if e.chain().any(|c| {
+                c.downcast_ref::<io::Error>()
+                    .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            }) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("trailwatch: {e:#}");
@@ -118,12 +131,19 @@ fn main() -> ExitCode {
 }
 
 fn load_placeholders(path: Option<&PathBuf>) -> Result<Placeholders> {
-    let Some(path) = path else { return Ok(Placeholders::new()) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let docs = rule::yaml::load_documents(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let Some(path) = path else {
+        return Ok(Placeholders::new());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let docs = rule::yaml::load_documents(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut out = Placeholders::new();
     let Some(map) = docs.first().and_then(|d| d.as_map()) else {
-        bail!("{}: expected a mapping of placeholder name to list of values", path.display());
+        bail!(
+            "{}: expected a mapping of placeholder name to list of values",
+            path.display()
+        );
     };
     for (k, v) in map {
         let values = match &v.kind {
@@ -140,7 +160,14 @@ fn compile_rules(args: &RuleArgs) -> Result<Option<RuleSet>> {
     let placeholders = load_placeholders(args.placeholders.as_ref())?;
     let (rules, mut errors) = rule::load_paths(&args.rules, &placeholders);
     if errors.is_empty() && rules.is_empty() {
-        bail!("no rules found in {}", args.rules.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "no rules found in {}",
+            args.rules
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     let set = match RuleSet::compile(rules) {
         Ok(set) => Some(set),
@@ -164,12 +191,16 @@ fn print_rule_errors(errors: &[RuleError]) {
 }
 
 fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
-    let Some(mut set) = compile_rules(&a.rules)? else { return Ok(ExitCode::from(2)) };
+    let Some(mut set) = compile_rules(&a.rules)? else {
+        return Ok(ExitCode::from(2));
+    };
     // Hits name only the rule and the event; alerts also carry the event's summary fields.
     let summaries = matches!(a.emit, EmitArg::Alerts).then(|| SummaryFields::register(&mut set));
     let inputs = file::expand_inputs(&a.inputs).map_err(anyhow::Error::msg)?;
     let mut out: Box<dyn Write> = match &a.output {
-        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
         None => Box::new(io::stdout().lock()),
     };
     let mut out = io::BufWriter::with_capacity(1 << 16, &mut out);
@@ -178,12 +209,16 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             EmitArg::Alerts => Emit::Alerts,
             EmitArg::Hits => Emit::Hits,
         },
-        limits: Limits { max_document_bytes: a.max_document_bytes, ..Limits::default() },
+        limits: Limits {
+            max_document_bytes: a.max_document_bytes,
+            ..Limits::default()
+        },
         summaries,
     };
     let progress = Arc::new(AtomicU64::new(0));
     let total: u64 = inputs.iter().filter_map(Input::size).sum();
-    let bar = (!a.quiet && io::stderr().is_terminal() && total > 64 << 20).then(|| progress_bar(total, progress.clone()));
+    let bar = (!a.quiet && io::stderr().is_terminal() && total > 64 << 20)
+        .then(|| progress_bar(total, progress.clone()));
     let mut shown = 0usize;
     let summary = replay::replay(&set, &inputs, &mut out, &opts, progress, &mut |e| {
         shown += 1;
@@ -202,18 +237,27 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
     if !a.quiet {
         summary.write(&set, &mut io::stderr())?;
     }
-    Ok(if a.fail_on_hit && summary.total_hits() > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if a.fail_on_hit && summary.total_hits() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// A progress bar on stderr driven by the byte counter, on its own thread.
-fn progress_bar(total: u64, read: Arc<AtomicU64>) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+fn progress_bar(
+    total: u64,
+    read: Arc<AtomicU64>,
+) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
     let done = Arc::new(AtomicBool::new(false));
     let stop = done.clone();
     let handle = std::thread::spawn(move || {
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         while !stop.load(Ordering::Relaxed) {
             bar.set_position(read.load(Ordering::Relaxed));
@@ -231,7 +275,13 @@ fn cmd_check(a: CheckArgs) -> Result<ExitCode> {
     for r in &rules {
         for w in rule::lint::lint(r) {
             warnings += 1;
-            eprintln!("warning: {}:{}: rule '{}': {}", r.file.display(), w.line, r.label(), w.message);
+            eprintln!(
+                "warning: {}:{}: rule '{}': {}",
+                r.file.display(),
+                w.line,
+                r.label(),
+                w.message
+            );
         }
     }
     let count = rules.len();
@@ -241,7 +291,10 @@ fn cmd_check(a: CheckArgs) -> Result<ExitCode> {
     for e in &errors {
         eprintln!("error: {e}");
     }
-    println!("{count} rules loaded, {} errors, {warnings} warnings", errors.len());
+    println!(
+        "{count} rules loaded, {} errors, {warnings} warnings",
+        errors.len()
+    );
     Ok(if !errors.is_empty() || (a.deny_warnings && warnings > 0) {
         ExitCode::from(2)
     } else {
@@ -250,35 +303,45 @@ fn cmd_check(a: CheckArgs) -> Result<ExitCode> {
 }
 
 fn cmd_explain(a: ExplainArgs) -> Result<ExitCode> {
-    let Some(set) = compile_rules(&a.rules)? else { return Ok(ExitCode::from(2)) };
+    let Some(set) = compile_rules(&a.rules)? else {
+        return Ok(ExitCode::from(2));
+    };
     let selected: Vec<usize> = (0..set.rules().len())
         .filter(|&i| {
             let r = &set.rules()[i];
-            a.rule.as_deref().is_none_or(|want| r.id() == want || r.rule.title == want)
+            a.rule
+                .as_deref()
+                .is_none_or(|want| r.id() == want || r.rule.title == want)
         })
         .collect();
     if selected.is_empty() {
         bail!("no rule with id or title '{}'", a.rule.unwrap_or_default());
     }
     let input = Input::File(a.event_file.clone());
-    let reader = file::open(&input, Default::default()).with_context(|| format!("reading {}", a.event_file.display()))?;
+    let reader = file::open(&input, Default::default())
+        .with_context(|| format!("reading {}", a.event_file.display()))?;
     let mut decoder = Decoder::new(set.fields(), Limits::default());
     let mut out = io::stdout().lock();
     let mut index = 0;
     let mut result: io::Result<()> = Ok(());
-    file::read_documents(&input.name(), reader, &mut decoder, &mut |item, loc| match item {
-        Ok(ev) => {
-            let _ = writeln!(out, "# event {index} ({loc})");
-            index += 1;
-            for &i in &selected {
-                let x = set.explain(i, ev);
-                if (x.matched || a.all || a.rule.is_some()) && result.is_ok() {
-                    result = write!(out, "{x}");
+    file::read_documents(
+        &input.name(),
+        reader,
+        &mut decoder,
+        &mut |item, loc| match item {
+            Ok(ev) => {
+                let _ = writeln!(out, "# event {index} ({loc})");
+                index += 1;
+                for &i in &selected {
+                    let x = set.explain(i, ev);
+                    if (x.matched || a.all || a.rule.is_some()) && result.is_ok() {
+                        result = write!(out, "{x}");
+                    }
                 }
             }
-        }
-        Err(e) => eprintln!("warning: {e}"),
-    });
+            Err(e) => eprintln!("warning: {e}"),
+        },
+    );
     result?;
     Ok(ExitCode::SUCCESS)
 }

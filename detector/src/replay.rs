@@ -87,8 +87,13 @@ impl Summary {
         for (kind, n) in &self.errors {
             writeln!(w, "  decode errors {kind:>18}: {n}")?;
         }
-        let mut by_rule: Vec<(usize, u64)> =
-            self.hits.iter().copied().enumerate().filter(|(_, n)| *n > 0).collect();
+        let mut by_rule: Vec<(usize, u64)> = self
+            .hits
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(_, n)| *n > 0)
+            .collect();
         by_rule.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         for (i, n) in by_rule {
             let r = &set.rules()[i];
@@ -126,7 +131,11 @@ pub fn replay(
     let summaries = &opts.summaries;
     let mut state = State {
         set,
-        summary: Summary { hits: vec![0; set.rules().len()], emit: opts.emit, ..Summary::default() },
+        summary: Summary {
+            hits: vec![0; set.rules().len()],
+            emit: opts.emit,
+            ..Summary::default()
+        },
         scratch: MatchScratch::default(),
         hits: Vec::new(),
         summaries: summaries.clone(),
@@ -141,7 +150,10 @@ pub fn replay(
             Ok(r) => r,
             Err(e) => {
                 let err = InputError {
-                    location: crate::source::file::Location { source: input.name(), line: 0 },
+                    location: crate::source::file::Location {
+                        source: input.name(),
+                        line: 0,
+                    },
                     kind: crate::source::file::InputErrorKind::Io(e.to_string()),
                 };
                 state.count_error(&err);
@@ -149,13 +161,18 @@ pub fn replay(
                 continue;
             }
         };
-        read_documents(&input.name(), reader, &mut decoder, &mut |item, _| match item {
-            Ok(ev) => state.event(ev, out),
-            Err(e) => {
-                state.count_error(&e);
-                on_error(&e);
-            }
-        });
+        read_documents(
+            &input.name(),
+            reader,
+            &mut decoder,
+            &mut |item, _| match item {
+                Ok(ev) => state.event(ev, out),
+                Err(e) => {
+                    state.count_error(&e);
+                    on_error(&e);
+                }
+            },
+        );
         if let Some(e) = state.out_error.take() {
             return Err(e);
         }

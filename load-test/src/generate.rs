@@ -76,7 +76,14 @@ const CALLS: &[(&str, &str, bool, u32)] = &[
     ("eks", "DescribeCluster", true, 8),
 ];
 
-const REGIONS: &[&str] = &["us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2"];
+const REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-2",
+    "eu-west-1",
+    "eu-central-1",
+    "ap-southeast-2",
+];
 const AGENTS: &[&str] = &[
     "aws-cli/2.15.30 Python/3.11.8 Linux/6.1.0 exe/x86_64.amzn.2023 prompt/off command/ec2.describe-instances",
     "Boto3/1.34.69 md/Botocore#1.34.69 ua/2.0 os/linux#5.10.213 md/arch#x86_64 lang/python#3.12.2 md/pyimpl#CPython cfg/retry-mode#legacy Botocore/1.34.69",
@@ -85,8 +92,17 @@ const AGENTS: &[&str] = &[
     "terraform-provider-aws/5.43.0 (+https://registry.terraform.io/providers/hashicorp/aws) aws-sdk-go-v2/1.26.0",
     "AWS Internal",
 ];
-const USERS: &[&str] = &["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"];
-const ROLES: &[&str] = &["ci-deploy", "app-backend", "data-pipeline", "AWSReservedSSO_Admin_0a1b2c", "ReadOnlyAudit", "lambda-exec"];
+const USERS: &[&str] = &[
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
+];
+const ROLES: &[&str] = &[
+    "ci-deploy",
+    "app-backend",
+    "data-pipeline",
+    "AWSReservedSSO_Admin_0a1b2c",
+    "ReadOnlyAudit",
+    "lambda-exec",
+];
 
 /// Generator state; one instance yields an endless, reproducible stream.
 pub struct Generator {
@@ -102,13 +118,29 @@ impl Generator {
     /// A generator for `seed`, starting at `start` (Unix seconds).
     pub fn new(seed: u64, start: i64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let accounts = (0..20).map(|_| format!("{:012}", rng.random_range(100_000_000_000u64..999_999_999_999))).collect();
+        let accounts = (0..20)
+            .map(|_| {
+                format!(
+                    "{:012}",
+                    rng.random_range(100_000_000_000u64..999_999_999_999)
+                )
+            })
+            .collect();
         let mut total = 0;
-        let cumulative = CALLS.iter().map(|c| {
-            total += c.3;
-            total
-        }).collect();
-        Generator { rng, accounts, time: start, cumulative, produced: 0 }
+        let cumulative = CALLS
+            .iter()
+            .map(|c| {
+                total += c.3;
+                total
+            })
+            .collect();
+        Generator {
+            rng,
+            accounts,
+            time: start,
+            cumulative,
+            produced: 0,
+        }
     }
 
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
@@ -116,22 +148,38 @@ impl Generator {
     }
 
     fn hex(&mut self, n: usize) -> String {
-        (0..n).map(|_| char::from_digit(self.rng.random_range(0..16), 16).unwrap_or('0')).collect()
+        (0..n)
+            .map(|_| char::from_digit(self.rng.random_range(0..16), 16).unwrap_or('0'))
+            .collect()
     }
 
     fn upper_id(&mut self, prefix: &str, n: usize) -> String {
         const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-        let body: String = (0..n).map(|_| A[self.rng.random_range(0..A.len())] as char).collect();
+        let body: String = (0..n)
+            .map(|_| A[self.rng.random_range(0..A.len())] as char)
+            .collect();
         format!("{prefix}{body}")
     }
 
     fn uuid(&mut self) -> String {
-        format!("{}-{}-4{}-a{}-{}", self.hex(8), self.hex(4), self.hex(3), self.hex(3), self.hex(12))
+        format!(
+            "{}-{}-4{}-a{}-{}",
+            self.hex(8),
+            self.hex(4),
+            self.hex(3),
+            self.hex(3),
+            self.hex(12)
+        )
     }
 
     fn ip(&mut self) -> String {
         let first = *self.pick(&[3u8, 18, 34, 52, 54, 81, 91, 102, 185, 203]);
-        format!("{first}.{}.{}.{}", self.rng.random_range(0..256), self.rng.random_range(0..256), self.rng.random_range(1..255))
+        format!(
+            "{first}.{}.{}.{}",
+            self.rng.random_range(0..256),
+            self.rng.random_range(0..256),
+            self.rng.random_range(1..255)
+        )
     }
 
     fn time_text(&mut self) -> String {
@@ -145,7 +193,9 @@ impl Generator {
         if self.rng.random_ratio(1, 40) {
             return self.console_login();
         }
-        let r = self.rng.random_range(0..*self.cumulative.last().unwrap_or(&1));
+        let r = self
+            .rng
+            .random_range(0..*self.cumulative.last().unwrap_or(&1));
         let i = self.cumulative.partition_point(|&c| c <= r);
         let (svc, name, read_only, _) = CALLS[i.min(CALLS.len() - 1)];
         self.api_call(svc, name, read_only)
@@ -156,7 +206,11 @@ impl Generator {
         let key = self.upper_id("ASIA", 16);
         if roll < 55 {
             let role = *self.pick(ROLES);
-            let session = if self.rng.random_bool(0.5) { format!("{}", self.rng.random_range(1_700_000_000u64..1_800_000_000)) } else { self.pick(USERS).to_string() };
+            let session = if self.rng.random_bool(0.5) {
+                format!("{}", self.rng.random_range(1_700_000_000u64..1_800_000_000))
+            } else {
+                self.pick(USERS).to_string()
+            };
             let role_id = self.upper_id("AROA", 17);
             json!({
                 "type": "AssumedRole",
@@ -202,8 +256,16 @@ impl Generator {
         let region = *self.pick(REGIONS);
         let identity = self.identity(&account);
         let service_call = identity["type"] == "AWSService";
-        let source_ip = if service_call { format!("{svc}.amazonaws.com") } else { self.ip() };
-        let agent = if service_call { format!("{svc}.amazonaws.com") } else { self.pick(AGENTS).to_string() };
+        let source_ip = if service_call {
+            format!("{svc}.amazonaws.com")
+        } else {
+            self.ip()
+        };
+        let agent = if service_call {
+            format!("{svc}.amazonaws.com")
+        } else {
+            self.pick(AGENTS).to_string()
+        };
         let mut ev = Map::new();
         ev.insert("eventVersion".into(), json!("1.09"));
         ev.insert("userIdentity".into(), identity);
@@ -215,7 +277,10 @@ impl Generator {
         ev.insert("userAgent".into(), json!(agent));
         if self.rng.random_ratio(1, 20) {
             let (code, msg) = if svc == "ec2" {
-                ("Client.UnauthorizedOperation", "You are not authorized to perform this operation.")
+                (
+                    "Client.UnauthorizedOperation",
+                    "You are not authorized to perform this operation.",
+                )
             } else {
                 ("AccessDenied", "User is not authorized to perform this action because no identity-based policy allows it")
             };
@@ -224,13 +289,30 @@ impl Generator {
             ev.insert("requestParameters".into(), Value::Null);
             ev.insert("responseElements".into(), Value::Null);
         } else {
-            ev.insert("requestParameters".into(), self.request_parameters(svc, name, &account, region));
-            ev.insert("responseElements".into(), if read_only { Value::Null } else { json!({"requestId": self.uuid(), "_return": true}) });
+            ev.insert(
+                "requestParameters".into(),
+                self.request_parameters(svc, name, &account, region),
+            );
+            ev.insert(
+                "responseElements".into(),
+                if read_only {
+                    Value::Null
+                } else {
+                    json!({"requestId": self.uuid(), "_return": true})
+                },
+            );
         }
         ev.insert("requestID".into(), json!(self.uuid()));
         ev.insert("eventID".into(), json!(self.uuid()));
         ev.insert("readOnly".into(), json!(read_only));
-        ev.insert("eventType".into(), json!(if service_call && self.rng.random_ratio(1, 4) { "AwsServiceEvent" } else { "AwsApiCall" }));
+        ev.insert(
+            "eventType".into(),
+            json!(if service_call && self.rng.random_ratio(1, 4) {
+                "AwsServiceEvent"
+            } else {
+                "AwsApiCall"
+            }),
+        );
         ev.insert("managementEvent".into(), json!(true));
         ev.insert("recipientAccountId".into(), json!(account));
         ev.insert("eventCategory".into(), json!("Management"));
@@ -240,17 +322,37 @@ impl Generator {
 
     fn request_parameters(&mut self, svc: &str, name: &str, account: &str, region: &str) -> Value {
         match (svc, name) {
-            ("ec2", "DescribeInstances") => json!({"instancesSet": {}, "filterSet": {"items": [{"name": "instance-state-name", "valueSet": {"items": [{"value": "running"}]}}]}}),
-            ("ec2", n) if n.contains("SecurityGroup") => json!({"groupId": format!("sg-{}", self.hex(17)), "ipPermissions": {"items": [{"ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "ipRanges": {"items": [{"cidrIp": "10.0.0.0/16"}]}}]}}),
-            ("ec2", "RunInstances") => json!({"instancesSet": {"items": [{"imageId": format!("ami-{}", self.hex(17)), "minCount": 1, "maxCount": 1}]}, "instanceType": "m6i.large", "subnetId": format!("subnet-{}", self.hex(17))}),
-            ("ec2", "ModifyInstanceAttribute") => json!({"instanceId": format!("i-{}", self.hex(17)), "attribute": *self.pick(&["instanceType", "userData", "disableApiTermination"])}),
-            ("s3", _) => json!({"bucketName": format!("phi-records-{}-{}", self.hex(6), region), "Host": format!("s3.{region}.amazonaws.com")}),
-            ("iam", _) => json!({"userName": *self.pick(USERS), "policyArn": format!("arn:aws:iam::{account}:policy/app-policy")}),
-            ("sts", "AssumeRole") => json!({"roleArn": format!("arn:aws:iam::{account}:role/{}", self.pick(ROLES)), "roleSessionName": format!("session-{}", self.hex(8)), "durationSeconds": 3600}),
-            ("kms", _) => json!({"keyId": format!("arn:aws:kms:{region}:{account}:key/{}", self.uuid()), "encryptionAlgorithm": "SYMMETRIC_DEFAULT", "encryptionContext": {"aws:lambda:FunctionArn": format!("arn:aws:lambda:{region}:{account}:function:ingest")}}),
-            ("logs", _) => json!({"logGroupName": "/aws/lambda/ingest", "logStreamName": format!("2024/01/01/[$LATEST]{}", self.hex(32))}),
+            ("ec2", "DescribeInstances") => {
+                json!({"instancesSet": {}, "filterSet": {"items": [{"name": "instance-state-name", "valueSet": {"items": [{"value": "running"}]}}]}})
+            }
+            ("ec2", n) if n.contains("SecurityGroup") => {
+                json!({"groupId": format!("sg-{}", self.hex(17)), "ipPermissions": {"items": [{"ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "ipRanges": {"items": [{"cidrIp": "10.0.0.0/16"}]}}]}})
+            }
+            ("ec2", "RunInstances") => {
+                json!({"instancesSet": {"items": [{"imageId": format!("ami-{}", self.hex(17)), "minCount": 1, "maxCount": 1}]}, "instanceType": "m6i.large", "subnetId": format!("subnet-{}", self.hex(17))})
+            }
+            ("ec2", "ModifyInstanceAttribute") => {
+                json!({"instanceId": format!("i-{}", self.hex(17)), "attribute": *self.pick(&["instanceType", "userData", "disableApiTermination"])})
+            }
+            ("s3", _) => {
+                json!({"bucketName": format!("phi-records-{}-{}", self.hex(6), region), "Host": format!("s3.{region}.amazonaws.com")})
+            }
+            ("iam", _) => {
+                json!({"userName": *self.pick(USERS), "policyArn": format!("arn:aws:iam::{account}:policy/app-policy")})
+            }
+            ("sts", "AssumeRole") => {
+                json!({"roleArn": format!("arn:aws:iam::{account}:role/{}", self.pick(ROLES)), "roleSessionName": format!("session-{}", self.hex(8)), "durationSeconds": 3600})
+            }
+            ("kms", _) => {
+                json!({"keyId": format!("arn:aws:kms:{region}:{account}:key/{}", self.uuid()), "encryptionAlgorithm": "SYMMETRIC_DEFAULT", "encryptionContext": {"aws:lambda:FunctionArn": format!("arn:aws:lambda:{region}:{account}:function:ingest")}})
+            }
+            ("logs", _) => {
+                json!({"logGroupName": "/aws/lambda/ingest", "logStreamName": format!("2024/01/01/[$LATEST]{}", self.hex(32))})
+            }
             ("ssm", _) => json!({"name": "/app/prod/db-endpoint", "withDecryption": false}),
-            ("secretsmanager", _) => json!({"secretId": format!("arn:aws:secretsmanager:{region}:{account}:secret:prod/db-{}", self.hex(6))}),
+            ("secretsmanager", _) => {
+                json!({"secretId": format!("arn:aws:secretsmanager:{region}:{account}:secret:prod/db-{}", self.hex(6))})
+            }
             _ => json!({"maxResults": 100}),
         }
     }
@@ -279,7 +381,10 @@ impl Generator {
             ev.insert("errorMessage".into(), json!("Failed authentication"));
         }
         ev.insert("requestParameters".into(), Value::Null);
-        ev.insert("responseElements".into(), json!({"ConsoleLogin": if success { "Success" } else { "Failure" }}));
+        ev.insert(
+            "responseElements".into(),
+            json!({"ConsoleLogin": if success { "Success" } else { "Failure" }}),
+        );
         ev.insert("additionalEventData".into(), json!({
             "LoginTo": "https://console.aws.amazon.com/console/home?state=hashArgs%23&isauthcode=true",
             "MobileVersion": "No",
@@ -311,7 +416,12 @@ pub fn format_time(t: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 #[cfg(test)]
@@ -326,7 +436,10 @@ mod tests {
             assert_eq!(a.next_event(), b.next_event());
         }
         let mut c = Generator::new(8, 1_700_000_000);
-        assert_ne!(Generator::new(7, 1_700_000_000).next_event(), c.next_event());
+        assert_ne!(
+            Generator::new(7, 1_700_000_000).next_event(),
+            c.next_event()
+        );
     }
 
     #[test]

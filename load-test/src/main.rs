@@ -9,7 +9,10 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "load-test", about = "CloudTrail traffic generator for trailwatch (seeded, reproducible)")]
+#[command(
+    name = "load-test",
+    about = "CloudTrail traffic generator for trailwatch (seeded, reproducible)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,14 +60,27 @@ enum Format {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Generate { events, seed, start, format, gzip, output } => {
+        Command::Generate {
+            events,
+            seed,
+            start,
+            format,
+            gzip,
+            output,
+        } => {
             let file: Box<dyn Write> = if output.as_os_str() == "-" {
                 Box::new(std::io::stdout().lock())
             } else {
-                Box::new(std::fs::File::create(&output).with_context(|| format!("creating {}", output.display()))?)
+                Box::new(
+                    std::fs::File::create(&output)
+                        .with_context(|| format!("creating {}", output.display()))?,
+                )
             };
             let mut out: Box<dyn Write> = if gzip {
-                Box::new(flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::default()))
+                Box::new(flate2::write::GzEncoder::new(
+                    BufWriter::new(file),
+                    flate2::Compression::default(),
+                ))
             } else {
                 Box::new(BufWriter::with_capacity(1 << 20, file))
             };
@@ -99,7 +115,11 @@ fn write_events(out: &mut dyn Write, mut g: Generator, n: u64, format: Format) -
                 } else {
                     "AWS API Call via CloudTrail"
                 };
-                let source = ev["eventSource"].as_str().unwrap_or("").trim_end_matches(".amazonaws.com").to_string();
+                let source = ev["eventSource"]
+                    .as_str()
+                    .unwrap_or("")
+                    .trim_end_matches(".amazonaws.com")
+                    .to_string();
                 let envelope = serde_json::json!({
                     "version": "0",
                     "id": ev["eventID"],
@@ -138,6 +158,9 @@ fn parse_baseline(file: &std::path::Path) -> Result<()> {
         events += 1;
     }
     let secs = start.elapsed().as_secs_f64();
-    eprintln!("parse-baseline: {events} events ({keys} top-level keys) in {secs:.2}s ({:.0} events/s)", events as f64 / secs);
+    eprintln!(
+        "parse-baseline: {events} events ({keys} top-level keys) in {secs:.2}s ({:.0} events/s)",
+        events as f64 / secs
+    );
     Ok(())
 }

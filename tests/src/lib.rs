@@ -19,7 +19,10 @@ pub fn corpus() -> PathBuf {
 /// cargo cannot be invoked from inside a running `cargo test`.
 pub fn trailwatch_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
     let bin = profile_dir.join("trailwatch");
     assert!(
         bin.exists(),
@@ -31,7 +34,10 @@ pub fn trailwatch_bin() -> PathBuf {
 
 /// Runs `trailwatch ARGS...` and returns its output.
 pub fn trailwatch(args: &[&str]) -> Output {
-    Command::new(trailwatch_bin()).args(args).output().expect("running trailwatch")
+    Command::new(trailwatch_bin())
+        .args(args)
+        .output()
+        .expect("running trailwatch")
 }
 
 /// Parses JSON lines.

@@ -13,7 +13,9 @@ fn rules_dir() -> tempfile::TempDir {
 }
 
 fn root_event(id: &str) -> String {
-    format!(r#"{{"eventID":"{id}","eventTime":"2024-01-01T00:00:00Z","eventName":"ListBuckets","userIdentity":{{"type":"Root","arn":"arn:aws:iam::1:root"}},"requestParameters":{{"secret":"PHI-123"}}}}"#)
+    format!(
+        r#"{{"eventID":"{id}","eventTime":"2024-01-01T00:00:00Z","eventName":"ListBuckets","userIdentity":{{"type":"Root","arn":"arn:aws:iam::1:root"}},"requestParameters":{{"secret":"PHI-123"}}}}"#
+    )
 }
 
 #[test]
@@ -21,7 +23,11 @@ fn hits_exit_codes_and_fail_on_hit() {
     let rules = rules_dir();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("e.jsonl");
-    std::fs::write(&input, format!("{}\n{{\"eventName\":\"x\"}}\n", root_event("a"))).unwrap();
+    std::fs::write(
+        &input,
+        format!("{}\n{{\"eventName\":\"x\"}}\n", root_event("a")),
+    )
+    .unwrap();
     let r = rules.path().to_str().unwrap();
     let i = input.to_str().unwrap();
     let out = trailwatch(&["replay", "-r", r, "--emit", "hits", i]);
@@ -33,10 +39,17 @@ fn hits_exit_codes_and_fail_on_hit() {
     assert_eq!(hits[0]["event_id"], "a");
     assert_eq!(hits[0]["level"], "high");
     let summary = String::from_utf8_lossy(&out.stderr);
-    assert!(summary.contains("2 events") && summary.contains("1 hits"), "{summary}");
+    assert!(
+        summary.contains("2 events") && summary.contains("1 hits"),
+        "{summary}"
+    );
     let out = trailwatch(&["replay", "-r", r, "--fail-on-hit", "--quiet", i]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(out.stderr.is_empty(), "--quiet prints nothing: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "--quiet prints nothing: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -45,21 +58,42 @@ fn alerts_are_minimal_and_deduplicated() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("e.jsonl");
     // The same event delivered twice, and a second event.
-    std::fs::write(&input, format!("{}\n{}\n{}\n", root_event("a"), root_event("a"), root_event("b"))).unwrap();
-    let out = trailwatch(&["replay", "-r", rules.path().to_str().unwrap(), input.to_str().unwrap()]);
+    std::fs::write(
+        &input,
+        format!(
+            "{}\n{}\n{}\n",
+            root_event("a"),
+            root_event("a"),
+            root_event("b")
+        ),
+    )
+    .unwrap();
+    let out = trailwatch(&[
+        "replay",
+        "-r",
+        rules.path().to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
     assert!(out.status.success());
     let alerts = json_lines(&out.stdout);
     assert_eq!(alerts.len(), 2, "a redelivered event pages once");
     assert_ne!(alerts[0]["alert_id"], alerts[1]["alert_id"]);
     assert_eq!(alerts[0]["events"][0]["principal_type"], "Root");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!text.contains("PHI-123") && !text.contains("requestParameters"), "free-form fields never leave: {text}");
+    assert!(
+        !text.contains("PHI-123") && !text.contains("requestParameters"),
+        "free-form fields never leave: {text}"
+    );
 }
 
 #[test]
 fn bad_rule_exits_2_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bad.yml"), RULE.replace("userIdentity.type: Root", "userIdentity.type|contans: Root")).unwrap();
+    std::fs::write(
+        dir.path().join("bad.yml"),
+        RULE.replace("userIdentity.type: Root", "userIdentity.type|contans: Root"),
+    )
+    .unwrap();
     let d = dir.path().to_str().unwrap();
     let out = trailwatch(&["replay", "-r", d, "-"]);
     assert_eq!(out.status.code(), Some(2));
@@ -75,24 +109,49 @@ fn bad_rule_exits_2_with_file_and_line() {
 fn stdin_and_malformed_lines_keep_going() {
     let rules = rules_dir();
     let mut child = Command::new(trailwatch_bin())
-        .args(["replay", "-r", rules.path().to_str().unwrap(), "--emit", "hits", "-"])
+        .args([
+            "replay",
+            "-r",
+            rules.path().to_str().unwrap(),
+            "--emit",
+            "hits",
+            "-",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let input = format!("{}\n{{\"broken\":\n[1,2]\n\"str\"\n{}\n{}\n", root_event("a"), "[".repeat(5000), root_event("b"));
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let input = format!(
+        "{}\n{{\"broken\":\n[1,2]\n\"str\"\n{}\n{}\n",
+        root_event("a"),
+        "[".repeat(5000),
+        root_event("b")
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let hits = json_lines(&out.stdout);
-    assert_eq!(hits.iter().map(|h| h["event_id"].as_str().unwrap()).collect::<Vec<_>>(), vec!["a", "b"]);
+    assert_eq!(
+        hits.iter()
+            .map(|h| h["event_id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["a", "b"]
+    );
     assert_eq!(hits[1]["input_index"], 1, "bad lines are not events");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("-:2: truncated JSON"), "{err}");
     assert!(err.contains("-:3: expected a CloudTrail record"), "{err}");
     assert!(err.contains("5 decode errors"), "{err}");
-    assert!(err.contains("-:5: truncated JSON: input ends at line 1"), "{err}");
+    assert!(
+        err.contains("-:5: truncated JSON: input ends at line 1"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -100,16 +159,35 @@ fn s3_layout_directories_with_gzip() {
     use flate2::write::GzEncoder;
     let rules = rules_dir();
     let dir = tempfile::tempdir().unwrap();
-    let day = dir.path().join("AWSLogs/111122223333/CloudTrail/us-east-1/2024/01/01");
+    let day = dir
+        .path()
+        .join("AWSLogs/111122223333/CloudTrail/us-east-1/2024/01/01");
     std::fs::create_dir_all(&day).unwrap();
     for (name, id) in [("b.json.gz", "second"), ("a.json.gz", "first")] {
-        let mut enc = GzEncoder::new(std::fs::File::create(day.join(name)).unwrap(), flate2::Compression::fast());
+        let mut enc = GzEncoder::new(
+            std::fs::File::create(day.join(name)).unwrap(),
+            flate2::Compression::fast(),
+        );
         write!(enc, "{{\"Records\":[{}]}}", root_event(id)).unwrap();
         enc.finish().unwrap();
     }
-    let out = trailwatch(&["replay", "-r", rules.path().to_str().unwrap(), "--emit", "hits", dir.path().to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let ids: Vec<String> = json_lines(&out.stdout).iter().map(|h| h["event_id"].as_str().unwrap().to_string()).collect();
+    let out = trailwatch(&[
+        "replay",
+        "-r",
+        rules.path().to_str().unwrap(),
+        "--emit",
+        "hits",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids: Vec<String> = json_lines(&out.stdout)
+        .iter()
+        .map(|h| h["event_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids, vec!["first", "second"], "files are read in name order");
 }
 
@@ -125,7 +203,13 @@ fn closed_pipe_exits_quietly() {
     }
     std::fs::write(&input, text).unwrap();
     let mut child = Command::new(trailwatch_bin())
-        .args(["replay", "-r", rules.path().to_str().unwrap(), "--quiet", input.to_str().unwrap()])
+        .args([
+            "replay",
+            "-r",
+            rules.path().to_str().unwrap(),
+            "--quiet",
+            input.to_str().unwrap(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -134,7 +218,12 @@ fn closed_pipe_exits_quietly() {
     std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stderr.is_empty());
 }
 
@@ -143,11 +232,27 @@ fn explain_names_the_deciding_entries() {
     let rules = rules_dir();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("e.json");
-    std::fs::write(&input, format!("{}\n{{\"userIdentity\":{{\"type\":\"IAMUser\"}}}}\n", root_event("a"))).unwrap();
-    let out = trailwatch(&["explain", "-r", rules.path().to_str().unwrap(), "--all", input.to_str().unwrap()]);
+    std::fs::write(
+        &input,
+        format!(
+            "{}\n{{\"userIdentity\":{{\"type\":\"IAMUser\"}}}}\n",
+            root_event("a")
+        ),
+    )
+    .unwrap();
+    let out = trailwatch(&[
+        "explain",
+        "-r",
+        rules.path().to_str().unwrap(),
+        "--all",
+        input.to_str().unwrap(),
+    ]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("MATCH  00000000-0000-4000-8000-000000000001  Root usage"), "{text}");
+    assert!(
+        text.contains("MATCH  00000000-0000-4000-8000-000000000001  Root usage"),
+        "{text}"
+    );
     assert!(text.contains("✓ userIdentity.type = \"Root\""), "{text}");
     assert!(text.contains("no match  00000000"), "{text}");
     assert!(text.contains("✗ userIdentity.type = \"IAMUser\""), "{text}");

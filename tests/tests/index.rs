@@ -12,7 +12,10 @@ fn indexed_matching_equals_trying_every_rule() {
     assert!(errors.is_empty(), "{errors:?}");
     let set = RuleSet::compile(rules).expect("rules compile");
     let (by_name, by_source, always) = set.index_stats();
-    assert!(by_name + by_source > 40, "most rules should be indexed: {by_name}/{by_source}/{always}");
+    assert!(
+        by_name + by_source > 40,
+        "most rules should be indexed: {by_name}/{by_source}/{always}"
+    );
     let mut decoder = Decoder::new(set.fields(), Limits::default());
     let mut scratch = MatchScratch::default();
     let mut hits = Vec::new();
@@ -26,8 +29,10 @@ fn indexed_matching_equals_trying_every_rule() {
                     let ev = item.unwrap();
                     events += 1;
                     set.matches(ev, &mut scratch, &mut hits);
-                    let brute: Vec<u32> =
-                        (0..set.rules().len()).filter(|&i| set.rule_matches(i, ev)).map(|i| i as u32).collect();
+                    let brute: Vec<u32> = (0..set.rules().len())
+                        .filter(|&i| set.rule_matches(i, ev))
+                        .map(|i| i as u32)
+                        .collect();
                     assert_eq!(hits, brute);
                 })
                 .unwrap();

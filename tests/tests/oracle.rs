@@ -7,18 +7,40 @@ fn expected(set: &str) -> BTreeSet<(String, u64)> {
     let text = std::fs::read(corpus().join(format!("oracle/expected/{set}.jsonl"))).unwrap();
     json_lines(&text)
         .into_iter()
-        .map(|v| (v["rule_id"].as_str().unwrap().to_string(), v["event_index"].as_u64().unwrap()))
+        .map(|v| {
+            (
+                v["rule_id"].as_str().unwrap().to_string(),
+                v["event_index"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
 fn replayed(set: &str) -> BTreeSet<(String, u64)> {
     let rules = corpus().join("sigma-cloudtrail");
     let events = corpus().join(format!("{set}/events.jsonl"));
-    let out = trailwatch(&["replay", "--rules", rules.to_str().unwrap(), "--emit", "hits", "--quiet", events.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = trailwatch(&[
+        "replay",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--emit",
+        "hits",
+        "--quiet",
+        events.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     json_lines(&out.stdout)
         .into_iter()
-        .map(|v| (v["rule_id"].as_str().unwrap().to_string(), v["input_index"].as_u64().unwrap()))
+        .map(|v| {
+            (
+                v["rule_id"].as_str().unwrap().to_string(),
+                v["input_index"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -27,7 +49,10 @@ fn assert_same(set: &str, count: usize) {
     let got = replayed(set);
     let missing: Vec<_> = want.difference(&got).collect();
     let extra: Vec<_> = got.difference(&want).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "{set}: missing {missing:?}, extra {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{set}: missing {missing:?}, extra {extra:?}"
+    );
     assert_eq!(got.len(), count, "{set}");
 }
 
@@ -52,6 +77,10 @@ fn all_sigmahq_cloudtrail_rules_load_unchanged() {
     let rules = corpus().join("sigma-cloudtrail");
     let out = trailwatch(&["check", rules.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("57 rules loaded, 0 errors"), "{stdout}");
 }

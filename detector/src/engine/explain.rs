@@ -81,7 +81,9 @@ impl RuleSet {
 fn collect_leaves(e: &Expr, out: &mut Vec<u32>) {
     match e {
         Expr::Leaf(i) => out.push(*i),
-        Expr::And(v) | Expr::Or(v) | Expr::AtLeast(_, v) => v.iter().for_each(|x| collect_leaves(x, out)),
+        Expr::And(v) | Expr::Or(v) | Expr::AtLeast(_, v) => {
+            v.iter().for_each(|x| collect_leaves(x, out))
+        }
         Expr::Not(x) => collect_leaves(x, out),
     }
 }

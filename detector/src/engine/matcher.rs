@@ -24,29 +24,41 @@ pub enum Test {
     /// Equal to one of these (lower-cased when not `cased`).
     Exact { values: Vec<Box<[u8]>>, cased: bool },
     /// Equal to one of many (lower-cased when not `cased`).
-    ExactSet { values: FxHashSet<Box<[u8]>>, cased: bool },
+    ExactSet {
+        values: FxHashSet<Box<[u8]>>,
+        cased: bool,
+    },
     /// Starts with one of these.
     Prefix { values: Vec<Box<[u8]>>, cased: bool },
     /// Ends with one of these.
     Suffix { values: Vec<Box<[u8]>>, cased: bool },
     /// Contains one of these.
-    Contains(AhoCorasick),
+    Contains(Box<AhoCorasick>),
     /// Matches one of several wildcard patterns (anchored).
-    Wildcard(Regex),
+    Wildcard(Box<Regex>),
     /// `re`: an unanchored regular-expression search, behind a literal every match contains.
-    Regex(Regex, Option<memchr::memmem::Finder<'static>>),
+    Regex(Box<Regex>, Option<Box<memchr::memmem::Finder<'static>>>),
     /// An IP address inside one of these networks.
     Cidr(Vec<Cidr>),
     /// A number compared with a constant.
     Compare(CmpOp, f64),
     /// Equal to (or positioned within) another field's value.
-    FieldRef { other: crate::event::FieldId, position: Position, cased: bool },
+    FieldRef {
+        other: crate::event::FieldId,
+        position: Position,
+        cased: bool,
+    },
 }
 
 impl Test {
     /// Whether the test holds; `value` is the field's text, `None` when missing or null.
     #[inline]
-    pub fn test(&self, value: Option<&str>, present: bool, other: &dyn Fn(crate::event::FieldId) -> Option<String>) -> bool {
+    pub fn test(
+        &self,
+        value: Option<&str>,
+        present: bool,
+        other: &dyn Fn(crate::event::FieldId) -> Option<String>,
+    ) -> bool {
         match self {
             Test::Null => value.is_none(),
             Test::Exists(want) => present == *want,
@@ -79,15 +91,25 @@ impl Test {
             Test::Regex(re, required) => {
                 required.as_ref().is_none_or(|f| f.find(v).is_some()) && re.is_match(v)
             }
-            Test::Cidr(nets) => match std::str::from_utf8(v).ok().and_then(|s| s.trim().parse::<IpAddr>().ok()) {
+            Test::Cidr(nets) => match std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.trim().parse::<IpAddr>().ok())
+            {
                 Some(ip) => nets.iter().any(|n| n.contains(ip)),
                 None => false,
             },
-            Test::Compare(op, n) => match std::str::from_utf8(v).ok().and_then(|s| s.trim().parse::<f64>().ok()) {
+            Test::Compare(op, n) => match std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.trim().parse::<f64>().ok())
+            {
                 Some(x) => op.test(x, *n),
                 None => false,
             },
-            Test::FieldRef { other: id, position, cased } => match other(*id) {
+            Test::FieldRef {
+                other: id,
+                position,
+                cased,
+            } => match other(*id) {
                 Some(o) => positioned(v, o.as_bytes(), *position, *cased),
                 None => false,
             },
@@ -110,8 +132,14 @@ impl Test {
     /// The literal values, lower-cased, when this is case-insensitive equality (for indexing).
     pub fn exact_values(&self) -> Option<Vec<Box<[u8]>>> {
         match self {
-            Test::Exact { values, cased: false } => Some(values.clone()),
-            Test::ExactSet { values, cased: false } => Some(values.iter().cloned().collect()),
+            Test::Exact {
+                values,
+                cased: false,
+            } => Some(values.clone()),
+            Test::ExactSet {
+                values,
+                cased: false,
+            } => Some(values.iter().cloned().collect()),
             _ => None,
         }
     }
@@ -148,10 +176,19 @@ pub fn time_part(text: &str, part: TimePart) -> Option<String> {
         d.naive_utc()
     } else {
         let t = t.trim_end_matches('Z');
-        ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
-            .iter()
-            .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
-            .or_else(|| NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0))?
+        [
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M",
+            "%Y-%m-%d %H:%M",
+        ]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+        .or_else(|| {
+            NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                .ok()?
+                .and_hms_opt(0, 0, 0)
+        })?
     };
     Some(match part {
         TimePart::Minute => dt.minute().to_string(),
@@ -200,7 +237,10 @@ pub fn build_any(
                 exact.push(fold(digit.as_bytes()));
             }
             Value::Null => tests.push(Test::Null),
-            Value::Regex(p, f) => tests.push(Test::Regex(build_regex(p, *f)?, required_literal(p, *f))),
+            Value::Regex(p, f) => tests.push(Test::Regex(
+                Box::new(build_regex(p, *f)?),
+                required_literal(p, *f).map(Box::new),
+            )),
             Value::Cidr(c) => cidrs.push(*c),
             Value::Compare(op, n) => tests.push(Test::Compare(*op, *n)),
             Value::FieldRef(f, position) => tests.push(Test::FieldRef {
@@ -214,14 +254,26 @@ pub fn build_any(
     let mut out = Vec::new();
     match exact.len() {
         0 => {}
-        1..=8 => out.push(Test::Exact { values: exact, cased }),
-        _ => out.push(Test::ExactSet { values: exact.into_iter().collect(), cased }),
+        1..=8 => out.push(Test::Exact {
+            values: exact,
+            cased,
+        }),
+        _ => out.push(Test::ExactSet {
+            values: exact.into_iter().collect(),
+            cased,
+        }),
     }
     if !prefix.is_empty() {
-        out.push(Test::Prefix { values: prefix, cased });
+        out.push(Test::Prefix {
+            values: prefix,
+            cased,
+        });
     }
     if !suffix.is_empty() {
-        out.push(Test::Suffix { values: suffix, cased });
+        out.push(Test::Suffix {
+            values: suffix,
+            cased,
+        });
     }
     if !contains.is_empty() {
         let ac = AhoCorasickBuilder::new()
@@ -229,10 +281,10 @@ pub fn build_any(
             .match_kind(MatchKind::LeftmostFirst)
             .build(&contains)
             .map_err(|e| format!("cannot build the contains matcher: {e}"))?;
-        out.push(Test::Contains(ac));
+        out.push(Test::Contains(Box::new(ac)));
     }
     if !wild.is_empty() {
-        out.push(Test::Wildcard(build_wildcards(&wild, cased)?));
+        out.push(Test::Wildcard(Box::new(build_wildcards(&wild, cased)?)));
     }
     if !cidrs.is_empty() {
         out.push(Test::Cidr(cidrs));
@@ -331,7 +383,9 @@ fn required_literal(pattern: &str, flags: ReFlags) -> Option<memchr::memmem::Fin
         .build()
         .parse(pattern)
         .ok()?;
-    let HirKind::Concat(parts) = hir.kind() else { return None };
+    let HirKind::Concat(parts) = hir.kind() else {
+        return None;
+    };
     let best = parts
         .iter()
         .filter_map(|p| match p.kind() {
@@ -388,7 +442,10 @@ mod tests {
         let t = tests_for(&[s("a?c*z"), s("x*y*z")], false);
         assert!(matches!(t[0], Test::Wildcard(_)));
         assert!(any(&t, Some("ABC123Z")));
-        assert!(any(&t, Some("aéc z")), "? is one character, even a multi-byte one");
+        assert!(
+            any(&t, Some("aéc z")),
+            "? is one character, even a multi-byte one"
+        );
         assert!(any(&t, Some("x-y-z")));
         assert!(!any(&t, Some("abcz!")));
         assert!(any(&t, Some("a\nc\nz")), "* crosses newlines");
@@ -419,10 +476,28 @@ mod tests {
 
     #[test]
     fn regex_is_an_unanchored_search() {
-        let t = tests_for(&[Value::Regex(".+:assumed-role/aws:.+".into(), ReFlags::default())], false);
-        assert!(any(&t, Some("arn:aws:sts::1:assumed-role/aws:ec2-instance/i-1")));
+        let t = tests_for(
+            &[Value::Regex(
+                ".+:assumed-role/aws:.+".into(),
+                ReFlags::default(),
+            )],
+            false,
+        );
+        assert!(any(
+            &t,
+            Some("arn:aws:sts::1:assumed-role/aws:ec2-instance/i-1")
+        ));
         assert!(!any(&t, Some("arn:aws:sts::1:assumed-role/AWS:x")));
-        let t = tests_for(&[Value::Regex("abc".into(), ReFlags { insensitive: true, ..Default::default() })], false);
+        let t = tests_for(
+            &[Value::Regex(
+                "abc".into(),
+                ReFlags {
+                    insensitive: true,
+                    ..Default::default()
+                },
+            )],
+            false,
+        );
         assert!(any(&t, Some("xxABCxx")));
     }
 
@@ -431,8 +506,18 @@ mod tests {
         let f = required_literal(".+:assumed-role/aws:.+", ReFlags::default()).unwrap();
         assert_eq!(f.needle(), b":assumed-role/aws:");
         assert!(required_literal("abc|xyz", ReFlags::default()).is_none());
-        assert!(required_literal("abc", ReFlags { insensitive: true, ..Default::default() }).is_none());
-        let t = tests_for(&[Value::Regex("^a+:role/(x|y)$".into(), ReFlags::default())], false);
+        assert!(required_literal(
+            "abc",
+            ReFlags {
+                insensitive: true,
+                ..Default::default()
+            }
+        )
+        .is_none());
+        let t = tests_for(
+            &[Value::Regex("^a+:role/(x|y)$".into(), ReFlags::default())],
+            false,
+        );
         assert!(any(&t, Some("aa:role/x")));
         assert!(!any(&t, Some("aa:role/z")));
     }
@@ -454,11 +539,26 @@ mod tests {
 
     #[test]
     fn time_parts_like_sqlite() {
-        assert_eq!(time_part("2024-03-05T07:08:09Z", TimePart::Hour).as_deref(), Some("7"));
-        assert_eq!(time_part("2024-03-05 07:08:09", TimePart::Minute).as_deref(), Some("8"));
-        assert_eq!(time_part("2024-03-05T07:08:09+02:00", TimePart::Hour).as_deref(), Some("5"));
-        assert_eq!(time_part("2024-01-01T00:00:00Z", TimePart::Week).as_deref(), Some("1"));
-        assert_eq!(time_part("2023-01-01T00:00:00Z", TimePart::Week).as_deref(), Some("0"));
+        assert_eq!(
+            time_part("2024-03-05T07:08:09Z", TimePart::Hour).as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            time_part("2024-03-05 07:08:09", TimePart::Minute).as_deref(),
+            Some("8")
+        );
+        assert_eq!(
+            time_part("2024-03-05T07:08:09+02:00", TimePart::Hour).as_deref(),
+            Some("5")
+        );
+        assert_eq!(
+            time_part("2024-01-01T00:00:00Z", TimePart::Week).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            time_part("2023-01-01T00:00:00Z", TimePart::Week).as_deref(),
+            Some("0")
+        );
         assert_eq!(time_part("not a time", TimePart::Year), None);
     }
 }

@@ -116,8 +116,12 @@ impl RuleSet {
             if let Some(id) = &rule.id {
                 if let Some(prev) = ids.insert(id.clone(), rule.file.clone()) {
                     errors.push(
-                        RuleError::new(&rule.file, rule.line, format!("duplicate rule id, also used in {}", prev.display()))
-                            .with_rule(Some(id)),
+                        RuleError::new(
+                            &rule.file,
+                            rule.line,
+                            format!("duplicate rule id, also used in {}", prev.display()),
+                        )
+                        .with_rule(Some(id)),
                     );
                     continue;
                 }
@@ -147,12 +151,18 @@ impl RuleSet {
                     .map(Expr::Or),
             }
             .map_err(|(line, field, msg)| {
-                RuleError::new(&rule.file, line, msg).with_field(field).with_rule(Some(rule.label()))
+                RuleError::new(&rule.file, line, msg)
+                    .with_field(field)
+                    .with_rule(Some(rule.label()))
             })?;
             searches.push((search.name.clone(), expr));
         }
         let expr = self.order(cond_expr(&rule.condition, &searches));
-        self.rules.push(CompiledRule { rule, expr, searches });
+        self.rules.push(CompiledRule {
+            rule,
+            expr,
+            searches,
+        });
         Ok(())
     }
 
@@ -176,7 +186,11 @@ impl RuleSet {
             let values: Vec<Vec<crate::rule::Value>> = spec
                 .values
                 .iter()
-                .map(|g| g.iter().map(|v| if keyword { keyword_value(v) } else { v.clone() }).collect())
+                .map(|g| {
+                    g.iter()
+                        .map(|v| if keyword { keyword_value(v) } else { v.clone() })
+                        .collect()
+                })
                 .collect();
             let err = |m: String| (spec.line, spec.key.clone(), m);
             if spec.all {
@@ -198,7 +212,11 @@ impl RuleSet {
             });
             items.push(Expr::Leaf(self.leaves.len() as u32 - 1));
         }
-        Ok(if items.len() == 1 { items.remove(0) } else { Expr::And(items) })
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::And(items)
+        })
     }
 
     /// Sorts conjunctions and disjunctions so cheap, selective tests run first.
@@ -221,7 +239,9 @@ impl RuleSet {
     fn cost(&self, e: &Expr) -> u32 {
         match e {
             Expr::Leaf(i) => self.leaves[*i as usize].cost,
-            Expr::And(v) | Expr::Or(v) | Expr::AtLeast(_, v) => v.iter().map(|x| self.cost(x)).sum(),
+            Expr::And(v) | Expr::Or(v) | Expr::AtLeast(_, v) => {
+                v.iter().map(|x| self.cost(x)).sum()
+            }
             Expr::Not(x) => self.cost(x),
         }
     }
@@ -297,7 +317,11 @@ impl RuleSet {
             all.dedup();
             all.len()
         };
-        (uniq(&self.by_name), uniq(&self.by_source), self.always.len())
+        (
+            uniq(&self.by_name),
+            uniq(&self.by_source),
+            self.always.len(),
+        )
     }
 
     /// Appends to `hits` the index of every rule that matches `ev`, in rule order.
@@ -306,13 +330,18 @@ impl RuleSet {
         let cands = &mut scratch.cands;
         cands.clear();
         cands.extend_from_slice(&self.always);
-        for (field, index) in [(self.event_name, &self.by_name), (self.event_source, &self.by_source)] {
+        for (field, index) in [
+            (self.event_name, &self.by_name),
+            (self.event_source, &self.by_source),
+        ] {
             if index.is_empty() {
                 continue;
             }
             if let FieldValue::Text(t) = ev.get(field) {
                 scratch.key.clear();
-                scratch.key.extend(t.bytes().map(|b| b.to_ascii_lowercase()));
+                scratch
+                    .key
+                    .extend(t.bytes().map(|b| b.to_ascii_lowercase()));
                 if let Some(rules) = index.get(scratch.key.as_slice()) {
                     cands.extend_from_slice(rules);
                 }
@@ -404,7 +433,9 @@ fn cond_expr(c: &Cond, searches: &[(String, Expr)]) -> Expr {
         Cond::Search(i) => searches[*i].1.clone(),
         Cond::And(v) => Expr::And(v.iter().map(|x| cond_expr(x, searches)).collect()),
         Cond::Or(v) => Expr::Or(v.iter().map(|x| cond_expr(x, searches)).collect()),
-        Cond::AtLeast(n, v) => Expr::AtLeast(*n, v.iter().map(|x| cond_expr(x, searches)).collect()),
+        Cond::AtLeast(n, v) => {
+            Expr::AtLeast(*n, v.iter().map(|x| cond_expr(x, searches)).collect())
+        }
         Cond::Not(x) => Expr::Not(Box::new(cond_expr(x, searches))),
     }
 }
@@ -430,7 +461,11 @@ mod tests {
             d.decode(ev.as_bytes(), &mut |item| {
                 let ev = item.unwrap();
                 set.matches(ev, &mut scratch, &mut hit);
-                assert_eq!(!hit.is_empty(), set.rule_matches(0, ev), "index and brute force agree");
+                assert_eq!(
+                    !hit.is_empty(),
+                    set.rule_matches(0, ev),
+                    "index and brute force agree"
+                );
             })
             .unwrap();
             out.push(!hit.is_empty());
@@ -443,7 +478,14 @@ mod tests {
         // SQL would say NULL; Sigma (and the oracle's COALESCE) says the filter did not match.
         let d = "  sel: {eventName: ListBuckets}\n  filter: {userIdentity.type: AssumedRole}\n  condition: sel and not filter\n";
         assert_eq!(
-            hits(d, &[r#"{"eventName":"ListBuckets"}"#, r#"{"eventName":"ListBuckets","userIdentity":{"type":"AssumedRole"}}"#, r#"{"eventName":"listbuckets","userIdentity":{"type":"IAMUser"}}"#]),
+            hits(
+                d,
+                &[
+                    r#"{"eventName":"ListBuckets"}"#,
+                    r#"{"eventName":"ListBuckets","userIdentity":{"type":"AssumedRole"}}"#,
+                    r#"{"eventName":"listbuckets","userIdentity":{"type":"IAMUser"}}"#
+                ]
+            ),
             vec![true, false, true]
         );
     }
@@ -452,7 +494,14 @@ mod tests {
     fn null_matches_missing_and_json_null() {
         let d = "  sel: {eventName: X, errorCode: null}\n  condition: sel\n";
         assert_eq!(
-            hits(d, &[r#"{"eventName":"X"}"#, r#"{"eventName":"X","errorCode":null}"#, r#"{"eventName":"X","errorCode":""}"#]),
+            hits(
+                d,
+                &[
+                    r#"{"eventName":"X"}"#,
+                    r#"{"eventName":"X","errorCode":null}"#,
+                    r#"{"eventName":"X","errorCode":""}"#
+                ]
+            ),
             vec![true, true, false]
         );
     }
@@ -460,19 +509,35 @@ mod tests {
     #[test]
     fn exists_follows_the_spec() {
         let d = "  sel: {errorCode|exists: true}\n  condition: sel\n";
-        assert_eq!(hits(d, &[r#"{"errorCode":null}"#, r#"{"a":1}"#, r#"{"errorCode":"x"}"#]), vec![true, false, true]);
+        assert_eq!(
+            hits(
+                d,
+                &[
+                    r#"{"errorCode":null}"#,
+                    r#"{"a":1}"#,
+                    r#"{"errorCode":"x"}"#
+                ]
+            ),
+            vec![true, false, true]
+        );
         let d = "  sel: {errorCode|exists: false}\n  condition: sel\n";
-        assert_eq!(hits(d, &[r#"{"errorCode":null}"#, r#"{"a":1}"#]), vec![false, true]);
+        assert_eq!(
+            hits(d, &[r#"{"errorCode":null}"#, r#"{"a":1}"#]),
+            vec![false, true]
+        );
     }
 
     #[test]
     fn fieldref_compares_two_fields() {
         let d = "  sel: {eventName: UpdateLoginProfile}\n  same:\n    userIdentity.arn|fieldref|endswith: requestParameters.userName\n  condition: sel and not same\n";
         assert_eq!(
-            hits(d, &[
-                r#"{"eventName":"UpdateLoginProfile","userIdentity":{"arn":"arn:aws:iam::1:user/Bob"},"requestParameters":{"userName":"bob"}}"#,
-                r#"{"eventName":"UpdateLoginProfile","userIdentity":{"arn":"arn:aws:iam::1:user/admin"},"requestParameters":{"userName":"bob"}}"#,
-            ]),
+            hits(
+                d,
+                &[
+                    r#"{"eventName":"UpdateLoginProfile","userIdentity":{"arn":"arn:aws:iam::1:user/Bob"},"requestParameters":{"userName":"bob"}}"#,
+                    r#"{"eventName":"UpdateLoginProfile","userIdentity":{"arn":"arn:aws:iam::1:user/admin"},"requestParameters":{"userName":"bob"}}"#,
+                ]
+            ),
             vec![false, true]
         );
     }
@@ -480,14 +545,31 @@ mod tests {
     #[test]
     fn keywords_search_the_whole_event() {
         let d = "  keywords:\n    - TruffleHog\n  condition: keywords\n";
-        assert_eq!(hits(d, &[r#"{"userAgent":"trufflehog/3.0"}"#, r#"{"userAgent":"aws-cli"}"#]), vec![true, false]);
+        assert_eq!(
+            hits(
+                d,
+                &[
+                    r#"{"userAgent":"trufflehog/3.0"}"#,
+                    r#"{"userAgent":"aws-cli"}"#
+                ]
+            ),
+            vec![true, false]
+        );
     }
 
     #[test]
     fn quantifiers_all_and_numeric() {
         let d = "  a: {x|gt: 5}\n  b: {y|contains|all: [foo, bar]}\n  c: {z: 1}\n  condition: 2 of them\n";
         assert_eq!(
-            hits(d, &[r#"{"x":10,"y":"bar foo"}"#, r#"{"x":10,"y":"foo"}"#, r#"{"x":"3","z":1}"#, r#"{"y":"foobar","z":"1"}"#]),
+            hits(
+                d,
+                &[
+                    r#"{"x":10,"y":"bar foo"}"#,
+                    r#"{"x":10,"y":"foo"}"#,
+                    r#"{"x":"3","z":1}"#,
+                    r#"{"y":"foobar","z":"1"}"#
+                ]
+            ),
             vec![true, false, false, true]
         );
     }
@@ -496,23 +578,41 @@ mod tests {
     fn neq_and_time_parts() {
         let d = "  sel: {eventName: ConsoleLogin, awsRegion|neq: [us-east-1, us-west-2]}\n  condition: sel\n";
         assert_eq!(
-            hits(d, &[r#"{"eventName":"ConsoleLogin","awsRegion":"eu-west-1"}"#, r#"{"eventName":"ConsoleLogin","awsRegion":"us-east-1"}"#]),
+            hits(
+                d,
+                &[
+                    r#"{"eventName":"ConsoleLogin","awsRegion":"eu-west-1"}"#,
+                    r#"{"eventName":"ConsoleLogin","awsRegion":"us-east-1"}"#
+                ]
+            ),
             vec![true, false]
         );
         let d = "  night: {eventTime|hour|lt: 6}\n  condition: night\n";
-        assert_eq!(hits(d, &[r#"{"eventTime":"2024-01-01T03:00:00Z"}"#, r#"{"eventTime":"2024-01-01T13:00:00Z"}"#]), vec![true, false]);
+        assert_eq!(
+            hits(
+                d,
+                &[
+                    r#"{"eventTime":"2024-01-01T03:00:00Z"}"#,
+                    r#"{"eventTime":"2024-01-01T13:00:00Z"}"#
+                ]
+            ),
+            vec![true, false]
+        );
     }
 
     #[test]
     fn regex_and_cidr_and_wildcards() {
         let d = "  a: {userIdentity.arn|re: '.+:assumed-role/aws:.+'}\n  b: {sourceIPAddress|cidr: 10.0.0.0/8}\n  c: {userAgent: 'aws-cli/2.*Linux*'}\n  condition: 1 of them\n";
         assert_eq!(
-            hits(d, &[
-                r#"{"userIdentity":{"arn":"arn:aws:sts::1:assumed-role/aws:ec2-instance/i-1"}}"#,
-                r#"{"sourceIPAddress":"10.1.2.3"}"#,
-                r#"{"userAgent":"AWS-CLI/2.15 Python/3 Linux/6"}"#,
-                r#"{"sourceIPAddress":"11.1.2.3","userAgent":"aws-cli/1.0 Linux"}"#,
-            ]),
+            hits(
+                d,
+                &[
+                    r#"{"userIdentity":{"arn":"arn:aws:sts::1:assumed-role/aws:ec2-instance/i-1"}}"#,
+                    r#"{"sourceIPAddress":"10.1.2.3"}"#,
+                    r#"{"userAgent":"AWS-CLI/2.15 Python/3 Linux/6"}"#,
+                    r#"{"sourceIPAddress":"11.1.2.3","userAgent":"aws-cli/1.0 Linux"}"#,
+                ]
+            ),
             vec![true, true, true, false]
         );
     }

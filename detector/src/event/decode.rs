@@ -713,7 +713,10 @@ mod tests {
     use crate::event::FieldValue;
 
     /// Decodes `doc` and returns, per record, the requested fields' values (or the error).
-    fn decode(doc: &str, paths: &[&str]) -> (Vec<Vec<String>>, Vec<String>, Result<(), DecodeError>) {
+    fn decode(
+        doc: &str,
+        paths: &[&str],
+    ) -> (Vec<Vec<String>>, Vec<String>, Result<(), DecodeError>) {
         let mut fields = FieldTable::new();
         let ids: Vec<_> = paths.iter().map(|p| fields.intern(p)).collect();
         let mut d = Decoder::new(&fields, Limits::default());
@@ -737,11 +740,36 @@ mod tests {
     #[test]
     fn bare_record_fields_and_texts() {
         let doc = r#"{"eventName":"A","readOnly":true,"n":12,"f":1.5,"z":null,"s":"x\"y","o":{"b": 1, "a": [1, 2]},"userIdentity":{"type":"Root"}}"#;
-        let (recs, errs, r) = decode(doc, &["eventName", "readOnly", "n", "f", "z", "s", "o", "userIdentity.type", "nope", "userIdentity.nope"]);
+        let (recs, errs, r) = decode(
+            doc,
+            &[
+                "eventName",
+                "readOnly",
+                "n",
+                "f",
+                "z",
+                "s",
+                "o",
+                "userIdentity.type",
+                "nope",
+                "userIdentity.nope",
+            ],
+        );
         assert!(r.is_ok() && errs.is_empty());
         assert_eq!(
             recs,
-            vec![vec!["A", "true", "12", "1.5", "<null>", "x\"y", r#"{"b":1,"a":[1,2]}"#, "Root", "<missing>", "<missing>"]]
+            vec![vec![
+                "A",
+                "true",
+                "12",
+                "1.5",
+                "<null>",
+                "x\"y",
+                r#"{"b":1,"a":[1,2]}"#,
+                "Root",
+                "<missing>",
+                "<missing>"
+            ]]
         );
     }
 
@@ -751,7 +779,10 @@ mod tests {
         let (recs, errs, r) = decode(doc, &["eventName"]);
         assert!(r.is_ok());
         assert_eq!(recs, vec![vec!["A"], vec!["B"], vec!["C"]]);
-        assert_eq!(errs, vec!["expected a CloudTrail record (a JSON object), found a number"]);
+        assert_eq!(
+            errs,
+            vec!["expected a CloudTrail record (a JSON object), found a number"]
+        );
     }
 
     #[test]
@@ -769,14 +800,18 @@ mod tests {
     #[test]
     fn sns_notification_wraps_anything() {
         let inner = r#"{"detail-type":"AWS Console Sign In via CloudTrail","detail":{"eventName":"ConsoleLogin"}}"#;
-        let doc = serde_json::json!({"Type": "Notification", "MessageId": "m", "Message": inner}).to_string();
+        let doc = serde_json::json!({"Type": "Notification", "MessageId": "m", "Message": inner})
+            .to_string();
         let (recs, _, r) = decode(&doc, &["eventName"]);
         assert!(r.is_ok(), "{r:?}");
         assert_eq!(recs, vec![vec!["ConsoleLogin"]]);
         let records = serde_json::json!({"Type": "Notification", "Message": r#"{"Records":[{"eventName":"X"},{"eventName":"Y"}]}"#}).to_string();
         assert_eq!(decode(&records, &["eventName"]).0.len(), 2);
         let bad = r#"{"Type":"Notification","Message":"{not json"}"#;
-        assert!(matches!(decode(bad, &["eventName"]).2, Err(DecodeError::Truncated { .. } | DecodeError::Syntax { .. })));
+        assert!(matches!(
+            decode(bad, &["eventName"]).2,
+            Err(DecodeError::Truncated { .. } | DecodeError::Syntax { .. })
+        ));
     }
 
     #[test]
@@ -785,7 +820,10 @@ mod tests {
         for _ in 0..6 {
             doc = serde_json::json!({"Type": "Notification", "Message": doc}).to_string();
         }
-        assert!(matches!(decode(&doc, &["eventName"]).2, Err(DecodeError::EnvelopeTooDeep { limit: 4 })));
+        assert!(matches!(
+            decode(&doc, &["eventName"]).2,
+            Err(DecodeError::EnvelopeTooDeep { limit: 4 })
+        ));
     }
 
     #[test]
@@ -800,7 +838,10 @@ mod tests {
         // A whole object and a path inside it, both wanted.
         let doc = r#"{"requestParameters":{"attribute":"userData","x":[1]}}"#;
         let (recs, _, _) = decode(doc, &["requestParameters", "requestParameters.attribute"]);
-        assert_eq!(recs, vec![vec![r#"{"attribute":"userData","x":[1]}"#, "userData"]]);
+        assert_eq!(
+            recs,
+            vec![vec![r#"{"attribute":"userData","x":[1]}"#, "userData"]]
+        );
         // Duplicate keys: the last one wins, as in Python.
         let (recs, _, _) = decode(r#"{"eventName":"A","eventName":"B"}"#, &["eventName"]);
         assert_eq!(recs, vec![vec!["B"]]);
@@ -808,14 +849,30 @@ mod tests {
 
     #[test]
     fn malformed_input_gives_typed_errors() {
-        let cases: &[(&str, fn(&DecodeError) -> bool)] = &[
-            (r#"{"eventName":"A""#, |e| matches!(e, DecodeError::Truncated { .. })),
-            (r#"{"eventName":}"#, |e| matches!(e, DecodeError::Syntax { .. })),
-            (r#"{"a":1} {"b":2}"#, |e| matches!(e, DecodeError::Syntax { .. })),
-            ("42", |e| matches!(e, DecodeError::NotARecord { found: "a number" })),
-            ("\"text\"", |e| matches!(e, DecodeError::NotARecord { found: "a string" })),
+        type Check = fn(&DecodeError) -> bool;
+        let cases: &[(&str, Check)] = &[
+            (r#"{"eventName":"A""#, |e| {
+                matches!(e, DecodeError::Truncated { .. })
+            }),
+            (r#"{"eventName":}"#, |e| {
+                matches!(e, DecodeError::Syntax { .. })
+            }),
+            (r#"{"a":1} {"b":2}"#, |e| {
+                matches!(e, DecodeError::Syntax { .. })
+            }),
+            ("42", |e| {
+                matches!(e, DecodeError::NotARecord { found: "a number" })
+            }),
+            ("\"text\"", |e| {
+                matches!(e, DecodeError::NotARecord { found: "a string" })
+            }),
             ("", |e| matches!(e, DecodeError::Truncated { .. })),
-            ("nul", |e| matches!(e, DecodeError::Syntax { .. } | DecodeError::Truncated { .. })),
+            ("nul", |e| {
+                matches!(
+                    e,
+                    DecodeError::Syntax { .. } | DecodeError::Truncated { .. }
+                )
+            }),
         ];
         for (doc, ok) in cases {
             let (_, _, r) = decode(doc, &["eventName"]);
@@ -828,12 +885,20 @@ mod tests {
     fn deep_nesting_is_an_error_not_a_crash() {
         for depth in [200, 100_000] {
             // On the path to a wanted field: the parser's depth limit rejects the document.
-            let doc = format!(r#"{{"eventName":"A","x":{{"y":{}{}}}}}"#, "[".repeat(depth), "]".repeat(depth));
+            let doc = format!(
+                r#"{{"eventName":"A","x":{{"y":{}{}}}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
             let (recs, _, r) = decode(&doc, &["eventName", "x.y.z"]);
             assert!(recs.is_empty() || r.is_ok(), "{r:?}");
             // Inside a value read whole: the record decodes, the value reads as missing and
             // the event says so.
-            let doc = format!(r#"{{"eventName":"A","x":{}{}}}"#, "[".repeat(depth), "]".repeat(depth));
+            let doc = format!(
+                r#"{{"eventName":"A","x":{}{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
             let mut fields = FieldTable::new();
             let x = fields.intern("x");
             let mut d = Decoder::new(&fields, Limits::default());
@@ -852,16 +917,31 @@ mod tests {
         let doc = format!(r#"{{"Records":{}{}}}"#, "[".repeat(200), "]".repeat(200));
         let (recs, errs, r) = decode(&doc, &["eventName"]);
         assert!(recs.is_empty() && r.is_ok());
-        assert_eq!(errs, vec!["expected a CloudTrail record (a JSON object), found an array"]);
+        assert_eq!(
+            errs,
+            vec!["expected a CloudTrail record (a JSON object), found an array"]
+        );
     }
 
     #[test]
     fn oversized_and_invalid_utf8() {
         let mut fields = FieldTable::new();
         fields.intern("eventName");
-        let mut d = Decoder::new(&fields, Limits { max_document_bytes: 10, ..Limits::default() });
+        let mut d = Decoder::new(
+            &fields,
+            Limits {
+                max_document_bytes: 10,
+                ..Limits::default()
+            },
+        );
         let r = d.decode(br#"{"eventName":"too long"}"#, &mut |_| {});
-        assert_eq!(r, Err(DecodeError::TooLarge { size: 24, limit: 10 }));
+        assert_eq!(
+            r,
+            Err(DecodeError::TooLarge {
+                size: 24,
+                limit: 10
+            })
+        );
         let mut d = Decoder::new(&fields, Limits::default());
         let r = d.decode(b"{\"eventName\":\"\xff\"}", &mut |_| {});
         assert_eq!(r, Err(DecodeError::Utf8 { offset: 14 }));
@@ -869,7 +949,10 @@ mod tests {
 
     #[test]
     fn wrong_types_on_the_path_are_missing() {
-        let (recs, _, r) = decode(r#"{"userIdentity":"Root","eventName":{"x":1}}"#, &["userIdentity.type", "eventName"]);
+        let (recs, _, r) = decode(
+            r#"{"userIdentity":"Root","eventName":{"x":1}}"#,
+            &["userIdentity.type", "eventName"],
+        );
         assert!(r.is_ok());
         assert_eq!(recs, vec![vec!["<missing>", r#"{"x":1}"#]]);
     }
@@ -881,9 +964,10 @@ mod tests {
         fields.want_whole_record();
         let mut d = Decoder::new(&fields, Limits::default());
         let mut texts = Vec::new();
-        d.decode(br#"{"Records":[{"eventName": "A", "x": [1]}]}"#, &mut |item| {
-            texts.push(item.unwrap().whole_text().unwrap().to_string())
-        })
+        d.decode(
+            br#"{"Records":[{"eventName": "A", "x": [1]}]}"#,
+            &mut |item| texts.push(item.unwrap().whole_text().unwrap().to_string()),
+        )
         .unwrap();
         assert_eq!(texts, vec![r#"{"eventName":"A","x":[1]}"#]);
     }

@@ -58,7 +58,12 @@ impl TrieNode {
     fn insert(&mut self, key: &[u8], id: u32) {
         self.children.push((key.into(), id));
         self.children.sort_by_key(|(k, _)| k.len());
-        let max = self.children.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let max = self
+            .children
+            .iter()
+            .map(|(k, _)| k.len())
+            .max()
+            .unwrap_or(0);
         self.by_len = vec![(0, 0); max + 1];
         for len in 0..=max {
             let start = self.children.partition_point(|(k, _)| k.len() < len);

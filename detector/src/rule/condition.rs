@@ -67,9 +67,10 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             "all" => Tok::All,
             "any" => Tok::Num(1),
             "them" => Tok::Them,
-            w if w.bytes().all(|b| b.is_ascii_digit()) => {
-                Tok::Num(w.parse().map_err(|_| format!("number '{w}' is too large"))?)
-            }
+            w if w.bytes().all(|b| b.is_ascii_digit()) => Tok::Num(
+                w.parse()
+                    .map_err(|_| format!("number '{w}' is too large"))?,
+            ),
             w => Tok::Ident(w.to_string()),
         });
     }
@@ -206,7 +207,10 @@ impl Parser<'_> {
             },
             Some(Tok::All) => self.quantified(None),
             Some(Tok::Num(n)) => self.quantified(Some(n)),
-            Some(t) => Err(format!("expected a search name, '(' or 'not' but found {}", show(&t))),
+            Some(t) => Err(format!(
+                "expected a search name, '(' or 'not' but found {}",
+                show(&t)
+            )),
             None => Err("the condition ends where a search name was expected".into()),
         }
     }
@@ -231,7 +235,12 @@ impl Parser<'_> {
                     .collect();
                 (pat, items)
             }
-            Some(t) => return Err(format!("expected a name pattern or 'them' after 'of', found {}", show(&t))),
+            Some(t) => {
+                return Err(format!(
+                    "expected a name pattern or 'them' after 'of', found {}",
+                    show(&t)
+                ))
+            }
             None => return Err("expected a name pattern or 'them' after 'of'".into()),
         };
         if items.is_empty() {
@@ -242,7 +251,10 @@ impl Parser<'_> {
             Some(0) => return Err("'0 of' always holds; remove it".into()),
             Some(1) => Cond::Or(items),
             Some(k) if k > items.len() => {
-                return Err(format!("'{k} of {label}' can never hold: it names only {} searches", items.len()))
+                return Err(format!(
+                    "'{k} of {label}' can never hold: it names only {} searches",
+                    items.len()
+                ))
             }
             Some(k) => Cond::AtLeast(k, items),
         })
@@ -293,7 +305,10 @@ mod tests {
         );
         assert_eq!(
             parse("(a or b) and c", &n).unwrap(),
-            Cond::And(vec![Cond::Or(vec![Cond::Search(0), Cond::Search(1)]), Cond::Search(2)])
+            Cond::And(vec![
+                Cond::Or(vec![Cond::Search(0), Cond::Search(1)]),
+                Cond::Search(2)
+            ])
         );
     }
 
@@ -312,7 +327,9 @@ mod tests {
             parse("2 of them", &n).unwrap(),
             Cond::AtLeast(2, vec![Cond::Search(0), Cond::Search(1), Cond::Search(2)])
         );
-        assert!(parse("1 of nothing_*", &n).unwrap_err().contains("matches no search"));
+        assert!(parse("1 of nothing_*", &n)
+            .unwrap_err()
+            .contains("matches no search"));
     }
 
     #[test]
@@ -321,7 +338,9 @@ mod tests {
         assert!(parse("a and", &n).unwrap_err().contains("ends where"));
         assert!(parse("(a", &n).unwrap_err().contains("missing ')'"));
         assert!(parse("b", &n).unwrap_err().contains("'b' is not a search"));
-        assert!(parse("a | count() > 5", &n).unwrap_err().contains("correlation"));
+        assert!(parse("a | count() > 5", &n)
+            .unwrap_err()
+            .contains("correlation"));
         assert!(parse("", &n).unwrap_err().contains("empty"));
     }
 

@@ -14,9 +14,26 @@ pub struct Warning {
 }
 
 const KNOWN_KEYS: &[&str] = &[
-    "title", "id", "name", "related", "status", "description", "references", "author", "date",
-    "modified", "tags", "logsource", "detection", "fields", "falsepositives", "level", "license",
-    "taxonomy", "scope", "trailwatch",
+    "title",
+    "id",
+    "name",
+    "related",
+    "status",
+    "description",
+    "references",
+    "author",
+    "date",
+    "modified",
+    "tags",
+    "logsource",
+    "detection",
+    "fields",
+    "falsepositives",
+    "level",
+    "license",
+    "taxonomy",
+    "scope",
+    "trailwatch",
 ];
 
 /// Lints one parsed rule.
@@ -26,7 +43,10 @@ pub fn lint(rule: &Rule) -> Vec<Warning> {
     let line_of = |k: &str| doc.get(k).map_or(rule.line, |n| n.line);
     let mut warn = |line: usize, m: String| w.push(Warning { line, message: m });
     match &rule.id {
-        None => warn(rule.line, "no 'id': alerts and hits will be keyed by the title, which may change".into()),
+        None => warn(
+            rule.line,
+            "no 'id': alerts and hits will be keyed by the title, which may change".into(),
+        ),
         Some(id) if !is_uuid(id) => warn(line_of("id"), format!("id '{id}' is not a UUID")),
         _ => {}
     }
@@ -34,19 +54,42 @@ pub fn lint(rule: &Rule) -> Vec<Warning> {
         warn(rule.line, "no 'level': alerts will use 'medium'".into());
     }
     if rule.description.is_none() {
-        warn(rule.line, "no 'description': say what the rule detects and why it matters".into());
+        warn(
+            rule.line,
+            "no 'description': say what the rule detects and why it matters".into(),
+        );
     }
     if let Some(status) = &rule.status {
-        if !["stable", "test", "experimental", "deprecated", "unsupported"].contains(&status.as_str()) {
-            warn(line_of("status"), format!("status '{status}' is not a Sigma status"));
+        if ![
+            "stable",
+            "test",
+            "experimental",
+            "deprecated",
+            "unsupported",
+        ]
+        .contains(&status.as_str())
+        {
+            warn(
+                line_of("status"),
+                format!("status '{status}' is not a Sigma status"),
+            );
         }
     }
     if rule.title.chars().count() > 110 {
-        warn(line_of("title"), "title is longer than 110 characters".into());
+        warn(
+            line_of("title"),
+            "title is longer than 110 characters".into(),
+        );
     }
     for (k, _) in doc.as_map().unwrap_or_default() {
         if !KNOWN_KEYS.contains(&k.text.as_str()) {
-            warn(k.line, format!("unknown key '{}' (extensions belong under 'trailwatch:')", k.text));
+            warn(
+                k.line,
+                format!(
+                    "unknown key '{}' (extensions belong under 'trailwatch:')",
+                    k.text
+                ),
+            );
         }
     }
     let ls = &rule.logsource;
@@ -58,14 +101,20 @@ pub fn lint(rule: &Rule) -> Vec<Warning> {
     }
     for t in &rule.tags {
         if t.to_lowercase() != *t || !t.contains('.') {
-            warn(line_of("tags"), format!("tag '{t}' should be lower-case 'namespace.value'"));
+            warn(
+                line_of("tags"),
+                format!("tag '{t}' should be lower-case 'namespace.value'"),
+            );
         }
     }
     let mut used = vec![false; rule.searches.len()];
     mark_used(&rule.condition, &mut used);
     for (s, u) in rule.searches.iter().zip(used) {
         if !u {
-            warn(s.line, format!("search '{}' is not used by the condition", s.name));
+            warn(
+                s.line,
+                format!("search '{}' is not used by the condition", s.name),
+            );
         }
     }
     yaml11_booleans(doc.get("detection"), &mut warn);
@@ -75,7 +124,9 @@ pub fn lint(rule: &Rule) -> Vec<Warning> {
 fn mark_used(c: &Cond, used: &mut [bool]) {
     match c {
         Cond::Search(i) => used[*i] = true,
-        Cond::And(v) | Cond::Or(v) | Cond::AtLeast(_, v) => v.iter().for_each(|x| mark_used(x, used)),
+        Cond::And(v) | Cond::Or(v) | Cond::AtLeast(_, v) => {
+            v.iter().for_each(|x| mark_used(x, used))
+        }
         Cond::Not(x) => mark_used(x, used),
     }
 }
@@ -85,7 +136,8 @@ fn yaml11_booleans(node: Option<&Node>, warn: &mut dyn FnMut(usize, String)) {
     let Some(node) = node else { return };
     match &node.kind {
         NodeKind::Scalar(Scalar::Str(s))
-            if node.plain && ["yes", "no", "on", "off", "y", "n"].contains(&s.to_lowercase().as_str()) =>
+            if node.plain
+                && ["yes", "no", "on", "off", "y", "n"].contains(&s.to_lowercase().as_str()) =>
         {
             warn(
                 node.line,
@@ -93,7 +145,9 @@ fn yaml11_booleans(node: Option<&Node>, warn: &mut dyn FnMut(usize, String)) {
             );
         }
         NodeKind::Seq(items) => items.iter().for_each(|i| yaml11_booleans(Some(i), warn)),
-        NodeKind::Map(entries) => entries.iter().for_each(|(_, v)| yaml11_booleans(Some(v), warn)),
+        NodeKind::Map(entries) => entries
+            .iter()
+            .for_each(|(_, v)| yaml11_booleans(Some(v), warn)),
         _ => {}
     }
 }
@@ -101,7 +155,10 @@ fn yaml11_booleans(node: Option<&Node>, warn: &mut dyn FnMut(usize, String)) {
 fn is_uuid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() == 5
-        && parts.iter().zip([8, 4, 4, 4, 12]).all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]
@@ -115,7 +172,10 @@ mod tests {
         let text = "title: t\nid: not-a-uuid\nlogsource: {product: aws, service: cloudtrail}\nfoo: 1\ndetection:\n  sel: {a: yes, q: 'no'}\n  unused: {b: c}\n  condition: sel\n";
         let (rules, errs) = parse_file(Path::new("x.yml"), text, &Placeholders::new());
         assert!(errs.is_empty());
-        let w: Vec<String> = lint(&rules[0]).into_iter().map(|w| format!("{}: {}", w.line, w.message)).collect();
+        let w: Vec<String> = lint(&rules[0])
+            .into_iter()
+            .map(|w| format!("{}: {}", w.line, w.message))
+            .collect();
         let has = |s: &str| w.iter().any(|x| x.contains(s));
         assert!(has("2: id 'not-a-uuid' is not a UUID"), "{w:?}");
         assert!(has("4: unknown key 'foo'"), "{w:?}");

@@ -2,9 +2,9 @@
 
 pub mod condition;
 mod error;
+pub mod lint;
 pub mod parse;
 pub mod value;
-pub mod lint;
 pub mod yaml;
 
 pub use condition::Cond;

@@ -160,13 +160,21 @@ pub fn rule_files(paths: &[PathBuf], errors: &mut Vec<RuleError>) -> Vec<PathBuf
 }
 
 /// Parses one rule file, which may hold several YAML documents.
-pub fn parse_file(file: &Path, text: &str, placeholders: &Placeholders) -> (Vec<Rule>, Vec<RuleError>) {
+pub fn parse_file(
+    file: &Path,
+    text: &str,
+    placeholders: &Placeholders,
+) -> (Vec<Rule>, Vec<RuleError>) {
     let docs = match load_documents(text) {
         Ok(d) => d,
         Err(e) => {
             return (
                 vec![],
-                vec![RuleError::new(file, e.line, format!("YAML syntax: {}", e.message))],
+                vec![RuleError::new(
+                    file,
+                    e.line,
+                    format!("YAML syntax: {}", e.message),
+                )],
             )
         }
     };
@@ -176,7 +184,11 @@ pub fn parse_file(file: &Path, text: &str, placeholders: &Placeholders) -> (Vec<
     let mut previous: Option<Node> = None;
     for doc in docs {
         if doc.as_map().is_none() {
-            errors.push(RuleError::new(file, doc.line, "a rule document must be a mapping"));
+            errors.push(RuleError::new(
+                file,
+                doc.line,
+                "a rule document must be a mapping",
+            ));
             continue;
         }
         let action = doc.get("action").and_then(Node::as_text);
@@ -195,7 +207,11 @@ pub fn parse_file(file: &Path, text: &str, placeholders: &Placeholders) -> (Vec<
             Some("repeat") => match &previous {
                 Some(p) => merge(p.clone(), without(&doc, "action")),
                 None => {
-                    errors.push(RuleError::new(file, doc.line, "'action: repeat' without a rule before it"));
+                    errors.push(RuleError::new(
+                        file,
+                        doc.line,
+                        "'action: repeat' without a rule before it",
+                    ));
                     continue;
                 }
             },
@@ -267,10 +283,12 @@ fn text_field(doc: &Node, key: &str) -> Result<Option<String>, Located> {
     match doc.get(key) {
         None => Ok(None),
         Some(n) if matches!(n.kind, NodeKind::Scalar(Scalar::Null)) => Ok(None),
-        Some(n) => n
-            .as_text()
-            .map(Some)
-            .ok_or_else(|| Located::new(n.line, format!("'{key}' must be a string, not a {}", n.type_name()))),
+        Some(n) => n.as_text().map(Some).ok_or_else(|| {
+            Located::new(
+                n.line,
+                format!("'{key}' must be a string, not a {}", n.type_name()),
+            )
+        }),
     }
 }
 
@@ -280,7 +298,10 @@ fn string_list(doc: &Node, key: &str) -> Result<Vec<String>, Located> {
         Some(n) => match &n.kind {
             NodeKind::Seq(items) => items
                 .iter()
-                .map(|i| i.as_text().ok_or_else(|| Located::new(i.line, format!("'{key}' must list strings"))))
+                .map(|i| {
+                    i.as_text()
+                        .ok_or_else(|| Located::new(i.line, format!("'{key}' must list strings")))
+                })
                 .collect(),
             NodeKind::Scalar(Scalar::Null) => Ok(vec![]),
             _ => n
@@ -300,7 +321,9 @@ pub fn parse_rule(file: &Path, doc: Node, placeholders: &Placeholders) -> Result
 }
 
 fn parse_rule_inner(file: &Path, doc: Node, placeholders: &Placeholders) -> Result<Rule, Located> {
-    if doc.get("correlation").is_some() || doc.get("type").and_then(Node::as_text).as_deref() == Some("correlation") {
+    if doc.get("correlation").is_some()
+        || doc.get("type").and_then(Node::as_text).as_deref() == Some("correlation")
+    {
         return Err(Located::new(
             doc.line,
             "correlation rules are not supported yet by this version of trailwatch",
@@ -312,7 +335,10 @@ fn parse_rule_inner(file: &Path, doc: Node, placeholders: &Placeholders) -> Resu
         None => None,
         Some(l) => Some(Level::parse(&l).ok_or_else(|| {
             let line = doc.get("level").map_or(doc.line, |n| n.line);
-            Located::new(line, format!("level '{l}' is not one of informational, low, medium, high, critical"))
+            Located::new(
+                line,
+                format!("level '{l}' is not one of informational, low, medium, high, critical"),
+            )
         })?),
     };
     let logsource = match doc.get("logsource") {
@@ -362,16 +388,23 @@ fn parse_detection(
             _ => searches.push(parse_search(key, node, placeholders)?),
         }
     }
-    let cond_node = cond_node.ok_or_else(|| Located::new(detection.line, "'detection' has no 'condition'"))?;
+    let cond_node =
+        cond_node.ok_or_else(|| Located::new(detection.line, "'detection' has no 'condition'"))?;
     let names: Vec<String> = searches.iter().map(|s| s.name.clone()).collect();
     let texts: Vec<(usize, String)> = match &cond_node.kind {
         NodeKind::Seq(items) => items
             .iter()
-            .map(|i| i.as_text().map(|t| (i.line, t)).ok_or_else(|| Located::new(i.line, "a condition must be a string")))
+            .map(|i| {
+                i.as_text()
+                    .map(|t| (i.line, t))
+                    .ok_or_else(|| Located::new(i.line, "a condition must be a string"))
+            })
             .collect::<Result<_, _>>()?,
         _ => vec![(
             cond_node.line,
-            cond_node.as_text().ok_or_else(|| Located::new(cond_node.line, "'condition' must be a string"))?,
+            cond_node
+                .as_text()
+                .ok_or_else(|| Located::new(cond_node.line, "'condition' must be a string"))?,
         )],
     };
     if texts.is_empty() {
@@ -384,15 +417,26 @@ fn parse_detection(
                 .map_err(|m| Located::new(*line, format!("condition '{text}': {m}")))?,
         );
     }
-    let cond = if conds.len() == 1 { conds.remove(0) } else { Cond::Or(conds) };
-    let text = texts.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join(" or ");
+    let cond = if conds.len() == 1 {
+        conds.remove(0)
+    } else {
+        Cond::Or(conds)
+    };
+    let text = texts
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect::<Vec<_>>()
+        .join(" or ");
     Ok((searches, cond, text))
 }
 
 fn parse_search(key: &Key, node: &Node, placeholders: &Placeholders) -> Result<Search, Located> {
     let fields = |map: &[(Key, Node)]| -> Result<Vec<FieldSpec>, Located> {
         if map.is_empty() {
-            return Err(Located::new(key.line, format!("search '{}' is an empty mapping", key.text)));
+            return Err(Located::new(
+                key.line,
+                format!("search '{}' is an empty mapping", key.text),
+            ));
         }
         map.iter()
             .map(|(k, v)| parse_entry(&k.text, k.line, v, placeholders))
@@ -401,24 +445,40 @@ fn parse_search(key: &Key, node: &Node, placeholders: &Placeholders) -> Result<S
     let body = match &node.kind {
         NodeKind::Map(map) => SearchBody::AllOf(fields(map)?),
         NodeKind::Seq(items) if items.iter().all(|i| i.as_map().is_some()) && !items.is_empty() => {
-            SearchBody::AnyOf(items.iter().map(|i| fields(i.as_map().unwrap_or_default())).collect::<Result<_, _>>()?)
+            SearchBody::AnyOf(
+                items
+                    .iter()
+                    .map(|i| fields(i.as_map().unwrap_or_default()))
+                    .collect::<Result<_, _>>()?,
+            )
         }
-        NodeKind::Seq(items) if items.iter().all(|i| matches!(i.kind, NodeKind::Scalar(_))) && !items.is_empty() => {
+        NodeKind::Seq(items)
+            if items.iter().all(|i| matches!(i.kind, NodeKind::Scalar(_))) && !items.is_empty() =>
+        {
             SearchBody::AllOf(vec![parse_entry("", key.line, node, placeholders)?])
         }
         NodeKind::Seq(items) if items.is_empty() => {
-            return Err(Located::new(key.line, format!("search '{}' is an empty list", key.text)))
+            return Err(Located::new(
+                key.line,
+                format!("search '{}' is an empty list", key.text),
+            ))
         }
         NodeKind::Seq(_) => {
             return Err(Located::new(
                 key.line,
-                format!("search '{}' mixes mappings and plain values in one list", key.text),
+                format!(
+                    "search '{}' mixes mappings and plain values in one list",
+                    key.text
+                ),
             ))
         }
         NodeKind::Scalar(_) => {
             return Err(Located::new(
                 key.line,
-                format!("search '{}' must be a mapping of fields or a list, not a single value", key.text),
+                format!(
+                    "search '{}' must be a mapping of fields or a list, not a single value",
+                    key.text
+                ),
             ))
         }
     };
@@ -457,14 +517,23 @@ mod tests {
 
     #[test]
     fn errors_point_at_the_line() {
-        let e = one(&format!("{BASE}detection:\n  sel:\n    eventName|contans: x\n  condition: sel\n")).unwrap_err();
+        let e = one(&format!(
+            "{BASE}detection:\n  sel:\n    eventName|contans: x\n  condition: sel\n"
+        ))
+        .unwrap_err();
         assert_eq!(e.line, 7);
         assert_eq!(e.field.as_deref(), Some("eventName"));
-        assert_eq!(e.rule.as_deref(), Some("11111111-2222-3333-4444-555555555555"));
+        assert_eq!(
+            e.rule.as_deref(),
+            Some("11111111-2222-3333-4444-555555555555")
+        );
         let text = e.to_string();
         assert!(text.starts_with("t.yml:7: rule '11111111"), "{text}");
 
-        let e = one(&format!("{BASE}detection:\n  sel:\n    a: x\n  condition: sel and nope\n")).unwrap_err();
+        let e = one(&format!(
+            "{BASE}detection:\n  sel:\n    a: x\n  condition: sel and nope\n"
+        ))
+        .unwrap_err();
         assert_eq!(e.line, 8);
         assert!(e.message.contains("'nope' is not a search"));
 
@@ -478,7 +547,10 @@ mod tests {
 
     #[test]
     fn keyword_lists() {
-        let r = one(&format!("{BASE}detection:\n  keywords:\n    - evil\n    - bad\n  condition: keywords\n")).unwrap();
+        let r = one(&format!(
+            "{BASE}detection:\n  keywords:\n    - evil\n    - bad\n  condition: keywords\n"
+        ))
+        .unwrap();
         match &r.searches[0].body {
             SearchBody::AllOf(specs) => {
                 assert_eq!(specs[0].field, None);
@@ -500,7 +572,11 @@ mod tests {
 
     #[test]
     fn bad_yaml_is_a_rule_error() {
-        let (rules, errs) = parse_file(Path::new("b.yml"), "title: [unclosed\n", &Placeholders::new());
+        let (rules, errs) = parse_file(
+            Path::new("b.yml"),
+            "title: [unclosed\n",
+            &Placeholders::new(),
+        );
         assert!(rules.is_empty());
         assert!(errs[0].message.starts_with("YAML syntax"));
     }

@@ -342,7 +342,7 @@ pub(crate) fn parse_entry(
             )));
         }
     }
-    let raw = raw_values(node).map_err(|m| err(m))?;
+    let raw = raw_values(node).map_err(&err)?;
     if raw.is_empty() {
         return Err(err("empty list of values".into()));
     }
@@ -363,7 +363,7 @@ pub(crate) fn parse_entry(
         line,
     };
     for r in raw {
-        let expansion = apply_modifiers(r, &mods, placeholders, &mut spec).map_err(|m| err(m))?;
+        let expansion = apply_modifiers(r, &mods, placeholders, &mut spec).map_err(&err)?;
         spec.values.push(expansion);
     }
     if spec.field.is_none()
@@ -392,7 +392,9 @@ fn raw_values(node: &Node) -> Result<Vec<Scalar>, String> {
                 )),
             })
             .collect(),
-        NodeKind::Map(_) => Err("a field's value must be a scalar or a list of scalars, not a mapping".into()),
+        NodeKind::Map(_) => {
+            Err("a field's value must be a scalar or a list of scalars, not a mapping".into())
+        }
     }
 }
 
@@ -416,7 +418,7 @@ fn apply_modifiers(
         vals = match m {
             "all" | "cased" | "neq" => vals,
             "contains" | "startswith" | "endswith" => map_each(vals, |v| wrap(v, m))?,
-            "base64" => map_each(vals, |v| encode(v, |b| b64(b)))?,
+            "base64" => map_each(vals, |v| encode(v, b64))?,
             "base64offset" => flat_each(vals, base64offset)?,
             "utf16le" | "wide" => map_each(vals, |v| encode(v, utf16le))?,
             "utf16be" => map_each(vals, |v| encode(v, utf16be))?,
@@ -470,8 +472,13 @@ fn as_string(v: Value, modifier: &str) -> Result<SigmaString, String> {
         Value::Str(s) => Ok(s),
         Value::Num(n) => Ok(SigmaString::literal(n.as_bytes())),
         Value::Bool(b) => Ok(SigmaString::literal(b.to_string().as_bytes())),
-        Value::FieldRef(..) => Err(format!("'{modifier}' cannot follow 'fieldref'; put it before")),
-        other => Err(format!("'{modifier}' applies to strings, not {}", kind_name(&other))),
+        Value::FieldRef(..) => Err(format!(
+            "'{modifier}' cannot follow 'fieldref'; put it before"
+        )),
+        other => Err(format!(
+            "'{modifier}' applies to strings, not {}",
+            kind_name(&other)
+        )),
     }
 }
 
@@ -495,7 +502,11 @@ fn wrap(v: Value, m: &str) -> Result<Value, String> {
             (Position::Whole, "contains") => Position::Anywhere,
             (Position::Whole, "startswith") => Position::Start,
             (Position::Whole, "endswith") => Position::End,
-            _ => return Err(format!("'{m}' cannot be combined with another position modifier")),
+            _ => {
+                return Err(format!(
+                    "'{m}' cannot be combined with another position modifier"
+                ))
+            }
         };
         return Ok(Value::FieldRef(f, new));
     }
@@ -520,7 +531,9 @@ fn encode(v: Value, f: impl Fn(&[u8]) -> Vec<u8>) -> Result<Value, String> {
 }
 
 fn b64(b: &[u8]) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD.encode(b).into_bytes()
+    base64::engine::general_purpose::STANDARD
+        .encode(b)
+        .into_bytes()
 }
 
 fn utf16le(b: &[u8]) -> Vec<u8> {
@@ -583,7 +596,10 @@ fn windash(v: Value) -> Result<Vec<Value>, String> {
             if (c == '-' || c == '/') && !prev_word && next_word {
                 dashes += 1;
                 if dashes > 3 {
-                    return Err("'windash' expands at most three dashes in one value; split the value".into());
+                    return Err(
+                        "'windash' expands at most three dashes in one value; split the value"
+                            .into(),
+                    );
                 }
                 variants = variants
                     .into_iter()
@@ -682,10 +698,16 @@ fn cidr(v: Value) -> Result<Value, String> {
 fn exists(v: Value) -> Result<Value, String> {
     match v {
         Value::Bool(b) => Ok(Value::Exists(b)),
-        Value::Str(s) if s.as_literal().is_some_and(|l| l.eq_ignore_ascii_case(b"true")) => {
+        Value::Str(s)
+            if s.as_literal()
+                .is_some_and(|l| l.eq_ignore_ascii_case(b"true")) =>
+        {
             Ok(Value::Exists(true))
         }
-        Value::Str(s) if s.as_literal().is_some_and(|l| l.eq_ignore_ascii_case(b"false")) => {
+        Value::Str(s)
+            if s.as_literal()
+                .is_some_and(|l| l.eq_ignore_ascii_case(b"false")) =>
+        {
             Ok(Value::Exists(false))
         }
         _ => Err("'exists' takes true or false".into()),
@@ -701,7 +723,9 @@ fn compare(v: Value, m: &str) -> Result<Value, String> {
     };
     let n = match &v {
         Value::Num(n) => n.parse::<f64>().ok(),
-        Value::Str(s) => s.as_literal().and_then(|l| String::from_utf8(l).ok()?.trim().parse().ok()),
+        Value::Str(s) => s
+            .as_literal()
+            .and_then(|l| String::from_utf8(l).ok()?.trim().parse().ok()),
         _ => None,
     };
     n.filter(|n: &f64| n.is_finite())
@@ -776,7 +800,10 @@ mod tests {
     fn base64offset_matches_pysigma() {
         // pySigma's documented example values for "/bin/bash".
         let spec = entry("f|base64offset|contains", "'/bin/bash'").unwrap();
-        assert_eq!(strs(&spec), vec!["*L2Jpbi9iYXNo*", "*9iaW4vYmFza*", "*vYmluL2Jhc2*"]);
+        assert_eq!(
+            strs(&spec),
+            vec!["*L2Jpbi9iYXNo*", "*9iaW4vYmFza*", "*vYmluL2Jhc2*"]
+        );
     }
 
     #[test]
@@ -785,7 +812,11 @@ mod tests {
         assert_eq!(spec.values[0].len(), 5);
         assert!(strs(&spec).contains(&"* /foo*".to_string()));
         let spec = entry("f|windash", "'a-b'").unwrap();
-        assert_eq!(strs(&spec), vec!["a-b"], "a dash inside a word is not a flag");
+        assert_eq!(
+            strs(&spec),
+            vec!["a-b"],
+            "a dash inside a word is not a flag"
+        );
     }
 
     #[test]
@@ -799,10 +830,20 @@ mod tests {
         let spec = entry("f|re|i", "'^abc'").unwrap();
         assert_eq!(
             spec.values[0][0],
-            Value::Regex("^abc".into(), ReFlags { insensitive: true, ..Default::default() })
+            Value::Regex(
+                "^abc".into(),
+                ReFlags {
+                    insensitive: true,
+                    ..Default::default()
+                }
+            )
         );
         let err = entry("f|re", "'(unclosed'").unwrap_err();
-        assert!(err.message.contains("invalid regular expression"), "{}", err.message);
+        assert!(
+            err.message.contains("invalid regular expression"),
+            "{}",
+            err.message
+        );
         let err = entry("f|i", "'x'").unwrap_err();
         assert!(err.message.contains("flag of 're'"));
     }
@@ -827,7 +868,9 @@ mod tests {
         assert!(!c.contains("11.0.0.1".parse().unwrap()));
         let c = Cidr::parse("2001:db8::/32").unwrap();
         assert!(c.contains("2001:db8::1".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
         assert!(Cidr::parse("10.0.0.0/33").is_none());
         assert!(entry("f|cidr", "'not-a-net'").is_err());
     }
@@ -839,22 +882,36 @@ mod tests {
         ph.insert("admins".into(), vec!["alice".into(), "bob".into()]);
         let spec = parse_entry("f|expand", 1, doc[0].get("v").unwrap(), &ph).unwrap();
         assert_eq!(strs(&spec), vec!["alice*", "bob*"]);
-        let err = parse_entry("f|expand", 1, doc[0].get("v").unwrap(), &Placeholders::new())
-            .unwrap_err();
+        let err = parse_entry(
+            "f|expand",
+            1,
+            doc[0].get("v").unwrap(),
+            &Placeholders::new(),
+        )
+        .unwrap_err();
         assert!(err.message.contains("'%admins%' has no values"));
     }
 
     #[test]
     fn numeric_and_exists() {
-        assert_eq!(entry("f|gte", "5").unwrap().values[0][0], Value::Compare(CmpOp::Gte, 5.0));
+        assert_eq!(
+            entry("f|gte", "5").unwrap().values[0][0],
+            Value::Compare(CmpOp::Gte, 5.0)
+        );
         assert!(entry("f|gt", "'abc'").is_err());
-        assert_eq!(entry("f|exists", "true").unwrap().values[0][0], Value::Exists(true));
+        assert_eq!(
+            entry("f|exists", "true").unwrap().values[0][0],
+            Value::Exists(true)
+        );
         assert!(entry("f|exists", "'maybe'").is_err());
     }
 
     #[test]
     fn fieldref_positions() {
         let spec = entry("f|fieldref|startswith", "other.field").unwrap();
-        assert_eq!(spec.values[0][0], Value::FieldRef("other.field".into(), Position::Start));
+        assert_eq!(
+            spec.values[0][0],
+            Value::FieldRef("other.field".into(), Position::Start)
+        );
     }
 }

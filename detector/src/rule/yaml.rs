@@ -297,8 +297,14 @@ mod tests {
             }
             other => panic!("not a list: {other:?}"),
         }
-        assert_eq!(docs[0].get("a").unwrap().kind, NodeKind::Scalar(Scalar::Int(1)));
-        assert_eq!(docs[0].get("c").unwrap().kind, NodeKind::Scalar(Scalar::Null));
+        assert_eq!(
+            docs[0].get("a").unwrap().kind,
+            NodeKind::Scalar(Scalar::Int(1))
+        );
+        assert_eq!(
+            docs[0].get("c").unwrap().kind,
+            NodeKind::Scalar(Scalar::Null)
+        );
     }
 
     #[test]
@@ -311,8 +317,14 @@ mod tests {
     #[test]
     fn quoted_numbers_stay_strings() {
         let docs = load_documents("a: '1'\nb: \"true\"\n").unwrap();
-        assert_eq!(docs[0].get("a").unwrap().kind, NodeKind::Scalar(Scalar::Str("1".into())));
-        assert_eq!(docs[0].get("b").unwrap().kind, NodeKind::Scalar(Scalar::Str("true".into())));
+        assert_eq!(
+            docs[0].get("a").unwrap().kind,
+            NodeKind::Scalar(Scalar::Str("1".into()))
+        );
+        assert_eq!(
+            docs[0].get("b").unwrap().kind,
+            NodeKind::Scalar(Scalar::Str("true".into()))
+        );
     }
 
     #[test]
@@ -331,7 +343,10 @@ mod tests {
     #[test]
     fn aliases_resolve() {
         let docs = load_documents("a: &x [1, 2]\nb: *x\n").unwrap();
-        assert_eq!(docs[0].get("a").unwrap().kind, docs[0].get("b").unwrap().kind);
+        assert_eq!(
+            docs[0].get("a").unwrap().kind,
+            docs[0].get("b").unwrap().kind
+        );
         assert!(matches!(docs[0].get("b").unwrap().kind, NodeKind::Seq(ref v) if v.len() == 2));
     }
 
@@ -341,6 +356,9 @@ mod tests {
         assert!(load_documents(&unclosed).is_err());
         let closed = format!("{}{}", "[".repeat(1_000), "]".repeat(1_000));
         let err = load_documents(&closed).unwrap_err();
-        assert!(err.message.contains("nested deeper") || err.message.contains("recursion limit"), "{err}");
+        assert!(
+            err.message.contains("nested deeper") || err.message.contains("recursion limit"),
+            "{err}"
+        );
     }
 }

@@ -121,21 +121,34 @@ pub struct Counting<R> {
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.count
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
 }
 
 /// Opens an input, transparently gunzipping (by magic number, not by name).
-pub fn open(input: &Input, progress: std::sync::Arc<std::sync::atomic::AtomicU64>) -> io::Result<Box<dyn BufRead>> {
+pub fn open(
+    input: &Input,
+    progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> io::Result<Box<dyn BufRead>> {
     let raw: Box<dyn Read> = match input {
         Input::File(p) => Box::new(File::open(p)?),
         Input::Stdin => Box::new(io::stdin()),
     };
-    let mut reader = BufReader::with_capacity(256 << 10, Counting { inner: raw, count: progress });
+    let mut reader = BufReader::with_capacity(
+        256 << 10,
+        Counting {
+            inner: raw,
+            count: progress,
+        },
+    );
     let gz = reader.fill_buf()?.starts_with(&[0x1f, 0x8b]);
     Ok(if gz {
-        Box::new(BufReader::with_capacity(256 << 10, MultiGzDecoder::new(reader)))
+        Box::new(BufReader::with_capacity(
+            256 << 10,
+            MultiGzDecoder::new(reader),
+        ))
     } else {
         Box::new(reader)
     })
@@ -149,7 +162,10 @@ pub fn read_documents(
     sink: &mut dyn FnMut(Result<&Event<'_>, InputError>, &Location),
 ) {
     let limit = decoder.limits().max_document_bytes;
-    let mut loc = Location { source: name.to_string(), line: 0 };
+    let mut loc = Location {
+        source: name.to_string(),
+        line: 0,
+    };
     let mut buf = Vec::with_capacity(64 << 10);
     let mut first = true;
     loop {
@@ -158,7 +174,10 @@ pub fn read_documents(
         let read = match read_line_limited(&mut reader, &mut buf, limit) {
             Ok(r) => r,
             Err(e) => {
-                let err = InputError { location: loc.clone(), kind: InputErrorKind::Io(e.to_string()) };
+                let err = InputError {
+                    location: loc.clone(),
+                    kind: InputErrorKind::Io(e.to_string()),
+                };
                 sink(Err(err), &loc);
                 return;
             }
@@ -167,7 +186,13 @@ pub fn read_documents(
             Line::Eof => return,
             Line::TooLong(size) => {
                 let kind = DecodeError::TooLarge { size, limit };
-                sink(Err(InputError { location: loc.clone(), kind: kind.into() }), &loc);
+                sink(
+                    Err(InputError {
+                        location: loc.clone(),
+                        kind: kind.into(),
+                    }),
+                    &loc,
+                );
                 continue;
             }
             Line::Ok => {}
@@ -181,11 +206,20 @@ pub fn read_documents(
             let start_line = loc.line;
             match slurp_rest(&mut reader, &mut buf, limit) {
                 Ok(lines) => {
-                    let at = Location { source: name.to_string(), line: start_line };
+                    let at = Location {
+                        source: name.to_string(),
+                        line: start_line,
+                    };
                     decode_one(decoder, &buf, &at, sink);
                     loc.line += lines;
                 }
-                Err(e) => sink(Err(InputError { location: loc.clone(), kind: e }), &loc),
+                Err(e) => sink(
+                    Err(InputError {
+                        location: loc.clone(),
+                        kind: e,
+                    }),
+                    &loc,
+                ),
             }
             continue;
         }
@@ -215,10 +249,22 @@ fn decode_one(
 ) {
     let result = decoder.decode(doc, &mut |item| match item {
         Ok(ev) => sink(Ok(ev), loc),
-        Err(e) => sink(Err(InputError { location: loc.clone(), kind: e.into() }), loc),
+        Err(e) => sink(
+            Err(InputError {
+                location: loc.clone(),
+                kind: e.into(),
+            }),
+            loc,
+        ),
     });
     if let Err(e) = result {
-        sink(Err(InputError { location: loc.clone(), kind: e.into() }), loc);
+        sink(
+            Err(InputError {
+                location: loc.clone(),
+                kind: e.into(),
+            }),
+            loc,
+        );
     }
 }
 
@@ -263,14 +309,22 @@ fn read_line_limited(r: &mut dyn BufRead, buf: &mut Vec<u8>, limit: usize) -> io
 }
 
 /// Appends the rest of the reader to `buf`, up to `limit`; returns the lines read.
-fn slurp_rest(r: &mut dyn BufRead, buf: &mut Vec<u8>, limit: usize) -> Result<usize, InputErrorKind> {
+fn slurp_rest(
+    r: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> Result<usize, InputErrorKind> {
     let mut rest = Vec::new();
     r.take((limit.saturating_sub(buf.len()) + 1) as u64)
         .read_to_end(&mut rest)
         .map_err(|e| InputErrorKind::Io(e.to_string()))?;
     buf.extend_from_slice(&rest);
     if buf.len() > limit {
-        return Err(DecodeError::TooLarge { size: buf.len(), limit }.into());
+        return Err(DecodeError::TooLarge {
+            size: buf.len(),
+            limit,
+        }
+        .into());
     }
     Ok(memchr::memchr_iter(b'\n', &rest).count())
 }
@@ -296,13 +350,22 @@ mod tests {
 
     #[test]
     fn json_lines_with_bad_lines_in_between() {
-        let text = b"{\"eventName\":\"A\"}\n{\"eventName\":\n\n{\"eventName\":\"B\"}\nnot json\n[1]\n";
+        let text =
+            b"{\"eventName\":\"A\"}\n{\"eventName\":\n\n{\"eventName\":\"B\"}\nnot json\n[1]\n";
         let (names, errors) = run(text, Limits::default());
         assert_eq!(names, vec!["A", "B"]);
         assert_eq!(errors.len(), 3, "{errors:?}");
-        assert!(errors[0].starts_with("t:2: truncated JSON"), "{}", errors[0]);
+        assert!(
+            errors[0].starts_with("t:2: truncated JSON"),
+            "{}",
+            errors[0]
+        );
         assert!(errors[1].starts_with("t:5: invalid JSON"), "{}", errors[1]);
-        assert!(errors[2].starts_with("t:6: expected a CloudTrail record"), "{}", errors[2]);
+        assert!(
+            errors[2].starts_with("t:6: expected a CloudTrail record"),
+            "{}",
+            errors[2]
+        );
     }
 
     #[test]
@@ -315,11 +378,20 @@ mod tests {
 
     #[test]
     fn oversized_line_is_skipped_not_slurped() {
-        let big = format!("{{\"eventName\":\"{}\"}}\n{{\"eventName\":\"ok\"}}\n", "x".repeat(5000));
-        let limits = Limits { max_document_bytes: 1000, ..Limits::default() };
+        let big = format!(
+            "{{\"eventName\":\"{}\"}}\n{{\"eventName\":\"ok\"}}\n",
+            "x".repeat(5000)
+        );
+        let limits = Limits {
+            max_document_bytes: 1000,
+            ..Limits::default()
+        };
         let (names, errors) = run(big.as_bytes(), limits);
         assert_eq!(names, vec!["ok"]);
-        assert!(errors[0].contains("over the limit of 1000 bytes"), "{errors:?}");
+        assert!(
+            errors[0].contains("over the limit of 1000 bytes"),
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -329,7 +401,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.json.gz");
         let mut enc = GzEncoder::new(File::create(&path).unwrap(), flate2::Compression::fast());
-        enc.write_all(b"{\"Records\":[{\"eventName\":\"Z\"}]}").unwrap();
+        enc.write_all(b"{\"Records\":[{\"eventName\":\"Z\"}]}")
+            .unwrap();
         enc.finish().unwrap();
         let mut fields = FieldTable::new();
         let name = fields.intern("eventName");
@@ -364,14 +437,21 @@ mod tests {
             Err(e) => errs.push(e),
         });
         assert!(ok > 0 && ok < 1000, "{ok}");
-        assert!(errs.iter().any(|e| matches!(e.kind, InputErrorKind::Io(_))), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| matches!(e.kind, InputErrorKind::Io(_))),
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn directory_walk_follows_s3_layout_and_skips_digests() {
         let dir = tempfile::tempdir().unwrap();
-        let day = dir.path().join("AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/02");
-        let digest = dir.path().join("AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2024/01/02");
+        let day = dir
+            .path()
+            .join("AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/02");
+        let digest = dir
+            .path()
+            .join("AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2024/01/02");
         std::fs::create_dir_all(&day).unwrap();
         std::fs::create_dir_all(&digest).unwrap();
         std::fs::write(day.join("b.json.gz"), b"").unwrap();

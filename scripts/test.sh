@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# README command 2: install what the tests need, start the services they use, run every test.
+# Safe to re-run; slow installs are skipped when already present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+# The end-to-end tests read third-party material from ../shared/corpus.
+if [ ! -d ../shared/corpus ]; then
+  echo "error: ../shared/corpus is missing (the test corpus lives beside the project)" >&2
+  exit 2
+fi
+
+echo "== format and lints" >&2
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== build (the end-to-end tests run the real binary)" >&2
+cargo build --workspace --bins --locked
+
+echo "== tests" >&2
+cargo test --workspace --locked
