@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Benchmarks behind docs/PERFORMANCE.md: trailwatch replay against rsigma 0.23 and against a bare
+# serde_json::Value parse of the same file, one thread each, best of N runs; then peak RSS as the
+# input grows. Prints a markdown report on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+RULES=${RULES:-../shared/corpus/sigma-cloudtrail}
+dir=target/bench
+mkdir -p "$dir"
+
+cargo build --release --locked -p trailwatch -p load-test >&2
+tw=target/release/trailwatch
+lt=target/release/load-test
+if ! command -v rsigma >/dev/null; then
+  echo "== installing rsigma 0.23.0 (about 10 minutes, once)" >&2
+  cargo install rsigma@0.23.0 --locked >&2
+fi
+
+events=$dir/events-200k.jsonl
+[ -s "$events" ] || "$lt" generate --events 200000 --seed 42 --output "$events"
+n=$(wc -l < "$events")
+
+best() { # best wall time in seconds of "$@" over $RUNS runs
+  local b=""
+  for _ in $(seq "$RUNS"); do
+    local s e t
+    s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N)
+    t=$(echo "$e - $s" | bc -l)
+    if [ -z "$b" ] || [ "$(echo "$t < $b" | bc -l)" = 1 ]; then b=$t; fi
+  done
+  echo "$b"
+}
+
+t_tw=$(best taskset -c 0 "$tw" replay --quiet --rules "$RULES" --emit hits --output /dev/null "$events")
+t_rs=$(best taskset -c 0 rsigma engine eval -r "$RULES" -e "@$events")
+t_pb=$(best taskset -c 0 "$lt" parse-baseline "$events")
+
+rate() { echo "$n / $1" | bc -l | xargs printf '%.0f'; }
+ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
+
+echo "## Replay throughput ($n events, $(du -m "$events" | cut -f1) MB, $(ls "$RULES"/*.yml | wc -l) rules, one core, best of $RUNS)"
+echo
+echo "| program | seconds | events/s | trailwatch is |"
+echo "|---|---|---|---|"
+echo "| trailwatch replay --emit hits | $(printf '%.3f' "$t_tw") | $(rate "$t_tw") | |"
+echo "| rsigma 0.23 engine eval | $(printf '%.3f' "$t_rs") | $(rate "$t_rs") | $(ratio "$t_rs" "$t_tw")× faster |"
+echo "| serde_json::Value parse only | $(printf '%.3f' "$t_pb") | $(rate "$t_pb") | $(ratio "$t_pb" "$t_tw")× faster |"
+echo
+echo "## Peak RSS of replay as the input grows"
+echo
+echo "| events | MB | peak RSS (MiB) |"
+echo "|---|---|---|"
+for k in 50000 200000 800000; do
+  f=$dir/events-$k.jsonl
+  [ -s "$f" ] || "$lt" generate --events "$k" --seed 42 --output "$f"
+  rss=$(/usr/bin/time -f '%M' "$tw" replay --quiet --rules "$RULES" --emit hits --output /dev/null "$f" 2>&1 >/dev/null | tail -1)
+  echo "| $k | $(du -m "$f" | cut -f1) | $(echo "$rss / 1024" | bc -l | xargs printf '%.1f') |"
+done
