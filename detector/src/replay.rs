@@ -3,7 +3,7 @@
 use crate::alert::{Alert, SummaryFields};
 use crate::engine::{MatchScratch, RuleSet};
 use crate::event::{Decoder, Event, FieldValue, Limits};
-use crate::source::file::{open, read_documents, Input, InputError};
+use crate::source::file::{read_input, Input, InputError};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Write};
@@ -146,24 +146,9 @@ pub fn replay(
         hit_prefixes: hit_prefixes(set),
     };
     for input in inputs {
-        let reader = match open(input, progress.clone()) {
-            Ok(r) => r,
-            Err(e) => {
-                let err = InputError {
-                    location: crate::source::file::Location {
-                        source: input.name(),
-                        line: 0,
-                    },
-                    kind: crate::source::file::InputErrorKind::Io(e.to_string()),
-                };
-                state.count_error(&err);
-                on_error(&err);
-                continue;
-            }
-        };
-        read_documents(
-            &input.name(),
-            reader,
+        let result = read_input(
+            input,
+            progress.clone(),
             &mut decoder,
             &mut |item, _| match item {
                 Ok(ev) => state.event(ev, out),
@@ -173,6 +158,17 @@ pub fn replay(
                 }
             },
         );
+        if let Err(e) = result {
+            let err = InputError {
+                location: crate::source::file::Location {
+                    source: input.name(),
+                    line: 0,
+                },
+                kind: crate::source::file::InputErrorKind::Io(e.to_string()),
+            };
+            state.count_error(&err);
+            on_error(&err);
+        }
         if let Some(e) = state.out_error.take() {
             return Err(e);
         }

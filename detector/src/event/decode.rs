@@ -7,10 +7,8 @@
 //! alongside, and the kind is settled when the object ends.
 
 use super::fields::FieldTable;
+use super::scan::{kind_of, ScanError, Scanner, MAX_DEPTH};
 use super::{Cap, Event, Scratch};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
-use std::fmt;
 
 /// Limits applied to every document.
 #[derive(Debug, Clone, Copy)]
@@ -112,26 +110,6 @@ impl DecodeError {
             DecodeError::BadNotification => "bad_notification",
         }
     }
-
-    fn from_json(e: &serde_json::Error) -> Self {
-        let (line, column) = (e.line(), e.column());
-        let message = e.to_string();
-        if e.is_eof() {
-            DecodeError::Truncated { line, column }
-        } else if message.starts_with("recursion limit exceeded") {
-            DecodeError::TooDeep { line, column }
-        } else {
-            let message = match message.rfind(" at line ") {
-                Some(i) => message[..i].to_string(),
-                None => message,
-            };
-            DecodeError::Syntax {
-                line,
-                column,
-                message,
-            }
-        }
-    }
 }
 
 /// What the decoder hands on: each record, or why one could not be read.
@@ -177,9 +155,14 @@ impl<'f> Decoder<'f> {
                 limit: self.limits.max_document_bytes,
             });
         }
-        let doc = std::str::from_utf8(bytes).map_err(|e| DecodeError::Utf8 {
-            offset: e.valid_up_to(),
-        })?;
+        // simdutf8 checks valid input several times faster than std; std locates an error.
+        let doc = match simdutf8::basic::from_utf8(bytes) {
+            Ok(doc) => doc,
+            Err(_) => {
+                let offset = std::str::from_utf8(bytes).map_or_else(|e| e.valid_up_to(), |_| 0);
+                return Err(DecodeError::Utf8 { offset });
+            }
+        };
         self.decode_str(doc, 0, sink)
     }
 
@@ -189,56 +172,110 @@ impl<'f> Decoder<'f> {
         depth: usize,
         sink: &mut dyn FnMut(Item<'_, '_>),
     ) -> Result<(), DecodeError> {
-        let fields = self.fields;
-        let base = doc.as_ptr() as usize;
-        let first = doc.bytes().find(|b| !b.is_ascii_whitespace());
-        let mut de = serde_json::Deserializer::from_str(doc);
-        match first {
-            Some(b'[') => {
-                let seed = RecordsSeed {
-                    fields,
-                    scratch: &mut self.inner,
-                    base,
-                    doc,
-                    sink,
-                };
-                de::Deserializer::deserialize_seq(&mut de, seed)
-                    .map_err(|e| DecodeError::from_json(&e))?;
-                de.end().map_err(|e| DecodeError::from_json(&e))?;
-                Ok(())
-            }
+        let mut sc = Scanner::new(doc.as_bytes());
+        let result = match sc.peek() {
+            Some(b'[') => self.records(&mut sc, doc, 0, sink).and_then(|_| sc.end()),
             Some(b'{') => {
-                self.top.reset(fields);
-                self.inner.reset(fields);
-                if fields.whole_record {
-                    let start = doc.len() - doc.trim_start().len();
-                    self.top.whole = Some((start, doc.trim_end().len()));
+                let kind = self.top_object(&mut sc, doc, sink);
+                match kind.and_then(|k| sc.end().map(|_| k)) {
+                    Ok(kind) => return self.finish(doc, kind, depth, sink),
+                    Err(e) => Err(e),
                 }
-                let visitor = DocVisitor {
-                    fields,
-                    top: &mut self.top,
-                    inner: &mut self.inner,
-                    base,
-                    doc,
-                    sink,
-                    kind: DocKind::default(),
-                };
-                let kind = de::Deserializer::deserialize_map(&mut de, visitor)
-                    .map_err(|e| DecodeError::from_json(&e))?;
-                de.end().map_err(|e| DecodeError::from_json(&e))?;
-                self.finish(doc, kind, depth, sink)
             }
-            None => Err(DecodeError::Truncated {
-                line: doc.lines().count().max(1),
-                column: 1,
-            }),
-            Some(_) => {
-                // Parse it anyway, so a syntax error reports itself; valid JSON is the wrong type.
-                let v: serde_json::Value =
-                    serde_json::from_str(doc).map_err(|e| DecodeError::from_json(&e))?;
-                Err(DecodeError::NotARecord {
-                    found: json_type(&v),
-                })
+            None => Err(ScanError::Eof),
+            Some(_) => match sc.skip_value(0).and_then(|_| sc.end()) {
+                Ok(()) => {
+                    return Err(DecodeError::NotARecord {
+                        found: kind_of(doc.trim_start().as_bytes()[0]),
+                    })
+                }
+                Err(e) => Err(e),
+            },
+        };
+        result.map_err(|e| scan_error(&sc, e))
+    }
+
+    /// The top-level object: captured as a bare record while envelope keys are noted.
+    fn top_object(
+        &mut self,
+        sc: &mut Scanner<'_>,
+        doc: &str,
+        sink: &mut dyn FnMut(Item<'_, '_>),
+    ) -> Result<DocKind, ScanError> {
+        let fields = self.fields;
+        self.top.reset(fields);
+        self.inner.reset(fields);
+        let mut kind = DocKind::default();
+        let start = sc.pos;
+        if !sc.open(b'{', b'}')? {
+            self.top.whole = fields.whole_record.then_some((start, sc.pos));
+            return Ok(kind);
+        }
+        loop {
+            let (ks, ke, esc) = sc.key()?;
+            let key = key_text(doc, ks, ke, esc);
+            match key.as_ref() {
+                "Records" if sc.peek() == Some(b'[') => {
+                    self.records(sc, doc, 1, sink)?;
+                    kind.records = true;
+                }
+                "detail" if sc.peek() == Some(b'{') => {
+                    capture_record(sc, fields, &mut self.inner, 1)?;
+                    kind.detail = true;
+                }
+                "detail-type" | "Type" | "Message" if sc.peek() == Some(b'"') => {
+                    let s = sc.pos;
+                    sc.string()?;
+                    let r = Some((s, sc.pos));
+                    match key.as_ref() {
+                        "detail-type" => kind.detail_type = r,
+                        "Type" => kind.sns_type = r,
+                        _ => kind.sns_message = r,
+                    }
+                }
+                k => match fields.trie.lookup(0, k) {
+                    Some(node) => capture(sc, fields, &mut self.top, node, 1)?,
+                    None => sc.skip_value(1)?,
+                },
+            }
+            if !sc.next_member(b'}', "expected ',' or '}' after an object member")? {
+                break;
+            }
+        }
+        if fields.whole_record {
+            self.top.whole = Some((start, sc.pos));
+        }
+        Ok(kind)
+    }
+
+    /// An array of records at `[`: each record is handed to the sink as soon as it is read.
+    fn records(
+        &mut self,
+        sc: &mut Scanner<'_>,
+        doc: &str,
+        depth: usize,
+        sink: &mut dyn FnMut(Item<'_, '_>),
+    ) -> Result<(), ScanError> {
+        if depth >= MAX_DEPTH {
+            return Err(ScanError::TooDeep);
+        }
+        if !sc.open(b'[', b']')? {
+            return Ok(());
+        }
+        loop {
+            match sc.peek() {
+                Some(b'{') => {
+                    capture_record(sc, self.fields, &mut self.inner, depth + 1)?;
+                    sink(Ok(&Event::new(doc, &self.inner, self.fields)));
+                }
+                Some(c) => {
+                    sc.skip_value(depth + 1)?;
+                    sink(Err(DecodeError::NotARecord { found: kind_of(c) }));
+                }
+                None => return Err(ScanError::Eof),
+            }
+            if !sc.next_member(b']', "expected ',' or ']' after an array element")? {
+                return Ok(());
             }
         }
     }
@@ -267,9 +304,8 @@ impl<'f> Decoder<'f> {
         }
         if let (Some(t), Some(m)) = (kind.sns_type, kind.sns_message) {
             if unquote(&doc[t.0..t.1]) == "Notification" {
-                let raw = &doc[m.0..m.1];
-                let message: String =
-                    serde_json::from_str(raw).map_err(|_| DecodeError::BadNotification)?;
+                let message: String = serde_json::from_str(&doc[m.0..m.1])
+                    .map_err(|_| DecodeError::BadNotification)?;
                 if depth + 1 > self.limits.max_envelope_depth {
                     return Err(DecodeError::EnvelopeTooDeep {
                         limit: self.limits.max_envelope_depth,
@@ -283,24 +319,134 @@ impl<'f> Decoder<'f> {
     }
 }
 
-fn unquote(raw: &str) -> String {
-    serde_json::from_str::<String>(raw).unwrap_or_default()
-}
-
-fn json_type(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
+fn scan_error(sc: &Scanner<'_>, e: ScanError) -> DecodeError {
+    let (line, column) = sc.line_column();
+    match e {
+        ScanError::Eof => DecodeError::Truncated { line, column },
+        ScanError::TooDeep => DecodeError::TooDeep { line, column },
+        ScanError::Syntax(message) => DecodeError::Syntax {
+            line,
+            column,
+            message: message.to_string(),
+        },
     }
 }
 
-fn range(base: usize, raw: &RawValue) -> (usize, usize) {
-    let s = raw.get().as_ptr() as usize - base;
-    (s, s + raw.get().len())
+/// A key's text: borrowed when it has no escapes (CloudTrail keys never do).
+fn key_text(doc: &str, s: usize, e: usize, escaped: bool) -> std::borrow::Cow<'_, str> {
+    if escaped {
+        serde_json::from_str::<String>(&doc[s - 1..e + 1])
+            .map(std::borrow::Cow::Owned)
+            .unwrap_or_default()
+    } else {
+        std::borrow::Cow::Borrowed(&doc[s..e])
+    }
+}
+
+/// Reads a record object at `{` into `scratch`.
+fn capture_record(
+    sc: &mut Scanner<'_>,
+    fields: &FieldTable,
+    scratch: &mut Scratch,
+    depth: usize,
+) -> Result<(), ScanError> {
+    scratch.reset(fields);
+    let start = sc.pos;
+    object(sc, fields, scratch, 0, depth)?;
+    if fields.whole_record {
+        scratch.whole = Some((start, sc.pos));
+    }
+    Ok(())
+}
+
+/// Walks an object at `{`, capturing the children the trie wants below `node`.
+fn object(
+    sc: &mut Scanner<'_>,
+    fields: &FieldTable,
+    scratch: &mut Scratch,
+    node: u32,
+    depth: usize,
+) -> Result<(), ScanError> {
+    if depth >= MAX_DEPTH {
+        return Err(ScanError::TooDeep);
+    }
+    if !sc.open(b'{', b'}')? {
+        return Ok(());
+    }
+    let doc = sc.b;
+    loop {
+        let (ks, ke, esc) = sc.key()?;
+        let child = if esc {
+            let text = serde_json::from_slice::<String>(&doc[ks - 1..ke + 1]).unwrap_or_default();
+            fields.trie.lookup(node, &text)
+        } else {
+            fields.trie.lookup_bytes(node, &doc[ks..ke])
+        };
+        match child {
+            Some(c) => capture(sc, fields, scratch, c, depth + 1)?,
+            None => sc.skip_value(depth + 1)?,
+        }
+        if !sc.next_member(b'}', "expected ',' or '}' after an object member")? {
+            return Ok(());
+        }
+    }
+}
+
+/// Captures the value at the scanner for trie node `node`.
+fn capture(
+    sc: &mut Scanner<'_>,
+    fields: &FieldTable,
+    scratch: &mut Scratch,
+    node: u32,
+    depth: usize,
+) -> Result<(), ScanError> {
+    if fields.trie.nodes[node as usize].terminal {
+        let s = sc.pos;
+        if sc.peek() == Some(b'"') {
+            let (cs, ce, escaped) = sc.string()?;
+            let cap = if escaped {
+                Cap::Raw(s, sc.pos)
+            } else {
+                Cap::Str(cs, ce)
+            };
+            scratch.set(node, cap);
+            return Ok(());
+        }
+        sc.skip_value(depth)?;
+        scratch.set(node, Cap::Raw(s, sc.pos));
+        return Ok(());
+    }
+    match sc.peek() {
+        Some(b'{') => {
+            scratch.set(node, Cap::Object);
+            object(sc, fields, scratch, node, depth)
+        }
+        Some(b'[') => {
+            // A longer path crosses this array: keep each element for lazy lookup.
+            if depth >= MAX_DEPTH {
+                return Err(ScanError::TooDeep);
+            }
+            let mut elems = Vec::new();
+            if sc.open(b'[', b']')? {
+                loop {
+                    sc.ws();
+                    let s = sc.pos;
+                    sc.skip_value(depth + 1)?;
+                    elems.push((s, sc.pos));
+                    if !sc.next_member(b']', "expected ',' or ']' after an array element")? {
+                        break;
+                    }
+                }
+            }
+            scratch.set(node, Cap::Elements(elems));
+            Ok(())
+        }
+        _ => sc.skip_value(depth),
+    }
+}
+
+fn unquote(raw: &str) -> String {
+    serde_json::from_str::<String>(raw).unwrap_or_default()
 }
 
 #[derive(Default)]
@@ -310,401 +456,6 @@ struct DocKind {
     detail_type: Option<(usize, usize)>,
     sns_type: Option<(usize, usize)>,
     sns_message: Option<(usize, usize)>,
-}
-
-/// The top-level object: a record, or an envelope around records.
-struct DocVisitor<'s, 'd, 'k> {
-    fields: &'s FieldTable,
-    top: &'s mut Scratch,
-    inner: &'s mut Scratch,
-    base: usize,
-    doc: &'d str,
-    sink: &'k mut dyn FnMut(Item<'_, '_>),
-    kind: DocKind,
-}
-
-impl<'de, 's, 'd, 'k> Visitor<'de> for DocVisitor<'s, 'd, 'k> {
-    type Value = DocKind;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<DocKind, A::Error> {
-        let trie = &self.fields.trie;
-        while let Some(key) = map.next_key_seed(EnvelopeKeySeed { trie })? {
-            match key {
-                TopKey::Records => {
-                    let seed = RecordsSeed {
-                        fields: self.fields,
-                        scratch: self.inner,
-                        base: self.base,
-                        doc: self.doc,
-                        sink: self.sink,
-                    };
-                    self.kind.records |= map.next_value_seed(MaybeSeq(seed))?;
-                }
-                TopKey::Detail => {
-                    let raw: &RawValue = map.next_value()?;
-                    if raw.get().starts_with('{') {
-                        let (s, e) = range(self.base, raw);
-                        parse_record(self.fields, self.inner, self.base, self.doc, s, e)
-                            .map_err(de::Error::custom)?;
-                        self.kind.detail = true;
-                    }
-                }
-                TopKey::DetailType | TopKey::SnsType | TopKey::SnsMessage => {
-                    let raw: &RawValue = map.next_value()?;
-                    let r = Some(range(self.base, raw));
-                    if raw.get().starts_with('"') {
-                        match key {
-                            TopKey::DetailType => self.kind.detail_type = r,
-                            TopKey::SnsType => self.kind.sns_type = r,
-                            _ => self.kind.sns_message = r,
-                        }
-                    }
-                }
-                TopKey::Field(node) => {
-                    capture_value(&mut map, self.fields, self.top, self.base, node)?
-                }
-                TopKey::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(self.kind)
-    }
-}
-
-/// Parses the record at `doc[s..e]` into `scratch`.
-fn parse_record(
-    fields: &FieldTable,
-    scratch: &mut Scratch,
-    base: usize,
-    doc: &str,
-    s: usize,
-    e: usize,
-) -> Result<(), serde_json::Error> {
-    scratch.reset(fields);
-    if fields.whole_record {
-        scratch.whole = Some((s, e));
-    }
-    let mut de = serde_json::Deserializer::from_str(&doc[s..e]);
-    de::Deserializer::deserialize_map(
-        &mut de,
-        ObjectVisitor {
-            fields,
-            scratch,
-            base,
-            node: 0,
-        },
-    )
-}
-
-enum TopKey {
-    Records,
-    Detail,
-    DetailType,
-    SnsType,
-    SnsMessage,
-    Field(u32),
-    Other,
-}
-
-struct EnvelopeKeySeed<'t> {
-    trie: &'t super::fields::Trie,
-}
-
-impl<'de> DeserializeSeed<'de> for EnvelopeKeySeed<'_> {
-    type Value = TopKey;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<TopKey, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for EnvelopeKeySeed<'_> {
-    type Value = TopKey;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a key")
-    }
-    fn visit_str<E: de::Error>(self, k: &str) -> Result<TopKey, E> {
-        Ok(match k {
-            "Records" => TopKey::Records,
-            "detail" => TopKey::Detail,
-            "detail-type" => TopKey::DetailType,
-            "Type" => TopKey::SnsType,
-            "Message" => TopKey::SnsMessage,
-            _ => match self.trie.lookup(0, k) {
-                Some(n) => TopKey::Field(n),
-                None => TopKey::Other,
-            },
-        })
-    }
-}
-
-/// Looks a key up among the children of one trie node.
-struct KeySeed<'t> {
-    trie: &'t super::fields::Trie,
-    node: u32,
-}
-
-impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = Option<u32>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<u32>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed<'_> {
-    type Value = Option<u32>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a key")
-    }
-    fn visit_str<E: de::Error>(self, k: &str) -> Result<Option<u32>, E> {
-        Ok(self.trie.lookup(self.node, k))
-    }
-}
-
-/// Captures the value of the current map entry at trie node `node`.
-fn capture_value<'de, A: MapAccess<'de>>(
-    map: &mut A,
-    fields: &FieldTable,
-    scratch: &mut Scratch,
-    base: usize,
-    node: u32,
-) -> Result<(), A::Error> {
-    if fields.trie.nodes[node as usize].terminal {
-        let raw: &RawValue = map.next_value()?;
-        let (s, e) = range(base, raw);
-        scratch.set(node, Cap::Raw(s, e));
-        Ok(())
-    } else {
-        map.next_value_seed(InnerSeed {
-            fields,
-            scratch,
-            base,
-            node,
-        })
-    }
-}
-
-/// Walks an object, capturing the children the trie wants below `node`.
-struct ObjectVisitor<'s> {
-    fields: &'s FieldTable,
-    scratch: &'s mut Scratch,
-    base: usize,
-    node: u32,
-}
-
-impl<'de> Visitor<'de> for ObjectVisitor<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let trie = &self.fields.trie;
-        while let Some(child) = map.next_key_seed(KeySeed {
-            trie,
-            node: self.node,
-        })? {
-            match child {
-                Some(c) => capture_value(&mut map, self.fields, self.scratch, self.base, c)?,
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A value on the way to a wanted field: an object is walked, an array kept for crossing.
-struct InnerSeed<'s> {
-    fields: &'s FieldTable,
-    scratch: &'s mut Scratch,
-    base: usize,
-    node: u32,
-}
-
-impl<'de> DeserializeSeed<'de> for InnerSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for InnerSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        self.scratch.set(self.node, Cap::Object);
-        ObjectVisitor {
-            fields: self.fields,
-            scratch: self.scratch,
-            base: self.base,
-            node: self.node,
-        }
-        .visit_map(map)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut elems = Vec::new();
-        while let Some(raw) = seq.next_element::<&RawValue>()? {
-            elems.push(range(self.base, raw));
-        }
-        self.scratch.set(self.node, Cap::Elements(elems));
-        Ok(())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-}
-
-/// `Records`: an array is decoded record by record; anything else is not a log file.
-struct MaybeSeq<'s, 'd, 'k>(RecordsSeed<'s, 'd, 'k>);
-
-impl<'de> DeserializeSeed<'de> for MaybeSeq<'_, '_, '_> {
-    type Value = bool;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_any(self.0)
-    }
-}
-
-/// An array of records, each handed to the sink as soon as it is decoded.
-struct RecordsSeed<'s, 'd, 'k> {
-    fields: &'s FieldTable,
-    scratch: &'s mut Scratch,
-    base: usize,
-    doc: &'d str,
-    sink: &'k mut dyn FnMut(Item<'_, '_>),
-}
-
-impl<'de> Visitor<'de> for RecordsSeed<'_, '_, '_> {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of CloudTrail records")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        loop {
-            let elem = RecordElem {
-                fields: self.fields,
-                scratch: &mut *self.scratch,
-                base: self.base,
-                doc: self.doc,
-            };
-            match seq.next_element_seed(elem)? {
-                None => return Ok(true),
-                Some(Ok(())) => (self.sink)(Ok(&Event::new(self.doc, self.scratch, self.fields))),
-                Some(Err(found)) => (self.sink)(Err(DecodeError::NotARecord { found })),
-            }
-        }
-    }
-    // Any other `Records` value means this is not a log file; the key is then just ignored.
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(false)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_unit<E>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-}
-
-/// One element of a records array: decoded into the scratch, or the JSON type it was instead.
-struct RecordElem<'s, 'd> {
-    fields: &'s FieldTable,
-    scratch: &'s mut Scratch,
-    base: usize,
-    doc: &'d str,
-}
-
-impl<'de> DeserializeSeed<'de> for RecordElem<'_, '_> {
-    type Value = Result<(), &'static str>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        if self.fields.whole_record {
-            // Keyword rules need the record's own text, so take it raw and walk it after.
-            let raw: &RawValue = de::Deserialize::deserialize(d)?;
-            if !raw.get().starts_with('{') {
-                let v: serde_json::Value = serde_json::from_str(raw.get()).unwrap_or_default();
-                return Ok(Err(json_type(&v)));
-            }
-            let (s, e) = range(self.base, raw);
-            parse_record(self.fields, self.scratch, self.base, self.doc, s, e)
-                .map_err(de::Error::custom)?;
-            return Ok(Ok(()));
-        }
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RecordElem<'_, '_> {
-    type Value = Result<(), &'static str>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a CloudTrail record")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        self.scratch.reset(self.fields);
-        ObjectVisitor {
-            fields: self.fields,
-            scratch: self.scratch,
-            base: self.base,
-            node: 0,
-        }
-        .visit_map(map)?;
-        Ok(Ok(()))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Err("an array"))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Err("a boolean"))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Err("a number"))
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Err("a number"))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Err("a number"))
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Err("a string"))
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Err("null"))
-    }
 }
 
 #[cfg(test)]
@@ -884,43 +635,32 @@ mod tests {
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
         for depth in [200, 100_000] {
-            // On the path to a wanted field: the parser's depth limit rejects the document.
-            let doc = format!(
-                r#"{{"eventName":"A","x":{{"y":{}{}}}}}"#,
-                "[".repeat(depth),
-                "]".repeat(depth)
-            );
-            let (recs, _, r) = decode(&doc, &["eventName", "x.y.z"]);
-            assert!(recs.is_empty() || r.is_ok(), "{r:?}");
-            // Inside a value read whole: the record decodes, the value reads as missing and
-            // the event says so.
-            let doc = format!(
-                r#"{{"eventName":"A","x":{}{}}}"#,
-                "[".repeat(depth),
-                "]".repeat(depth)
-            );
-            let mut fields = FieldTable::new();
-            let x = fields.intern("x");
-            let mut d = Decoder::new(&fields, Limits::default());
-            let mut seen = Vec::new();
-            d.decode(doc.as_bytes(), &mut |item| {
-                let ev = item.unwrap();
-                seen.push((ev.get(x) == FieldValue::Missing, ev.had_unreadable_value()));
-            })
-            .unwrap();
-            assert_eq!(seen, vec![(true, true)]);
-            // Not wanted at all: skipped without harm.
-            let (recs, _, r) = decode(&doc, &["eventName"]);
-            assert!(r.is_ok());
-            assert_eq!(recs, vec![vec!["A"]]);
+            let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            // Wherever it is (read by a rule, skipped, a log file's element), the document is
+            // rejected as too deep and nothing of it is evaluated.
+            for doc in [
+                format!(r#"{{"eventName":"A","x":{{"y":{deep}}}}}"#),
+                format!(r#"{{"eventName":"A","x":{deep}}}"#),
+                format!(r#"{{"eventName":"A","skipped":{deep}}}"#),
+                format!(r#"{{"Records":[{deep}]}}"#),
+                format!(
+                    r#"{{"detail-type":"AWS API Call via CloudTrail","detail":{{"a":{deep}}}}}"#
+                ),
+            ] {
+                let (recs, _, r) = decode(&doc, &["eventName", "x.y.z", "x"]);
+                assert!(recs.is_empty(), "{recs:?}");
+                assert!(
+                    matches!(r, Err(DecodeError::TooDeep { line: 1, .. })),
+                    "{r:?}"
+                );
+            }
         }
-        let doc = format!(r#"{{"Records":{}{}}}"#, "[".repeat(200), "]".repeat(200));
-        let (recs, errs, r) = decode(&doc, &["eventName"]);
-        assert!(recs.is_empty() && r.is_ok());
-        assert_eq!(
-            errs,
-            vec!["expected a CloudTrail record (a JSON object), found an array"]
+        let ok = format!(
+            r#"{{"eventName":"A","x":{}{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
         );
+        assert_eq!(decode(&ok, &["eventName"]).0, vec![vec!["A"]]);
     }
 
     #[test]

@@ -97,6 +97,12 @@ impl Trie {
     pub fn lookup(&self, parent: u32, key: &str) -> Option<u32> {
         self.nodes[parent as usize].get(key.as_bytes())
     }
+
+    /// The child of `parent` reached by the key bytes `key`.
+    #[inline]
+    pub fn lookup_bytes(&self, parent: u32, key: &[u8]) -> Option<u32> {
+        self.nodes[parent as usize].get(key)
+    }
 }
 
 impl FieldTable {

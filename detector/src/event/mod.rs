@@ -5,6 +5,7 @@
 
 mod decode;
 mod fields;
+mod scan;
 pub mod text;
 
 pub use decode::{DecodeError, Decoder, Limits};
@@ -43,6 +44,8 @@ pub(crate) enum Cap {
     Object,
     /// The raw JSON text of the value, as a byte range of the document.
     Raw(usize, usize),
+    /// A string without escapes: the byte range of its content (no rewriting needed).
+    Str(usize, usize),
     /// The raw JSON of each element of an array that a longer path crosses.
     Elements(Vec<(usize, usize)>),
 }
@@ -188,8 +191,10 @@ impl<'a> Event<'a> {
         let plan = &self.fields.plans[id.0 as usize];
         if let Some(lit) = plan.literal {
             // A top-level key spelled with the dots wins over the nested path (oracle rule).
-            if let Cap::Raw(s, e) = self.scratch.caps[lit as usize] {
-                return self.raw_value(s, e);
+            match self.scratch.caps[lit as usize] {
+                Cap::Raw(s, e) => return self.raw_value(s, e),
+                Cap::Str(s, e) => return Resolved::Borrowed(s, e),
+                _ => {}
             }
         }
         for (i, &node) in plan.nodes.iter().enumerate() {
@@ -198,6 +203,8 @@ impl<'a> Event<'a> {
                 Cap::None => return Resolved::Missing,
                 Cap::Object if last => return Resolved::Missing,
                 Cap::Object => continue,
+                Cap::Str(s, e) if last => return Resolved::Borrowed(*s, *e),
+                Cap::Str(..) => return Resolved::Missing,
                 Cap::Raw(s, e) if last => return self.raw_value(*s, *e),
                 Cap::Raw(..) => {
                     let Some(v) = self.parsed(node) else {
