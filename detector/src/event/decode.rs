@@ -712,7 +712,86 @@ mod tests {
         assert_eq!(texts, vec![r#"{"eventName":"A","x":[1]}"#]);
     }
 
+    /// What the reference oracle stores for `field` of `event` (its `field_value`).
+    fn oracle_value(event: &serde_json::Value, field: &str) -> String {
+        use crate::event::text::{compact, value_text};
+        fn lookup<'v>(
+            node: &'v serde_json::Value,
+            parts: &[&str],
+            out: &mut Vec<&'v serde_json::Value>,
+        ) {
+            match (parts.split_first(), node) {
+                (None, _) => out.push(node),
+                (Some(_), serde_json::Value::Array(items)) => {
+                    items.iter().for_each(|i| lookup(i, parts, out))
+                }
+                (Some((first, rest)), serde_json::Value::Object(m)) => {
+                    if let Some(c) = m.get(*first) {
+                        lookup(c, rest, out)
+                    }
+                }
+                _ => {}
+            }
+        }
+        let show = |v: Option<String>| v.unwrap_or_else(|| "<none>".into());
+        if let Some(v) = event.get(field) {
+            return show(value_text(v));
+        }
+        let parts: Vec<&str> = field.split('.').collect();
+        let mut vals = Vec::new();
+        lookup(event, &parts, &mut vals);
+        let vals: Vec<serde_json::Value> =
+            vals.into_iter().filter(|v| !v.is_null()).cloned().collect();
+        match vals.len() {
+            0 => show(None),
+            1 => show(value_text(&vals[0])),
+            _ => compact(&serde_json::Value::Array(vals)),
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            (-1000i64..1000).prop_map(|n| serde_json::json!(n)),
+            (-1e6f64..1e6).prop_map(|f| serde_json::json!(f)),
+            "[a-zA-Z\\\"\n é/]{0,8}".prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                proptest::collection::vec(
+                    (
+                        prop_oneof![Just("a"), Just("b"), Just("c"), Just("a.b")],
+                        inner
+                    ),
+                    0..4
+                )
+                .prop_map(|kv| serde_json::Value::Object(
+                    kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                )),
+            ]
+        })
+    }
+
     proptest::proptest! {
+        /// The scanner-driven capture gives, for every field, exactly the oracle's value.
+        #[test]
+        fn captured_fields_equal_the_oracle(
+            members in proptest::collection::vec((proptest::prop_oneof![proptest::strategy::Just("a"), proptest::strategy::Just("b"), proptest::strategy::Just("a.b"), proptest::strategy::Just("c")], json_value()), 0..5),
+            pretty in proptest::bool::ANY,
+        ) {
+            let event = serde_json::Value::Object(members.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+            let text = if pretty { serde_json::to_string_pretty(&event).unwrap() } else { event.to_string() };
+            let paths = ["a", "b", "a.b", "a.b.c", "b.a", "c.a.b", "a.a"];
+            let (recs, errs, r) = decode(&text, &paths);
+            proptest::prop_assert!(r.is_ok() && errs.is_empty(), "{:?} {:?}", r, errs);
+            let got: Vec<String> = recs[0].iter().map(|v| if v == "<missing>" || v == "<null>" { "<none>".to_string() } else { v.clone() }).collect();
+            let want: Vec<String> = paths.iter().map(|p| oracle_value(&event, p)).collect();
+            proptest::prop_assert_eq!(got, want, "{}", text);
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             let mut fields = FieldTable::new();
