@@ -46,12 +46,30 @@ pub(crate) struct TrieNode {
     pub terminal: bool,
 }
 
+/// Equality of two byte strings of the same length, without a `memcmp` call for short keys.
+#[inline]
+fn same_len_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    debug_assert_eq!(n, b.len());
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    match n {
+        0..=7 => a.iter().zip(b).all(|(x, y)| x == y),
+        // Two overlapping words cover 8..=16 bytes.
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
 impl TrieNode {
     fn get(&self, key: &[u8]) -> Option<u32> {
         let &(start, end) = self.by_len.get(key.len())?;
         self.children[start as usize..end as usize]
             .iter()
-            .find(|(k, _)| **k == *key)
+            .find(|(k, _)| same_len_eq(k, key))
             .map(|&(_, id)| id)
     }
 
@@ -169,6 +187,21 @@ impl FieldTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_key_equality() {
+        for (a, b) in [
+            ("", ""),
+            ("abc", "abd"),
+            ("eventName", "eventNamf"),
+            ("eventName", "eventName"),
+            ("abcdefghijklmnop", "abcdefghijklmnop"),
+            ("xbcdefghijklmnop", "abcdefghijklmnop"),
+            ("abcdefghijklmnopq", "abcdefghijklmnopz"),
+        ] {
+            assert_eq!(same_len_eq(a.as_bytes(), b.as_bytes()), a == b, "{a} {b}");
+        }
+    }
 
     #[test]
     fn interning_is_idempotent_and_builds_the_trie() {

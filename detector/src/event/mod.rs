@@ -137,8 +137,52 @@ impl<'a> Event<'a> {
         self.fields
     }
 
-    /// The value of a field, resolved on first use and cached for the event.
+    /// The value of a field: read straight from the capture when it is a plain string or
+    /// literal, else resolved on first use and cached for the event.
+    #[inline]
     pub fn get(&self, id: FieldId) -> FieldValue<'_> {
+        match self.direct(id) {
+            Some(v) => v,
+            None => self.resolved(id),
+        }
+    }
+
+    /// The common cases, which need neither parsing nor caching.
+    #[inline]
+    fn direct(&self, id: FieldId) -> Option<FieldValue<'_>> {
+        let plan = &self.fields.plans[id.0 as usize];
+        let caps = &self.scratch.caps;
+        if let Some(lit) = plan.literal {
+            match caps[lit as usize] {
+                Cap::None => {}
+                Cap::Str(s, e) => return Some(FieldValue::Text(&self.doc[s..e])),
+                _ => return None,
+            }
+        }
+        let n = plan.nodes.len();
+        for (i, &node) in plan.nodes.iter().enumerate() {
+            let last = i + 1 == n;
+            match caps[node as usize] {
+                Cap::None => return Some(FieldValue::Missing),
+                Cap::Object if last => return Some(FieldValue::Missing),
+                Cap::Object => continue,
+                Cap::Str(s, e) if last => return Some(FieldValue::Text(&self.doc[s..e])),
+                Cap::Str(..) => return Some(FieldValue::Missing),
+                Cap::Raw(s, e) if last => {
+                    return match &self.doc.as_bytes()[s..e] {
+                        b"null" => Some(FieldValue::Null),
+                        b"true" | b"false" => Some(FieldValue::Text(&self.doc[s..e])),
+                        _ => None,
+                    }
+                }
+                _ => return None,
+            }
+        }
+        Some(FieldValue::Missing)
+    }
+
+    /// The value of a field, resolved on first use and cached for the event.
+    fn resolved(&self, id: FieldId) -> FieldValue<'_> {
         let resolved = self.scratch.values[id.0 as usize].get_or_init(|| {
             self.scratch.resolved.borrow_mut().push(id.0);
             self.resolve(id)
