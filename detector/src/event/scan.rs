@@ -26,7 +26,7 @@ pub enum ScanError {
 /// JSON strings are short (CloudTrail's average is about 15 bytes), so one inline compare of a
 /// 16-byte block beats `memchr2`, whose setup costs more than the string.
 #[cfg(target_arch = "x86_64")]
-#[inline]
+#[inline(always)]
 fn find_quote_or_backslash(b: &[u8]) -> Option<usize> {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
@@ -168,7 +168,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Reads a string at `"`; returns the content range and whether it holds escapes.
-    #[inline]
+    #[inline(always)]
     pub fn string(&mut self) -> Result<(usize, usize, bool), ScanError> {
         self.pos += 1;
         let start = self.pos;
