@@ -33,6 +33,21 @@ enum Command {
     Check(CheckArgs),
     /// Say for each rule whether it matches an event, and which entries decided it.
     Explain(ExplainArgs),
+    /// Run every rule's fixtures (`trailwatch.tests`); fail on a wrong verdict or a rule without any.
+    Test(TestArgs),
+}
+
+#[derive(clap::Args)]
+struct TestArgs {
+    /// YAML file mapping placeholder names to value lists, for the `expand` modifier.
+    #[arg(long, value_name = "FILE")]
+    placeholders: Option<PathBuf>,
+    /// Also write the results as JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Rule files or directories.
+    #[arg(value_name = "PATH", default_value = "rules")]
+    paths: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -114,6 +129,7 @@ fn main() -> ExitCode {
         Command::Replay(a) => cmd_replay(a),
         Command::Check(a) => cmd_check(a),
         Command::Explain(a) => cmd_explain(a),
+        Command::Test(a) => cmd_test(a),
     };
     match result {
         Ok(code) => code,
@@ -344,4 +360,69 @@ fn cmd_explain(a: ExplainArgs) -> Result<ExitCode> {
     );
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_test(a: TestArgs) -> Result<ExitCode> {
+    let args = RuleArgs {
+        rules: a.paths.clone(),
+        placeholders: a.placeholders.clone(),
+    };
+    let Some(set) = compile_rules(&args)? else {
+        return Ok(ExitCode::from(2));
+    };
+    let results = match trailwatch::fixture::run(&set) {
+        Ok(r) => r,
+        Err(errors) => {
+            print_rule_errors(&errors);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut out = io::stdout().lock();
+    let (mut failed_rules, mut cases, mut failed_cases) = (0, 0, 0);
+    for r in &results {
+        cases += r.cases.len();
+        let verdict = if r.passed() { "PASS" } else { "FAIL" };
+        if !r.passed() {
+            failed_rules += 1;
+        }
+        writeln!(
+            out,
+            "{verdict}  {}  {}  ({} fixtures, {})",
+            r.rule_id,
+            r.title,
+            r.cases.len(),
+            r.file
+        )?;
+        if r.cases.is_empty() {
+            writeln!(
+                out,
+                "      the rule has no fixtures: add some under trailwatch.tests"
+            )?;
+        }
+        for c in &r.cases {
+            if let Some(f) = &c.failure {
+                failed_cases += 1;
+                writeln!(
+                    out,
+                    "      fixture '{}' (line {}): {f}",
+                    c.fixture.name, c.fixture.line
+                )?;
+            }
+        }
+    }
+    writeln!(
+        out,
+        "{} rules, {cases} fixtures: {} rules passed, {failed_rules} failed ({failed_cases} fixtures failed)",
+        results.len(),
+        results.len() - failed_rules
+    )?;
+    if let Some(path) = &a.junit {
+        std::fs::write(path, trailwatch::fixture::junit(&results))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(if failed_rules > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

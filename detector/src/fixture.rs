@@ -1,0 +1,325 @@
+//! Rule fixtures and `trailwatch test`: proof that each rule fires when it must and stays quiet
+//! when it must.
+//!
+//! Fixtures live in the rule file, under the `trailwatch:` extension key:
+//!
+//! ```yaml
+//! trailwatch:
+//!   tests:
+//!     - name: root lists buckets
+//!       match: true
+//!       event: {eventName: ListBuckets, userIdentity: {type: Root}}
+//! ```
+//!
+//! Each event goes through the same decoder and indexed matcher as live traffic.
+
+use crate::engine::{MatchScratch, RuleSet};
+use crate::event::{Decoder, Limits};
+use crate::rule::yaml::{Node, NodeKind, Scalar};
+use crate::rule::{Rule, RuleError};
+use serde_json::Value;
+use std::fmt::Write as _;
+
+/// One fixture: an event and whether the rule must match it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fixture {
+    /// What the case shows.
+    pub name: String,
+    /// Whether the rule must match.
+    pub expect: bool,
+    /// The event as JSON text.
+    pub event: String,
+    /// Line of the fixture in the rule file.
+    pub line: usize,
+}
+
+/// Reads a rule's fixtures (none when it has no `trailwatch.tests`).
+pub fn fixtures(rule: &Rule) -> Result<Vec<Fixture>, RuleError> {
+    let err = |line, m: &str| RuleError::new(&rule.file, line, m).with_rule(Some(rule.label()));
+    let Some(tests) = rule.doc.get("trailwatch").and_then(|t| t.get("tests")) else {
+        return Ok(Vec::new());
+    };
+    let NodeKind::Seq(items) = &tests.kind else {
+        return Err(err(
+            tests.line,
+            "'trailwatch.tests' must be a list of fixtures",
+        ));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let name = item
+                .get("name")
+                .and_then(Node::as_text)
+                .unwrap_or_else(|| format!("fixture {}", i + 1));
+            let expect = match item.get("match").map(|n| &n.kind) {
+                Some(NodeKind::Scalar(Scalar::Bool(b))) => *b,
+                _ => {
+                    return Err(err(
+                        item.line,
+                        "a fixture needs 'match: true' or 'match: false'",
+                    ))
+                }
+            };
+            let event = match item.get("event") {
+                Some(e) if e.as_map().is_some() => to_json(e).to_string(),
+                _ => return Err(err(item.line, "a fixture needs an 'event' mapping")),
+            };
+            Ok(Fixture {
+                name,
+                expect,
+                event,
+                line: item.line,
+            })
+        })
+        .collect()
+}
+
+/// A YAML node as JSON.
+pub fn to_json(node: &Node) -> Value {
+    match &node.kind {
+        NodeKind::Scalar(Scalar::Str(s)) => Value::String(s.clone()),
+        NodeKind::Scalar(Scalar::Int(i)) => Value::from(*i),
+        NodeKind::Scalar(Scalar::Float(f)) => f
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| Value::String(f.clone()), Value::Number),
+        NodeKind::Scalar(Scalar::Bool(b)) => Value::Bool(*b),
+        NodeKind::Scalar(Scalar::Null) => Value::Null,
+        NodeKind::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
+        NodeKind::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.text.clone(), to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// The verdict on one fixture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseResult {
+    /// The fixture.
+    pub fixture: Fixture,
+    /// `None` when it passed, else why not.
+    pub failure: Option<String>,
+}
+
+/// The verdicts on one rule's fixtures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleResult {
+    /// Rule id.
+    pub rule_id: String,
+    /// Rule title.
+    pub title: String,
+    /// Rule file.
+    pub file: String,
+    /// One result per fixture (empty: the rule has none, which fails).
+    pub cases: Vec<CaseResult>,
+}
+
+impl RuleResult {
+    /// Whether every fixture passed and there is at least one.
+    pub fn passed(&self) -> bool {
+        !self.cases.is_empty() && self.cases.iter().all(|c| c.failure.is_none())
+    }
+}
+
+/// Runs every rule's fixtures through the decoder and the indexed matcher.
+pub fn run(set: &RuleSet) -> Result<Vec<RuleResult>, Vec<RuleError>> {
+    let mut errors = Vec::new();
+    let mut all = Vec::new();
+    for (i, rule) in set.rules().iter().enumerate() {
+        match fixtures(&rule.rule) {
+            Ok(f) => all.push((i, f)),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut decoder = Decoder::new(set.fields(), Limits::default());
+    let mut scratch = MatchScratch::default();
+    let mut hits = Vec::new();
+    let results = all
+        .into_iter()
+        .map(|(i, fixtures)| {
+            let rule = &set.rules()[i];
+            let cases = fixtures
+                .into_iter()
+                .map(|fixture| {
+                    let mut failure = None;
+                    let decoded =
+                        decoder.decode(fixture.event.as_bytes(), &mut |item| match item {
+                            Ok(ev) => {
+                                set.matches(ev, &mut scratch, &mut hits);
+                                let matched = hits.contains(&(i as u32));
+                                if matched != fixture.expect {
+                                    failure = Some(reason(&set.explain(i, ev), fixture.expect));
+                                }
+                            }
+                            Err(e) => failure = Some(format!("the event does not decode: {e}")),
+                        });
+                    if let Err(e) = decoded {
+                        failure = Some(format!("the event does not decode: {e}"));
+                    }
+                    CaseResult { fixture, failure }
+                })
+                .collect();
+            RuleResult {
+                rule_id: rule.id().to_string(),
+                title: rule.rule.title.clone(),
+                file: rule.rule.file.display().to_string(),
+                cases,
+            }
+        })
+        .collect();
+    Ok(results)
+}
+
+/// Says which searches decided the wrong verdict.
+fn reason(x: &crate::engine::Explanation, expected: bool) -> String {
+    let mut out = if expected {
+        format!("expected a match, got none (condition: {})", x.condition)
+    } else {
+        format!(
+            "expected no match, but the rule matched (condition: {})",
+            x.condition
+        )
+    };
+    for s in &x.searches {
+        let _ = write!(
+            out,
+            "; {} {}",
+            s.name,
+            if s.matched {
+                "matched"
+            } else {
+                "did not match"
+            }
+        );
+        // A missed match is explained by the entries that failed; an unwanted one by the
+        // searches that held.
+        let decisive: Vec<String> = s
+            .entries
+            .iter()
+            .filter(|e| if expected { !e.matched } else { s.matched })
+            .map(|e| {
+                format!(
+                    "{} = {} {}",
+                    e.key,
+                    e.value,
+                    if e.matched { "✓" } else { "✗" }
+                )
+            })
+            .collect();
+        if !decisive.is_empty() {
+            let _ = write!(out, " [{}]", decisive.join(", "));
+        }
+    }
+    out
+}
+
+/// JUnit XML for CI systems: one test case per fixture, a failing one per rule without any.
+pub fn junit(results: &[RuleResult]) -> String {
+    let cases: usize = results.iter().map(|r| r.cases.len().max(1)).sum();
+    let failures = results
+        .iter()
+        .map(|r| {
+            if r.cases.is_empty() {
+                1
+            } else {
+                r.cases.iter().filter(|c| c.failure.is_some()).count()
+            }
+        })
+        .sum::<usize>();
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(x, "<testsuites><testsuite name=\"trailwatch rules\" tests=\"{cases}\" failures=\"{failures}\">");
+    for r in results {
+        let class = xml(&format!("{} ({})", r.rule_id, r.title));
+        if r.cases.is_empty() {
+            let _ = writeln!(x, "  <testcase classname=\"{class}\" name=\"fixtures\"><failure message=\"the rule has no fixtures\"/></testcase>");
+        }
+        for c in &r.cases {
+            let name = xml(&c.fixture.name);
+            match &c.failure {
+                None => {
+                    let _ = writeln!(x, "  <testcase classname=\"{class}\" name=\"{name}\"/>");
+                }
+                Some(f) => {
+                    let _ = writeln!(x, "  <testcase classname=\"{class}\" name=\"{name}\"><failure message=\"{}\"/></testcase>", xml(f));
+                }
+            }
+        }
+    }
+    x.push_str("</testsuite></testsuites>\n");
+    x
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::{parse_file, Placeholders};
+    use std::path::Path;
+
+    const RULE: &str = "title: Root\nid: r1\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  sel: {userIdentity.type: Root}\n  filter: {eventType: AwsServiceEvent}\n  condition: sel and not filter\n";
+
+    fn results(tests: &str) -> Vec<RuleResult> {
+        let text = format!("{RULE}trailwatch:\n  tests:\n{tests}");
+        let (rules, errs) = parse_file(Path::new("r.yml"), &text, &Placeholders::new());
+        assert!(errs.is_empty(), "{errs:?}");
+        let set = RuleSet::compile(rules).unwrap();
+        run(&set).unwrap()
+    }
+
+    #[test]
+    fn passing_and_failing_fixtures() {
+        let r = results(
+            "    - name: root call\n      match: true\n      event: {userIdentity: {type: Root}}\n    - name: service event\n      match: false\n      event: {userIdentity: {type: Root}, eventType: AwsServiceEvent}\n    - name: wrong expectation\n      match: true\n      event: {userIdentity: {type: IAMUser}}\n",
+        );
+        assert_eq!(r.len(), 1);
+        let c = &r[0].cases;
+        assert!(c[0].failure.is_none() && c[1].failure.is_none());
+        let f = c[2].failure.as_deref().unwrap();
+        assert!(f.starts_with("expected a match, got none"), "{f}");
+        assert!(
+            f.contains("sel did not match [userIdentity.type = \"IAMUser\" ✗]"),
+            "{f}"
+        );
+        assert!(!r[0].passed());
+        let x = junit(&r);
+        assert!(x.contains("tests=\"3\" failures=\"1\""), "{x}");
+        assert!(x.contains("name=\"wrong expectation\"><failure"), "{x}");
+    }
+
+    #[test]
+    fn rules_without_fixtures_fail() {
+        let (rules, _) = parse_file(Path::new("r.yml"), RULE, &Placeholders::new());
+        let set = RuleSet::compile(rules).unwrap();
+        let r = run(&set).unwrap();
+        assert!(r[0].cases.is_empty() && !r[0].passed());
+        assert!(junit(&r).contains("the rule has no fixtures"));
+    }
+
+    #[test]
+    fn malformed_fixtures_are_rule_errors() {
+        let text = format!("{RULE}trailwatch:\n  tests:\n    - name: x\n      event: {{a: 1}}\n");
+        let (rules, _) = parse_file(Path::new("r.yml"), &text, &Placeholders::new());
+        let set = RuleSet::compile(rules).unwrap();
+        let errs = run(&set).unwrap_err();
+        assert!(
+            errs[0].message.contains("'match: true' or 'match: false'"),
+            "{errs:?}"
+        );
+        assert_eq!(errs[0].line, 10);
+    }
+}
