@@ -11,3 +11,4 @@ pub mod fixture;
 pub mod replay;
 pub mod rule;
 pub mod source;
+pub mod window;

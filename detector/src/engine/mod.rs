@@ -4,9 +4,11 @@
 //! [`Test`]s, orders conjunctions cheapest first, and indexes rules by the `eventName`
 //! (else `eventSource`) values they require, so most rules are never tried on most events.
 
+pub mod correlation;
 mod explain;
 pub mod matcher;
 
+pub use correlation::{CompiledCorrelation, Source};
 pub use explain::{EntryExplain, Explanation, SearchExplain};
 
 use crate::event::{Event, FieldId, FieldTable, FieldValue};
@@ -88,6 +90,24 @@ pub struct RuleSet {
     pub event_id: FieldId,
     /// `eventTime`.
     pub event_time: FieldId,
+    correlations: Vec<CompiledCorrelation>,
+    links: Links,
+}
+
+/// How hits flow into correlations.
+#[derive(Debug, Default)]
+pub struct Links {
+    /// Per detection rule: the (correlation, input position) pairs it feeds directly.
+    pub rule_feeds: Vec<Vec<(u32, u16)>>,
+    /// Per correlation: the (correlation, input position) pairs its firings feed.
+    pub corr_feeds: Vec<Vec<(u32, u16)>>,
+    /// Per detection rule: every (correlation, input position) its events can reach, directly
+    /// or through other correlations; their group keys are read from the event up front.
+    pub reach: Vec<Vec<(u32, u16)>>,
+    /// Per detection rule: whether its own hits are reported (not only feeding correlations).
+    pub rule_reported: Vec<bool>,
+    /// Per correlation: whether its own hits are reported.
+    pub corr_reported: Vec<bool>,
 }
 
 impl RuleSet {
@@ -109,12 +129,17 @@ impl RuleSet {
             event_source,
             event_id,
             event_time,
+            correlations: Vec::new(),
+            links: Links::default(),
         };
         let mut errors = Vec::new();
+        let (corr_rules, rules): (Vec<Rule>, Vec<Rule>) =
+            rules.into_iter().partition(|r| r.correlation.is_some());
+        let mut all_ids = FxHashMap::default();
         let mut ids: FxHashMap<String, std::path::PathBuf> = FxHashMap::default();
-        for rule in rules {
+        for rule in corr_rules.iter().chain(&rules) {
             if let Some(id) = &rule.id {
-                if let Some(prev) = ids.insert(id.clone(), rule.file.clone()) {
+                if let Some(prev) = all_ids.insert(id.clone(), rule.file.clone()) {
                     errors.push(
                         RuleError::new(
                             &rule.file,
@@ -123,7 +148,13 @@ impl RuleSet {
                         )
                         .with_rule(Some(id)),
                     );
-                    continue;
+                }
+            }
+        }
+        for rule in rules {
+            if let Some(id) = &rule.id {
+                if ids.insert(id.clone(), rule.file.clone()).is_some() {
+                    continue; // reported above
                 }
             }
             match set.compile_rule(rule, &mut fields) {
@@ -134,9 +165,22 @@ impl RuleSet {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let detection: Vec<Rule> = set.rules.iter().map(|r| r.rule.clone()).collect();
+        set.correlations = correlation::compile(&detection, corr_rules, &mut fields)?;
         set.fields = fields;
         set.build_index();
+        set.links = links(set.rules.len(), &set.correlations);
         Ok(set)
+    }
+
+    /// The compiled correlation rules.
+    pub fn correlations(&self) -> &[CompiledCorrelation] {
+        &self.correlations
+    }
+
+    /// How hits flow into correlations.
+    pub fn links(&self) -> &Links {
+        &self.links
     }
 
     fn compile_rule(&mut self, rule: Rule, fields: &mut FieldTable) -> Result<(), RuleError> {
@@ -398,6 +442,56 @@ impl RuleSet {
             .all(|g| g.iter().any(|t| t.test(value, present, &other)));
         held != leaf.neq
     }
+}
+
+/// Works out which correlations each rule feeds and which hits are reported on their own.
+fn links(n_rules: usize, corrs: &[CompiledCorrelation]) -> Links {
+    let mut l = Links {
+        rule_feeds: vec![Vec::new(); n_rules],
+        corr_feeds: vec![Vec::new(); corrs.len()],
+        reach: vec![Vec::new(); n_rules],
+        rule_reported: vec![true; n_rules],
+        corr_reported: vec![true; corrs.len()],
+    };
+    let mut generate_rule = vec![false; n_rules];
+    let mut generate_corr = vec![false; corrs.len()];
+    for (c, corr) in corrs.iter().enumerate() {
+        let generate = corr.spec().generate;
+        for (pos, input) in corr.inputs.iter().enumerate() {
+            let link = (c as u32, pos as u16);
+            match *input {
+                Source::Rule(r) => {
+                    l.rule_feeds[r as usize].push(link);
+                    l.rule_reported[r as usize] = false;
+                    generate_rule[r as usize] |= generate;
+                }
+                Source::Correlation(d) => {
+                    l.corr_feeds[d as usize].push(link);
+                    l.corr_reported[d as usize] = false;
+                    generate_corr[d as usize] |= generate;
+                }
+            }
+        }
+    }
+    // Referenced rules stay quiet unless some correlation asks for `generate: true`.
+    for (r, g) in generate_rule.into_iter().enumerate() {
+        l.rule_reported[r] |= g;
+    }
+    for (c, g) in generate_corr.into_iter().enumerate() {
+        l.corr_reported[c] |= g;
+    }
+    for r in 0..n_rules {
+        let mut stack: Vec<(u32, u16)> = l.rule_feeds[r].clone();
+        while let Some(link) = stack.pop() {
+            if l.reach[r].contains(&link) {
+                continue;
+            }
+            l.reach[r].push(link);
+            stack.extend(l.corr_feeds[link.0 as usize].iter().copied());
+        }
+        l.reach[r].sort_unstable();
+    }
+    l
 }
 
 fn union(parts: impl Iterator<Item = Option<Vec<Box<[u8]>>>>) -> Option<Vec<Box<[u8]>>> {

@@ -93,7 +93,9 @@ pub fn lint(rule: &Rule) -> Vec<Warning> {
         }
     }
     let ls = &rule.logsource;
-    if ls.product.as_deref() != Some("aws") || ls.service.as_deref() != Some("cloudtrail") {
+    if rule.correlation.is_none() && ls.product.as_deref() != Some("aws")
+        || ls.service.as_deref() != Some("cloudtrail")
+    {
         warn(
             line_of("logsource"),
             "logsource is not product: aws / service: cloudtrail; the rule is still evaluated on CloudTrail events".into(),

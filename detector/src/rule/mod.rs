@@ -1,6 +1,7 @@
 //! Sigma rules: YAML to an AST of searches and a condition, with errors a rule author can act on.
 
 pub mod condition;
+pub mod correlation;
 mod error;
 pub mod lint;
 pub mod parse;

@@ -106,6 +106,8 @@ pub struct Rule {
     pub condition: Cond,
     /// The condition as written.
     pub condition_text: String,
+    /// For a correlation rule, its `correlation:` section (then there are no searches).
+    pub correlation: Option<super::correlation::Correlation>,
     /// The document as parsed, for linting and extensions.
     pub doc: Node,
 }
@@ -321,14 +323,6 @@ pub fn parse_rule(file: &Path, doc: Node, placeholders: &Placeholders) -> Result
 }
 
 fn parse_rule_inner(file: &Path, doc: Node, placeholders: &Placeholders) -> Result<Rule, Located> {
-    if doc.get("correlation").is_some()
-        || doc.get("type").and_then(Node::as_text).as_deref() == Some("correlation")
-    {
-        return Err(Located::new(
-            doc.line,
-            "correlation rules are not supported yet by this version of trailwatch",
-        ));
-    }
     let title = text_field(&doc, "title")?
         .ok_or_else(|| Located::new(doc.line, "the rule has no 'title'"))?;
     let level = match text_field(&doc, "level")? {
@@ -341,7 +335,12 @@ fn parse_rule_inner(file: &Path, doc: Node, placeholders: &Placeholders) -> Resu
             )
         })?),
     };
+    let correlation = match doc.get("correlation") {
+        Some(section) => Some(super::correlation::parse(&doc, section)?),
+        None => None,
+    };
     let logsource = match doc.get("logsource") {
+        None if correlation.is_some() => LogSource::default(),
         Some(ls) if ls.as_map().is_some() => LogSource {
             product: text_field(ls, "product")?,
             service: text_field(ls, "service")?,
@@ -350,10 +349,17 @@ fn parse_rule_inner(file: &Path, doc: Node, placeholders: &Placeholders) -> Resu
         Some(ls) => return Err(Located::new(ls.line, "'logsource' must be a mapping")),
         None => return Err(Located::new(doc.line, "the rule has no 'logsource'")),
     };
-    let detection = doc
-        .get("detection")
-        .ok_or_else(|| Located::new(doc.line, "the rule has no 'detection'"))?;
-    let (searches, condition, condition_text) = parse_detection(detection, placeholders)?;
+    let (searches, condition, condition_text) = match (&correlation, doc.get("detection")) {
+        (Some(_), None) => (Vec::new(), Cond::Or(Vec::new()), String::new()),
+        (Some(_), Some(d)) => {
+            return Err(Located::new(
+                d.line,
+                "a correlation rule has no 'detection'; put it in a rule of its own",
+            ))
+        }
+        (None, Some(detection)) => parse_detection(detection, placeholders)?,
+        (None, None) => return Err(Located::new(doc.line, "the rule has no 'detection'")),
+    };
     Ok(Rule {
         file: file.to_path_buf(),
         line: doc.line,
@@ -368,6 +374,7 @@ fn parse_rule_inner(file: &Path, doc: Node, placeholders: &Placeholders) -> Resu
         searches,
         condition,
         condition_text,
+        correlation,
         doc,
     })
 }

@@ -1,0 +1,461 @@
+//! Event-time state for correlation rules.
+//!
+//! Hits of the rules a correlation refers to are held in a reorder buffer and processed in
+//! event-time order once the watermark (latest event time seen minus the allowed lateness) has
+//! passed them, so the same events give the same correlation hits whatever order they arrive
+//! in within the lateness. Events later than that are counted and left out of correlations
+//! (their own rules still match them). Each correlation keeps one sliding window per group key;
+//! a window that fires is reset, and the number of keys per correlation is capped, evicting the
+//! least recently updated first.
+
+use crate::engine::RuleSet;
+use crate::event::{Event, FieldValue};
+use crate::rule::correlation::Kind;
+use rustc_hash::FxHashMap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+
+/// Limits of the correlation state.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// How late (seconds of event time) an event may arrive and still be correlated.
+    pub lateness: i64,
+    /// Most group keys tracked per correlation rule; the least recently updated are evicted.
+    pub max_keys: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            lateness: 300,
+            max_keys: 100_000,
+        }
+    }
+}
+
+/// Counters of the correlation state (exported as metrics by the live pipeline).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Events that arrived later than the allowed lateness.
+    pub late: u64,
+    /// Events whose `eventTime` could not be read.
+    pub no_time: u64,
+    /// Group keys evicted because a correlation hit its key cap.
+    pub evicted: u64,
+    /// Correlation hits.
+    pub fired: u64,
+}
+
+/// The event that completed a correlation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// Its 0-based position in the input.
+    pub input_index: u64,
+    /// Its `eventID`.
+    pub event_id: Option<String>,
+    /// Its `eventTime` as written.
+    pub event_time: Option<String>,
+}
+
+/// A correlation that fired.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorrelationHit {
+    /// Index of the correlation in the rule set.
+    pub correlation: u32,
+    /// Event time (Unix seconds) of the completing event.
+    pub time: i64,
+    /// Event time of the earliest event in the fired window.
+    pub window_start: i64,
+    /// The value that met the condition (count, distinct values, sum, ...).
+    pub value: f64,
+    /// The group: each group-by name with the value it had.
+    pub group: Vec<(String, Option<String>)>,
+    /// The completing event.
+    pub origin: Origin,
+}
+
+/// A group key and input prepared for one correlation from one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Feed {
+    corr: u32,
+    pos: u16,
+    key: Arc<str>,
+    values: Vec<Option<String>>,
+    value: Option<Box<str>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pending {
+    time: i64,
+    event_id: Box<str>,
+    rule: u32,
+    seq: u64,
+    feeds: Vec<Feed>,
+    origin: Origin,
+}
+
+impl Pending {
+    /// Order of processing: event time, then a key independent of arrival order.
+    fn order_key(&self) -> (i64, &str, u32, Option<&str>) {
+        (
+            self.time,
+            &self.event_id,
+            self.rule,
+            self.feeds.first().map(|f| &*f.key),
+        )
+    }
+}
+
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.order_key()
+            .cmp(&other.order_key())
+            .then(self.seq.cmp(&other.seq))
+    }
+}
+
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    /// event_count: times of the events in the window.
+    Times(VecDeque<i64>),
+    /// value_count, value_percentile: (time, value) in order, and how often each value occurs.
+    Values(VecDeque<(i64, Arc<str>)>, FxHashMap<Arc<str>, u32>),
+    /// value_sum, value_avg: (time, number) in order and their sum.
+    Numbers(VecDeque<(i64, f64)>, f64),
+    /// temporal: latest time each input was seen.
+    Seen(Vec<Option<i64>>),
+    /// temporal_ordered: per input position, the latest start of a chain completed up to it.
+    Chain(Vec<Option<i64>>),
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    last: i64,
+    state: State,
+}
+
+#[derive(Debug, Default)]
+struct Groups {
+    map: FxHashMap<Arc<str>, Group>,
+    /// (key, time) of each update, oldest first; stale entries are skipped when popped.
+    touched: VecDeque<(Arc<str>, i64)>,
+}
+
+/// Correlation state for one stream of events.
+#[derive(Debug)]
+pub struct Correlator<'s> {
+    set: &'s RuleSet,
+    opts: Options,
+    pending: BinaryHeap<Reverse<Pending>>,
+    max_time: Option<i64>,
+    groups: Vec<Groups>,
+    seq: u64,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl<'s> Correlator<'s> {
+    /// Empty state for the correlations of `set`.
+    pub fn new(set: &'s RuleSet, opts: Options) -> Self {
+        Correlator {
+            set,
+            opts,
+            pending: BinaryHeap::new(),
+            max_time: None,
+            groups: (0..set.correlations().len())
+                .map(|_| Groups::default())
+                .collect(),
+            seq: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Group keys currently tracked, over all correlations.
+    pub fn keys(&self) -> usize {
+        self.groups.iter().map(|g| g.map.len()).sum()
+    }
+
+    /// Events waiting in the reorder buffer.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Takes a hit of detection rule `rule` on `ev`; appends correlations that fire.
+    pub fn push(
+        &mut self,
+        ev: &Event<'_>,
+        rule: u32,
+        origin: Origin,
+        out: &mut Vec<CorrelationHit>,
+    ) {
+        let reach = &self.set.links().reach[rule as usize];
+        if reach.is_empty() {
+            return;
+        }
+        let Some(time) = ev.get(self.set.event_time).text().and_then(event_time) else {
+            self.stats.no_time += 1;
+            return;
+        };
+        if self.max_time.is_some_and(|m| time < m - self.opts.lateness) {
+            self.stats.late += 1;
+            return;
+        }
+        let feeds = reach
+            .iter()
+            .map(|&(c, pos)| self.feed(ev, c, pos))
+            .collect();
+        self.seq += 1;
+        let event_id = origin.event_id.clone().unwrap_or_default().into_boxed_str();
+        self.pending.push(Reverse(Pending {
+            time,
+            event_id,
+            rule,
+            seq: self.seq,
+            feeds,
+            origin,
+        }));
+        let max = self.max_time.map_or(time, |m| m.max(time));
+        self.max_time = Some(max);
+        self.release(max - self.opts.lateness, out);
+    }
+
+    /// Processes everything still buffered (end of input).
+    pub fn flush(&mut self, out: &mut Vec<CorrelationHit>) {
+        self.release(i64::MAX, out);
+    }
+
+    fn release(&mut self, watermark: i64, out: &mut Vec<CorrelationHit>) {
+        while self.pending.peek().is_some_and(|p| p.0.time < watermark) {
+            if let Some(Reverse(p)) = self.pending.pop() {
+                self.process(&p, out);
+            }
+        }
+    }
+
+    fn feed(&self, ev: &Event<'_>, c: u32, pos: u16) -> Feed {
+        let corr = &self.set.correlations()[c as usize];
+        let values: Vec<Option<String>> = corr.group_fields[pos as usize]
+            .iter()
+            .map(|&f| match ev.get(f) {
+                FieldValue::Text(t) => Some(t.to_string()),
+                _ => None,
+            })
+            .collect();
+        let key = serde_json::to_string(&values).unwrap_or_default();
+        let value = corr.value_field[pos as usize].and_then(|f| ev.get(f).text().map(Into::into));
+        Feed {
+            corr: c,
+            pos,
+            key: key.into(),
+            values,
+            value,
+        }
+    }
+
+    fn process(&mut self, p: &Pending, out: &mut Vec<CorrelationHit>) {
+        let links = self.set.links();
+        let mut queue: VecDeque<(u32, u16)> =
+            links.rule_feeds[p.rule as usize].iter().copied().collect();
+        while let Some((c, pos)) = queue.pop_front() {
+            let Some(feed) = p.feeds.iter().find(|f| f.corr == c && f.pos == pos) else {
+                continue;
+            };
+            if let Some((window_start, value)) = self.update(feed, p.time) {
+                self.stats.fired += 1;
+                let corr = &self.set.correlations()[c as usize];
+                let names = &corr.spec().group_by;
+                out.push(CorrelationHit {
+                    correlation: c,
+                    time: p.time,
+                    window_start,
+                    value,
+                    group: names
+                        .iter()
+                        .cloned()
+                        .zip(feed.values.iter().cloned())
+                        .collect(),
+                    origin: p.origin.clone(),
+                });
+                queue.extend(links.corr_feeds[c as usize].iter().copied());
+            }
+        }
+    }
+
+    /// Adds one input to its group's window; returns (window start, value) when it fires.
+    fn update(&mut self, feed: &Feed, t: i64) -> Option<(i64, f64)> {
+        let corr = &self.set.correlations()[feed.corr as usize];
+        let (kind, span, n_inputs) = (corr.kind, corr.timespan, corr.inputs.len());
+        let condition = corr.spec().condition;
+        let groups = &mut self.groups[feed.corr as usize];
+        expire(groups, t - span);
+        if !groups.map.contains_key(&feed.key) && groups.map.len() >= self.opts.max_keys {
+            self.stats.evicted += evict_oldest(groups);
+        }
+        let group = groups.map.entry(feed.key.clone()).or_insert_with(|| Group {
+            last: t,
+            state: new_state(kind, n_inputs),
+        });
+        group.last = group.last.max(t);
+        groups.touched.push_back((feed.key.clone(), group.last));
+        let lo = t - span;
+        let (start, value) = match &mut group.state {
+            State::Times(times) => {
+                times.push_back(t);
+                while times.front().is_some_and(|&x| x < lo) {
+                    times.pop_front();
+                }
+                (times.front().copied().unwrap_or(t), times.len() as f64)
+            }
+            State::Values(order, counts) => {
+                let v: Arc<str> = feed.value.as_deref()?.into();
+                order.push_back((t, v.clone()));
+                *counts.entry(v.clone()).or_default() += 1;
+                while order.front().is_some_and(|(x, _)| *x < lo) {
+                    if let Some((_, old)) = order.pop_front() {
+                        if let Some(n) = counts.get_mut(&old) {
+                            *n -= 1;
+                            if *n == 0 {
+                                counts.remove(&old);
+                            }
+                        }
+                    }
+                }
+                let start = order.front().map_or(t, |x| x.0);
+                match kind {
+                    Kind::ValuePercentile => {
+                        let share = counts.get(&v).copied().unwrap_or(0) as f64 * 100.0
+                            / order.len() as f64;
+                        (start, share)
+                    }
+                    _ => (start, counts.len() as f64),
+                }
+            }
+            State::Numbers(items, sum) => {
+                let x: f64 = feed
+                    .value
+                    .as_deref()?
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|x: &f64| x.is_finite())?;
+                items.push_back((t, x));
+                *sum += x;
+                while items.front().is_some_and(|(y, _)| *y < lo) {
+                    if let Some((_, old)) = items.pop_front() {
+                        *sum -= old;
+                    }
+                }
+                let start = items.front().map_or(t, |x| x.0);
+                match kind {
+                    Kind::ValueAvg => (start, *sum / items.len() as f64),
+                    _ => (start, *sum),
+                }
+            }
+            State::Seen(seen) => {
+                seen[feed.pos as usize] = Some(t);
+                let live: Vec<i64> = seen
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .filter(|&x| x >= lo)
+                    .collect();
+                (live.iter().copied().min().unwrap_or(t), live.len() as f64)
+            }
+            State::Chain(chain) => {
+                let pos = feed.pos as usize;
+                let start = if pos == 0 {
+                    Some(t)
+                } else {
+                    chain[pos - 1].filter(|&s| s >= lo)
+                };
+                if let Some(s) = start {
+                    chain[pos] = Some(chain[pos].map_or(s, |old| old.max(s)));
+                }
+                // How many inputs, in order, a chain that started inside the window has completed.
+                let done = chain
+                    .iter()
+                    .take_while(|c| c.is_some_and(|s| s >= lo))
+                    .count();
+                (
+                    chain
+                        .get(done.saturating_sub(1))
+                        .copied()
+                        .flatten()
+                        .unwrap_or(t),
+                    done as f64,
+                )
+            }
+        };
+        if condition.holds(value) {
+            groups.map.remove(&feed.key);
+            return Some((start, value));
+        }
+        None
+    }
+}
+
+fn new_state(kind: Kind, n_inputs: usize) -> State {
+    match kind {
+        Kind::EventCount => State::Times(VecDeque::new()),
+        Kind::ValueCount | Kind::ValuePercentile => {
+            State::Values(VecDeque::new(), FxHashMap::default())
+        }
+        Kind::ValueSum | Kind::ValueAvg => State::Numbers(VecDeque::new(), 0.0),
+        Kind::Temporal => State::Seen(vec![None; n_inputs]),
+        Kind::TemporalOrdered => State::Chain(vec![None; n_inputs]),
+    }
+}
+
+/// Drops groups whose last update is older than `lo`: nothing in them can count any more.
+fn expire(groups: &mut Groups, lo: i64) {
+    while let Some((key, at)) = groups.touched.front() {
+        if *at >= lo {
+            break;
+        }
+        if groups.map.get(key).is_some_and(|g| g.last == *at) {
+            groups.map.remove(key);
+        }
+        groups.touched.pop_front();
+    }
+}
+
+/// Evicts the least recently updated group; returns how many were evicted (0 or 1).
+fn evict_oldest(groups: &mut Groups) -> u64 {
+    while let Some((key, at)) = groups.touched.pop_front() {
+        if groups.map.get(&key).is_some_and(|g| g.last == at) {
+            groups.map.remove(&key);
+            return 1;
+        }
+    }
+    0
+}
+
+/// Parses a CloudTrail `eventTime` (RFC 3339, or `YYYY-MM-DD HH:MM:SS`) into Unix seconds.
+pub fn event_time(text: &str) -> Option<i64> {
+    use chrono::{DateTime, NaiveDateTime};
+    let t = text.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Some(d.timestamp());
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(t.trim_end_matches('Z'), f).ok())
+        .map(|d| d.and_utc().timestamp())
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds.
+pub fn format_time(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

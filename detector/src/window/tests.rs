@@ -1,0 +1,398 @@
+use super::*;
+use crate::engine::MatchScratch;
+use crate::event::{Decoder, Limits};
+use crate::rule::{parse_file, Placeholders};
+use std::path::Path;
+
+const FAILED: &str = "title: failed console login\nid: failed\nname: failed_login\nlogsource: {product: aws}\ndetection:\n  sel: {eventName: ConsoleLogin, errorMessage: Failed authentication}\n  condition: sel\n";
+const SUCCESS: &str = "title: console login\nid: success\nname: successful_login\nlogsource: {product: aws}\ndetection:\n  sel: {eventName: ConsoleLogin, responseElements.ConsoleLogin: Success}\n  condition: sel\n";
+
+fn set(docs: &[&str]) -> RuleSet {
+    let text = docs.join("---\n");
+    let (rules, errs) = parse_file(Path::new("c.yml"), &text, &Placeholders::new());
+    assert!(errs.is_empty(), "{errs:?}");
+    RuleSet::compile(rules).unwrap()
+}
+
+/// An event at `t` seconds past 2024-01-01T00:00:00Z.
+fn login(t: i64, user: &str, ip: &str, ok: bool) -> String {
+    let time = format_time(1_704_067_200 + t);
+    let outcome = if ok {
+        r#""responseElements":{"ConsoleLogin":"Success"}"#
+    } else {
+        r#""errorMessage":"Failed authentication""#
+    };
+    format!(
+        r#"{{"eventID":"{user}-{t}-{ok}","eventTime":"{time}","eventName":"ConsoleLogin","userIdentity":{{"userName":"{user}"}},"sourceIPAddress":"{ip}",{outcome}}}"#
+    )
+}
+
+fn run_with(set: &RuleSet, opts: Options, events: &[String]) -> (Vec<CorrelationHit>, Stats) {
+    let mut decoder = Decoder::new(set.fields(), Limits::default());
+    let mut corr = Correlator::new(set, opts);
+    let mut scratch = MatchScratch::default();
+    let mut hits = Vec::new();
+    let mut out = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        decoder
+            .decode(e.as_bytes(), &mut |item| {
+                let ev = item.unwrap();
+                set.matches(ev, &mut scratch, &mut hits);
+                for &r in &hits {
+                    let origin = Origin {
+                        input_index: i as u64,
+                        event_id: ev.get(set.event_id).text().map(str::to_string),
+                        event_time: None,
+                    };
+                    corr.push(ev, r, origin, &mut out);
+                }
+            })
+            .unwrap();
+    }
+    corr.flush(&mut out);
+    (out, corr.stats)
+}
+
+fn run(set: &RuleSet, events: &[String]) -> Vec<CorrelationHit> {
+    run_with(set, Options::default(), events).0
+}
+
+fn brute_force(threshold: u32) -> RuleSet {
+    let corr = format!("title: brute force\nid: bf\ncorrelation:\n  type: event_count\n  rules: [failed_login]\n  group-by: [userIdentity.userName]\n  timespan: 10m\n  condition: {{gte: {threshold}}}\nlevel: high\n");
+    set(&[FAILED, &corr])
+}
+
+#[test]
+fn event_count_fires_at_the_threshold_and_not_below() {
+    let s = brute_force(6);
+    let five: Vec<String> = (0..5)
+        .map(|i| login(i * 60, "bob", "1.1.1.1", false))
+        .collect();
+    assert!(run(&s, &five).is_empty());
+    let mut six = five.clone();
+    six.push(login(300, "bob", "1.1.1.1", false));
+    let hits = run(&s, &six);
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].value, 6.0);
+    assert_eq!(
+        hits[0].group,
+        vec![("userIdentity.userName".to_string(), Some("bob".to_string()))]
+    );
+    assert_eq!(hits[0].origin.input_index, 5);
+    assert_eq!(hits[0].window_start, 1_704_067_200);
+}
+
+#[test]
+fn windows_slide_on_event_time_with_inclusive_bounds() {
+    let s = brute_force(3);
+    // 0, 600, 1200: each pair is exactly the timespan apart; all three span 1200 s > 600 s.
+    let spread: Vec<String> = [0, 600, 1200]
+        .iter()
+        .map(|&t| login(t, "bob", "1.1.1.1", false))
+        .collect();
+    assert!(run(&s, &spread).is_empty());
+    let edge: Vec<String> = [0, 300, 600]
+        .iter()
+        .map(|&t| login(t, "bob", "1.1.1.1", false))
+        .collect();
+    assert_eq!(
+        run(&s, &edge).len(),
+        1,
+        "an event exactly one timespan old still counts"
+    );
+    let groups: Vec<String> = [0, 1, 2]
+        .iter()
+        .map(|&t| login(t, &format!("u{t}"), "1.1.1.1", false))
+        .collect();
+    assert!(
+        run(&s, &groups).is_empty(),
+        "each user has a window of its own"
+    );
+}
+
+#[test]
+fn a_window_that_fires_starts_again() {
+    let s = brute_force(2);
+    let events: Vec<String> = (0..5).map(|i| login(i, "bob", "1.1.1.1", false)).collect();
+    assert_eq!(
+        run(&s, &events).len(),
+        2,
+        "events 0+1 fire, 2+3 fire, 4 waits"
+    );
+}
+
+#[test]
+fn value_count_detects_a_password_spray() {
+    let corr = "title: spray\nid: spray\ncorrelation:\n  type: value_count\n  rules: [failed_login]\n  group-by: [sourceIPAddress]\n  timespan: 1h\n  condition: {field: userIdentity.userName, gte: 5}\n";
+    let s = set(&[FAILED, corr]);
+    let mut events: Vec<String> = (0..4)
+        .map(|i| login(i * 10, &format!("user{i}"), "6.6.6.6", false))
+        .collect();
+    events.push(login(50, "user0", "6.6.6.6", false)); // a repeat is not a new user
+    assert!(run(&s, &events).is_empty());
+    events.push(login(60, "user4", "6.6.6.6", false));
+    let hits = run(&s, &events);
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].value, 5.0);
+    assert_eq!(hits[0].group[0].1.as_deref(), Some("6.6.6.6"));
+}
+
+#[test]
+fn temporal_ordered_needs_the_order_and_the_timespan() {
+    let corr = "title: failed then success\nid: fts\ncorrelation:\n  type: temporal_ordered\n  rules: [failed_login, successful_login]\n  group-by: [userIdentity.userName]\n  timespan: 15m\n";
+    let s = set(&[FAILED, SUCCESS, corr]);
+    let ordered = vec![
+        login(0, "bob", "1.1.1.1", false),
+        login(600, "bob", "1.1.1.1", true),
+    ];
+    assert_eq!(run(&s, &ordered).len(), 1);
+    let reversed = vec![
+        login(0, "bob", "1.1.1.1", true),
+        login(600, "bob", "1.1.1.1", false),
+    ];
+    assert!(run(&s, &reversed).is_empty());
+    let too_slow = vec![
+        login(0, "bob", "1.1.1.1", false),
+        login(901, "bob", "1.1.1.1", true),
+    ];
+    assert!(run(&s, &too_slow).is_empty());
+    let other_user = vec![
+        login(0, "bob", "1.1.1.1", false),
+        login(60, "eve", "1.1.1.1", true),
+    ];
+    assert!(run(&s, &other_user).is_empty());
+}
+
+#[test]
+fn temporal_accepts_any_order() {
+    let corr = "title: both\nid: both\ncorrelation:\n  type: temporal\n  rules: [failed_login, successful_login]\n  group-by: [userIdentity.userName]\n  timespan: 15m\n";
+    let s = set(&[FAILED, SUCCESS, corr]);
+    let reversed = vec![
+        login(0, "bob", "1.1.1.1", true),
+        login(600, "bob", "1.1.1.1", false),
+    ];
+    assert_eq!(run(&s, &reversed).len(), 1);
+}
+
+#[test]
+fn correlations_of_correlations_follow_the_spec_example() {
+    let many = "title: many failed\nid: many\nname: multiple_failed_login\ncorrelation:\n  type: event_count\n  rules: [failed_login]\n  group-by: [userIdentity.userName]\n  timespan: 10m\n  condition: {gte: 3}\n";
+    let top = "title: brute force success\nid: top\ncorrelation:\n  type: temporal_ordered\n  rules: [multiple_failed_login, successful_login]\n  group-by: [userIdentity.userName]\n  timespan: 10m\nlevel: high\n";
+    let s = set(&[FAILED, SUCCESS, many, top]);
+    let links = s.links();
+    assert_eq!(
+        links.rule_reported,
+        vec![false, false],
+        "referenced rules do not alert by default"
+    );
+    assert_eq!(links.corr_reported, vec![false, true]);
+    let mut events: Vec<String> = (0..3)
+        .map(|i| login(i * 30, "bob", "1.1.1.1", false))
+        .collect();
+    events.push(login(200, "bob", "1.1.1.1", true));
+    let hits = run(&s, &events);
+    let ids: Vec<&str> = hits
+        .iter()
+        .map(|h| s.correlations()[h.correlation as usize].id())
+        .collect();
+    assert_eq!(ids, vec!["many", "top"]);
+    // Two failures only: neither fires.
+    assert!(run(
+        &s,
+        &[events[0].clone(), events[1].clone(), events[3].clone()]
+    )
+    .is_empty());
+}
+
+#[test]
+fn value_sum_avg_and_percentile() {
+    let base = "title: api\nid: api\nname: api\nlogsource: {product: aws}\ndetection:\n  sel: {eventName: GetObject}\n  condition: sel\n";
+    let ev = |t: i64, bytes: u32, agent: &str| {
+        format!(
+            r#"{{"eventID":"e{t}","eventTime":"{}","eventName":"GetObject","sourceIPAddress":"9.9.9.9","bytes":{bytes},"userAgent":"{agent}"}}"#,
+            format_time(1_704_067_200 + t)
+        )
+    };
+    let sum = "title: sum\nid: sum\ncorrelation:\n  type: value_sum\n  rules: [api]\n  group-by: [sourceIPAddress]\n  timespan: 1h\n  condition: {field: bytes, gt: 1000}\n";
+    let s = set(&[base, sum]);
+    assert!(run(&s, &[ev(0, 500, "a"), ev(1, 500, "a")]).is_empty());
+    assert_eq!(
+        run(&s, &[ev(0, 500, "a"), ev(1, 501, "a")])[0].value,
+        1001.0
+    );
+    let avg = "title: avg\nid: avg\ncorrelation:\n  type: value_avg\n  rules: [api]\n  group-by: [sourceIPAddress]\n  timespan: 1h\n  condition: {field: bytes, gte: 300, lt: 400}\n";
+    let s = set(&[base, avg]);
+    assert_eq!(run(&s, &[ev(0, 500, "a"), ev(1, 100, "a")])[0].value, 300.0);
+    let pct = "title: rare agent\nid: pct\ncorrelation:\n  type: value_percentile\n  rules: [api]\n  group-by: [sourceIPAddress]\n  timespan: 1h\n  condition: {field: userAgent, lte: 10}\n";
+    let s = set(&[base, pct]);
+    let mut events: Vec<String> = (0..10).map(|t| ev(t, 1, "common")).collect();
+    events.push(ev(20, 1, "rare"));
+    let hits = run(&s, &events);
+    assert!(
+        !hits.is_empty(),
+        "a value seen in under 10% of the group's events fires"
+    );
+    assert_eq!(hits.last().unwrap().origin.input_index, 10);
+}
+
+#[test]
+fn late_events_are_counted_not_correlated() {
+    let s = brute_force(2);
+    let events = vec![
+        login(1000, "bob", "1.1.1.1", false),
+        login(1000 - 301, "bob", "1.1.1.1", false),
+    ];
+    let (hits, stats) = run_with(&s, Options::default(), &events);
+    assert!(hits.is_empty());
+    assert_eq!(stats.late, 1);
+    let in_time = vec![
+        login(1000, "bob", "1.1.1.1", false),
+        login(1000 - 300, "bob", "1.1.1.1", false),
+    ];
+    assert_eq!(
+        run(&s, &in_time).len(),
+        1,
+        "exactly the lateness is still in time"
+    );
+}
+
+#[test]
+fn key_cap_evicts_the_oldest_and_counts() {
+    let s = brute_force(2);
+    let events: Vec<String> = (0..10)
+        .map(|i| login(i, &format!("u{i}"), "1.1.1.1", false))
+        .collect();
+    let opts = Options {
+        max_keys: 4,
+        ..Options::default()
+    };
+    let (_, stats) = run_with(&s, opts, &events);
+    assert_eq!(stats.evicted, 6);
+    // The evicted user's first failure is forgotten: a second one does not fire...
+    let mut again = events.clone();
+    again.push(login(20, "u0", "1.1.1.1", false));
+    let (hits, _) = run_with(&s, opts, &again);
+    assert!(hits.is_empty());
+    // ...while a recent user's does.
+    let mut recent = events;
+    recent.push(login(20, "u9", "1.1.1.1", false));
+    assert_eq!(run_with(&s, opts, &recent).0.len(), 1);
+}
+
+#[test]
+fn events_without_a_time_are_counted() {
+    let s = brute_force(2);
+    let events =
+        vec![r#"{"eventName":"ConsoleLogin","errorMessage":"Failed authentication"}"#.to_string()];
+    assert_eq!(run_with(&s, Options::default(), &events).1.no_time, 1);
+}
+
+#[test]
+fn time_parsing() {
+    assert_eq!(event_time("2024-01-01T00:00:00Z"), Some(1_704_067_200));
+    assert_eq!(event_time("2024-01-01 00:00:05"), Some(1_704_067_205));
+    assert_eq!(event_time("2024-01-01T02:00:00+02:00"), Some(1_704_067_200));
+    assert_eq!(event_time("yesterday"), None);
+    assert_eq!(format_time(1_704_067_200), "2024-01-01T00:00:00Z");
+}
+
+#[test]
+fn reference_errors_and_cycles_are_rule_errors() {
+    let bad = "title: x\nid: x\ncorrelation:\n  type: event_count\n  rules: [nope]\n  timespan: 1m\n  condition: {gte: 1}\n";
+    let (rules, _) = parse_file(Path::new("c.yml"), bad, &Placeholders::new());
+    let errs = RuleSet::compile(rules).unwrap_err();
+    assert!(
+        errs[0].message.contains("'nope', which is no loaded rule"),
+        "{errs:?}"
+    );
+    let a = "title: a\nid: a\ncorrelation:\n  type: event_count\n  rules: [b]\n  timespan: 1m\n  condition: {gte: 1}\n";
+    let b = "title: b\nid: b\ncorrelation:\n  type: event_count\n  rules: [a]\n  timespan: 1m\n  condition: {gte: 1}\n";
+    let (rules, _) = parse_file(
+        Path::new("c.yml"),
+        &format!("{a}---\n{b}"),
+        &Placeholders::new(),
+    );
+    let errs = RuleSet::compile(rules).unwrap_err();
+    assert!(errs[0].message.contains("cycle"), "{errs:?}");
+}
+
+proptest::proptest! {
+    /// Replaying the same events in any order within the lateness gives the same hits.
+    #[test]
+    fn shuffled_within_lateness_gives_the_same_hits(seed in proptest::num::u64::ANY, n in 5usize..60) {
+        use rand_like::Shuffle;
+        let corr = "title: bf\nid: bf\ncorrelation:\n  type: event_count\n  rules: [failed_login]\n  group-by: [userIdentity.userName]\n  timespan: 2m\n  condition: {gte: 3}\n---\ntitle: spray\nid: spray\ncorrelation:\n  type: value_count\n  rules: [failed_login]\n  group-by: [sourceIPAddress]\n  timespan: 5m\n  condition: {field: userIdentity.userName, gte: 3}\n---\ntitle: fts\nid: fts\ncorrelation:\n  type: temporal_ordered\n  rules: [failed_login, successful_login]\n  group-by: [userIdentity.userName]\n  timespan: 3m\n";
+        let s = set(&[FAILED, SUCCESS, corr]);
+        let mut rng = seed;
+        let events: Vec<(i64, String)> = (0..n)
+            .map(|i| {
+                let t = i as i64 * 20 + (rng.next() % 20) as i64;
+                let user = format!("u{}", rng.next() % 4);
+                let ip = format!("10.0.0.{}", rng.next() % 3);
+                (t, login(t, &user, &ip, rng.next() % 4 == 0))
+            })
+            .collect();
+        let in_order: Vec<String> = events.iter().map(|e| e.1.clone()).collect();
+        // Displace events by less than the lateness: shuffle inside blocks of 240 s.
+        let mut shuffled = events.clone();
+        shuffled.sort_by_key(|(t, _)| t / 240);
+        for block in shuffled.chunk_by_mut(|a, b| a.0 / 240 == b.0 / 240) {
+            block.shuffle_with(&mut rng);
+        }
+        let shuffled: Vec<String> = shuffled.into_iter().map(|e| e.1).collect();
+        let key = |h: &CorrelationHit| (h.correlation, h.time, h.group.clone(), h.origin.event_id.clone());
+        let a: Vec<_> = run(&s, &in_order).iter().map(key).collect();
+        let b: Vec<_> = run(&s, &shuffled).iter().map(key).collect();
+        proptest::prop_assert_eq!(a, b);
+    }
+}
+
+/// A tiny deterministic generator for the property test (xorshift), so no RNG crate is needed.
+mod rand_like {
+    pub trait Shuffle {
+        fn shuffle_with(&mut self, rng: &mut u64);
+    }
+    pub trait Next {
+        fn next(&mut self) -> u64;
+    }
+    impl Next for u64 {
+        fn next(&mut self) -> u64 {
+            *self ^= *self << 13;
+            *self ^= *self >> 7;
+            *self ^= *self << 17;
+            *self
+        }
+    }
+    impl<T> Shuffle for [T] {
+        fn shuffle_with(&mut self, rng: &mut u64) {
+            for i in (1..self.len()).rev() {
+                let j = (rng.next() % (i as u64 + 1)) as usize;
+                self.swap(i, j);
+            }
+        }
+    }
+}
+use rand_like::Next;
+
+#[test]
+fn the_shuffle_property_sees_real_hits() {
+    use rand_like::Shuffle;
+    let s = brute_force(3);
+    let mut total = 0;
+    for seed in 1..20u64 {
+        let mut rng = seed;
+        let events: Vec<String> = (0..40)
+            .map(|i| login(i * 15, &format!("u{}", rng.next() % 3), "1.1.1.1", false))
+            .collect();
+        let mut shuffled = events.clone();
+        for block in shuffled.chunks_mut(8) {
+            block.shuffle_with(&mut rng);
+        }
+        let key = |h: &CorrelationHit| (h.time, h.group.clone());
+        let a: Vec<_> = run(&s, &events).iter().map(key).collect();
+        let b: Vec<_> = run(&s, &shuffled).iter().map(key).collect();
+        assert_eq!(a, b, "seed {seed}");
+        total += a.len();
+    }
+    assert!(total > 50, "{total}");
+}
