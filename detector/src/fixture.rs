@@ -27,8 +27,8 @@ pub struct Fixture {
     pub name: String,
     /// Whether the rule must match.
     pub expect: bool,
-    /// The event as JSON text.
-    pub event: String,
+    /// The event as JSON text (for a correlation rule: the events, in arrival order).
+    pub events: Vec<String>,
     /// Line of the fixture in the rule file.
     pub line: usize,
 }
@@ -62,14 +62,32 @@ pub fn fixtures(rule: &Rule) -> Result<Vec<Fixture>, RuleError> {
                     ))
                 }
             };
-            let event = match item.get("event") {
-                Some(e) if e.as_map().is_some() => to_json(e).to_string(),
+            let events = match (item.get("event"), item.get("events")) {
+                (Some(e), None) if e.as_map().is_some() => vec![to_json(e).to_string()],
+                (
+                    None,
+                    Some(Node {
+                        kind: NodeKind::Seq(list),
+                        ..
+                    }),
+                ) if rule.correlation.is_some() => {
+                    if list.iter().any(|e| e.as_map().is_none()) || list.is_empty() {
+                        return Err(err(item.line, "'events' must list event mappings"));
+                    }
+                    list.iter().map(|e| to_json(e).to_string()).collect()
+                }
+                _ if rule.correlation.is_some() => {
+                    return Err(err(
+                        item.line,
+                        "a correlation fixture needs 'events': a list of event mappings",
+                    ))
+                }
                 _ => return Err(err(item.line, "a fixture needs an 'event' mapping")),
             };
             Ok(Fixture {
                 name,
                 expect,
-                event,
+                events,
                 line: item.line,
             })
         })
@@ -137,6 +155,13 @@ pub fn run(set: &RuleSet) -> Result<Vec<RuleResult>, Vec<RuleError>> {
             Err(e) => errors.push(e),
         }
     }
+    let mut corr_fixtures = Vec::new();
+    for c in set.correlations() {
+        match fixtures(&c.rule) {
+            Ok(f) => corr_fixtures.push(f),
+            Err(e) => errors.push(e),
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -152,7 +177,7 @@ pub fn run(set: &RuleSet) -> Result<Vec<RuleResult>, Vec<RuleError>> {
                 .map(|fixture| {
                     let mut failure = None;
                     let decoded =
-                        decoder.decode(fixture.event.as_bytes(), &mut |item| match item {
+                        decoder.decode(fixture.events[0].as_bytes(), &mut |item| match item {
                             Ok(ev) => {
                                 set.matches(ev, &mut scratch, &mut hits);
                                 let matched = hits.contains(&(i as u32));
@@ -175,8 +200,71 @@ pub fn run(set: &RuleSet) -> Result<Vec<RuleResult>, Vec<RuleError>> {
                 cases,
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut results = results;
+    for (c, fixtures) in corr_fixtures.into_iter().enumerate() {
+        let corr = &set.correlations()[c];
+        let cases = fixtures
+            .into_iter()
+            .map(|fixture| {
+                let failure = correlation_case(set, c, &fixture);
+                CaseResult { fixture, failure }
+            })
+            .collect();
+        results.push(RuleResult {
+            rule_id: corr.id().to_string(),
+            title: corr.rule.title.clone(),
+            file: corr.rule.file.display().to_string(),
+            cases,
+        });
+    }
     Ok(results)
+}
+
+/// Runs a correlation fixture's events in order; `None` when the verdict is the expected one.
+fn correlation_case(set: &RuleSet, c: usize, fixture: &Fixture) -> Option<String> {
+    use crate::window::{Correlator, Options, Origin};
+    let mut decoder = Decoder::new(set.fields(), Limits::default());
+    let mut correlator = Correlator::new(set, Options::default());
+    let mut scratch = MatchScratch::default();
+    let mut hits = Vec::new();
+    let mut fired = Vec::new();
+    let mut inputs = 0;
+    for (k, text) in fixture.events.iter().enumerate() {
+        let decoded = decoder.decode(text.as_bytes(), &mut |item| {
+            if let Ok(ev) = item {
+                set.matches(ev, &mut scratch, &mut hits);
+                for &r in &hits {
+                    inputs += 1;
+                    let origin = Origin {
+                        input_index: k as u64,
+                        event_id: None,
+                        event_time: None,
+                    };
+                    correlator.push(ev, r, origin, &mut fired);
+                }
+            }
+        });
+        if let Err(e) = decoded {
+            return Some(format!("event {k} does not decode: {e}"));
+        }
+    }
+    correlator.flush(&mut fired);
+    let mine: Vec<_> = fired
+        .iter()
+        .filter(|h| h.correlation as usize == c)
+        .collect();
+    match (fixture.expect, mine.first()) {
+        (true, None) => Some(format!(
+            "expected the correlation to fire, it did not ({inputs} hits of rules it reads; {} late, {} without eventTime)",
+            correlator.stats.late, correlator.stats.no_time
+        )),
+        (false, Some(h)) => Some(format!(
+            "expected no firing, but it fired at event {} with value {} for group {:?}",
+            h.origin.input_index, h.value, h.group
+        )),
+        _ => None,
+    }
 }
 
 /// Says which searches decided the wrong verdict.
@@ -270,6 +358,33 @@ mod tests {
     use super::*;
     use crate::rule::{parse_file, Placeholders};
     use std::path::Path;
+
+    #[test]
+    fn correlation_fixtures_run_event_sequences() {
+        let base = "title: fail\nid: f\nname: fail\nlogsource: {product: aws}\ndetection:\n  sel: {eventName: ConsoleLogin, errorMessage: Failed authentication}\n  condition: sel\ntrailwatch:\n  tests:\n    - {name: one, match: true, event: {eventName: ConsoleLogin, errorMessage: Failed authentication}}\n";
+        let e = |t: &str| {
+            format!("{{eventName: ConsoleLogin, errorMessage: Failed authentication, eventTime: '2024-01-01T00:00:{t}Z', userIdentity: {{userName: bob}}}}")
+        };
+        let corr = format!("title: burst\nid: b\ncorrelation:\n  type: event_count\n  rules: [fail]\n  group-by: [userIdentity.userName]\n  timespan: 1m\n  condition: {{gte: 2}}\ntrailwatch:\n  tests:\n    - name: two fire\n      match: true\n      events: [{}, {}]\n    - name: one does not\n      match: false\n      events: [{}]\n    - name: wrong on purpose\n      match: true\n      events: [{}]\n", e("01"), e("02"), e("01"), e("01"));
+        let (rules, errs) = parse_file(
+            Path::new("c.yml"),
+            &format!("{base}---\n{corr}"),
+            &Placeholders::new(),
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        let set = RuleSet::compile(rules).unwrap();
+        let r = run(&set).unwrap();
+        assert_eq!(r.len(), 2);
+        let c = &r[1].cases;
+        assert!(c[0].failure.is_none() && c[1].failure.is_none(), "{c:?}");
+        assert!(
+            c[2].failure
+                .as_deref()
+                .unwrap()
+                .starts_with("expected the correlation to fire"),
+            "{c:?}"
+        );
+    }
 
     const RULE: &str = "title: Root\nid: r1\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  sel: {userIdentity.type: Root}\n  filter: {eventType: AwsServiceEvent}\n  condition: sel and not filter\n";
 

@@ -88,6 +88,12 @@ struct ReplayArgs {
     /// Largest document (line, file, message) accepted, in bytes.
     #[arg(long, default_value_t = Limits::default().max_document_bytes, value_name = "BYTES")]
     max_document_bytes: usize,
+    /// How late an event may arrive (event time) and still count in correlations: 90s, 5m, 1h.
+    #[arg(long, default_value = "5m", value_parser = parse_span)]
+    lateness: i64,
+    /// Most group keys tracked per correlation rule (the least recently updated are evicted).
+    #[arg(long, default_value_t = 100_000)]
+    max_keys: usize,
     /// No summary on stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -144,6 +150,15 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A duration such as `90s`, `5m`, `1h` (`0s` allowed: no lateness).
+fn parse_span(s: &str) -> Result<i64, String> {
+    if s.trim() == "0" || s.trim() == "0s" {
+        return Ok(0);
+    }
+    trailwatch::rule::correlation::parse_timespan(s)
+        .ok_or_else(|| format!("'{s}' is not a duration such as 90s, 5m or 1h"))
 }
 
 fn load_placeholders(path: Option<&PathBuf>) -> Result<Placeholders> {
@@ -230,6 +245,10 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             ..Limits::default()
         },
         summaries,
+        windows: trailwatch::window::Options {
+            lateness: a.lateness,
+            max_keys: a.max_keys.max(1),
+        },
     };
     let progress = Arc::new(AtomicU64::new(0));
     let total: u64 = inputs.iter().filter_map(Input::size).sum();

@@ -4,6 +4,7 @@ use crate::alert::{Alert, SummaryFields};
 use crate::engine::{MatchScratch, RuleSet};
 use crate::event::{Decoder, Event, FieldValue, Limits};
 use crate::source::file::{read_input, Input, InputError};
+use crate::window::{CorrelationHit, Correlator, Origin};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Write};
@@ -49,6 +50,10 @@ pub struct Summary {
     pub errors: BTreeMap<&'static str, u64>,
     /// Hits per rule index.
     pub hits: Vec<u64>,
+    /// Hits per correlation index.
+    pub correlation_hits: Vec<u64>,
+    /// Correlation state counters (late events, evictions, ...).
+    pub correlation: crate::window::Stats,
     /// Alerts written (after de-duplication).
     pub alerts: u64,
     /// Wall time.
@@ -58,9 +63,9 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Total hits.
+    /// Total hits, correlation hits included.
     pub fn total_hits(&self) -> u64 {
-        self.hits.iter().sum()
+        self.hits.iter().sum::<u64>() + self.correlation_hits.iter().sum::<u64>()
     }
 
     /// Total input errors.
@@ -99,6 +104,23 @@ impl Summary {
             let r = &set.rules()[i];
             writeln!(w, "  {n:>8}  {}  {}", r.id(), r.rule.title)?;
         }
+        for (i, n) in self
+            .correlation_hits
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+        {
+            let c = &set.correlations()[i];
+            writeln!(w, "  {n:>8}  {}  {} (correlation)", c.id(), c.rule.title)?;
+        }
+        let c = &self.correlation;
+        if c.late + c.no_time + c.evicted > 0 {
+            writeln!(
+                w,
+                "  correlation: {} events too late, {} without eventTime, {} group keys evicted",
+                c.late, c.no_time, c.evicted
+            )?;
+        }
         Ok(())
     }
 }
@@ -112,6 +134,8 @@ pub struct Options {
     pub summaries: Option<SummaryFields>,
     /// Input limits.
     pub limits: Limits,
+    /// Correlation window settings.
+    pub windows: crate::window::Options,
 }
 
 /// Replays `inputs` through `set`, writing to `out`; `on_error` sees every input error.
@@ -133,9 +157,12 @@ pub fn replay(
         set,
         summary: Summary {
             hits: vec![0; set.rules().len()],
+            correlation_hits: vec![0; set.correlations().len()],
             emit: opts.emit,
             ..Summary::default()
         },
+        correlator: Correlator::new(set, opts.windows),
+        fired: Vec::new(),
         scratch: MatchScratch::default(),
         hits: Vec::new(),
         summaries: summaries.clone(),
@@ -173,6 +200,12 @@ pub fn replay(
             return Err(e);
         }
     }
+    state.correlator.flush(&mut state.fired);
+    state.write_correlations(out);
+    if let Some(e) = state.out_error.take() {
+        return Err(e);
+    }
+    state.summary.correlation = state.correlator.stats;
     state.summary.elapsed = start.elapsed();
     Ok(state.summary)
 }
@@ -180,6 +213,8 @@ pub fn replay(
 struct State<'s> {
     set: &'s RuleSet,
     summary: Summary,
+    correlator: Correlator<'s>,
+    fired: Vec<CorrelationHit>,
     scratch: MatchScratch,
     hits: Vec<u32>,
     summaries: Option<SummaryFields>,
@@ -231,51 +266,123 @@ impl State<'_> {
         if ev.had_unreadable_value() {
             *self.summary.errors.entry("unreadable_value").or_default() += 1;
         }
+        let links = self.set.links();
         for k in 0..self.hits.len() {
             let i = self.hits[k] as usize;
             self.summary.hits[i] += 1;
-            let rule = &self.set.rules()[i];
+            if !links.reach[i].is_empty() {
+                let text = |f| ev.get(f).text().map(str::to_string);
+                let origin = Origin {
+                    input_index: index,
+                    event_id: text(self.set.event_id),
+                    event_time: text(self.set.event_time),
+                };
+                self.correlator.push(ev, i as u32, origin, &mut self.fired);
+            }
+            if links.rule_reported[i] {
+                self.write_hit(i, ev, index, out);
+            }
+        }
+        self.write_correlations(out);
+    }
+
+    fn write_hit(&mut self, i: usize, ev: &Event<'_>, index: u64, out: &mut dyn Write) {
+        let rule = &self.set.rules()[i];
+        self.line.clear();
+        let written = match self.emit {
+            Emit::Hits => {
+                let text = |f| match ev.get(f) {
+                    FieldValue::Text(t) => Some(t),
+                    _ => None,
+                };
+                // The rule's part of the line never changes: write it pre-serialized.
+                self.line.extend_from_slice(&self.hit_prefixes[i]);
+                self.line.extend_from_slice(index.to_string().as_bytes());
+                self.line.extend_from_slice(b",\"event_id\":");
+                serde_json::to_writer(&mut self.line, &text(self.set.event_id))
+                    .and_then(|_| {
+                        self.line.extend_from_slice(b",\"event_time\":");
+                        serde_json::to_writer(&mut self.line, &text(self.set.event_time))
+                    })
+                    .map(|_| {
+                        self.line.push(b'}');
+                        true
+                    })
+            }
+            Emit::Alerts => {
+                let Some(summaries) = &self.summaries else {
+                    return;
+                };
+                let alert = Alert::for_hit(rule, summaries.summarize(ev));
+                self.alert_line(&alert)
+            }
+        };
+        self.emit_line(written, out);
+    }
+
+    /// Serialises an alert unless its id was already written.
+    fn alert_line(&mut self, alert: &Alert) -> serde_json::Result<bool> {
+        if self.seen_alerts.insert(alert.alert_id.clone()) {
+            self.summary.alerts += 1;
+            serde_json::to_writer(&mut self.line, alert).map(|_| true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    fn emit_line(&mut self, written: serde_json::Result<bool>, out: &mut dyn Write) {
+        if let Ok(true) = written {
+            self.line.push(b'\n');
+            if let Err(e) = out.write_all(&self.line) {
+                self.out_error = Some(e);
+            }
+        }
+    }
+
+    /// Writes the correlation hits gathered so far.
+    fn write_correlations(&mut self, out: &mut dyn Write) {
+        let fired = std::mem::take(&mut self.fired);
+        for h in &fired {
+            let c = h.correlation as usize;
+            self.summary.correlation_hits[c] += 1;
+            if !self.set.links().corr_reported[c] || self.out_error.is_some() {
+                continue;
+            }
+            let corr = &self.set.correlations()[c];
             self.line.clear();
             let written = match self.emit {
                 Emit::Hits => {
-                    let text = |f| match ev.get(f) {
-                        FieldValue::Text(t) => Some(t),
-                        _ => None,
-                    };
-                    // The rule's part of the line never changes: write it pre-serialized.
-                    self.line.extend_from_slice(&self.hit_prefixes[i]);
-                    self.line.extend_from_slice(index.to_string().as_bytes());
-                    self.line.extend_from_slice(b",\"event_id\":");
-                    serde_json::to_writer(&mut self.line, &text(self.set.event_id))
-                        .and_then(|_| {
-                            self.line.extend_from_slice(b",\"event_time\":");
-                            serde_json::to_writer(&mut self.line, &text(self.set.event_time))
+                    let group: serde_json::Map<String, serde_json::Value> = h
+                        .group
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                v.clone()
+                                    .map_or(serde_json::Value::Null, serde_json::Value::String),
+                            )
                         })
-                        .map(|_| {
-                            self.line.push(b'}');
-                            true
-                        })
+                        .collect();
+                    let line = serde_json::json!({
+                        "rule_id": corr.id(),
+                        "rule_title": corr.rule.title,
+                        "level": corr.rule.level.unwrap_or(crate::rule::Level::Medium).as_str(),
+                        "tags": corr.rule.tags,
+                        "input_index": h.origin.input_index,
+                        "event_id": h.origin.event_id,
+                        "event_time": h.origin.event_time,
+                        "group": group,
+                    });
+                    serde_json::to_writer(&mut self.line, &line).map(|_| true)
                 }
                 Emit::Alerts => {
-                    let Some(summaries) = &self.summaries else {
-                        return;
-                    };
-                    let alert = Alert::for_hit(rule, summaries.summarize(ev));
-                    if self.seen_alerts.insert(alert.alert_id.clone()) {
-                        self.summary.alerts += 1;
-                        serde_json::to_writer(&mut self.line, &alert).map(|_| true)
-                    } else {
-                        Ok(false)
-                    }
+                    let alert = Alert::for_correlation(corr, h);
+                    self.alert_line(&alert)
                 }
             };
-            if let Ok(true) = written {
-                self.line.push(b'\n');
-                if let Err(e) = out.write_all(&self.line) {
-                    self.out_error = Some(e);
-                    return;
-                }
-            }
+            self.emit_line(written, out);
         }
+        self.fired = fired;
+        self.fired.clear();
     }
 }

@@ -254,3 +254,62 @@ fn explain_names_the_deciding_entries() {
     assert!(text.contains("no match  00000000"), "{text}");
     assert!(text.contains("✗ userIdentity.type = \"IAMUser\""), "{text}");
 }
+
+fn failed_login(secs: u32, user: &str) -> String {
+    format!(
+        r#"{{"eventID":"{user}-{secs}","eventTime":"2026-11-01T10:{:02}:{:02}Z","eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","userIdentity":{{"type":"IAMUser","userName":"{user}"}},"recipientAccountId":"111122223333","sourceIPAddress":"203.0.113.5","errorMessage":"Failed authentication","responseElements":{{"ConsoleLogin":"Failure"}}}}"#,
+        secs / 60,
+        secs % 60
+    )
+}
+
+/// Correlation hits through the real binary, and the same hits when the input is shuffled
+/// within the allowed lateness (what live processing of out-of-order delivery would see).
+#[test]
+fn correlation_hits_are_the_same_in_shuffled_order() {
+    let rules = trailwatch_e2e::root().join("rules");
+    let dir = tempfile::tempdir().unwrap();
+    let ordered: Vec<String> = (0..7)
+        .map(|i| failed_login(i * 40, "bob"))
+        .chain((0..3).map(|i| failed_login(i * 50, "eve")))
+        .collect();
+    let mut shuffled = ordered.clone();
+    shuffled.reverse(); // every event moves by at most 280 s < 5 minutes
+    let replay = |events: &[String]| {
+        let input = dir.path().join("e.jsonl");
+        std::fs::write(&input, events.join("\n")).unwrap();
+        let out = trailwatch(&[
+            "replay",
+            "-r",
+            rules.to_str().unwrap(),
+            "--emit",
+            "hits",
+            "--quiet",
+            input.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut corr: Vec<String> = json_lines(&out.stdout)
+            .into_iter()
+            .filter(|h| h.get("group").is_some())
+            .map(|h| format!("{} {} {}", h["rule_title"], h["group"], h["event_id"]))
+            .collect();
+        corr.sort();
+        corr
+    };
+    let a = replay(&ordered);
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert!(
+        a[0].contains("Console Sign-In Failures Burst for One User"),
+        "{a:?}"
+    );
+    assert!(a[0].contains(r#""userIdentity.userName":"bob""#), "{a:?}");
+    assert!(
+        a[1].contains("Console Sign-In Failures Burst from One Address"),
+        "ten failures from one address: {a:?}"
+    );
+    assert_eq!(replay(&shuffled), a);
+}

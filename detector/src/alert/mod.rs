@@ -158,6 +158,51 @@ impl Alert {
     }
 }
 
+impl Alert {
+    /// The alert for a correlation that fired: keyed by the group and the window's start.
+    pub fn for_correlation(
+        corr: &crate::engine::CompiledCorrelation,
+        hit: &crate::window::CorrelationHit,
+    ) -> Alert {
+        let group: serde_json::Map<String, serde_json::Value> = hit
+            .group
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.clone()
+                        .map_or(serde_json::Value::Null, serde_json::Value::String),
+                )
+            })
+            .collect();
+        let group_key = serde_json::Value::Object(group).to_string();
+        let window_start = crate::window::format_time(hit.window_start);
+        Alert {
+            alert_id: alert_id(corr.id(), &group_key, &window_start),
+            rule: AlertRule {
+                id: corr.id().to_string(),
+                title: corr.rule.title.clone(),
+                level: corr
+                    .rule
+                    .level
+                    .unwrap_or(crate::rule::Level::Medium)
+                    .as_str()
+                    .to_string(),
+                tags: corr.rule.tags.clone(),
+            },
+            first_seen: Some(window_start),
+            last_seen: hit
+                .origin
+                .event_time
+                .clone()
+                .or_else(|| Some(crate::window::format_time(hit.time))),
+            count: hit.value.max(0.0).round() as u64,
+            group_key,
+            events: Vec::new(),
+        }
+    }
+}
+
 /// `hex(sha256(rule \x1f group \x1f window))`, first 32 hex digits.
 pub fn alert_id(rule_id: &str, group_key: &str, window: &str) -> String {
     let mut h = Sha256::new();

@@ -169,7 +169,7 @@ impl RuleSet {
         set.correlations = correlation::compile(&detection, corr_rules, &mut fields)?;
         set.fields = fields;
         set.build_index();
-        set.links = links(set.rules.len(), &set.correlations);
+        set.links = links(&set.rules, &set.correlations);
         Ok(set)
     }
 
@@ -445,7 +445,8 @@ impl RuleSet {
 }
 
 /// Works out which correlations each rule feeds and which hits are reported on their own.
-fn links(n_rules: usize, corrs: &[CompiledCorrelation]) -> Links {
+fn links(rules: &[CompiledRule], corrs: &[CompiledCorrelation]) -> Links {
+    let n_rules = rules.len();
     let mut l = Links {
         rule_feeds: vec![Vec::new(); n_rules],
         corr_feeds: vec![Vec::new(); corrs.len()],
@@ -476,6 +477,20 @@ fn links(n_rules: usize, corrs: &[CompiledCorrelation]) -> Links {
     // Referenced rules stay quiet unless some correlation asks for `generate: true`.
     for (r, g) in generate_rule.into_iter().enumerate() {
         l.rule_reported[r] |= g;
+        // `trailwatch: {alert: false}` marks a rule that only feeds correlations.
+        let alert = rules[r]
+            .rule
+            .doc
+            .get("trailwatch")
+            .and_then(|t| t.get("alert"));
+        if matches!(
+            alert.map(|n| &n.kind),
+            Some(crate::rule::yaml::NodeKind::Scalar(
+                crate::rule::yaml::Scalar::Bool(false)
+            ))
+        ) {
+            l.rule_reported[r] = false;
+        }
     }
     for (c, g) in generate_corr.into_iter().enumerate() {
         l.corr_reported[c] |= g;

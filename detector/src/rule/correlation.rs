@@ -252,12 +252,14 @@ fn parse_condition(
                             .ok_or_else(|| Located::new(v.line, "'field' must be a field name"))?,
                     )
                 }
-                other => return Err(Located::new(
-                    k.line,
-                    format!(
+                other => {
+                    return Err(Located::new(
+                        k.line,
+                        format!(
                         "unknown condition operator '{other}' (gt, gte, lt, lte, eq, neq, field)"
                     ),
-                )),
+                    ))
+                }
             }
         }
     }

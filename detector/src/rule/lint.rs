@@ -34,6 +34,8 @@ const KNOWN_KEYS: &[&str] = &[
     "taxonomy",
     "scope",
     "trailwatch",
+    "correlation",
+    "generate",
 ];
 
 /// Lints one parsed rule.
@@ -93,9 +95,9 @@ pub fn lint(rule: &Rule) -> Vec<Warning> {
         }
     }
     let ls = &rule.logsource;
-    if rule.correlation.is_none() && ls.product.as_deref() != Some("aws")
-        || ls.service.as_deref() != Some("cloudtrail")
-    {
+    let cloudtrail =
+        ls.product.as_deref() == Some("aws") && ls.service.as_deref() == Some("cloudtrail");
+    if rule.correlation.is_none() && !cloudtrail {
         warn(
             line_of("logsource"),
             "logsource is not product: aws / service: cloudtrail; the rule is still evaluated on CloudTrail events".into(),
