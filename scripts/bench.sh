@@ -57,3 +57,15 @@ for k in 50000 200000 800000; do
   rss=$(/usr/bin/time -f '%M' "$tw" replay --quiet --rules "$RULES" --emit hits --output /dev/null "$f" 2>&1 >/dev/null | tail -1)
   echo "| $k | $(du -m "$f" | cut -f1) | $(echo "$rss / 1024" | bc -l | xargs printf '%.1f') |"
 done
+
+echo
+echo "## Correlation state: peak RSS against live group keys (5 m lateness)"
+echo
+echo "| live group keys | peak RSS (MiB) |"
+echo "|---|---|"
+for k in 250000 1000000; do
+  f=$dir/keys-$k.jsonl
+  [ -s "$f" ] || "$lt" distinct-keys --count "$k" --output "$f"
+  rss=$(/usr/bin/time -f "%M" "$tw" replay --quiet --rules rules/cis/06_console_authentication_failures.yml --rules load-test/rules --emit hits --max-keys 2000000 --output /dev/null "$f" 2>&1 >/dev/null | tail -1)
+  echo "| $k | $(echo "$rss / 1024" | bc -l | xargs printf '%.1f') |"
+done

@@ -114,11 +114,11 @@ impl Summary {
             writeln!(w, "  {n:>8}  {}  {} (correlation)", c.id(), c.rule.title)?;
         }
         let c = &self.correlation;
-        if c.late + c.no_time + c.evicted > 0 {
+        if !self.correlation_hits.is_empty() {
             writeln!(
                 w,
-                "  correlation: {} events too late, {} without eventTime, {} group keys evicted",
-                c.late, c.no_time, c.evicted
+                "  correlation: {} events too late, {} without eventTime, {} group keys evicted, at most {} group keys tracked",
+                c.late, c.no_time, c.evicted, c.peak_keys
             )?;
         }
         Ok(())

@@ -41,6 +41,15 @@ enum Command {
         #[arg(long, short)]
         output: PathBuf,
     },
+    /// Failed console sign-ins for COUNT distinct users within 50 minutes (correlation memory bench).
+    DistinctKeys {
+        /// How many distinct users (group keys).
+        #[arg(long, default_value_t = 1_000_000)]
+        count: u64,
+        /// Output file.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
     /// Baseline for benchmarks: parse every line of a JSON-lines file into `serde_json::Value`.
     ParseBaseline {
         /// The JSON-lines file.
@@ -88,6 +97,7 @@ fn main() -> Result<()> {
             out.flush()?;
         }
         Command::ParseBaseline { file } => parse_baseline(&file)?,
+        Command::DistinctKeys { count, output } => distinct_keys(count, &output)?,
     }
     Ok(())
 }
@@ -162,5 +172,27 @@ fn parse_baseline(file: &std::path::Path) -> Result<()> {
         "parse-baseline: {events} events ({keys} top-level keys) in {secs:.2}s ({:.0} events/s)",
         events as f64 / secs
     );
+    Ok(())
+}
+
+/// One failed sign-in per user, `count` users, spread evenly over 3,000 seconds.
+fn distinct_keys(count: u64, output: &std::path::Path) -> Result<()> {
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(output)?);
+    for i in 0..count {
+        let t = 1_700_000_000 + (i * 3000 / count.max(1)) as i64;
+        let ev = serde_json::json!({
+            "eventID": format!("k{i}"),
+            "eventTime": generate::format_time(t),
+            "eventSource": "signin.amazonaws.com",
+            "eventName": "ConsoleLogin",
+            "userIdentity": {"type": "IAMUser", "userName": format!("user{i:07}")},
+            "recipientAccountId": "111122223333",
+            "sourceIPAddress": format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+            "errorMessage": "Failed authentication",
+        });
+        serde_json::to_writer(&mut out, &ev)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
     Ok(())
 }

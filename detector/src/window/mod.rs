@@ -45,6 +45,8 @@ pub struct Stats {
     pub evicted: u64,
     /// Correlation hits.
     pub fired: u64,
+    /// Most group keys tracked at once, over all correlations.
+    pub peak_keys: u64,
 }
 
 /// The event that completed a correlation.
@@ -80,8 +82,11 @@ pub struct CorrelationHit {
 struct Feed {
     corr: u32,
     pos: u16,
-    key: Arc<str>,
-    values: Vec<Option<String>>,
+    /// 128-bit hash of the group values: the state stores no key text (a collision between
+    /// two groups has odds of about 1 in 10^20 at a million live groups).
+    key: Key,
+    /// The group values as JSON text (read back only when the correlation fires).
+    values: Box<str>,
     value: Option<Box<str>>,
 }
 
@@ -97,12 +102,12 @@ struct Pending {
 
 impl Pending {
     /// Order of processing: event time, then a key independent of arrival order.
-    fn order_key(&self) -> (i64, &str, u32, Option<&str>) {
+    fn order_key(&self) -> (i64, &str, u32, Option<Key>) {
         (
             self.time,
             &self.event_id,
             self.rule,
-            self.feeds.first().map(|f| &*f.key),
+            self.feeds.first().map(|f| f.key),
         )
     }
 }
@@ -121,31 +126,80 @@ impl PartialOrd for Pending {
     }
 }
 
+/// A group key: the 128-bit hash of the group values, as two words (8-byte aligned, so a
+/// map entry stays small). The state stores no key text; two groups collide with odds of about
+/// 1 in 10^26 at a million live groups.
+type Key = (u64, u64);
+
+/// A group's window. Kept to 32 bytes: a busy correlation can track a million groups, most
+/// of them holding one or two events.
 #[derive(Debug, Clone)]
 enum State {
-    /// event_count: times of the events in the window.
-    Times(VecDeque<i64>),
-    /// value_count, value_percentile: (time, value) in order, and how often each value occurs.
-    Values(VecDeque<(i64, Arc<str>)>, FxHashMap<Arc<str>, u32>),
-    /// value_sum, value_avg: (time, number) in order and their sum.
-    Numbers(VecDeque<(i64, f64)>, f64),
+    /// event_count: times of the events in the window, sorted.
+    Times(smallvec::SmallVec<[i64; 2]>),
+    /// value_count, value_percentile.
+    Values(Box<ValueWindow>),
+    /// value_sum, value_avg.
+    Numbers(Box<NumberWindow>),
     /// temporal: latest time each input was seen.
-    Seen(Vec<Option<i64>>),
+    Seen(Box<Marks>),
     /// temporal_ordered: per input position, the latest start of a chain completed up to it.
-    Chain(Vec<Option<i64>>),
+    Chain(Box<Marks>),
+}
+
+#[derive(Debug, Clone, Default)]
+struct ValueWindow {
+    /// (time, value) in arrival order.
+    order: VecDeque<(i64, Arc<str>)>,
+    /// How often each value occurs in the window.
+    counts: FxHashMap<Arc<str>, u32>,
+    last: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct NumberWindow {
+    items: VecDeque<(i64, f64)>,
+    sum: f64,
+    last: i64,
 }
 
 #[derive(Debug, Clone)]
-struct Group {
+struct Marks {
+    at: Box<[Option<i64>]>,
     last: i64,
-    state: State,
+}
+
+impl State {
+    /// The latest event time the group has seen.
+    fn last(&self) -> i64 {
+        match self {
+            State::Times(t) => t.last().copied().unwrap_or(i64::MIN),
+            State::Values(v) => v.last,
+            State::Numbers(n) => n.last,
+            State::Seen(m) | State::Chain(m) => m.last,
+        }
+    }
+
+    fn touch(&mut self, t: i64) {
+        match self {
+            State::Times(_) => {}
+            State::Values(v) => v.last = v.last.max(t),
+            State::Numbers(n) => n.last = n.last.max(t),
+            State::Seen(m) | State::Chain(m) => m.last = m.last.max(t),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Groups {
-    map: FxHashMap<Arc<str>, Group>,
+    map: FxHashMap<Key, State>,
     /// (key, time) of each update, oldest first; stale entries are skipped when popped.
-    touched: VecDeque<(Arc<str>, i64)>,
+    touched: VecDeque<(Key, i64)>,
+}
+
+/// The group values back from their JSON text.
+fn group_values(text: &str) -> Vec<Option<String>> {
+    serde_json::from_str(text).unwrap_or_default()
 }
 
 /// Correlation state for one stream of events.
@@ -248,13 +302,15 @@ impl<'s> Correlator<'s> {
                 _ => None,
             })
             .collect();
-        let key = serde_json::to_string(&values).unwrap_or_default();
+        let text = serde_json::to_string(&values).unwrap_or_default();
+        let hash = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
+        let key = ((hash >> 64) as u64, hash as u64);
         let value = corr.value_field[pos as usize].and_then(|f| ev.get(f).text().map(Into::into));
         Feed {
             corr: c,
             pos,
-            key: key.into(),
-            values,
+            key,
+            values: text.into(),
             value,
         }
     }
@@ -279,13 +335,14 @@ impl<'s> Correlator<'s> {
                     group: names
                         .iter()
                         .cloned()
-                        .zip(feed.values.iter().cloned())
+                        .zip(group_values(&feed.values))
                         .collect(),
                     origin: p.origin.clone(),
                 });
                 queue.extend(links.corr_feeds[c as usize].iter().copied());
             }
         }
+        self.stats.peak_keys = self.stats.peak_keys.max(self.keys() as u64);
     }
 
     /// Adds one input to its group's window; returns (window start, value) when it fires.
@@ -298,22 +355,23 @@ impl<'s> Correlator<'s> {
         if !groups.map.contains_key(&feed.key) && groups.map.len() >= self.opts.max_keys {
             self.stats.evicted += evict_oldest(groups);
         }
-        let group = groups.map.entry(feed.key.clone()).or_insert_with(|| Group {
-            last: t,
-            state: new_state(kind, n_inputs),
-        });
-        group.last = group.last.max(t);
-        groups.touched.push_back((feed.key.clone(), group.last));
+        let state = groups
+            .map
+            .entry(feed.key)
+            .or_insert_with(|| new_state(kind, n_inputs));
+        state.touch(t);
         let lo = t - span;
-        let (start, value) = match &mut group.state {
+        let (start, value) = match state {
             State::Times(times) => {
-                times.push_back(t);
-                while times.front().is_some_and(|&x| x < lo) {
-                    times.pop_front();
-                }
-                (times.front().copied().unwrap_or(t), times.len() as f64)
+                // Late-but-allowed events may arrive out of order: keep the list sorted.
+                let at = times.partition_point(|&x| x <= t);
+                times.insert(at, t);
+                let expired = times.partition_point(|&x| x < lo);
+                times.drain(..expired);
+                (times.first().copied().unwrap_or(t), times.len() as f64)
             }
-            State::Values(order, counts) => {
+            State::Values(vw) => {
+                let ValueWindow { order, counts, .. } = &mut **vw;
                 let v: Arc<str> = feed.value.as_deref()?.into();
                 order.push_back((t, v.clone()));
                 *counts.entry(v.clone()).or_default() += 1;
@@ -337,7 +395,8 @@ impl<'s> Correlator<'s> {
                     _ => (start, counts.len() as f64),
                 }
             }
-            State::Numbers(items, sum) => {
+            State::Numbers(nw) => {
+                let NumberWindow { items, sum, .. } = &mut **nw;
                 let x: f64 = feed
                     .value
                     .as_deref()?
@@ -358,7 +417,8 @@ impl<'s> Correlator<'s> {
                     _ => (start, *sum),
                 }
             }
-            State::Seen(seen) => {
+            State::Seen(marks) => {
+                let seen = &mut marks.at;
                 seen[feed.pos as usize] = Some(t);
                 let live: Vec<i64> = seen
                     .iter()
@@ -368,7 +428,8 @@ impl<'s> Correlator<'s> {
                     .collect();
                 (live.iter().copied().min().unwrap_or(t), live.len() as f64)
             }
-            State::Chain(chain) => {
+            State::Chain(marks) => {
+                let chain = &mut marks.at;
                 let pos = feed.pos as usize;
                 let start = if pos == 0 {
                     Some(t)
@@ -393,6 +454,8 @@ impl<'s> Correlator<'s> {
                 )
             }
         };
+        let last = state.last();
+        groups.touched.push_back((feed.key, last));
         if condition.holds(value) {
             groups.map.remove(&feed.key);
             return Some((start, value));
@@ -403,13 +466,23 @@ impl<'s> Correlator<'s> {
 
 fn new_state(kind: Kind, n_inputs: usize) -> State {
     match kind {
-        Kind::EventCount => State::Times(VecDeque::new()),
-        Kind::ValueCount | Kind::ValuePercentile => {
-            State::Values(VecDeque::new(), FxHashMap::default())
-        }
-        Kind::ValueSum | Kind::ValueAvg => State::Numbers(VecDeque::new(), 0.0),
-        Kind::Temporal => State::Seen(vec![None; n_inputs]),
-        Kind::TemporalOrdered => State::Chain(vec![None; n_inputs]),
+        Kind::EventCount => State::Times(smallvec::SmallVec::new()),
+        Kind::ValueCount | Kind::ValuePercentile => State::Values(Box::new(ValueWindow {
+            last: i64::MIN,
+            ..Default::default()
+        })),
+        Kind::ValueSum | Kind::ValueAvg => State::Numbers(Box::new(NumberWindow {
+            last: i64::MIN,
+            ..Default::default()
+        })),
+        Kind::Temporal => State::Seen(Box::new(Marks {
+            at: vec![None; n_inputs].into_boxed_slice(),
+            last: i64::MIN,
+        })),
+        Kind::TemporalOrdered => State::Chain(Box::new(Marks {
+            at: vec![None; n_inputs].into_boxed_slice(),
+            last: i64::MIN,
+        })),
     }
 }
 
@@ -419,8 +492,9 @@ fn expire(groups: &mut Groups, lo: i64) {
         if *at >= lo {
             break;
         }
-        if groups.map.get(key).is_some_and(|g| g.last == *at) {
-            groups.map.remove(key);
+        if groups.map.get(key).is_some_and(|g| g.last() == *at) {
+            let key = *key;
+            groups.map.remove(&key);
         }
         groups.touched.pop_front();
     }
@@ -429,7 +503,7 @@ fn expire(groups: &mut Groups, lo: i64) {
 /// Evicts the least recently updated group; returns how many were evicted (0 or 1).
 fn evict_oldest(groups: &mut Groups) -> u64 {
     while let Some((key, at)) = groups.touched.pop_front() {
-        if groups.map.get(&key).is_some_and(|g| g.last == at) {
+        if groups.map.get(&key).is_some_and(|g| g.last() == at) {
             groups.map.remove(&key);
             return 1;
         }
