@@ -94,6 +94,10 @@ struct ReplayArgs {
     /// Most group keys tracked per correlation rule (the least recently updated are evicted).
     #[arg(long, default_value_t = 100_000)]
     max_keys: usize,
+    /// Carry correlation state between runs: restore it from FILE first (if it exists) and
+    /// save it there at the end, so consecutive replays (day by day) correlate across files.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
     /// No summary on stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -249,6 +253,7 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             lateness: a.lateness,
             max_keys: a.max_keys.max(1),
         },
+        state_file: a.state.clone(),
     };
     let progress = Arc::new(AtomicU64::new(0));
     let total: u64 = inputs.iter().filter_map(Input::size).sum();

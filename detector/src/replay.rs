@@ -136,6 +136,8 @@ pub struct Options {
     pub limits: Limits,
     /// Correlation window settings.
     pub windows: crate::window::Options,
+    /// Correlation state carried between runs: restored before, saved after.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 /// Replays `inputs` through `set`, writing to `out`; `on_error` sees every input error.
@@ -172,6 +174,15 @@ pub fn replay(
         line: Vec::with_capacity(512),
         hit_prefixes: hit_prefixes(set),
     };
+    if let Some(path) = opts.state_file.as_deref().filter(|p| p.exists()) {
+        let bytes = std::fs::read(path)?;
+        state.correlator.restore(&bytes).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+    }
     for input in inputs {
         let result = read_input(
             input,
@@ -202,12 +213,22 @@ pub fn replay(
     }
     state.correlator.flush(&mut state.fired);
     state.write_correlations(out);
+    if let Some(path) = &opts.state_file {
+        save_atomically(path, &state.correlator.snapshot())?;
+    }
     if let Some(e) = state.out_error.take() {
         return Err(e);
     }
     state.summary.correlation = state.correlator.stats;
     state.summary.elapsed = start.elapsed();
     Ok(state.summary)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
+fn save_atomically(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 struct State<'s> {

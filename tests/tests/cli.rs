@@ -313,3 +313,52 @@ fn correlation_hits_are_the_same_in_shuffled_order() {
     );
     assert_eq!(replay(&shuffled), a);
 }
+
+/// Day-by-day replays carry correlation state in `--state FILE`; a corrupt file is refused.
+#[test]
+fn state_file_carries_a_brute_force_across_runs() {
+    let rules = trailwatch_e2e::root().join("rules");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let run = |events: Vec<String>| {
+        let input = dir.path().join("day.jsonl");
+        std::fs::write(&input, events.join("\n")).unwrap();
+        trailwatch(&[
+            "replay",
+            "-r",
+            rules.to_str().unwrap(),
+            "--emit",
+            "hits",
+            "--quiet",
+            "--state",
+            state.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ])
+    };
+    let burst =
+        |h: &serde_json::Value| h["rule_title"] == "Console Sign-In Failures Burst for One User";
+    let out = run((0..3).map(|i| failed_login(i * 30, "bob")).collect());
+    assert!(out.status.success());
+    assert!(!json_lines(&out.stdout).iter().any(burst));
+    assert!(state.exists());
+    let out = run((3..6).map(|i| failed_login(i * 30, "bob")).collect());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        json_lines(&out.stdout).iter().filter(|h| burst(h)).count(),
+        1,
+        "the second day completes the burst"
+    );
+
+    std::fs::write(&state, b"TRAILWATCH-STATE 1 0000000000000000\n{}").unwrap();
+    let out = run(vec![failed_login(0, "bob")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("checksum mismatch"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

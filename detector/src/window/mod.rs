@@ -35,7 +35,7 @@ impl Default for Options {
 }
 
 /// Counters of the correlation state (exported as metrics by the live pipeline).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Events that arrived later than the allowed lateness.
     pub late: u64,
@@ -50,7 +50,7 @@ pub struct Stats {
 }
 
 /// The event that completed a correlation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Origin {
     /// Its 0-based position in the input.
     pub input_index: u64,
@@ -78,7 +78,7 @@ pub struct CorrelationHit {
 }
 
 /// A group key and input prepared for one correlation from one event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Feed {
     corr: u32,
     pos: u16,
@@ -90,7 +90,7 @@ struct Feed {
     value: Option<Box<str>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Pending {
     time: i64,
     event_id: Box<str>,
@@ -133,7 +133,7 @@ type Key = (u64, u64);
 
 /// A group's window. Kept to 32 bytes: a busy correlation can track a million groups, most
 /// of them holding one or two events.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum State {
     /// event_count: times of the events in the window, sorted.
     Times(smallvec::SmallVec<[i64; 2]>),
@@ -147,7 +147,7 @@ enum State {
     Chain(Box<Marks>),
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct ValueWindow {
     /// (time, value) in arrival order.
     order: VecDeque<(i64, Arc<str>)>,
@@ -156,14 +156,14 @@ struct ValueWindow {
     last: i64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct NumberWindow {
     items: VecDeque<(i64, f64)>,
     sum: f64,
     last: i64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Marks {
     at: Box<[Option<i64>]>,
     last: i64,
@@ -530,6 +530,9 @@ pub fn format_time(t: i64) -> String {
         .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_default()
 }
+
+mod snapshot;
+pub use snapshot::SnapshotError;
 
 #[cfg(test)]
 mod tests;

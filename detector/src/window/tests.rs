@@ -396,3 +396,159 @@ fn the_shuffle_property_sees_real_hits() {
     }
     assert!(total > 50, "{total}");
 }
+
+mod snapshots {
+    use super::*;
+
+    fn feed(set: &RuleSet, corr: &mut Correlator<'_>, events: &[String]) -> Vec<CorrelationHit> {
+        let mut decoder = Decoder::new(set.fields(), Limits::default());
+        let mut scratch = MatchScratch::default();
+        let mut hits = Vec::new();
+        let mut out = Vec::new();
+        for e in events {
+            decoder
+                .decode(e.as_bytes(), &mut |item| {
+                    let ev = item.unwrap();
+                    set.matches(ev, &mut scratch, &mut hits);
+                    for &r in &hits {
+                        corr.push(
+                            ev,
+                            r,
+                            Origin {
+                                input_index: 0,
+                                event_id: None,
+                                event_time: None,
+                            },
+                            &mut out,
+                        );
+                    }
+                })
+                .unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn a_restart_remembers_a_brute_force_in_progress() {
+        let s = brute_force(6);
+        let first: Vec<String> = (0..3)
+            .map(|i| login(i * 60, "bob", "1.1.1.1", false))
+            .collect();
+        let rest: Vec<String> = (3..6)
+            .map(|i| login(i * 60, "bob", "1.1.1.1", false))
+            .collect();
+        let mut before = Correlator::new(&s, Options::default());
+        assert!(feed(&s, &mut before, &first).is_empty());
+        let bytes = before.snapshot();
+
+        let mut restored = Correlator::new(&s, Options::default());
+        let report = restored.restore(&bytes).unwrap();
+        assert_eq!(
+            report.pending, 3,
+            "events inside the lateness were still buffered"
+        );
+        let mut hits = feed(&s, &mut restored, &rest);
+        restored.flush(&mut hits);
+        assert_eq!(hits.len(), 1);
+
+        let mut forgetful = Correlator::new(&s, Options::default());
+        let mut hits = feed(&s, &mut forgetful, &rest);
+        forgetful.flush(&mut hits);
+        assert!(
+            hits.is_empty(),
+            "without the snapshot the first three failures are lost"
+        );
+    }
+
+    #[test]
+    fn window_state_itself_is_restored() {
+        let s = brute_force(6);
+        let first: Vec<String> = (0..3)
+            .map(|i| login(i * 60, "bob", "1.1.1.1", false))
+            .collect();
+        let mut before = Correlator::new(
+            &s,
+            Options {
+                lateness: 0,
+                ..Options::default()
+            },
+        );
+        feed(&s, &mut before, &first);
+        before.flush(&mut Vec::new());
+        assert_eq!(before.keys(), 1);
+        let mut after = Correlator::new(
+            &s,
+            Options {
+                lateness: 0,
+                ..Options::default()
+            },
+        );
+        let report = after.restore(&before.snapshot()).unwrap();
+        assert_eq!((report.groups, report.pending), (1, 0));
+        let rest: Vec<String> = (3..6)
+            .map(|i| login(i * 60, "bob", "1.1.1.1", false))
+            .collect();
+        let mut hits = feed(&s, &mut after, &rest);
+        after.flush(&mut hits);
+        assert_eq!(hits.len(), 1);
+    }
+
+    #[test]
+    fn corrupt_or_foreign_snapshots_are_rejected_whole() {
+        let s = brute_force(6);
+        let mut c = Correlator::new(&s, Options::default());
+        feed(&s, &mut c, &[login(0, "bob", "1.1.1.1", false)]);
+        let good = c.snapshot();
+        let mut target = Correlator::new(&s, Options::default());
+        let mut flipped = good.clone();
+        let last = flipped.len() - 2;
+        flipped[last] ^= 0x20;
+        assert_eq!(target.restore(&flipped), Err(SnapshotError::Checksum));
+        assert_eq!(
+            target.restore(&good[..good.len() - 10]),
+            Err(SnapshotError::Checksum)
+        );
+        assert_eq!(
+            target.restore(b"{\"not\": \"a snapshot\"}"),
+            Err(SnapshotError::NotASnapshot)
+        );
+        assert_eq!(target.restore(b""), Err(SnapshotError::NotASnapshot));
+        let old = String::from_utf8_lossy(&good).replacen(
+            "TRAILWATCH-STATE 1 ",
+            "TRAILWATCH-STATE 0 ",
+            1,
+        );
+        assert!(matches!(
+            target.restore(old.as_bytes()),
+            Err(SnapshotError::Version { .. })
+        ));
+        assert_eq!(target.pending(), 0, "a rejected snapshot changes nothing");
+        assert!(target.restore(&good).is_ok());
+    }
+
+    #[test]
+    fn changed_correlations_drop_their_state_only() {
+        let old = brute_force(6);
+        let mut c = Correlator::new(
+            &old,
+            Options {
+                lateness: 0,
+                ..Options::default()
+            },
+        );
+        feed(
+            &old,
+            &mut c,
+            &[
+                login(0, "bob", "1.1.1.1", false),
+                login(1, "bob", "1.1.1.1", false),
+            ],
+        );
+        c.flush(&mut Vec::new());
+        let new = brute_force(7);
+        let mut after = Correlator::new(&new, Options::default());
+        let report = after.restore(&c.snapshot()).unwrap();
+        assert_eq!(report.dropped, vec!["bf".to_string()]);
+        assert_eq!(after.keys(), 0);
+    }
+}
