@@ -8,6 +8,7 @@ pub mod alert;
 pub mod engine;
 pub mod event;
 pub mod fixture;
+pub mod geo;
 pub mod replay;
 pub mod rule;
 pub mod source;
