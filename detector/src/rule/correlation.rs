@@ -22,6 +22,10 @@ pub enum Kind {
     ValueAvg,
     /// Share (percent) of the group's events that carry this event's `field` value.
     ValuePercentile,
+    /// trailwatch geo detector: a principal acts from a country it has not used before.
+    NewCountry,
+    /// trailwatch geo detector: two consecutive events of a principal too far apart for the time.
+    ImpossibleTravel,
 }
 
 impl Kind {
@@ -44,6 +48,11 @@ impl Kind {
             self,
             Kind::ValueCount | Kind::ValueSum | Kind::ValueAvg | Kind::ValuePercentile
         )
+    }
+
+    /// Whether this is a geo detector (state per principal that a hit never resets).
+    pub fn is_geo(self) -> bool {
+        matches!(self, Kind::NewCountry | Kind::ImpossibleTravel)
     }
 }
 
@@ -99,6 +108,23 @@ pub struct Correlation {
     pub field: Option<String>,
     /// Whether the referenced rules also alert on their own.
     pub generate: bool,
+    /// Settings of a geo detector (`trailwatch: geo:` rules).
+    pub geo: Option<GeoSpec>,
+}
+
+/// Settings of the geo detectors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeoSpec {
+    /// impossible_travel: speeds above this (km/h) fire.
+    pub max_speed_kmh: f64,
+    /// impossible_travel: hops shorter than this (km) never fire (geolocation is approximate).
+    pub min_distance_km: f64,
+    /// new_country: a principal must have been seen for this long (seconds) before it alerts.
+    pub baseline: i64,
+    /// new_country: located events a principal needs before a new country alerts.
+    pub min_history: u32,
+    /// Addresses, networks, AS numbers and countries never treated as locations.
+    pub exceptions: crate::geo::Exceptions,
 }
 
 /// Parses `timespan` (`30s`, `5m`, `1h`, `7d`) into seconds.
@@ -223,7 +249,141 @@ pub(crate) fn parse(doc: &Node, section: &Node) -> Result<Correlation, Located> 
         condition,
         field,
         generate,
+        geo: None,
     })
+}
+
+/// Parses a `trailwatch: geo:` section into a correlation of a geo kind.
+pub(crate) fn parse_geo(section: &Node) -> Result<Correlation, Located> {
+    let map = section
+        .as_map()
+        .ok_or_else(|| Located::new(section.line, "'trailwatch.geo' must be a mapping"))?;
+    let get = |k: &str| map.iter().find(|(key, _)| key.text == k).map(|(_, v)| v);
+    const KEYS: &[&str] = &[
+        "detector",
+        "rules",
+        "principal",
+        "address",
+        "retention",
+        "baseline",
+        "min_history",
+        "max_speed_kmh",
+        "min_distance_km",
+        "exceptions",
+    ];
+    if let Some((k, _)) = map.iter().find(|(k, _)| !KEYS.contains(&k.text.as_str())) {
+        return Err(Located::new(
+            k.line,
+            format!("unknown geo key '{}' ({})", k.text, KEYS.join(", ")),
+        ));
+    }
+    let det = get("detector").ok_or_else(|| {
+        Located::new(
+            section.line,
+            "the geo rule has no 'detector' (new_country or impossible_travel)",
+        )
+    })?;
+    let kind = match det.as_text().as_deref() {
+        Some("new_country") => Kind::NewCountry,
+        Some("impossible_travel") => Kind::ImpossibleTravel,
+        other => {
+            return Err(Located::new(
+                det.line,
+                format!(
+                    "geo detector '{}' is not new_country or impossible_travel",
+                    other.unwrap_or_default()
+                ),
+            ))
+        }
+    };
+    let rules = match get("rules") {
+        Some(n) => strings(n, "rules")?,
+        None => return Err(Located::new(section.line, "the geo rule has no 'rules'")),
+    };
+    let text = |k: &str, default: &str| {
+        get(k)
+            .and_then(Node::as_text)
+            .unwrap_or_else(|| default.to_string())
+    };
+    let span = |k: &str, default: &str| {
+        let t = text(k, default);
+        let line = get(k).map_or(section.line, |n| n.line);
+        if t == "0" || t == "0s" {
+            return Ok(0);
+        }
+        parse_timespan(&t).ok_or_else(|| {
+            Located::new(
+                line,
+                format!("'{k}' must be a duration such as 7d, not '{t}'"),
+            )
+        })
+    };
+    let num = |k: &str, default: f64| match get(k) {
+        None => Ok(default),
+        Some(n) => number(n, k),
+    };
+    let spec = GeoSpec {
+        max_speed_kmh: num("max_speed_kmh", 900.0)?,
+        min_distance_km: num("min_distance_km", 100.0)?,
+        baseline: span("baseline", "0")?,
+        min_history: num("min_history", 1.0)?.max(0.0) as u32,
+        exceptions: parse_exceptions(get("exceptions"))?,
+    };
+    Ok(Correlation {
+        kind,
+        rules,
+        group_by: vec![text("principal", "userIdentity.arn")],
+        aliases: BTreeMap::new(),
+        timespan: span("retention", "90d")?.max(1),
+        condition: Range {
+            gte: Some(1.0),
+            ..Range::default()
+        },
+        field: Some(text("address", "sourceIPAddress")),
+        generate: true,
+        geo: Some(spec),
+    })
+}
+
+fn parse_exceptions(node: Option<&Node>) -> Result<crate::geo::Exceptions, Located> {
+    let mut ex = crate::geo::Exceptions::default();
+    let Some(node) = node else { return Ok(ex) };
+    let map = node.as_map().ok_or_else(|| {
+        Located::new(
+            node.line,
+            "'exceptions' must map cidrs/asns/countries to lists",
+        )
+    })?;
+    for (k, v) in map {
+        let items = strings(v, &k.text)?;
+        match k.text.as_str() {
+            "cidrs" => {
+                for c in items {
+                    let net = crate::rule::value::Cidr::parse(&c).ok_or_else(|| {
+                        Located::new(v.line, format!("'{c}' is not a network in CIDR notation"))
+                    })?;
+                    ex.cidrs.push(net);
+                }
+            }
+            "asns" => {
+                for a in items {
+                    let n = a
+                        .trim_start_matches("AS")
+                        .parse()
+                        .map_err(|_| Located::new(v.line, format!("'{a}' is not an AS number")))?;
+                    ex.asns.push(n);
+                }
+            }
+            "countries" => ex.countries = items,
+            other => {
+                return Err(Located::new(
+                    k.line,
+                    format!("unknown exception list '{other}' (cidrs, asns, countries)"),
+                ))
+            }
+        }
+    }
+    Ok(ex)
 }
 
 fn parse_condition(

@@ -335,9 +335,17 @@ fn parse_rule_inner(file: &Path, doc: Node, placeholders: &Placeholders) -> Resu
             )
         })?),
     };
-    let correlation = match doc.get("correlation") {
-        Some(section) => Some(super::correlation::parse(&doc, section)?),
-        None => None,
+    let geo = doc.get("trailwatch").and_then(|t| t.get("geo"));
+    let correlation = match (doc.get("correlation"), geo) {
+        (Some(_), Some(g)) => {
+            return Err(Located::new(
+                g.line,
+                "a rule is either a correlation or a geo rule, not both",
+            ))
+        }
+        (Some(section), None) => Some(super::correlation::parse(&doc, section)?),
+        (None, Some(g)) => Some(super::correlation::parse_geo(g)?),
+        (None, None) => None,
     };
     let logsource = match doc.get("logsource") {
         None if correlation.is_some() => LogSource::default(),

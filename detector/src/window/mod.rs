@@ -47,6 +47,8 @@ pub struct Stats {
     pub fired: u64,
     /// Most group keys tracked at once, over all correlations.
     pub peak_keys: u64,
+    /// Public addresses a geo rule could not place (not in the database).
+    pub unlocated: u64,
 }
 
 /// The event that completed a correlation.
@@ -75,6 +77,8 @@ pub struct CorrelationHit {
     pub group: Vec<(String, Option<String>)>,
     /// The completing event.
     pub origin: Origin,
+    /// What a geo detector saw (countries, distance, speed).
+    pub detail: Option<String>,
 }
 
 /// A group key and input prepared for one correlation from one event.
@@ -145,6 +149,26 @@ enum State {
     Seen(Box<Marks>),
     /// temporal_ordered: per input position, the latest start of a chain completed up to it.
     Chain(Box<Marks>),
+    /// new_country: a principal's countries.
+    Countries(Box<Countries>),
+    /// impossible_travel: a principal's last located event.
+    Travel(Box<Travel>),
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Countries {
+    first: i64,
+    events: u32,
+    seen: Vec<String>,
+    last: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Travel {
+    at: i64,
+    lat: f64,
+    lon: f64,
+    country: String,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -177,6 +201,8 @@ impl State {
             State::Values(v) => v.last,
             State::Numbers(n) => n.last,
             State::Seen(m) | State::Chain(m) => m.last,
+            State::Countries(c) => c.last,
+            State::Travel(t) => t.at,
         }
     }
 
@@ -186,6 +212,8 @@ impl State {
             State::Values(v) => v.last = v.last.max(t),
             State::Numbers(n) => n.last = n.last.max(t),
             State::Seen(m) | State::Chain(m) => m.last = m.last.max(t),
+            State::Countries(c) => c.last = c.last.max(t),
+            State::Travel(_) => {}
         }
     }
 }
@@ -211,6 +239,7 @@ pub struct Correlator<'s> {
     max_time: Option<i64>,
     groups: Vec<Groups>,
     seq: u64,
+    locator: Option<std::sync::Arc<dyn crate::geo::Locate>>,
     /// Counters.
     pub stats: Stats,
 }
@@ -227,8 +256,15 @@ impl<'s> Correlator<'s> {
                 .map(|_| Groups::default())
                 .collect(),
             seq: 0,
+            locator: None,
             stats: Stats::default(),
         }
+    }
+
+    /// Gives the geo rules their IP geolocation.
+    pub fn with_locator(mut self, locator: std::sync::Arc<dyn crate::geo::Locate>) -> Self {
+        self.locator = Some(locator);
+        self
     }
 
     /// Group keys currently tracked, over all correlations.
@@ -323,7 +359,12 @@ impl<'s> Correlator<'s> {
             let Some(feed) = p.feeds.iter().find(|f| f.corr == c && f.pos == pos) else {
                 continue;
             };
-            if let Some((window_start, value)) = self.update(feed, p.time) {
+            let fired = if self.set.correlations()[c as usize].kind.is_geo() {
+                self.update_geo(feed, p.time)
+            } else {
+                self.update(feed, p.time).map(|(s, v)| (s, v, None))
+            };
+            if let Some((window_start, value, detail)) = fired {
                 self.stats.fired += 1;
                 let corr = &self.set.correlations()[c as usize];
                 let names = &corr.spec().group_by;
@@ -338,11 +379,84 @@ impl<'s> Correlator<'s> {
                         .zip(group_values(&feed.values))
                         .collect(),
                     origin: p.origin.clone(),
+                    detail,
                 });
                 queue.extend(links.corr_feeds[c as usize].iter().copied());
             }
         }
         self.stats.peak_keys = self.stats.peak_keys.max(self.keys() as u64);
+    }
+
+    /// Feeds a geo detector; returns (window start, value, what it saw) when it fires.
+    fn update_geo(&mut self, feed: &Feed, t: i64) -> Option<(i64, f64, Option<String>)> {
+        let corr = &self.set.correlations()[feed.corr as usize];
+        let spec = corr.spec().geo.as_ref()?;
+        let ip = spec.exceptions.address(feed.value.as_deref()?)?;
+        let Some(loc) = self.locator.as_ref().and_then(|l| l.locate(ip)) else {
+            self.stats.unlocated += 1;
+            return None;
+        };
+        if spec.exceptions.exempt(&loc) {
+            return None;
+        }
+        let kind = corr.kind;
+        let groups = &mut self.groups[feed.corr as usize];
+        expire(groups, t - corr.timespan);
+        if !groups.map.contains_key(&feed.key) && groups.map.len() >= self.opts.max_keys {
+            self.stats.evicted += evict_oldest(groups);
+        }
+        let state = groups
+            .map
+            .entry(feed.key)
+            .or_insert_with(|| new_state(kind, 0));
+        let fired = match state {
+            State::Countries(c) => {
+                if c.events == 0 {
+                    c.first = t;
+                }
+                let new = !c.seen.iter().any(|s| *s == loc.country);
+                let seasoned = c.events >= spec.min_history && t - c.first >= spec.baseline;
+                let fired = (new && seasoned).then(|| {
+                    let detail = format!(
+                        "first event from {}; seen before: {}",
+                        loc.country,
+                        c.seen.join(", ")
+                    );
+                    (c.first, 1.0, Some(detail))
+                });
+                if new {
+                    c.seen.push(loc.country.clone());
+                }
+                c.events = c.events.saturating_add(1);
+                c.last = c.last.max(t);
+                fired
+            }
+            State::Travel(prev) => {
+                let fired = (prev.at != i64::MIN).then(|| {
+                    let km = crate::geo::distance_km(prev.lat, prev.lon, loc.lat, loc.lon);
+                    let hours = (t - prev.at).max(1) as f64 / 3600.0;
+                    let speed = km / hours;
+                    (km >= spec.min_distance_km && speed > spec.max_speed_kmh).then(|| {
+                        let detail = format!(
+                            "{} to {}: {km:.0} km in {:.2} h = {speed:.0} km/h",
+                            prev.country, loc.country, hours
+                        );
+                        (prev.at, speed.round(), Some(detail))
+                    })
+                });
+                **prev = Travel {
+                    at: t,
+                    lat: loc.lat,
+                    lon: loc.lon,
+                    country: loc.country.clone(),
+                };
+                fired.flatten()
+            }
+            _ => None,
+        };
+        let last = state.last();
+        groups.touched.push_back((feed.key, last));
+        fired
     }
 
     /// Adds one input to its group's window; returns (window start, value) when it fires.
@@ -453,6 +567,8 @@ impl<'s> Correlator<'s> {
                     done as f64,
                 )
             }
+            // Geo states are fed by update_geo only.
+            State::Countries(_) | State::Travel(_) => return None,
         };
         let last = state.last();
         groups.touched.push_back((feed.key, last));
@@ -478,6 +594,18 @@ fn new_state(kind: Kind, n_inputs: usize) -> State {
         Kind::Temporal => State::Seen(Box::new(Marks {
             at: vec![None; n_inputs].into_boxed_slice(),
             last: i64::MIN,
+        })),
+        Kind::NewCountry => State::Countries(Box::new(Countries {
+            first: i64::MIN,
+            events: 0,
+            seen: Vec::new(),
+            last: i64::MIN,
+        })),
+        Kind::ImpossibleTravel => State::Travel(Box::new(Travel {
+            at: i64::MIN,
+            lat: 0.0,
+            lon: 0.0,
+            country: String::new(),
         })),
         Kind::TemporalOrdered => State::Chain(Box::new(Marks {
             at: vec![None; n_inputs].into_boxed_slice(),

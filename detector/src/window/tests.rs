@@ -552,3 +552,185 @@ mod snapshots {
         assert_eq!(after.keys(), 0);
     }
 }
+
+mod geo_detectors {
+    use super::*;
+    use crate::geo::{Location, MapLocator};
+    use std::sync::Arc;
+
+    const SUCCESS_ANY: &str = "title: login\nid: ok\nname: console_login_success\nlogsource: {product: aws}\ndetection:\n  sel: {eventName: ConsoleLogin, responseElements.ConsoleLogin: Success}\n  condition: sel\n";
+
+    fn locator() -> Arc<MapLocator> {
+        let mut m = MapLocator::default();
+        let mut put = |ip: &str, c: &str, lat: f64, lon: f64, asn: Option<u32>| {
+            m.0.insert(
+                ip.parse().unwrap(),
+                Location {
+                    country: c.into(),
+                    lat,
+                    lon,
+                    asn,
+                },
+            );
+        };
+        put("198.51.100.1", "US", 39.96, -83.0, None); // Columbus, Ohio
+        put("198.51.100.2", "US", 41.50, -81.69, None); // Cleveland, 200 km away
+        put("203.0.113.1", "DE", 50.11, 8.68, Some(3320)); // Frankfurt
+        put("192.0.2.1", "FR", 48.86, 2.35, None); // Paris
+        Arc::new(m)
+    }
+
+    fn run_geo(rule: &str, events: &[String]) -> (Vec<CorrelationHit>, Stats) {
+        let s = set(&[SUCCESS_ANY, rule]);
+        let mut decoder = Decoder::new(s.fields(), Limits::default());
+        let mut corr = Correlator::new(&s, Options::default()).with_locator(locator());
+        let mut scratch = MatchScratch::default();
+        let mut hits = Vec::new();
+        let mut out = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            decoder
+                .decode(e.as_bytes(), &mut |item| {
+                    let ev = item.unwrap();
+                    s.matches(ev, &mut scratch, &mut hits);
+                    for &r in &hits {
+                        corr.push(
+                            ev,
+                            r,
+                            Origin {
+                                input_index: i as u64,
+                                event_id: None,
+                                event_time: None,
+                            },
+                            &mut out,
+                        );
+                    }
+                })
+                .unwrap();
+        }
+        corr.flush(&mut out);
+        (out, corr.stats)
+    }
+
+    fn signin(t: i64, arn: &str, ip: &str) -> String {
+        format!(
+            r#"{{"eventID":"{arn}{t}","eventTime":"{}","eventName":"ConsoleLogin","userIdentity":{{"arn":"{arn}"}},"sourceIPAddress":"{ip}","responseElements":{{"ConsoleLogin":"Success"}}}}"#,
+            format_time(1_704_067_200 + t)
+        )
+    }
+
+    const TRAVEL: &str = "title: travel\nid: travel\ntrailwatch:\n  geo:\n    detector: impossible_travel\n    rules: [console_login_success]\n    max_speed_kmh: 900\n";
+
+    #[test]
+    fn impossible_travel_just_above_and_below_the_speed() {
+        // Columbus to Frankfurt is about 6,760 km: at 900 km/h that takes about 7.5 hours.
+        let km = crate::geo::distance_km(39.96, -83.0, 50.11, 8.68);
+        let boundary = (km / 900.0 * 3600.0) as i64;
+        let too_fast = [
+            signin(0, "alice", "198.51.100.1"),
+            signin(boundary - 60, "alice", "203.0.113.1"),
+        ];
+        let (hits, _) = run_geo(TRAVEL, &too_fast);
+        assert_eq!(hits.len(), 1);
+        assert!(
+            hits[0].value > 900.0 && hits[0].value < 920.0,
+            "{}",
+            hits[0].value
+        );
+        assert!(
+            hits[0].detail.as_deref().unwrap().starts_with("US to DE: "),
+            "{:?}",
+            hits[0].detail
+        );
+        let possible = [
+            signin(0, "alice", "198.51.100.1"),
+            signin(boundary + 60, "alice", "203.0.113.1"),
+        ];
+        assert!(run_geo(TRAVEL, &possible).0.is_empty());
+        let two_people = [
+            signin(0, "alice", "198.51.100.1"),
+            signin(600, "bob", "203.0.113.1"),
+        ];
+        assert!(run_geo(TRAVEL, &two_people).0.is_empty());
+        // Columbus to Cleveland (200 km) in a minute is too fast, unless hops that short are
+        // below the rule's distance floor (geolocation is approximate at city scale).
+        let short_hop = [
+            signin(0, "alice", "198.51.100.1"),
+            signin(60, "alice", "198.51.100.2"),
+        ];
+        assert_eq!(run_geo(TRAVEL, &short_hop).0.len(), 1);
+        let floor = format!("{TRAVEL}    min_distance_km: 300\n");
+        assert!(run_geo(&floor, &short_hop).0.is_empty());
+    }
+
+    #[test]
+    fn service_and_private_addresses_are_never_placed() {
+        let events = [
+            signin(0, "alice", "198.51.100.1"),
+            signin(60, "alice", "AWS Internal"),
+            signin(120, "alice", "10.0.0.5"),
+            signin(180, "alice", "ec2.amazonaws.com"),
+            signin(240, "alice", "8.8.8.8"),
+        ];
+        let (hits, stats) = run_geo(TRAVEL, &events);
+        assert!(hits.is_empty());
+        assert_eq!(
+            stats.unlocated, 1,
+            "only the public address missing from the database counts"
+        );
+    }
+
+    #[test]
+    fn exceptions_by_network_as_and_country() {
+        let fast = [
+            signin(0, "alice", "198.51.100.1"),
+            signin(600, "alice", "203.0.113.1"),
+        ];
+        assert_eq!(run_geo(TRAVEL, &fast).0.len(), 1);
+        for ex in ["cidrs: [203.0.113.0/24]", "asns: [3320]", "countries: [DE]"] {
+            let rule = format!("{TRAVEL}    exceptions: {{{ex}}}\n");
+            assert!(run_geo(&rule, &fast).0.is_empty(), "{ex}");
+        }
+    }
+
+    #[test]
+    fn new_country_after_a_baseline() {
+        let rule = "title: new country\nid: nc\ntrailwatch:\n  geo:\n    detector: new_country\n    rules: [console_login_success]\n    baseline: 1d\n    min_history: 2\n";
+        let day = 86_400;
+        let events = [
+            signin(0, "alice", "198.51.100.1"),
+            signin(3600, "alice", "192.0.2.1"), // new, but still learning
+            signin(day + 10, "alice", "198.51.100.2"),
+            signin(day + 20, "alice", "203.0.113.1"), // new after the baseline: fires
+            signin(day + 30, "alice", "203.0.113.1"), // known now
+        ];
+        let (hits, _) = run_geo(rule, &events);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].origin.input_index, 3);
+        assert_eq!(
+            hits[0].detail.as_deref(),
+            Some("first event from DE; seen before: US, FR")
+        );
+        assert_eq!(
+            hits[0].group,
+            vec![("userIdentity.arn".to_string(), Some("alice".to_string()))]
+        );
+    }
+
+    #[test]
+    fn geo_rules_parse_errors() {
+        let bad = "title: x\nid: x\ntrailwatch:\n  geo:\n    detector: teleport\n    rules: [a]\n";
+        let (_, errs) = parse_file(Path::new("g.yml"), bad, &Placeholders::new());
+        assert!(
+            errs[0]
+                .message
+                .contains("'teleport' is not new_country or impossible_travel"),
+            "{errs:?}"
+        );
+        let bad = "title: x\nid: x\ntrailwatch:\n  geo:\n    detector: new_country\n    rules: [a]\n    exceptions: {cidrs: [nope]}\n";
+        let (_, errs) = parse_file(Path::new("g.yml"), bad, &Placeholders::new());
+        assert!(
+            errs[0].message.contains("'nope' is not a network"),
+            "{errs:?}"
+        );
+    }
+}
