@@ -414,7 +414,7 @@ impl<'s> Correlator<'s> {
                 if c.events == 0 {
                     c.first = t;
                 }
-                let new = !c.seen.iter().any(|s| *s == loc.country);
+                let new = !c.seen.contains(&loc.country);
                 let seasoned = c.events >= spec.min_history && t - c.first >= spec.baseline;
                 let fired = (new && seasoned).then(|| {
                     let detail = format!(
