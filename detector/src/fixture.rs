@@ -31,6 +31,8 @@ pub struct Fixture {
     pub events: Vec<String>,
     /// Line of the fixture in the rule file.
     pub line: usize,
+    /// For geo rules: where each address is (`locations: {ip: [country, lat, lon]}`).
+    pub locations: Option<crate::geo::MapLocator>,
 }
 
 /// Reads a rule's fixtures (none when it has no `trailwatch.tests`).
@@ -84,14 +86,64 @@ pub fn fixtures(rule: &Rule) -> Result<Vec<Fixture>, RuleError> {
                 }
                 _ => return Err(err(item.line, "a fixture needs an 'event' mapping")),
             };
+            let locations = item
+                .get("locations")
+                .map(|l| locations(l, &err))
+                .transpose()?;
             Ok(Fixture {
                 name,
                 expect,
                 events,
                 line: item.line,
+                locations,
             })
         })
         .collect()
+}
+
+/// `{ip: [country, lat, lon]}` (an optional fourth item is the AS number).
+fn locations(
+    node: &Node,
+    err: &dyn Fn(usize, &str) -> RuleError,
+) -> Result<crate::geo::MapLocator, RuleError> {
+    let mut out = crate::geo::MapLocator::default();
+    let map = node.as_map().ok_or_else(|| {
+        err(
+            node.line,
+            "'locations' maps addresses to [country, latitude, longitude]",
+        )
+    })?;
+    for (k, v) in map {
+        let ip = k
+            .text
+            .parse()
+            .map_err(|_| err(k.line, "a 'locations' key must be an IP address"))?;
+        let NodeKind::Seq(parts) = &v.kind else {
+            return Err(err(v.line, "a location is [country, latitude, longitude]"));
+        };
+        let num = |i: usize| {
+            parts
+                .get(i)
+                .and_then(Node::as_text)
+                .and_then(|t| t.parse::<f64>().ok())
+        };
+        let (Some(country), Some(lat), Some(lon)) =
+            (parts.first().and_then(Node::as_text), num(1), num(2))
+        else {
+            return Err(err(v.line, "a location is [country, latitude, longitude]"));
+        };
+        let asn = num(3).map(|a| a as u32);
+        out.0.insert(
+            ip,
+            crate::geo::Location {
+                country,
+                lat,
+                lon,
+                asn,
+            },
+        );
+    }
+    Ok(out)
 }
 
 /// A YAML node as JSON.
@@ -226,6 +278,9 @@ fn correlation_case(set: &RuleSet, c: usize, fixture: &Fixture) -> Option<String
     use crate::window::{Correlator, Options, Origin};
     let mut decoder = Decoder::new(set.fields(), Limits::default());
     let mut correlator = Correlator::new(set, Options::default());
+    if let Some(locs) = &fixture.locations {
+        correlator = correlator.with_locator(std::sync::Arc::new(locs.clone()));
+    }
     let mut scratch = MatchScratch::default();
     let mut hits = Vec::new();
     let mut fired = Vec::new();

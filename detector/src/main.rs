@@ -94,6 +94,13 @@ struct ReplayArgs {
     /// Most group keys tracked per correlation rule (the least recently updated are evicted).
     #[arg(long, default_value_t = 100_000)]
     max_keys: usize,
+    /// IP geolocation database (MaxMind format, e.g. DB-IP City Lite; repeat for the IPv4 and
+    /// IPv6 files). Required by geo rules.
+    #[arg(long, value_name = "FILE")]
+    geoip: Vec<PathBuf>,
+    /// Optional ASN database (MaxMind format) for AS-number exceptions of geo rules.
+    #[arg(long, value_name = "FILE")]
+    asn_db: Option<PathBuf>,
     /// Carry correlation state between runs: restore it from FILE first (if it exists) and
     /// save it there at the end, so consecutive replays (day by day) correlate across files.
     #[arg(long, value_name = "FILE")]
@@ -154,6 +161,32 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Opens the geolocation databases; geo rules without one are a usage error.
+fn open_geoip(
+    set: &RuleSet,
+    cities: &[PathBuf],
+    asn: Option<&std::path::Path>,
+) -> Result<Option<Arc<dyn trailwatch::geo::Locate>>> {
+    let geo_rules: Vec<&str> = set
+        .correlations()
+        .iter()
+        .filter(|c| c.kind.is_geo())
+        .map(|c| c.id())
+        .collect();
+    if cities.is_empty() {
+        if !geo_rules.is_empty() {
+            eprintln!(
+                "warning: geo rules are inactive without an IP geolocation database (pass --geoip FILE): {}",
+                geo_rules.join(", ")
+            );
+        }
+        return Ok(None);
+    }
+    let paths: Vec<&std::path::Path> = cities.iter().map(PathBuf::as_path).collect();
+    let db = trailwatch::geo::MmdbLocator::open(&paths, asn)?;
+    Ok(Some(Arc::new(db)))
 }
 
 /// A duration such as `90s`, `5m`, `1h` (`0s` allowed: no lateness).
@@ -254,6 +287,7 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             max_keys: a.max_keys.max(1),
         },
         state_file: a.state.clone(),
+        locator: open_geoip(&set, &a.geoip, a.asn_db.as_deref())?,
     };
     let progress = Arc::new(AtomicU64::new(0));
     let total: u64 = inputs.iter().filter_map(Input::size).sum();

@@ -138,6 +138,8 @@ pub struct Options {
     pub windows: crate::window::Options,
     /// Correlation state carried between runs: restored before, saved after.
     pub state_file: Option<std::path::PathBuf>,
+    /// IP geolocation for geo rules.
+    pub locator: Option<Arc<dyn crate::geo::Locate>>,
 }
 
 /// Replays `inputs` through `set`, writing to `out`; `on_error` sees every input error.
@@ -163,7 +165,10 @@ pub fn replay(
             emit: opts.emit,
             ..Summary::default()
         },
-        correlator: Correlator::new(set, opts.windows),
+        correlator: match &opts.locator {
+            Some(l) => Correlator::new(set, opts.windows).with_locator(l.clone()),
+            None => Correlator::new(set, opts.windows),
+        },
         fired: Vec::new(),
         scratch: MatchScratch::default(),
         hits: Vec::new(),
@@ -394,6 +399,10 @@ impl State<'_> {
                         "event_time": h.origin.event_time,
                         "group": group,
                     });
+                    let mut line = line;
+                    if let (Some(d), Some(obj)) = (&h.detail, line.as_object_mut()) {
+                        obj.insert("detail".into(), serde_json::Value::String(d.clone()));
+                    }
                     serde_json::to_writer(&mut self.line, &line).map(|_| true)
                 }
                 Emit::Alerts => {

@@ -362,3 +362,73 @@ fn state_file_carries_a_brute_force_across_runs() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Geo rules through the binary with a real MaxMind-format database on disk.
+#[test]
+fn impossible_travel_with_a_geoip_database() {
+    let rules = trailwatch_e2e::root().join("rules");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("city.mmdb");
+    trailwatch::geo::mmdb_writer::write_city(
+        &db,
+        &[
+            ("198.51.100.0/24", "US", 39.96, -83.0),
+            ("203.0.113.0/24", "DE", 50.11, 8.68),
+        ],
+    )
+    .unwrap();
+    let signin = |time: &str, ip: &str| {
+        format!(
+            r#"{{"eventID":"{time}","eventTime":"2026-11-01T{time}Z","eventName":"ConsoleLogin","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::1:user/alice"}},"sourceIPAddress":"{ip}","responseElements":{{"ConsoleLogin":"Success"}},"additionalEventData":{{"MFAUsed":"Yes"}}}}"#
+        )
+    };
+    let input = dir.path().join("e.jsonl");
+    std::fs::write(
+        &input,
+        [
+            signin("10:00:00", "198.51.100.7"),
+            signin("10:10:00", "203.0.113.9"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let r = rules.to_str().unwrap();
+    let i = input.to_str().unwrap();
+    let out = trailwatch(&[
+        "replay",
+        "-r",
+        r,
+        "--emit",
+        "hits",
+        "--geoip",
+        db.to_str().unwrap(),
+        i,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hits = json_lines(&out.stdout);
+    let travel: Vec<_> = hits
+        .iter()
+        .filter(|h| h["rule_title"] == "Impossible Travel Between Console Sign-Ins")
+        .collect();
+    assert_eq!(travel.len(), 1, "{hits:?}");
+    assert!(
+        travel[0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("US to DE: "),
+        "{:?}",
+        travel[0]
+    );
+    assert_eq!(
+        travel[0]["group"]["userIdentity.arn"],
+        "arn:aws:iam::1:user/alice"
+    );
+    // Without a database the geo rules say they are inactive, and the rest still runs.
+    let out = trailwatch(&["replay", "-r", r, "--emit", "hits", i]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("geo rules are inactive"));
+}

@@ -96,7 +96,7 @@ impl Locate for MmdbLocator {
 }
 
 /// Fixed locations (rule fixtures, tests).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct MapLocator(pub BTreeMap<IpAddr, Location>);
 
 impl Locate for MapLocator {
