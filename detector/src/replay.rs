@@ -378,17 +378,6 @@ impl State<'_> {
             self.line.clear();
             let written = match self.emit {
                 Emit::Hits => {
-                    let group: serde_json::Map<String, serde_json::Value> = h
-                        .group
-                        .iter()
-                        .map(|(k, v)| {
-                            (
-                                k.clone(),
-                                v.clone()
-                                    .map_or(serde_json::Value::Null, serde_json::Value::String),
-                            )
-                        })
-                        .collect();
                     let line = serde_json::json!({
                         "rule_id": corr.id(),
                         "rule_title": corr.rule.title,
@@ -397,7 +386,7 @@ impl State<'_> {
                         "input_index": h.origin.input_index,
                         "event_id": h.origin.event_id,
                         "event_time": h.origin.event_time,
-                        "group": group,
+                        "group": h.group_json(),
                     });
                     let mut line = line;
                     if let (Some(d), Some(obj)) = (&h.detail, line.as_object_mut()) {

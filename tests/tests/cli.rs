@@ -363,6 +363,13 @@ fn state_file_carries_a_brute_force_across_runs() {
     );
 }
 
+/// A successful console sign-in by alice at `time` (HH:MM:SS) from `ip`.
+fn signin(time: &str, ip: &str) -> String {
+    format!(
+        r#"{{"eventID":"{time}","eventTime":"2026-11-01T{time}Z","eventName":"ConsoleLogin","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::1:user/alice"}},"sourceIPAddress":"{ip}","responseElements":{{"ConsoleLogin":"Success"}},"additionalEventData":{{"MFAUsed":"Yes"}}}}"#
+    )
+}
+
 /// Geo rules through the binary with a real MaxMind-format database on disk.
 #[test]
 fn impossible_travel_with_a_geoip_database() {
@@ -377,11 +384,6 @@ fn impossible_travel_with_a_geoip_database() {
         ],
     )
     .unwrap();
-    let signin = |time: &str, ip: &str| {
-        format!(
-            r#"{{"eventID":"{time}","eventTime":"2026-11-01T{time}Z","eventName":"ConsoleLogin","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::1:user/alice"}},"sourceIPAddress":"{ip}","responseElements":{{"ConsoleLogin":"Success"}},"additionalEventData":{{"MFAUsed":"Yes"}}}}"#
-        )
-    };
     let input = dir.path().join("e.jsonl");
     std::fs::write(
         &input,
@@ -444,11 +446,6 @@ fn impossible_travel_with_the_real_dbip_database() {
     let dir = std::path::PathBuf::from(dir);
     let rules = trailwatch_e2e::root().join("rules");
     let tmp = tempfile::tempdir().unwrap();
-    let signin = |time: &str, ip: &str| {
-        format!(
-            r#"{{"eventID":"{time}","eventTime":"2026-11-01T{time}Z","eventName":"ConsoleLogin","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::1:user/alice"}},"sourceIPAddress":"{ip}","responseElements":{{"ConsoleLogin":"Success"}},"additionalEventData":{{"MFAUsed":"Yes"}}}}"#
-        )
-    };
     // A US address, then a German one (IPv4 and IPv6 databases both in use).
     let input = tmp.path().join("e.jsonl");
     std::fs::write(

@@ -164,18 +164,7 @@ impl Alert {
         corr: &crate::engine::CompiledCorrelation,
         hit: &crate::window::CorrelationHit,
     ) -> Alert {
-        let group: serde_json::Map<String, serde_json::Value> = hit
-            .group
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.clone()
-                        .map_or(serde_json::Value::Null, serde_json::Value::String),
-                )
-            })
-            .collect();
-        let group_key = serde_json::Value::Object(group).to_string();
+        let group_key = hit.group_json().to_string();
         let window_start = crate::window::format_time(hit.window_start);
         Alert {
             alert_id: alert_id(corr.id(), &group_key, &window_start),

@@ -81,6 +81,24 @@ pub struct CorrelationHit {
     pub detail: Option<String>,
 }
 
+impl CorrelationHit {
+    /// The group as a JSON object: `{"<group-by>": "<value>" or null, ...}`.
+    pub fn group_json(&self) -> serde_json::Value {
+        let map = self
+            .group
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.clone()
+                        .map_or(serde_json::Value::Null, serde_json::Value::String),
+                )
+            })
+            .collect();
+        serde_json::Value::Object(map)
+    }
+}
+
 /// A group key and input prepared for one correlation from one event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Feed {
