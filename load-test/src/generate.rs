@@ -173,7 +173,8 @@ impl Generator {
     }
 
     fn ip(&mut self) -> String {
-        let first = *self.pick(&[3u8, 18, 34, 52, 54, 81, 91, 102, 185, 203]);
+        // Never the documentation ranges (192.0.2/24, 198.51.100/24, 203.0.113/24): scenarios use them.
+        let first = *self.pick(&[3u8, 18, 34, 52, 54, 81, 91, 102, 185, 13]);
         format!(
             "{first}.{}.{}.{}",
             self.rng.random_range(0..256),
@@ -185,6 +186,11 @@ impl Generator {
     fn time_text(&mut self) -> String {
         self.time += self.rng.random_range(0..2);
         format_time(self.time)
+    }
+
+    /// The event time (Unix seconds) the generator has reached.
+    pub fn time(&self) -> i64 {
+        self.time
     }
 
     /// The next event.

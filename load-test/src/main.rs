@@ -1,6 +1,8 @@
 //! `load-test`: generate realistic CloudTrail traffic for trailwatch benchmarks and tests.
 
+mod check;
 mod generate;
+mod scenario;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -37,6 +39,9 @@ enum Command {
         /// Gzip the output.
         #[arg(long)]
         gzip: bool,
+        /// Inject the attack scenarios and write the alerts they must raise to FILE (JSON lines).
+        #[arg(long, value_name = "FILE")]
+        truth: Option<PathBuf>,
         /// Output file (`-` for stdout).
         #[arg(long, short)]
         output: PathBuf,
@@ -49,6 +54,27 @@ enum Command {
         /// Output file.
         #[arg(long, short)]
         output: PathBuf,
+    },
+    /// Write a small geolocation database placing the scenario addresses (for --geoip).
+    Geoip {
+        /// Output .mmdb file.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Compare the alerts of a run with the ground truth of `generate --truth`.
+    Check {
+        /// The ground truth (JSON lines).
+        #[arg(long)]
+        truth: PathBuf,
+        /// trailwatch's alerts (JSON lines, `--emit alerts`).
+        #[arg(long)]
+        alerts: PathBuf,
+        /// The rule pack the truth refers to.
+        #[arg(long, default_value = "rules")]
+        rules: PathBuf,
+        /// The run had an IP geolocation database, so geo expectations count.
+        #[arg(long)]
+        geoip: bool,
     },
     /// Baseline for benchmarks: parse every line of a JSON-lines file into `serde_json::Value`.
     ParseBaseline {
@@ -76,6 +102,7 @@ fn main() -> Result<()> {
             format,
             gzip,
             output,
+            truth,
         } => {
             let file: Box<dyn Write> = if output.as_os_str() == "-" {
                 Box::new(std::io::stdout().lock())
@@ -93,21 +120,71 @@ fn main() -> Result<()> {
             } else {
                 Box::new(BufWriter::with_capacity(1 << 20, file))
             };
-            write_events(&mut out, Generator::new(seed, start), events, format)?;
+            let injected = match &truth {
+                Some(path) => {
+                    // Base traffic advances about half a second an event; spread the scenarios over it.
+                    let span = (events / 2) as i64;
+                    let (injected, expect) =
+                        scenario::scenarios(start + 600, (span / 8).max(1200), "111122223333");
+                    let lines: Vec<String> =
+                        expect.iter().map(|e| e.to_json().to_string()).collect();
+                    std::fs::write(path, lines.join("\n") + "\n")
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    injected
+                }
+                None => Vec::new(),
+            };
+            write_events(
+                &mut out,
+                Generator::new(seed, start),
+                events,
+                format,
+                injected,
+            )?;
             out.flush()?;
         }
         Command::ParseBaseline { file } => parse_baseline(&file)?,
+        Command::Geoip { output } => {
+            trailwatch::geo::mmdb_writer::write_city(&output, scenario::TRAVEL_NETWORKS)?
+        }
+        Command::Check {
+            truth,
+            alerts,
+            rules,
+            geoip,
+        } => {
+            let report = check::check(&truth, &alerts, &rules, geoip)?;
+            println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+            eprintln!("{report}");
+            if !report.missing.is_empty() {
+                std::process::exit(1);
+            }
+        }
         Command::DistinctKeys { count, output } => distinct_keys(count, &output)?,
     }
     Ok(())
 }
 
-fn write_events(out: &mut dyn Write, mut g: Generator, n: u64, format: Format) -> Result<()> {
+fn write_events(
+    out: &mut dyn Write,
+    mut g: Generator,
+    n: u64,
+    format: Format,
+    injected: Vec<(i64, serde_json::Value)>,
+) -> Result<()> {
     if let Format::Records = format {
         out.write_all(b"{\"Records\":[")?;
     }
-    for i in 0..n {
-        let ev = g.next_event();
+    let mut injected = injected.into_iter().peekable();
+    let total = n + injected.len() as u64;
+    for i in 0..total {
+        // Scenario events go in where the background traffic reaches their time.
+        let ev = match injected.peek() {
+            Some((t, _)) if *t <= g.time() || g.produced >= n => {
+                injected.next().map(|(_, e)| e).unwrap_or_default()
+            }
+            _ => g.next_event(),
+        };
         match format {
             Format::Jsonl => {
                 serde_json::to_writer(&mut *out, &ev)?;

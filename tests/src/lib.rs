@@ -32,6 +32,15 @@ pub fn trailwatch_bin() -> PathBuf {
     bin
 }
 
+/// Runs `load-test ARGS...` (built beside `trailwatch`) and returns its output.
+pub fn load_test(args: &[&str]) -> Output {
+    let bin = trailwatch_bin().with_file_name("load-test");
+    Command::new(bin)
+        .args(args)
+        .output()
+        .expect("running load-test")
+}
+
 /// Runs `trailwatch ARGS...` and returns its output.
 pub fn trailwatch(args: &[&str]) -> Output {
     Command::new(trailwatch_bin())

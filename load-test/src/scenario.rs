@@ -1,0 +1,267 @@
+//! Attack scenarios injected into generated traffic at known times, with the alerts the shipped
+//! rule pack (`rules/`) must raise for them: the ground truth a run is checked against.
+//!
+//! Scenario actors use names starting with `scenario-` and addresses from the documentation
+//! ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24), which background traffic never uses,
+//! so any alert naming them is either expected or a false positive.
+
+use crate::generate::format_time;
+use serde_json::{json, Value};
+
+/// One alert the rule pack must raise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expect {
+    /// Which scenario.
+    pub scenario: &'static str,
+    /// The rule file, relative to `rules/`.
+    pub rule: &'static str,
+    /// For a single-event rule: the event's id.
+    pub event_id: Option<String>,
+    /// For a correlation or geo rule: its group.
+    pub group: Option<Value>,
+    /// Whether the rule needs an IP geolocation database to fire.
+    pub needs_geoip: bool,
+}
+
+impl Expect {
+    /// The ground-truth line.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "scenario": self.scenario,
+            "rule": self.rule,
+            "event_id": self.event_id,
+            "group": self.group,
+            "needs_geoip": self.needs_geoip,
+        })
+    }
+}
+
+/// Addresses the impossible-travel scenario uses, with where a geolocation database must place
+/// them: (network, country, latitude, longitude).
+pub const TRAVEL_NETWORKS: &[(&str, &str, f64, f64)] = &[
+    ("198.51.100.0/24", "US", 39.96, -83.0),
+    ("203.0.113.0/24", "DE", 50.11, 8.68),
+];
+
+struct Builder {
+    account: String,
+    events: Vec<(i64, Value)>,
+    expect: Vec<Expect>,
+    seq: u32,
+}
+
+impl Builder {
+    fn base(&mut self, t: i64, source: &str, name: &str, identity: Value) -> Value {
+        self.seq += 1;
+        json!({
+            "eventVersion": "1.09",
+            "userIdentity": identity,
+            "eventTime": format_time(t),
+            "eventSource": format!("{source}.amazonaws.com"),
+            "eventName": name,
+            "awsRegion": "us-east-1",
+            "sourceIPAddress": "192.0.2.10",
+            "userAgent": "aws-cli/2.15.30",
+            "requestParameters": null,
+            "responseElements": null,
+            "eventID": format!("scenario-{:08}", self.seq),
+            "eventType": "AwsApiCall",
+            "recipientAccountId": self.account,
+        })
+    }
+
+    fn user(&self, name: &str) -> Value {
+        json!({"type": "IAMUser", "principalId": "AIDASCENARIO", "arn": format!("arn:aws:iam::{}:user/{name}", self.account), "accountId": self.account, "userName": name})
+    }
+
+    fn root(&self) -> Value {
+        json!({"type": "Root", "principalId": self.account, "arn": format!("arn:aws:iam::{}:root", self.account), "accountId": self.account})
+    }
+
+    fn login(&mut self, t: i64, identity: Value, ip: &str, ok: bool) -> Value {
+        let mut e = self.base(t, "signin", "ConsoleLogin", identity);
+        e["sourceIPAddress"] = json!(ip);
+        e["eventType"] = json!("AwsConsoleSignIn");
+        e["responseElements"] = json!({"ConsoleLogin": if ok { "Success" } else { "Failure" }});
+        e["additionalEventData"] = json!({"LoginTo": "https://console.aws.amazon.com/console/home", "MobileVersion": "No", "MFAUsed": "Yes"});
+        if !ok {
+            e["errorMessage"] = json!("Failed authentication");
+        }
+        e
+    }
+
+    fn push(&mut self, t: i64, e: Value) -> String {
+        let id = e["eventID"].as_str().unwrap_or_default().to_string();
+        self.events.push((t, e));
+        id
+    }
+
+    fn expect_event(&mut self, scenario: &'static str, rule: &'static str, id: &str) {
+        self.expect.push(Expect {
+            scenario,
+            rule,
+            event_id: Some(id.to_string()),
+            group: None,
+            needs_geoip: false,
+        });
+    }
+
+    fn expect_group(
+        &mut self,
+        scenario: &'static str,
+        rule: &'static str,
+        group: Value,
+        needs_geoip: bool,
+    ) {
+        self.expect.push(Expect {
+            scenario,
+            rule,
+            event_id: None,
+            group: Some(group),
+            needs_geoip,
+        });
+    }
+}
+
+/// The scenario events (time, event) and the alerts they must raise, placed from `start` on,
+/// one scenario every `gap` seconds.
+pub fn scenarios(start: i64, gap: i64, account: &str) -> (Vec<(i64, Value)>, Vec<Expect>) {
+    let mut b = Builder {
+        account: account.to_string(),
+        events: Vec::new(),
+        expect: Vec::new(),
+        seq: 0,
+    };
+    let mut t = start;
+
+    // Brute force: eight failures for one user in four minutes.
+    for i in 0..8 {
+        let who = b.user("scenario-bf");
+        let e = b.login(t + i * 30, who, "192.0.2.50", false);
+        let id = b.push(t + i * 30, e);
+        b.expect_event(
+            "brute_force",
+            "cis/06_console_authentication_failures.yml",
+            &id,
+        );
+    }
+    let group = json!({"recipientAccountId": account, "userIdentity.userName": "scenario-bf"});
+    b.expect_group(
+        "brute_force",
+        "correlations/console_login_failure_burst_user.yml",
+        group,
+        false,
+    );
+    t += gap;
+
+    // Password spray: twelve users from one address, 100 s apart (never ten in ten minutes).
+    for i in 0..12 {
+        let who = b.user(&format!("scenario-spray-{i:02}"));
+        let e = b.login(t + i * 100, who, "192.0.2.77", false);
+        let id = b.push(t + i * 100, e);
+        b.expect_event(
+            "password_spray",
+            "cis/06_console_authentication_failures.yml",
+            &id,
+        );
+    }
+    b.expect_group(
+        "password_spray",
+        "correlations/password_spray.yml",
+        json!({"sourceIPAddress": "192.0.2.77"}),
+        false,
+    );
+    t += gap;
+
+    // Root signs in, then creates an access key for a user five minutes later.
+    let root = b.root();
+    let e = b.login(t, root.clone(), "192.0.2.60", true);
+    let id = b.push(t, e);
+    b.expect_event("root_login", "detections/root_console_login.yml", &id);
+    b.expect_event("root_login", "cis/01_root_account_usage.yml", &id);
+    let mut key = b.base(t + 300, "iam", "CreateAccessKey", root.clone());
+    key["requestParameters"] = json!({"userName": "scenario-svc"});
+    let id = b.push(t + 300, key);
+    b.expect_event("root_login", "cis/01_root_account_usage.yml", &id);
+    let group = json!({"recipientAccountId": account, "userIdentity.arn": root["arn"]});
+    b.expect_group(
+        "root_login",
+        "correlations/root_login_then_iam_change.yml",
+        group,
+        false,
+    );
+    t += gap;
+
+    // MFA device deactivated.
+    let who = b.user("scenario-mfa");
+    let mut e = b.base(t, "iam", "DeactivateMFADevice", who);
+    e["requestParameters"] = json!({"userName": "scenario-mfa", "serialNumber": format!("arn:aws:iam::{account}:mfa/scenario-mfa")});
+    let id = b.push(t, e);
+    b.expect_event("mfa_disable", "detections/mfa_device_deactivated.yml", &id);
+    t += gap;
+
+    // Security group opened to the world.
+    let who = b.user("scenario-net");
+    let mut e = b.base(t, "ec2", "AuthorizeSecurityGroupIngress", who);
+    e["requestParameters"] = json!({"groupId": "sg-0scenario", "ipPermissions": {"items": [{"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}});
+    let id = b.push(t, e);
+    b.expect_event(
+        "security_group_open",
+        "cis/10_security_group_changes.yml",
+        &id,
+    );
+    t += gap;
+
+    // CloudTrail stopped.
+    let who = b.user("scenario-trail");
+    let mut e = b.base(t, "cloudtrail", "StopLogging", who);
+    e["requestParameters"] = json!({"name": "org-trail"});
+    let id = b.push(t, e);
+    b.expect_event(
+        "cloudtrail_stopped",
+        "cis/05_cloudtrail_configuration_changes.yml",
+        &id,
+    );
+    b.expect_event(
+        "cloudtrail_stopped",
+        "detections/cloudtrail_logging_stopped.yml",
+        &id,
+    );
+    t += gap;
+
+    // Impossible travel: Ohio, then Frankfurt ten minutes later.
+    let who = b.user("scenario-traveler");
+    let e = b.login(t, who.clone(), "198.51.100.70", true);
+    b.push(t, e);
+    let e = b.login(t + 600, who.clone(), "203.0.113.80", true);
+    b.push(t + 600, e);
+    b.expect_group(
+        "impossible_travel",
+        "geo/impossible_travel_console_login.yml",
+        json!({"userIdentity.arn": who["arn"]}),
+        true,
+    );
+
+    b.events.sort_by_key(|(t, _)| *t);
+    (b.events, b.expect)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenarios_are_ordered_and_distinct() {
+        let (events, expect) = scenarios(1_700_000_000, 3600, "111122223333");
+        assert!(events.windows(2).all(|w| w[0].0 <= w[1].0));
+        let ids: std::collections::BTreeSet<_> = events
+            .iter()
+            .map(|(_, e)| e["eventID"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids.len(), events.len());
+        assert!(expect
+            .iter()
+            .any(|e| e.scenario == "impossible_travel" && e.needs_geoip));
+        assert_eq!(expect.iter().filter(|e| e.group.is_some()).count(), 4);
+    }
+}

@@ -1,0 +1,110 @@
+//! Generated traffic with injected attack scenarios: the shipped rules raise every alert the
+//! ground truth expects, and nothing else about the scenario actors.
+
+use trailwatch_e2e::{load_test, root, trailwatch};
+
+#[test]
+fn injected_attacks_raise_exactly_the_expected_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let rules = root().join("rules");
+    let rules = rules.to_str().unwrap();
+    let out = load_test(&[
+        "generate",
+        "--events",
+        "6000",
+        "--seed",
+        "9",
+        "--truth",
+        &p("truth.jsonl"),
+        "--output",
+        &p("events.jsonl.gz"),
+        "--gzip",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = load_test(&["geoip", "--output", &p("geo.mmdb")]);
+    assert!(out.status.success());
+    let out = trailwatch(&[
+        "replay",
+        "-r",
+        rules,
+        "--quiet",
+        "--geoip",
+        &p("geo.mmdb"),
+        "--output",
+        &p("alerts.jsonl"),
+        &p("events.jsonl.gz"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = load_test(&[
+        "check",
+        "--rules",
+        rules,
+        "--truth",
+        &p("truth.jsonl"),
+        "--alerts",
+        &p("alerts.jsonl"),
+        "--geoip",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{report}");
+    let expected = std::fs::read_to_string(p("truth.jsonl"))
+        .unwrap()
+        .lines()
+        .count() as u64;
+    assert_eq!(report["found"], expected, "{report}");
+    assert_eq!(report["missing"], serde_json::json!([]));
+    assert_eq!(report["unexpected"], serde_json::json!([]), "{report}");
+
+    // Without a geolocation database the travel scenario is skipped, not failed.
+    let out = trailwatch(&[
+        "replay",
+        "-r",
+        rules,
+        "--quiet",
+        "--output",
+        &p("alerts2.jsonl"),
+        &p("events.jsonl.gz"),
+    ]);
+    assert!(out.status.success());
+    let out = load_test(&[
+        "check",
+        "--rules",
+        rules,
+        "--truth",
+        &p("truth.jsonl"),
+        "--alerts",
+        &p("alerts2.jsonl"),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["skipped"], 1);
+
+    // A missing alert fails the check: drop the alerts of one rule.
+    let alerts = std::fs::read_to_string(p("alerts.jsonl")).unwrap();
+    let fewer: Vec<&str> = alerts
+        .lines()
+        .filter(|l| !l.contains("Password Spray"))
+        .collect();
+    std::fs::write(p("fewer.jsonl"), fewer.join("\n")).unwrap();
+    let out = load_test(&[
+        "check",
+        "--rules",
+        rules,
+        "--truth",
+        &p("truth.jsonl"),
+        "--alerts",
+        &p("fewer.jsonl"),
+        "--geoip",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+}
