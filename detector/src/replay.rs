@@ -121,6 +121,14 @@ impl Summary {
                 c.late, c.no_time, c.evicted, c.peak_keys
             )?;
         }
+        if c.late > 0 {
+            writeln!(
+                w,
+                "  hint: {} events came later than --lateness allows and were left out of correlations; \
+                 CloudTrail's S3 log files each span five minutes, so replay S3 layouts with --lateness 15m",
+                c.late
+            )?;
+        }
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! `load-test`: generate realistic CloudTrail traffic for trailwatch benchmarks and tests.
 
 mod check;
+mod files;
 mod generate;
 mod scenario;
 
@@ -91,6 +92,9 @@ enum Format {
     Records,
     /// One EventBridge "AWS API Call via CloudTrail" envelope per line.
     Eventbridge,
+    /// CloudTrail's S3 layout under the output directory: gzip log files per account, region and
+    /// five minutes in `AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/`.
+    S3,
 }
 
 fn main() -> Result<()> {
@@ -104,6 +108,29 @@ fn main() -> Result<()> {
             output,
             truth,
         } => {
+            let injected = match &truth {
+                Some(path) => {
+                    // Base traffic advances about half a second an event; spread the scenarios over it.
+                    let span = (events / 2) as i64;
+                    let (injected, expect) =
+                        scenario::scenarios(start + 600, (span / 8).max(1200), "111122223333");
+                    let lines: Vec<String> =
+                        expect.iter().map(|e| e.to_json().to_string()).collect();
+                    std::fs::write(path, lines.join("\n") + "\n")
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    injected
+                }
+                None => Vec::new(),
+            };
+            if let Format::S3 = format {
+                let mut w = files::S3Writer::new(output);
+                for ev in merged(Generator::new(seed, start), events, injected) {
+                    w.push(ev)?;
+                }
+                let n = w.finish()?;
+                eprintln!("wrote {n} log files");
+                return Ok(());
+            }
             let file: Box<dyn Write> = if output.as_os_str() == "-" {
                 Box::new(std::io::stdout().lock())
             } else {
@@ -119,20 +146,6 @@ fn main() -> Result<()> {
                 ))
             } else {
                 Box::new(BufWriter::with_capacity(1 << 20, file))
-            };
-            let injected = match &truth {
-                Some(path) => {
-                    // Base traffic advances about half a second an event; spread the scenarios over it.
-                    let span = (events / 2) as i64;
-                    let (injected, expect) =
-                        scenario::scenarios(start + 600, (span / 8).max(1200), "111122223333");
-                    let lines: Vec<String> =
-                        expect.iter().map(|e| e.to_json().to_string()).collect();
-                    std::fs::write(path, lines.join("\n") + "\n")
-                        .with_context(|| format!("writing {}", path.display()))?;
-                    injected
-                }
-                None => Vec::new(),
             };
             write_events(
                 &mut out,
@@ -165,9 +178,23 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Background traffic with the scenario events merged in where its time reaches theirs.
+fn merged(
+    mut g: Generator,
+    n: u64,
+    injected: Vec<(i64, serde_json::Value)>,
+) -> impl Iterator<Item = serde_json::Value> {
+    let mut injected = injected.into_iter().peekable();
+    std::iter::from_fn(move || match injected.peek() {
+        Some((t, _)) if *t <= g.time() || g.produced >= n => injected.next().map(|(_, e)| e),
+        _ if g.produced < n => Some(g.next_event()),
+        _ => None,
+    })
+}
+
 fn write_events(
     out: &mut dyn Write,
-    mut g: Generator,
+    g: Generator,
     n: u64,
     format: Format,
     injected: Vec<(i64, serde_json::Value)>,
@@ -175,16 +202,7 @@ fn write_events(
     if let Format::Records = format {
         out.write_all(b"{\"Records\":[")?;
     }
-    let mut injected = injected.into_iter().peekable();
-    let total = n + injected.len() as u64;
-    for i in 0..total {
-        // Scenario events go in where the background traffic reaches their time.
-        let ev = match injected.peek() {
-            Some((t, _)) if *t <= g.time() || g.produced >= n => {
-                injected.next().map(|(_, e)| e).unwrap_or_default()
-            }
-            _ => g.next_event(),
-        };
+    for (i, ev) in merged(g, n, injected).enumerate() {
         match format {
             Format::Jsonl => {
                 serde_json::to_writer(&mut *out, &ev)?;
@@ -196,6 +214,7 @@ fn write_events(
                 }
                 serde_json::to_writer(&mut *out, &ev)?;
             }
+            Format::S3 => anyhow::bail!("the S3 layout is written by files::S3Writer"),
             Format::Eventbridge => {
                 let detail_type = if ev["eventName"] == "ConsoleLogin" {
                     "AWS Console Sign In via CloudTrail"

@@ -94,7 +94,10 @@ pub fn expand_inputs(args: &[PathBuf]) -> Result<Vec<Input>, String> {
                 .filter(|e| e.file_type().is_file() && is_event_file(e.path()))
                 .map(|e| e.into_path())
                 .collect();
-            files.sort();
+            // CloudTrail writes one file per account and region every few minutes; reading them in
+            // the order of the time in their names (not account by account) keeps event time
+            // moving forward, as correlations need.
+            files.sort_by_cached_key(|f| (cloudtrail_file_time(f), f.clone()));
             out.extend(files.into_iter().map(Input::File));
         } else if a.is_file() {
             out.push(Input::File(a.clone()));
@@ -103,6 +106,21 @@ pub fn expand_inputs(args: &[PathBuf]) -> Result<Vec<Input>, String> {
         }
     }
     Ok(out)
+}
+
+/// The `YYYYMMDDTHHMMZ` in a CloudTrail log file name
+/// (`<account>_CloudTrail_<region>_<YYYYMMDDTHHMMZ>_<unique>.json.gz`); empty for other names.
+fn cloudtrail_file_time(p: &Path) -> String {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    name.split('_')
+        .find(|part| {
+            part.len() == 14
+                && part.as_bytes()[8] == b'T'
+                && part.ends_with('Z')
+                && part[..8].bytes().all(|b| b.is_ascii_digit())
+        })
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn is_event_file(p: &Path) -> bool {
@@ -456,6 +474,34 @@ mod tests {
             errs.iter().any(|e| matches!(e.kind, InputErrorKind::Io(_))),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn cloudtrail_files_are_read_in_time_order_across_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut expected = Vec::new();
+        for (acct, stamp) in [
+            ("222222222222", "20240101T0010Z"),
+            ("111111111111", "20240101T0015Z"),
+            ("222222222222", "20240101T0020Z"),
+        ] {
+            let d = dir
+                .path()
+                .join(format!("AWSLogs/{acct}/CloudTrail/us-east-1/2024/01/01"));
+            std::fs::create_dir_all(&d).unwrap();
+            let name = format!("{acct}_CloudTrail_us-east-1_{stamp}_abc.json.gz");
+            std::fs::write(d.join(&name), b"").unwrap();
+            expected.push(name);
+        }
+        let names: Vec<String> = expand_inputs(&[dir.path().to_path_buf()])
+            .unwrap()
+            .iter()
+            .map(|i| match i {
+                Input::File(p) => p.file_name().unwrap().to_string_lossy().into_owned(),
+                Input::Stdin => String::new(),
+            })
+            .collect();
+        assert_eq!(names, expected);
     }
 
     #[test]
