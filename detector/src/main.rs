@@ -35,6 +35,24 @@ enum Command {
     Explain(ExplainArgs),
     /// Run every rule's fixtures (`trailwatch.tests`); fail on a wrong verdict or a rule without any.
     Test(TestArgs),
+    /// Run the live service: SQS in, deduplicated alerts to SNS and/or a file, /metrics.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -147,6 +165,7 @@ fn main() -> ExitCode {
         Command::Check(a) => cmd_check(a),
         Command::Explain(a) => cmd_explain(a),
         Command::Test(a) => cmd_test(a),
+        Command::Run(a) => cmd_run(a),
     };
     match result {
         Ok(code) => code,
@@ -199,28 +218,10 @@ fn parse_span(s: &str) -> Result<i64, String> {
 }
 
 fn load_placeholders(path: Option<&PathBuf>) -> Result<Placeholders> {
-    let Some(path) = path else {
-        return Ok(Placeholders::new());
-    };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let docs = rule::yaml::load_documents(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let mut out = Placeholders::new();
-    let Some(map) = docs.first().and_then(|d| d.as_map()) else {
-        bail!(
-            "{}: expected a mapping of placeholder name to list of values",
-            path.display()
-        );
-    };
-    for (k, v) in map {
-        let values = match &v.kind {
-            rule::yaml::NodeKind::Seq(items) => items.iter().filter_map(|i| i.as_text()).collect(),
-            _ => v.as_text().into_iter().collect(),
-        };
-        out.insert(k.text.clone(), values);
+    match path {
+        Some(p) => Ok(rule::value::load_placeholders(p)?),
+        None => Ok(Placeholders::new()),
     }
-    Ok(out)
 }
 
 /// Loads and compiles rules, printing every error; `None` means at least one failed.
@@ -483,4 +484,19 @@ fn cmd_test(a: TestArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn cmd_run(a: RunArgs) -> Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    match a.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    let config = trailwatch::config::Config::load(&a.config)?;
+    trailwatch::run::run(config)?;
+    Ok(ExitCode::SUCCESS)
 }

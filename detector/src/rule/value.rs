@@ -287,6 +287,28 @@ pub struct FieldSpec {
 /// Values for `expand` placeholders (`%name%`), from configuration.
 pub type Placeholders = BTreeMap<String, Vec<String>>;
 
+/// Reads a YAML file mapping placeholder names to value lists.
+pub fn load_placeholders(path: &std::path::Path) -> Result<Placeholders, super::RuleError> {
+    let err = |line, m: String| super::RuleError::new(path, line, m);
+    let text = std::fs::read_to_string(path).map_err(|e| err(0, e.to_string()))?;
+    let docs = super::yaml::load_documents(&text).map_err(|e| err(e.line, e.message))?;
+    let Some(map) = docs.first().and_then(|d| d.as_map()) else {
+        return Err(err(
+            0,
+            "expected a mapping of placeholder name to list of values".into(),
+        ));
+    };
+    let mut out = Placeholders::new();
+    for (k, v) in map {
+        let values = match &v.kind {
+            NodeKind::Seq(items) => items.iter().filter_map(|i| i.as_text()).collect(),
+            _ => v.as_text().into_iter().collect(),
+        };
+        out.insert(k.text.clone(), values);
+    }
+    Ok(out)
+}
+
 const MODIFIERS: &[&str] = &[
     "contains",
     "startswith",

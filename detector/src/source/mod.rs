@@ -1,3 +1,4 @@
 //! Where events come from; each source hands documents to the decoder.
 
 pub mod file;
+pub mod sqs;

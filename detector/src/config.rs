@@ -1,0 +1,281 @@
+//! The `trailwatch run` configuration file (TOML), raw then validated.
+//!
+//! Endpoints and credentials come from the AWS SDK's standard environment (`AWS_ENDPOINT_URL`,
+//! `AWS_REGION`, the default credential chain); the file names the queue and topic.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Rule files and directories.
+    pub rules: RulesConfig,
+    /// Where events come from.
+    pub source: SourceConfig,
+    /// Where alerts go.
+    #[serde(default)]
+    pub sink: SinkConfig,
+    /// Correlation windows and state.
+    #[serde(default)]
+    pub windows: WindowsConfig,
+    /// IP geolocation for geo rules.
+    #[serde(default)]
+    pub geoip: GeoipConfig,
+    /// The HTTP endpoint for metrics and health.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[rules]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Rule files or directories.
+    pub paths: Vec<PathBuf>,
+    /// YAML file of placeholder values for `expand`.
+    pub placeholders: Option<PathBuf>,
+}
+
+/// `[source]`: exactly one source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// An SQS queue fed by EventBridge.
+    pub sqs: Option<SqsConfig>,
+}
+
+/// `[source.sqs]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqsConfig {
+    /// The queue URL.
+    pub queue_url: String,
+    /// Concurrent long-polling receivers.
+    #[serde(default = "default_pollers")]
+    pub pollers: usize,
+    /// Long-poll wait, seconds (at most 20).
+    #[serde(default = "default_wait")]
+    pub wait_seconds: i32,
+    /// Largest message body accepted, bytes; larger ones are counted and left for redrive.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_pollers() -> usize {
+    2
+}
+fn default_wait() -> i32 {
+    20
+}
+fn default_max_body() -> usize {
+    1 << 20
+}
+
+/// `[sink]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Publish alerts to an SNS topic.
+    pub sns: Option<SnsConfig>,
+    /// Append alerts as JSON lines to a file (`-` for stdout).
+    pub jsonl: Option<PathBuf>,
+}
+
+/// `[sink.sns]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnsConfig {
+    /// The topic ARN.
+    pub topic_arn: String,
+}
+
+/// `[windows]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowsConfig {
+    /// Allowed lateness of events (event time), e.g. `5m`.
+    #[serde(default = "default_lateness")]
+    pub lateness: String,
+    /// Most group keys per correlation rule.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+    /// Where correlation state is snapshotted (restored on start).
+    pub state_file: Option<PathBuf>,
+    /// How often the state is snapshotted while running, e.g. `60s`.
+    #[serde(default = "default_snapshot_interval")]
+    pub snapshot_interval: String,
+}
+
+impl Default for WindowsConfig {
+    fn default() -> Self {
+        WindowsConfig {
+            lateness: default_lateness(),
+            max_keys: default_max_keys(),
+            state_file: None,
+            snapshot_interval: default_snapshot_interval(),
+        }
+    }
+}
+
+fn default_lateness() -> String {
+    "5m".into()
+}
+fn default_max_keys() -> usize {
+    100_000
+}
+fn default_snapshot_interval() -> String {
+    "60s".into()
+}
+
+/// `[geoip]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoipConfig {
+    /// City databases (MaxMind format).
+    #[serde(default)]
+    pub cities: Vec<PathBuf>,
+    /// ASN database.
+    pub asn: Option<PathBuf>,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of `/metrics`, `/healthz`, `/readyz`; loopback by default.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9898".into()
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// The file.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Config {
+    /// Reads and validates a configuration file; relative paths are taken from its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let err = |m: String| ConfigError {
+            path: path.display().to_string(),
+            message: m,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let mut c: Config = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && p.as_os_str() != "-" {
+                *p = base.join(&*p);
+            }
+        };
+        c.rules.paths.iter_mut().for_each(fix);
+        c.rules.placeholders.iter_mut().for_each(fix);
+        c.sink.jsonl.iter_mut().for_each(fix);
+        c.windows.state_file.iter_mut().for_each(fix);
+        c.geoip.cities.iter_mut().for_each(fix);
+        c.geoip.asn.iter_mut().for_each(fix);
+        c.validate().map_err(err)?;
+        Ok(c)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let Some(sqs) = &self.source.sqs else {
+            return Err("[source] needs a source: [source.sqs]".into());
+        };
+        if !(1..=20).contains(&sqs.wait_seconds) {
+            return Err("source.sqs.wait_seconds must be 1 to 20".into());
+        }
+        if sqs.pollers == 0 {
+            return Err("source.sqs.pollers must be at least 1".into());
+        }
+        if self.sink.sns.is_none() && self.sink.jsonl.is_none() {
+            return Err(
+                "[sink] needs somewhere to send alerts: [sink.sns] and/or sink.jsonl".into(),
+            );
+        }
+        for (name, v) in [
+            ("windows.lateness", &self.windows.lateness),
+            ("windows.snapshot_interval", &self.windows.snapshot_interval),
+        ] {
+            if crate::rule::correlation::parse_timespan(v).is_none() && v != "0s" {
+                return Err(format!("{name} must be a duration such as 5m, not '{v}'"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The allowed lateness, seconds.
+    pub fn lateness(&self) -> i64 {
+        crate::rule::correlation::parse_timespan(&self.windows.lateness).unwrap_or(0)
+    }
+
+    /// The snapshot interval, seconds.
+    pub fn snapshot_interval(&self) -> i64 {
+        crate::rule::correlation::parse_timespan(&self.windows.snapshot_interval).unwrap_or(60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        Config::load(&p)
+    }
+
+    const OK: &str = "[rules]\npaths = [\"rules\"]\n[source.sqs]\nqueue_url = \"http://q\"\n[sink.sns]\ntopic_arn = \"arn:aws:sns:us-east-1:1:t\"\n";
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let c = load(OK).unwrap();
+        assert_eq!(c.source.sqs.as_ref().unwrap().pollers, 2);
+        assert_eq!(c.lateness(), 300);
+        assert_eq!(c.metrics.listen, "127.0.0.1:9898");
+        assert!(c.rules.paths[0].is_absolute());
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = load(&format!("{OK}[sink]\nwebhook = 1\n")).unwrap_err();
+        assert!(
+            e.message.contains("duplicate key") || e.message.contains("unknown field"),
+            "{e}"
+        );
+        let e = load("[rules]\npaths = []\n[source]\n[sink]\njsonl = \"-\"\n").unwrap_err();
+        assert!(e.message.contains("[source.sqs]"), "{e}");
+        let e = load(&OK.replace(
+            "[sink.sns]\ntopic_arn = \"arn:aws:sns:us-east-1:1:t\"\n",
+            "",
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("somewhere to send alerts"), "{e}");
+        let e = load(&format!("{OK}[windows]\nlateness = \"soon\"\n")).unwrap_err();
+        assert!(e.message.contains("windows.lateness"), "{e}");
+        let e = load(&OK.replace("queue_url", "queue")).unwrap_err();
+        assert!(
+            e.message.contains("unknown field") || e.message.contains("missing field"),
+            "{e}"
+        );
+    }
+}

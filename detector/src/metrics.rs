@@ -1,0 +1,219 @@
+//! Prometheus metrics and the HTTP endpoint that serves them with `/healthz` and `/readyz`.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Every metric trailwatch exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Source messages received.
+    pub messages_received: IntCounter,
+    /// CloudTrail records decoded and evaluated.
+    pub events: IntCounter,
+    /// Undecodable messages or records, by kind.
+    pub decode_errors: IntCounterVec,
+    /// Rule hits, by rule id.
+    pub rule_hits: IntCounterVec,
+    /// Alerts confirmed by the sinks.
+    pub alerts_published: IntCounter,
+    /// Alerts not sent again because their id was already published.
+    pub alerts_deduplicated: IntCounter,
+    /// Failed sink calls (each is retried).
+    pub sink_errors: IntCounter,
+    /// Time from a batch being ready to its alerts being confirmed.
+    pub sink_latency: Histogram,
+    /// Messages received and not yet deleted.
+    pub sqs_in_flight: IntGauge,
+    /// Source messages deleted after their alerts were confirmed.
+    pub messages_deleted: IntCounter,
+    /// Events later than the allowed lateness (left out of correlations).
+    pub late_events: IntGauge,
+    /// Group keys evicted by the key cap.
+    pub window_evictions: IntGauge,
+    /// Group keys tracked now.
+    pub window_keys: IntGauge,
+    /// Correlation state snapshots written.
+    pub snapshots: IntCounter,
+    ready: Arc<AtomicBool>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            r.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            r.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let vec = |name: &str, help: &str, label: &str| {
+            let v = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+            r.register(Box::new(v.clone())).expect("unique metric");
+            v
+        };
+        let sink_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "trailwatch_sink_latency_seconds",
+                "Time from a batch being ready to its alerts being confirmed",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(sink_latency.clone()))
+            .expect("unique metric");
+        Metrics {
+            messages_received: counter(
+                "trailwatch_messages_received_total",
+                "Source messages received",
+            ),
+            events: counter(
+                "trailwatch_events_total",
+                "CloudTrail records decoded and evaluated",
+            ),
+            decode_errors: vec(
+                "trailwatch_decode_errors_total",
+                "Undecodable messages or records",
+                "kind",
+            ),
+            rule_hits: vec("trailwatch_rule_hits_total", "Rule hits", "rule"),
+            alerts_published: counter(
+                "trailwatch_alerts_published_total",
+                "Alerts confirmed by the sinks",
+            ),
+            alerts_deduplicated: counter(
+                "trailwatch_alerts_deduplicated_total",
+                "Alerts not sent again: same alert id",
+            ),
+            sink_errors: counter(
+                "trailwatch_sink_errors_total",
+                "Failed sink calls (retried)",
+            ),
+            sink_latency,
+            sqs_in_flight: gauge(
+                "trailwatch_sqs_in_flight",
+                "Messages received and not yet deleted",
+            ),
+            messages_deleted: counter(
+                "trailwatch_messages_deleted_total",
+                "Messages deleted after their alerts were confirmed",
+            ),
+            late_events: gauge(
+                "trailwatch_window_late_events",
+                "Events later than the allowed lateness",
+            ),
+            window_evictions: gauge(
+                "trailwatch_window_evictions",
+                "Group keys evicted by the key cap",
+            ),
+            window_keys: gauge("trailwatch_window_keys", "Group keys tracked"),
+            snapshots: counter(
+                "trailwatch_state_snapshots_total",
+                "Correlation state snapshots written",
+            ),
+            registry: r,
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Marks the service ready (or not) for `/readyz`.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the task is dropped.
+    pub async fn serve(self, listener: TcpListener) {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                continue;
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let n =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let path = request.split_whitespace().nth(1).unwrap_or("/");
+                let (status, body) = match path {
+                    "/metrics" => ("200 OK", me.render()),
+                    "/healthz" => ("200 OK", "ok\n".to_string()),
+                    "/readyz" if me.ready.load(Ordering::Relaxed) => {
+                        ("200 OK", "ready\n".to_string())
+                    }
+                    "/readyz" => ("503 Service Unavailable", "starting\n".to_string()),
+                    _ => ("404 Not Found", "not found\n".to_string()),
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(response.as_bytes()).await;
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn serves_metrics_and_health() {
+        let m = Metrics::new();
+        m.events.inc_by(3);
+        m.decode_errors.with_label_values(&["syntax"]).inc();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(m.clone().serve(listener));
+        let get = |path: &'static str| async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        };
+        let body = get("/metrics").await;
+        assert!(body.contains("trailwatch_events_total 3"), "{body}");
+        assert!(
+            body.contains("trailwatch_decode_errors_total{kind=\"syntax\"} 1"),
+            "{body}"
+        );
+        assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+        assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
+        m.set_ready(true);
+        assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+        assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
+    }
+}
