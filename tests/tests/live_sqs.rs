@@ -66,147 +66,50 @@ fn http_get(addr: &str, path: &str) -> String {
 async fn eventbridge_events_become_minimal_deduplicated_alerts() {
     let Some(url) = moto() else { return };
     let (sqs, sns) = clients(&url);
-    let tag = format!(
-        "{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    );
-    let events_q = sqs
-        .create_queue()
-        .queue_name(format!("events-{tag}"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let alerts_q = sqs
-        .create_queue()
-        .queue_name(format!("alerts-{tag}"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let alerts_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&alerts_q)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    let topic = sns
-        .create_topic()
-        .name(format!("alerts-{tag}"))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(&alerts_arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
-
+    let q = queues(&sqs, &sns, &format!("main-{}", std::process::id())).await;
     let stop = envelope(
         "e1",
         json!({"eventID": "ev-stop", "eventTime": "2026-11-01T10:00:00Z", "eventSource": "cloudtrail.amazonaws.com",
-        "eventName": "StopLogging", "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.1", "recipientAccountId": "111122223333",
-        "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/bob"},
-        "requestParameters": {"name": "org-trail", "note": "PHI-999 patient record"}}),
+               "eventName": "StopLogging", "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.1",
+               "recipientAccountId": "111122223333", "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/bob"},
+               "requestParameters": {"name": "org-trail", "note": "PHI-999 patient record"}}),
     );
     let root_login = envelope(
         "e2",
         json!({"eventID": "ev-root", "eventTime": "2026-11-01T10:01:00Z", "eventSource": "signin.amazonaws.com",
-        "eventName": "ConsoleLogin", "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.2", "recipientAccountId": "111122223333",
-        "userIdentity": {"type": "Root", "arn": "arn:aws:iam::111122223333:root"}, "eventType": "AwsConsoleSignIn",
-        "responseElements": {"ConsoleLogin": "Success"}, "additionalEventData": {"MFAUsed": "Yes"}}),
+               "eventName": "ConsoleLogin", "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.2",
+               "recipientAccountId": "111122223333", "userIdentity": {"type": "Root", "arn": "arn:aws:iam::111122223333:root"},
+               "eventType": "AwsConsoleSignIn", "responseElements": {"ConsoleLogin": "Success"},
+               "additionalEventData": {"MFAUsed": "Yes"}}),
     );
+    // The StopLogging message arrives twice (redelivery): it must not page twice.
     for body in [stop.clone(), root_login, stop, "{not json".to_string()] {
         sqs.send_message()
-            .queue_url(&events_q)
+            .queue_url(&q.events)
             .message_body(body)
             .send()
             .await
             .unwrap();
     }
-
     let dir = tempfile::tempdir().unwrap();
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let config = dir.path().join("trailwatch.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[rules]\npaths = [{rules:?}]\n[source.sqs]\nqueue_url = {events_q:?}\npollers = 2\nwait_seconds = 1\n[sink.sns]\ntopic_arn = {topic:?}\n[metrics]\nlisten = {metrics:?}\n[windows]\nstate_file = \"state.snap\"\n",
-            rules = root().join("rules").display().to_string()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(trailwatch_bin())
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--log-format",
-            "json",
-        ])
-        .env("AWS_ENDPOINT_URL", &url)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut service, metrics) = start(&url, &q, dir.path());
 
-    // Four alerts are expected: two rules on StopLogging, two on the root sign-in; the
-    // redelivered StopLogging message raises nothing new.
-    let mut bodies = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while bodies.len() < 5 && Instant::now() < deadline {
-        let out = sqs
-            .receive_message()
-            .queue_url(&alerts_q)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages.unwrap_or_default() {
-            bodies.push(m.body.unwrap_or_default());
-            sqs.delete_message()
-                .queue_url(&alerts_q)
-                .receipt_handle(m.receipt_handle.unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-        if bodies.len() == 4 {
-            // Give a duplicate the chance to show up before concluding.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let out = sqs
-                .receive_message()
-                .queue_url(&alerts_q)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .unwrap();
-            bodies.extend(
-                out.messages
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|m| m.body.unwrap_or_default()),
-            );
-            break;
-        }
-    }
+    let mut bodies = receive(&sqs, &q.alerts, 4).await;
+    // One more look, shorter than the 30 s visibility timeout: a duplicate would be here by now.
+    let more = sqs
+        .receive_message()
+        .queue_url(&q.alerts)
+        .max_number_of_messages(10)
+        .wait_time_seconds(3)
+        .send()
+        .await
+        .unwrap();
+    bodies.extend(
+        more.messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| m.body.unwrap_or_default()),
+    );
     let alerts: Vec<serde_json::Value> = bodies
         .iter()
         .map(|b| serde_json::from_str(b).unwrap())
@@ -238,7 +141,10 @@ async fn eventbridge_events_become_minimal_deduplicated_alerts() {
         );
     }
 
-    let text = http_get(&metrics, "/metrics");
+    let text = metrics_with(
+        &metrics,
+        &["trailwatch_messages_deleted_total 3".to_string()],
+    );
     assert!(
         text.contains("trailwatch_decode_errors_total{kind=\"syntax\"} 1"),
         "{text}"
@@ -247,24 +153,29 @@ async fn eventbridge_events_become_minimal_deduplicated_alerts() {
         text.contains("trailwatch_alerts_published_total 4"),
         "{text}"
     );
+    assert!(
+        text.contains("trailwatch_alerts_deduplicated_total 2"),
+        "{text}"
+    );
     assert!(http_get(&metrics, "/readyz").starts_with("HTTP/1.1 200"));
 
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &service.0.id().to_string()])
         .status()
         .unwrap();
-    let status = child.wait().unwrap();
+    let status = service.0.wait().unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status}");
     assert!(
         dir.path().join("state.snap").exists(),
         "state snapshotted at shutdown"
     );
 
-    // The poison message was not deleted: it waits for redrive (in flight or visible again).
+    // The undecodable message was not deleted: it waits for redrive (in flight or visible again).
+    let all = aws_sdk_sqs::types::QueueAttributeName::All;
     let attrs = sqs
         .get_queue_attributes()
-        .queue_url(&events_q)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .queue_url(&q.events)
+        .attribute_names(all)
         .send()
         .await
         .unwrap()
@@ -279,4 +190,196 @@ async fn eventbridge_events_become_minimal_deduplicated_alerts() {
     let left = count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
         + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
     assert_eq!(left, 1, "only the undecodable message remains");
+}
+
+/// The metrics text once it contains every one of `needles` (deletes follow deliveries, so
+/// counters settle a moment after the alerts arrive); the last text seen after 10 s otherwise.
+fn metrics_with(addr: &str, needles: &[String]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = http_get(addr, "/metrics");
+        if needles.iter().all(|n| text.contains(n.as_str())) || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A fresh events queue, and an alerts topic delivering raw to an alerts queue.
+struct Queues {
+    events: String,
+    alerts: String,
+    topic: String,
+}
+
+async fn queues(sqs: &aws_sdk_sqs::Client, sns: &aws_sdk_sns::Client, tag: &str) -> Queues {
+    let events = sqs
+        .create_queue()
+        .queue_name(format!("events-{tag}"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let alerts = sqs
+        .create_queue()
+        .queue_name(format!("alerts-{tag}"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn_attr = aws_sdk_sqs::types::QueueAttributeName::QueueArn;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&alerts)
+        .attribute_names(arn_attr.clone())
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let topic = sns
+        .create_topic()
+        .name(format!("alerts-{tag}"))
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(&attrs[&arn_attr])
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+    Queues {
+        events,
+        alerts,
+        topic,
+    }
+}
+
+/// Kills the service if a test fails before stopping it.
+struct Service(std::process::Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `trailwatch run` on `q`; returns the child and the metrics address.
+fn start(url: &str, q: &Queues, dir: &std::path::Path) -> (Service, String) {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let config = dir.join("trailwatch.toml");
+    let text = format!(
+        "[rules]\npaths = [{rules:?}]\n[source.sqs]\nqueue_url = {events:?}\npollers = 2\nwait_seconds = 1\n[sink.sns]\ntopic_arn = {topic:?}\n[metrics]\nlisten = {metrics:?}\n[windows]\nstate_file = \"state.snap\"\n",
+        rules = root().join("rules").display().to_string(),
+        events = q.events,
+        topic = q.topic,
+    );
+    std::fs::write(&config, text).unwrap();
+    let child = Command::new(trailwatch_bin())
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("AWS_ENDPOINT_URL", url)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (Service(child), metrics)
+}
+
+/// Receives alert bodies until `n` arrived (or 30 s passed), deleting them.
+async fn receive(sqs: &aws_sdk_sqs::Client, queue: &str, n: usize) -> Vec<String> {
+    let mut bodies = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bodies.len() < n && Instant::now() < deadline {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages.unwrap_or_default() {
+            bodies.push(m.body.unwrap_or_default());
+            sqs.delete_message()
+                .queue_url(queue)
+                .receipt_handle(m.receipt_handle.unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    bodies
+}
+
+/// Poison messages of every kind are counted and left for redrive; the pipeline goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_messages_do_not_stop_the_pipeline() {
+    let Some(url) = moto() else { return };
+    let (sqs, sns) = clients(&url);
+    let tag = format!("poison-{}", std::process::id());
+    let q = queues(&sqs, &sns, &tag).await;
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let poison = [
+        "{not json".to_string(),
+        deep,
+        "42".to_string(),
+        json!({"detail-type": "EC2 Instance State-change Notification", "detail": {"state": "running"}}).to_string(),
+    ];
+    for body in &poison {
+        sqs.send_message()
+            .queue_url(&q.events)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let good = envelope(
+        "g",
+        json!({"eventID": "ev-mfa", "eventTime": "2026-11-01T10:00:00Z", "eventSource": "iam.amazonaws.com",
+               "eventName": "DeactivateMFADevice", "recipientAccountId": "111122223333",
+               "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::1:user/eve"}}),
+    );
+    sqs.send_message()
+        .queue_url(&q.events)
+        .message_body(good)
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut service, metrics) = start(&url, &q, dir.path());
+    let bodies = receive(&sqs, &q.alerts, 1).await;
+    assert_eq!(
+        bodies.len(),
+        1,
+        "the good message behind the poison still alerts"
+    );
+    assert!(
+        bodies[0].contains("MFA Device Deactivated or Deleted"),
+        "{bodies:?}"
+    );
+    let mut needles: Vec<String> = ["syntax", "too_deep", "not_a_record", "not_cloudtrail"]
+        .iter()
+        .map(|k| format!("trailwatch_decode_errors_total{{kind=\"{k}\"}} 1"))
+        .collect();
+    needles.push("trailwatch_messages_deleted_total 1".into());
+    let text = metrics_with(&metrics, &needles);
+    for n in &needles {
+        assert!(text.contains(n.as_str()), "{n}: {text}");
+    }
+    Command::new("kill")
+        .args(["-TERM", &service.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(service.0.wait().unwrap().success());
 }
