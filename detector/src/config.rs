@@ -52,6 +52,8 @@ pub struct SourceConfig {
 pub struct SqsConfig {
     /// The queue URL.
     pub queue_url: String,
+    /// Overrides the SQS endpoint (VPC endpoints, proxies, tests); else the SDK's environment.
+    pub endpoint_url: Option<String>,
     /// Concurrent long-polling receivers.
     #[serde(default = "default_pollers")]
     pub pollers: usize,
@@ -89,6 +91,8 @@ pub struct SinkConfig {
 pub struct SnsConfig {
     /// The topic ARN.
     pub topic_arn: String,
+    /// Overrides the SNS endpoint (VPC endpoints, proxies, tests); else the SDK's environment.
+    pub endpoint_url: Option<String>,
 }
 
 /// `[windows]`

@@ -58,12 +58,26 @@ async fn serve(config: Config) -> Result<()> {
     tokio::spawn(metrics.clone().serve(listener));
 
     let aws = aws_config::load_from_env().await;
-    let sqs_client = aws_sdk_sqs::Client::new(&aws);
-    let sns = config
-        .sink
-        .sns
+    let mut sqs_config = aws_sdk_sqs::config::Builder::from(&aws);
+    if let Some(url) = config
+        .source
+        .sqs
         .as_ref()
-        .map(|s| SnsSink::new(aws_sdk_sns::Client::new(&aws), s.topic_arn.clone()));
+        .and_then(|s| s.endpoint_url.as_ref())
+    {
+        sqs_config = sqs_config.endpoint_url(url);
+    }
+    let sqs_client = aws_sdk_sqs::Client::from_conf(sqs_config.build());
+    let sns = config.sink.sns.as_ref().map(|s| {
+        let mut c = aws_sdk_sns::config::Builder::from(&aws);
+        if let Some(url) = &s.endpoint_url {
+            c = c.endpoint_url(url);
+        }
+        SnsSink::new(
+            aws_sdk_sns::Client::from_conf(c.build()),
+            s.topic_arn.clone(),
+        )
+    });
     let jsonl = config.sink.jsonl.clone().map(JsonlSink::new);
     let source = config.source.sqs.clone().context("no source")?;
 

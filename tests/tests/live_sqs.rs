@@ -274,23 +274,37 @@ impl Drop for Service {
 
 /// Starts `trailwatch run` on `q`; returns the child and the metrics address.
 fn start(url: &str, q: &Queues, dir: &std::path::Path) -> (Service, String) {
+    start_with(url, q, dir, "")
+}
+
+/// [`start`], with extra `[sink.sns]` settings.
+fn start_with(url: &str, q: &Queues, dir: &std::path::Path, sns_extra: &str) -> (Service, String) {
     let metrics = format!("127.0.0.1:{}", free_port());
     let config = dir.join("trailwatch.toml");
     let text = format!(
-        "[rules]\npaths = [{rules:?}]\n[source.sqs]\nqueue_url = {events:?}\npollers = 2\nwait_seconds = 1\n[sink.sns]\ntopic_arn = {topic:?}\n[metrics]\nlisten = {metrics:?}\n[windows]\nstate_file = \"state.snap\"\n",
+        "[rules]\npaths = [{rules:?}]\n[source.sqs]\nqueue_url = {events:?}\nendpoint_url = {url:?}\npollers = 2\nwait_seconds = 1\n[sink.sns]\ntopic_arn = {topic:?}\n{sns_extra}[metrics]\nlisten = {metrics:?}\n[windows]\nstate_file = \"state.snap\"\n",
         rules = root().join("rules").display().to_string(),
         events = q.events,
         topic = q.topic,
     );
     std::fs::write(&config, text).unwrap();
-    let child = Command::new(trailwatch_bin())
+    let mut command = Command::new(trailwatch_bin());
+    // With an SNS endpoint in the file, nothing else may point SNS anywhere.
+    if sns_extra.is_empty() {
+        command.env("AWS_ENDPOINT_URL", url);
+    } else {
+        command.env_remove("AWS_ENDPOINT_URL");
+    }
+    let child = command
         .args(["run", "--config", config.to_str().unwrap()])
-        .env("AWS_ENDPOINT_URL", url)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stderr(Stdio::null())
+        .stderr(match std::env::var("TRAILWATCH_TEST_LOG") {
+            Ok(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            Err(_) => Stdio::null(),
+        })
         .spawn()
         .unwrap();
     (Service(child), metrics)
@@ -377,6 +391,99 @@ async fn poison_messages_do_not_stop_the_pipeline() {
     for n in &needles {
         assert!(text.contains(n.as_str()), "{n}: {text}");
     }
+    Command::new("kill")
+        .args(["-TERM", &service.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(service.0.wait().unwrap().success());
+}
+
+/// A TCP proxy to `target` that refuses service until `up` turns true.
+async fn flaky_proxy(target: String, up: std::sync::Arc<std::sync::atomic::AtomicBool>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
+            if !up.load(std::sync::atomic::Ordering::SeqCst) {
+                drop(inbound); // connection closed: SNS is "down"
+                continue;
+            }
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// While SNS is unavailable nothing is deleted from SQS; after recovery every alert arrives
+/// and only then is the message deleted.
+#[tokio::test(flavor = "multi_thread")]
+async fn sns_outage_holds_acknowledgements_until_recovery() {
+    let Some(url) = moto() else { return };
+    let (sqs, sns) = clients(&url);
+    let q = queues(&sqs, &sns, &format!("outage-{}", std::process::id())).await;
+    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let proxy = flaky_proxy(url.trim_start_matches("http://").to_string(), up.clone()).await;
+    let stop = envelope(
+        "o1",
+        json!({"eventID": "ev-outage", "eventTime": "2026-11-01T10:00:00Z", "eventSource": "cloudtrail.amazonaws.com",
+               "eventName": "StopLogging", "recipientAccountId": "111122223333",
+               "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::1:user/bob"}}),
+    );
+    sqs.send_message()
+        .queue_url(&q.events)
+        .message_body(stop)
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config_extra = format!("endpoint_url = {proxy:?}\n");
+    let (mut service, metrics) = start_with(&url, &q, dir.path(), &config_extra);
+    // (start_with gives SQS its endpoint in the file, not in AWS_ENDPOINT_URL, so that the
+    // SNS endpoint above is the only one SNS can use.)
+
+    // Down: the alert cannot be delivered, so the message must stay.
+    let text = metrics_with(&metrics, &["trailwatch_sink_errors_total 2".to_string()]);
+    assert!(!text.contains("trailwatch_sink_errors_total 0"), "{text}");
+    assert!(
+        text.contains("trailwatch_messages_deleted_total 0"),
+        "{text}"
+    );
+    let early = sqs
+        .receive_message()
+        .queue_url(&q.alerts)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        early.messages.unwrap_or_default().is_empty(),
+        "no alert while SNS is down"
+    );
+
+    // Recovered: both alerts arrive, then the message is deleted.
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let bodies = receive(&sqs, &q.alerts, 2).await;
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    let text = metrics_with(
+        &metrics,
+        &["trailwatch_messages_deleted_total 1".to_string()],
+    );
+    assert!(
+        text.contains("trailwatch_messages_deleted_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("trailwatch_alerts_published_total 2"),
+        "{text}"
+    );
     Command::new("kill")
         .args(["-TERM", &service.0.id().to_string()])
         .status()
