@@ -11,7 +11,7 @@ use crate::sink::{JsonlSink, SnsSink};
 use crate::source::sqs::{self, Received};
 use crate::window::{CorrelationHit, Correlator, Origin};
 use anyhow::{bail, Context, Result};
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -214,8 +214,7 @@ struct Worker<'s> {
     fired: Vec<CorrelationHit>,
     summaries: SummaryFields,
     metrics: Metrics,
-    published: HashSet<String>,
-    published_order: VecDeque<String>,
+    published: crate::alert::ledger::Ledger,
     state_file: Option<std::path::PathBuf>,
     events: u64,
 }
@@ -241,6 +240,12 @@ impl<'s> Worker<'s> {
         if let Some(l) = locator {
             correlator = correlator.with_locator(l);
         }
+        // Alert ids published before a crash live beside the state snapshot.
+        let ledger_path = config
+            .windows
+            .state_file
+            .as_ref()
+            .map(|p| p.with_extension("published"));
         if let Some(path) = config.windows.state_file.as_ref().filter(|p| p.exists()) {
             let bytes =
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -264,8 +269,11 @@ impl<'s> Worker<'s> {
             fired: Vec::new(),
             summaries,
             metrics,
-            published: HashSet::new(),
-            published_order: VecDeque::new(),
+            published: crate::alert::ledger::Ledger::open(
+                ledger_path.as_deref(),
+                REMEMBERED_ALERTS,
+            )
+            .with_context(|| "opening the published-alerts ledger".to_string())?,
             state_file: config.windows.state_file.clone(),
             events: 0,
         })
@@ -374,16 +382,13 @@ impl<'s> Worker<'s> {
         fresh
     }
 
+    /// Records delivered alerts before their messages are deleted.
     fn remember(&mut self, alerts: &[Alert]) {
-        for a in alerts {
-            if self.published.insert(a.alert_id.clone()) {
-                self.published_order.push_back(a.alert_id.clone());
-            }
-        }
-        while self.published_order.len() > REMEMBERED_ALERTS {
-            if let Some(old) = self.published_order.pop_front() {
-                self.published.remove(&old);
-            }
+        if let Err(e) = self
+            .published
+            .record(alerts.iter().map(|a| a.alert_id.as_str()))
+        {
+            tracing::warn!(error = %e, "recording published alert ids failed; a crash now could repeat them");
         }
     }
 
@@ -414,6 +419,8 @@ impl<'s> Worker<'s> {
         self.correlation_alerts(&mut alerts);
         let alerts = self.new_alerts(alerts);
         out.deliver(&alerts, &self.metrics).await;
+        self.metrics.alerts_published.inc_by(alerts.len() as u64);
+        self.remember(&alerts);
         self.snapshot();
         tracing::info!(events = self.events, "stopped");
     }

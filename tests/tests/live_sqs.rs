@@ -490,3 +490,74 @@ async fn sns_outage_holds_acknowledgements_until_recovery() {
         .unwrap();
     assert!(service.0.wait().unwrap().success());
 }
+
+/// `kill -9` in the middle of a stream, three times, then a clean run: every expected alert
+/// arrives and no alert id arrives twice (the published-alerts ledger survives the crashes).
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_stream_loses_nothing_and_repeats_nothing() {
+    let Some(url) = moto() else { return };
+    let (sqs, sns) = clients(&url);
+    let q = queues(&sqs, &sns, &format!("kill-{}", std::process::id())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mfa = |i: usize| {
+        envelope(
+            &format!("k{i}"),
+            json!({"eventID": format!("ev-kill-{i}"), "eventTime": "2026-11-01T10:00:00Z", "eventSource": "iam.amazonaws.com",
+                   "eventName": "DeactivateMFADevice", "recipientAccountId": "111122223333",
+                   "userIdentity": {"type": "IAMUser", "arn": format!("arn:aws:iam::1:user/u{i}")}}),
+        )
+    };
+    let mut bodies = Vec::new();
+    for round in 0..3 {
+        for i in round * 20..(round + 1) * 20 {
+            sqs.send_message()
+                .queue_url(&q.events)
+                .message_body(mfa(i))
+                .send()
+                .await
+                .unwrap();
+        }
+        let (mut service, _) = start(&url, &q, dir.path());
+        bodies.extend(receive(&sqs, &q.alerts, bodies.len() + 1).await);
+        service.0.kill().unwrap(); // SIGKILL: no shutdown work at all
+        service.0.wait().unwrap();
+    }
+    // A last, clean run finishes whatever the crashes left behind.
+    let (mut service, metrics) = start(&url, &q, dir.path());
+    let rest = receive(&sqs, &q.alerts, 60 - bodies.len().min(60)).await;
+    bodies.extend(rest);
+    let _ = metrics_with(&metrics, &["trailwatch_messages_deleted_total".to_string()]);
+    // Anything redelivered later would show up now.
+    let more = sqs
+        .receive_message()
+        .queue_url(&q.alerts)
+        .max_number_of_messages(10)
+        .wait_time_seconds(3)
+        .send()
+        .await
+        .unwrap();
+    bodies.extend(
+        more.messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| m.body.unwrap_or_default()),
+    );
+    Command::new("kill")
+        .args(["-TERM", &service.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(service.0.wait().unwrap().success());
+
+    let ids: Vec<String> = bodies
+        .iter()
+        .map(|b| {
+            serde_json::from_str::<serde_json::Value>(b).unwrap()["alert_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "an alert id arrived twice");
+    assert_eq!(ids.len(), 60, "every expected alert arrives");
+}

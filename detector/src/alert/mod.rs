@@ -4,6 +4,8 @@
 //! event source/name, times and error code. Free-form values (`requestParameters`,
 //! `responseElements`, user agents, error messages) are never copied: they may hold PHI.
 
+pub mod ledger;
+
 use crate::engine::{CompiledRule, RuleSet};
 use crate::event::{Event, FieldId, FieldValue};
 use serde::Serialize;
