@@ -282,7 +282,7 @@ fn start_with(url: &str, q: &Queues, dir: &std::path::Path, sns_extra: &str) -> 
     let metrics = format!("127.0.0.1:{}", free_port());
     let config = dir.join("trailwatch.toml");
     let text = format!(
-        "[rules]\npaths = [{rules:?}]\n[source.sqs]\nqueue_url = {events:?}\nendpoint_url = {url:?}\npollers = 2\nwait_seconds = 1\n[sink.sns]\ntopic_arn = {topic:?}\n{sns_extra}[metrics]\nlisten = {metrics:?}\n[windows]\nstate_file = \"state.snap\"\n",
+        "[rules]\npaths = [{rules:?}]\n[source.sqs]\nqueue_url = {events:?}\nendpoint_url = {url:?}\npollers = 2\nwait_seconds = 1\n[sink.sns]\ntopic_arn = {topic:?}\n{sns_extra}[metrics]\nlisten = {metrics:?}\n[windows]\nstate_file = \"state.snap\"\nsnapshot_interval = \"1s\"\n",
         rules = root().join("rules").display().to_string(),
         events = q.events,
         topic = q.topic,
@@ -387,10 +387,19 @@ async fn poison_messages_do_not_stop_the_pipeline() {
         .map(|k| format!("trailwatch_decode_errors_total{{kind=\"{k}\"}} 1"))
         .collect();
     needles.push("trailwatch_messages_deleted_total 1".into());
+
     let text = metrics_with(&metrics, &needles);
     for n in &needles {
         assert!(text.contains(n.as_str()), "{n}: {text}");
     }
+    assert!(
+        !text.contains("trailwatch_state_snapshots_total 0"),
+        "{text}"
+    );
+    assert!(
+        dir.path().join("state.snap").exists(),
+        "periodic snapshot on disk while running"
+    );
     Command::new("kill")
         .args(["-TERM", &service.0.id().to_string()])
         .status()
