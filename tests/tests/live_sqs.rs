@@ -92,24 +92,11 @@ async fn eventbridge_events_become_minimal_deduplicated_alerts() {
             .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let (mut service, metrics) = start(&url, &q, dir.path());
+    let (service, metrics) = start(&url, &q, dir.path());
 
     let mut bodies = receive(&sqs, &q.alerts, 4).await;
     // One more look, shorter than the 30 s visibility timeout: a duplicate would be here by now.
-    let more = sqs
-        .receive_message()
-        .queue_url(&q.alerts)
-        .max_number_of_messages(10)
-        .wait_time_seconds(3)
-        .send()
-        .await
-        .unwrap();
-    bodies.extend(
-        more.messages
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| m.body.unwrap_or_default()),
-    );
+    bodies.extend(one_more_look(&sqs, &q.alerts).await);
     let alerts: Vec<serde_json::Value> = bodies
         .iter()
         .map(|b| serde_json::from_str(b).unwrap())
@@ -159,12 +146,7 @@ async fn eventbridge_events_become_minimal_deduplicated_alerts() {
     );
     assert!(http_get(&metrics, "/readyz").starts_with("HTTP/1.1 200"));
 
-    Command::new("kill")
-        .args(["-TERM", &service.0.id().to_string()])
-        .status()
-        .unwrap();
-    let status = service.0.wait().unwrap();
-    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    stop_service(service);
     assert!(
         dir.path().join("state.snap").exists(),
         "state snapshotted at shutdown"
@@ -310,6 +292,33 @@ fn start_with(url: &str, q: &Queues, dir: &std::path::Path, sns_extra: &str) -> 
     (Service(child), metrics)
 }
 
+/// One receive shorter than the 30 s visibility timeout: a duplicate would show up in it.
+async fn one_more_look(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<String> {
+    let out = sqs
+        .receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(10)
+        .wait_time_seconds(3)
+        .send()
+        .await
+        .unwrap();
+    out.messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.body.unwrap_or_default())
+        .collect()
+}
+
+/// Stops the service with SIGTERM; it must exit cleanly.
+fn stop_service(mut service: Service) {
+    Command::new("kill")
+        .args(["-TERM", &service.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = service.0.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+}
+
 /// Receives alert bodies until `n` arrived (or 30 s passed), deleting them.
 async fn receive(sqs: &aws_sdk_sqs::Client, queue: &str, n: usize) -> Vec<String> {
     let mut bodies = Vec::new();
@@ -371,7 +380,7 @@ async fn poison_messages_do_not_stop_the_pipeline() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (mut service, metrics) = start(&url, &q, dir.path());
+    let (service, metrics) = start(&url, &q, dir.path());
     let bodies = receive(&sqs, &q.alerts, 1).await;
     assert_eq!(
         bodies.len(),
@@ -400,11 +409,7 @@ async fn poison_messages_do_not_stop_the_pipeline() {
         dir.path().join("state.snap").exists(),
         "periodic snapshot on disk while running"
     );
-    Command::new("kill")
-        .args(["-TERM", &service.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(service.0.wait().unwrap().success());
+    stop_service(service);
 }
 
 /// A TCP proxy to `target` that refuses service until `up` turns true.
@@ -454,7 +459,7 @@ async fn sns_outage_holds_acknowledgements_until_recovery() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config_extra = format!("endpoint_url = {proxy:?}\n");
-    let (mut service, metrics) = start_with(&url, &q, dir.path(), &config_extra);
+    let (service, metrics) = start_with(&url, &q, dir.path(), &config_extra);
     // (start_with gives SQS its endpoint in the file, not in AWS_ENDPOINT_URL, so that the
     // SNS endpoint above is the only one SNS can use.)
 
@@ -493,11 +498,7 @@ async fn sns_outage_holds_acknowledgements_until_recovery() {
         text.contains("trailwatch_alerts_published_total 2"),
         "{text}"
     );
-    Command::new("kill")
-        .args(["-TERM", &service.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(service.0.wait().unwrap().success());
+    stop_service(service);
 }
 
 /// `kill -9` in the middle of a stream, three times, then a clean run: every expected alert
@@ -532,30 +533,13 @@ async fn kill_9_mid_stream_loses_nothing_and_repeats_nothing() {
         service.0.wait().unwrap();
     }
     // A last, clean run finishes whatever the crashes left behind.
-    let (mut service, metrics) = start(&url, &q, dir.path());
+    let (service, metrics) = start(&url, &q, dir.path());
     let rest = receive(&sqs, &q.alerts, 60 - bodies.len().min(60)).await;
     bodies.extend(rest);
     let _ = metrics_with(&metrics, &["trailwatch_messages_deleted_total".to_string()]);
     // Anything redelivered later would show up now.
-    let more = sqs
-        .receive_message()
-        .queue_url(&q.alerts)
-        .max_number_of_messages(10)
-        .wait_time_seconds(3)
-        .send()
-        .await
-        .unwrap();
-    bodies.extend(
-        more.messages
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| m.body.unwrap_or_default()),
-    );
-    Command::new("kill")
-        .args(["-TERM", &service.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(service.0.wait().unwrap().success());
+    bodies.extend(one_more_look(&sqs, &q.alerts).await);
+    stop_service(service);
 
     let ids: Vec<String> = bodies
         .iter()

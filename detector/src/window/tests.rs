@@ -28,8 +28,13 @@ fn login(t: i64, user: &str, ip: &str, ok: bool) -> String {
 }
 
 fn run_with(set: &RuleSet, opts: Options, events: &[String]) -> (Vec<CorrelationHit>, Stats) {
+    feed_all(Correlator::new(set, opts), events)
+}
+
+/// Matches each event and feeds the hits to `corr`; returns what fired and the counters.
+fn feed_all(mut corr: Correlator<'_>, events: &[String]) -> (Vec<CorrelationHit>, Stats) {
+    let set = corr.set;
     let mut decoder = Decoder::new(set.fields(), Limits::default());
-    let mut corr = Correlator::new(set, opts);
     let mut scratch = MatchScratch::default();
     let mut hits = Vec::new();
     let mut out = Vec::new();
@@ -582,33 +587,10 @@ mod geo_detectors {
 
     fn run_geo(rule: &str, events: &[String]) -> (Vec<CorrelationHit>, Stats) {
         let s = set(&[SUCCESS_ANY, rule]);
-        let mut decoder = Decoder::new(s.fields(), Limits::default());
-        let mut corr = Correlator::new(&s, Options::default()).with_locator(locator());
-        let mut scratch = MatchScratch::default();
-        let mut hits = Vec::new();
-        let mut out = Vec::new();
-        for (i, e) in events.iter().enumerate() {
-            decoder
-                .decode(e.as_bytes(), &mut |item| {
-                    let ev = item.unwrap();
-                    s.matches(ev, &mut scratch, &mut hits);
-                    for &r in &hits {
-                        corr.push(
-                            ev,
-                            r,
-                            Origin {
-                                input_index: i as u64,
-                                event_id: None,
-                                event_time: None,
-                            },
-                            &mut out,
-                        );
-                    }
-                })
-                .unwrap();
-        }
-        corr.flush(&mut out);
-        (out, corr.stats)
+        feed_all(
+            Correlator::new(&s, Options::default()).with_locator(locator()),
+            events,
+        )
     }
 
     fn signin(t: i64, arn: &str, ip: &str) -> String {
