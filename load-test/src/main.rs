@@ -4,6 +4,7 @@ mod check;
 mod files;
 mod generate;
 mod scenario;
+mod sqs;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -76,6 +77,35 @@ enum Command {
         /// The run had an IP geolocation database, so geo expectations count.
         #[arg(long)]
         geoip: bool,
+    },
+    /// Create an events queue, an alerts topic and a queue subscribed to it (endpoint and
+    /// credentials from the AWS SDK environment); prints their names as JSON.
+    SqsSetup {
+        /// Name prefix.
+        #[arg(long, default_value = "trailwatch-load")]
+        name: String,
+    },
+    /// Send generated events through SQS to a running trailwatch and report throughput and the
+    /// latency trailwatch adds (from its /metrics).
+    SqsRun {
+        /// The events queue URL.
+        #[arg(long)]
+        events_queue: String,
+        /// The queue subscribed to the alerts topic.
+        #[arg(long)]
+        alerts_queue: String,
+        /// trailwatch's metrics address (host:port).
+        #[arg(long)]
+        metrics: String,
+        /// How many events.
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+        /// Events per second (0: as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
     },
     /// Baseline for benchmarks: parse every line of a JSON-lines file into `serde_json::Value`.
     ParseBaseline {
@@ -157,6 +187,29 @@ fn main() -> Result<()> {
             out.flush()?;
         }
         Command::ParseBaseline { file } => parse_baseline(&file)?,
+        Command::SqsSetup { name } => {
+            let r = tokio::runtime::Runtime::new()?.block_on(sqs::setup(&name))?;
+            let out = serde_json::json!({"events_queue": r.events_queue, "topic_arn": r.topic_arn, "alerts_queue": r.alerts_queue});
+            println!("{out}");
+        }
+        Command::SqsRun {
+            events_queue,
+            alerts_queue,
+            metrics,
+            events,
+            rate,
+            seed,
+        } => {
+            let report = tokio::runtime::Runtime::new()?.block_on(sqs_run(
+                &events_queue,
+                &alerts_queue,
+                &metrics,
+                events,
+                rate,
+                seed,
+            ))?;
+            println!("{report}");
+        }
         Command::Geoip { output } => {
             trailwatch::geo::mmdb_writer::write_city(&output, scenario::TRAVEL_NETWORKS)?
         }
@@ -291,4 +344,47 @@ fn distinct_keys(count: u64, output: &std::path::Path) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Sends, waits for the queue to drain, and reports.
+async fn sqs_run(
+    events_queue: &str,
+    alerts_queue: &str,
+    metrics: &str,
+    n: u64,
+    rate: u64,
+    seed: u64,
+) -> Result<serde_json::Value> {
+    let mut g = Generator::new(seed, 1_700_000_000);
+    let events: Vec<serde_json::Value> = (0..n).map(|_| g.next_event()).collect();
+    let start = std::time::Instant::now();
+    let send_secs = sqs::send(events_queue, events, rate).await?;
+    let done = sqs::drained(events_queue, std::time::Duration::from_secs(600)).await?;
+    let elapsed = done.duration_since(start).as_secs_f64();
+    let alerts = sqs::read_alerts(alerts_queue).await?;
+    let text = http_get(metrics, "/metrics");
+    let q = |p| {
+        sqs::histogram_quantile(&text, "trailwatch_sink_latency_seconds", p)
+            .map(|s| (s * 1000.0 * 10.0).round() / 10.0)
+    };
+    Ok(serde_json::json!({
+        "events": n,
+        "send_seconds": (send_secs * 100.0).round() / 100.0,
+        "seconds_until_drained": (elapsed * 100.0).round() / 100.0,
+        "events_per_second": (n as f64 / elapsed).round(),
+        "alerts_received": alerts,
+        "batch_latency_ms_p50": q(0.5),
+        "batch_latency_ms_p99": q(0.99),
+    }))
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }

@@ -1,0 +1,216 @@
+//! Driving trailwatch through SQS: resources set up, events sent at a target rate as
+//! EventBridge envelopes, and a report of throughput and of the latency trailwatch adds.
+
+use anyhow::{Context, Result};
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// The queue and topic a run uses.
+pub struct Resources {
+    /// Where events go.
+    pub events_queue: String,
+    /// Where trailwatch publishes.
+    pub topic_arn: String,
+    /// Subscribed to the topic (raw delivery): where alerts are read back.
+    pub alerts_queue: String,
+}
+
+/// Creates (idempotently) an events queue, an alerts topic, and a queue subscribed to it.
+pub async fn setup(name: &str) -> Result<Resources> {
+    let aws = aws_config::load_from_env().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let sns = aws_sdk_sns::Client::new(&aws);
+    let events_queue = sqs
+        .create_queue()
+        .queue_name(format!("{name}-events"))
+        .send()
+        .await?
+        .queue_url
+        .context("queue url")?;
+    let alerts_queue = sqs
+        .create_queue()
+        .queue_name(format!("{name}-alerts"))
+        .send()
+        .await?
+        .queue_url
+        .context("queue url")?;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&alerts_queue)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?;
+    let arn = attrs
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .context("queue arn")?;
+    let topic_arn = sns
+        .create_topic()
+        .name(format!("{name}-alerts"))
+        .send()
+        .await?
+        .topic_arn
+        .context("topic arn")?;
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await?;
+    Ok(Resources {
+        events_queue,
+        topic_arn,
+        alerts_queue,
+    })
+}
+
+/// Sends `events` as EventBridge envelopes, ten a call, at `rate` events/s (0: as fast as possible).
+/// Returns the seconds it took.
+pub async fn send(queue: &str, events: Vec<serde_json::Value>, rate: u64) -> Result<f64> {
+    let aws = aws_config::load_from_env().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let start = Instant::now();
+    for (k, chunk) in events.chunks(10).enumerate() {
+        let entries: Vec<SendMessageBatchRequestEntry> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, ev)| {
+                let envelope = json!({"version": "0", "id": ev["eventID"], "detail-type": "AWS API Call via CloudTrail",
+                    "source": "aws.cloudtrail", "account": ev["recipientAccountId"], "time": ev["eventTime"],
+                    "region": ev["awsRegion"], "resources": [], "detail": ev});
+                SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(envelope.to_string()).build().ok()
+            })
+            .collect();
+        sqs.send_message_batch()
+            .queue_url(queue)
+            .set_entries(Some(entries))
+            .send()
+            .await?;
+        if rate > 0 {
+            let due = Duration::from_secs_f64(((k + 1) * 10) as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Waits until the events queue is drained (every message processed and deleted); returns when.
+pub async fn drained(queue: &str, timeout: Duration) -> Result<Instant> {
+    let aws = aws_config::load_from_env().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(queue)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await?
+            .attributes
+            .unwrap_or_default();
+        let n = |k: QueueAttributeName| {
+            attrs
+                .get(&k)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        if n(QueueAttributeName::ApproximateNumberOfMessages)
+            + n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            == 0
+        {
+            return Ok(Instant::now());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the queue was not drained within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Counts the alerts waiting in the alerts queue (reading and deleting them).
+pub async fn read_alerts(queue: &str) -> Result<u64> {
+    let aws = aws_config::load_from_env().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let mut n = 0;
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await?;
+        let msgs = out.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            return Ok(n);
+        }
+        for m in msgs {
+            n += 1;
+            if let Some(r) = m.receipt_handle {
+                sqs.delete_message()
+                    .queue_url(queue)
+                    .receipt_handle(r)
+                    .send()
+                    .await?;
+            }
+        }
+    }
+}
+
+/// Quantile `q` of a Prometheus histogram `name` in `metrics` text, interpolated in its bucket.
+pub fn histogram_quantile(metrics: &str, name: &str, q: f64) -> Option<f64> {
+    let mut buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&format!("{name}_bucket{{le=\""))?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total == 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut prev = (0.0, 0.0);
+    for (le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(prev.0);
+            }
+            let share = if count > prev.1 {
+                (rank - prev.1) / (count - prev.1)
+            } else {
+                1.0
+            };
+            return Some(prev.0 + (le - prev.0) * share);
+        }
+        prev = (le, count);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_from_buckets() {
+        let m = "x_bucket{le=\"0.1\"} 50\nx_bucket{le=\"0.2\"} 90\nx_bucket{le=\"+Inf\"} 100\n";
+        assert!((histogram_quantile(m, "x", 0.5).unwrap() - 0.1).abs() < 1e-9);
+        assert!((histogram_quantile(m, "x", 0.7).unwrap() - 0.15).abs() < 1e-9);
+        assert_eq!(histogram_quantile(m, "x", 0.99), Some(0.2));
+        assert_eq!(histogram_quantile("", "x", 0.5), None);
+    }
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Benchmark of the live pipeline (docs/PERFORMANCE.md): generated events through SQS (moto's
+# server on 127.0.0.1) into `trailwatch run`, alerts out to SNS. Reports sustained events/s and
+# the latency trailwatch adds per batch (receive -> alerts confirmed), from its own histogram.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EVENTS=${EVENTS:-20000}
+PORT=${MOTO_PORT:-5077}
+
+cargo build --release --locked -p trailwatch -p load-test >&2
+venv=target/moto-venv
+if [ ! -x "$venv/bin/moto_server" ]; then
+  python3 -m venv "$venv" && "$venv/bin/pip" install --quiet 'moto[sqs,sns]' flask flask-cors >&2
+fi
+work=$(mktemp -d)
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$PORT" > "$work/moto.log" 2>&1 &
+moto=$!
+trap 'kill $moto ${tw:-} 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/moto-api/" >/dev/null && break; sleep 0.2; done
+
+export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
+res=$(target/release/load-test sqs-setup --name bench)
+q=$(echo "$res" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events_queue"])')
+a=$(echo "$res" | python3 -c 'import json,sys; print(json.load(sys.stdin)["alerts_queue"])')
+t=$(echo "$res" | python3 -c 'import json,sys; print(json.load(sys.stdin)["topic_arn"])')
+metrics=127.0.0.1:9879
+cat > "$work/trailwatch.toml" <<TOML
+[rules]
+paths = ["$PWD/rules"]
+[source.sqs]
+queue_url = "$q"
+pollers = 4
+wait_seconds = 1
+[sink.sns]
+topic_arn = "$t"
+[metrics]
+listen = "$metrics"
+TOML
+target/release/trailwatch run --config "$work/trailwatch.toml" 2> "$work/trailwatch.log" &
+tw=$!
+sleep 1
+report=$(target/release/load-test sqs-run --events-queue "$q" --alerts-queue "$a" --metrics "$metrics" --events "$EVENTS")
+echo "$report" >&2
+echo "$report" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print("| events | seconds until drained | events/s | alerts | batch latency p50 (ms) | p99 (ms) |")
+print("|---|---|---|---|---|---|")
+keys = ["events", "seconds_until_drained", "events_per_second", "alerts_received", "batch_latency_ms_p50", "batch_latency_ms_p99"]
+print("| " + " | ".join(str(r[k]) for k in keys) + " |")
+'
