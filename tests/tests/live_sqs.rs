@@ -43,6 +43,25 @@ fn envelope(id: &str, detail: serde_json::Value) -> String {
     .to_string()
 }
 
+/// An EventBridge envelope around a management event `source`/`name` by IAM user `user`.
+fn api_event(id: &str, source: &str, name: &str, user: &str) -> String {
+    envelope(
+        id,
+        json!({"eventID": id, "eventTime": "2026-11-01T10:00:00Z", "eventSource": format!("{source}.amazonaws.com"),
+               "eventName": name, "recipientAccountId": "111122223333",
+               "userIdentity": {"type": "IAMUser", "arn": format!("arn:aws:iam::1:user/{user}")}}),
+    )
+}
+
+async fn send(sqs: &aws_sdk_sqs::Client, queue: &str, body: String) {
+    sqs.send_message()
+        .queue_url(queue)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -367,18 +386,12 @@ async fn poison_messages_do_not_stop_the_pipeline() {
             .await
             .unwrap();
     }
-    let good = envelope(
-        "g",
-        json!({"eventID": "ev-mfa", "eventTime": "2026-11-01T10:00:00Z", "eventSource": "iam.amazonaws.com",
-               "eventName": "DeactivateMFADevice", "recipientAccountId": "111122223333",
-               "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::1:user/eve"}}),
-    );
-    sqs.send_message()
-        .queue_url(&q.events)
-        .message_body(good)
-        .send()
-        .await
-        .unwrap();
+    send(
+        &sqs,
+        &q.events,
+        api_event("ev-mfa", "iam", "DeactivateMFADevice", "eve"),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let (service, metrics) = start(&url, &q, dir.path());
     let bodies = receive(&sqs, &q.alerts, 1).await;
@@ -445,18 +458,12 @@ async fn sns_outage_holds_acknowledgements_until_recovery() {
     let q = queues(&sqs, &sns, &format!("outage-{}", std::process::id())).await;
     let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let proxy = flaky_proxy(url.trim_start_matches("http://").to_string(), up.clone()).await;
-    let stop = envelope(
-        "o1",
-        json!({"eventID": "ev-outage", "eventTime": "2026-11-01T10:00:00Z", "eventSource": "cloudtrail.amazonaws.com",
-               "eventName": "StopLogging", "recipientAccountId": "111122223333",
-               "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::1:user/bob"}}),
-    );
-    sqs.send_message()
-        .queue_url(&q.events)
-        .message_body(stop)
-        .send()
-        .await
-        .unwrap();
+    send(
+        &sqs,
+        &q.events,
+        api_event("ev-outage", "cloudtrail", "StopLogging", "bob"),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let config_extra = format!("endpoint_url = {proxy:?}\n");
     let (service, metrics) = start_with(&url, &q, dir.path(), &config_extra);
@@ -509,23 +516,16 @@ async fn kill_9_mid_stream_loses_nothing_and_repeats_nothing() {
     let (sqs, sns) = clients(&url);
     let q = queues(&sqs, &sns, &format!("kill-{}", std::process::id())).await;
     let dir = tempfile::tempdir().unwrap();
-    let mfa = |i: usize| {
-        envelope(
-            &format!("k{i}"),
-            json!({"eventID": format!("ev-kill-{i}"), "eventTime": "2026-11-01T10:00:00Z", "eventSource": "iam.amazonaws.com",
-                   "eventName": "DeactivateMFADevice", "recipientAccountId": "111122223333",
-                   "userIdentity": {"type": "IAMUser", "arn": format!("arn:aws:iam::1:user/u{i}")}}),
-        )
-    };
     let mut bodies = Vec::new();
     for round in 0..3 {
         for i in round * 20..(round + 1) * 20 {
-            sqs.send_message()
-                .queue_url(&q.events)
-                .message_body(mfa(i))
-                .send()
-                .await
-                .unwrap();
+            let id = format!("ev-kill-{i}");
+            send(
+                &sqs,
+                &q.events,
+                api_event(&id, "iam", "DeactivateMFADevice", &format!("u{i}")),
+            )
+            .await;
         }
         let (mut service, _) = start(&url, &q, dir.path());
         bodies.extend(receive(&sqs, &q.alerts, bodies.len() + 1).await);

@@ -3,6 +3,17 @@
 
 use trailwatch_e2e::{load_test, root, trailwatch};
 
+/// `load-test check` of `alerts` against `truth`, with or without the geo expectations.
+fn check(rules: &str, truth: &str, alerts: &str, geoip: bool) -> std::process::Output {
+    let mut args = vec![
+        "check", "--rules", rules, "--truth", truth, "--alerts", alerts,
+    ];
+    if geoip {
+        args.push("--geoip");
+    }
+    load_test(&args)
+}
+
 #[test]
 fn injected_attacks_raise_exactly_the_expected_alerts() {
     let dir = tempfile::tempdir().unwrap();
@@ -45,16 +56,7 @@ fn injected_attacks_raise_exactly_the_expected_alerts() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let out = load_test(&[
-        "check",
-        "--rules",
-        rules,
-        "--truth",
-        &p("truth.jsonl"),
-        "--alerts",
-        &p("alerts.jsonl"),
-        "--geoip",
-    ]);
+    let out = check(rules, &p("truth.jsonl"), &p("alerts.jsonl"), true);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(out.status.success(), "{report}");
     let expected = std::fs::read_to_string(p("truth.jsonl"))
@@ -76,15 +78,7 @@ fn injected_attacks_raise_exactly_the_expected_alerts() {
         &p("events.jsonl.gz"),
     ]);
     assert!(out.status.success());
-    let out = load_test(&[
-        "check",
-        "--rules",
-        rules,
-        "--truth",
-        &p("truth.jsonl"),
-        "--alerts",
-        &p("alerts2.jsonl"),
-    ]);
+    let out = check(rules, &p("truth.jsonl"), &p("alerts2.jsonl"), false);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(out.status.success(), "{report}");
     assert_eq!(report["skipped"], 1);
@@ -96,15 +90,6 @@ fn injected_attacks_raise_exactly_the_expected_alerts() {
         .filter(|l| !l.contains("Password Spray"))
         .collect();
     std::fs::write(p("fewer.jsonl"), fewer.join("\n")).unwrap();
-    let out = load_test(&[
-        "check",
-        "--rules",
-        rules,
-        "--truth",
-        &p("truth.jsonl"),
-        "--alerts",
-        &p("fewer.jsonl"),
-        "--geoip",
-    ]);
+    let out = check(rules, &p("truth.jsonl"), &p("fewer.jsonl"), true);
     assert_eq!(out.status.code(), Some(1));
 }
