@@ -26,6 +26,54 @@ pub struct Config {
     /// The HTTP endpoint for metrics and health.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Alert format, rate limits and the secret for allow-listed fields.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// `native` (docs/alert-schema.md) or `ocsf` (Detection Finding, class 2004).
+    #[serde(default)]
+    pub format: crate::alert::Format,
+    /// Most alerts per rule per minute of event time; 0 for no cap.
+    #[serde(default = "default_per_rule")]
+    pub per_rule_per_minute: u32,
+    /// Most alerts over all rules per minute of event time; 0 for no cap.
+    #[serde(default = "default_global")]
+    pub global_per_minute: u32,
+    /// File holding the secret that keys the hashes of allow-listed fields.
+    pub hmac_key_file: Option<PathBuf>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            format: Default::default(),
+            per_rule_per_minute: default_per_rule(),
+            global_per_minute: default_global(),
+            hmac_key_file: None,
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// The rate limits.
+    pub fn limits(&self) -> crate::alert::gate::Limits {
+        crate::alert::gate::Limits {
+            per_rule_per_minute: self.per_rule_per_minute,
+            global_per_minute: self.global_per_minute,
+        }
+    }
+}
+
+fn default_per_rule() -> u32 {
+    crate::alert::gate::Limits::default().per_rule_per_minute
+}
+fn default_global() -> u32 {
+    crate::alert::gate::Limits::default().global_per_minute
 }
 
 /// `[rules]`
@@ -36,6 +84,13 @@ pub struct RulesConfig {
     pub paths: Vec<PathBuf>,
     /// YAML file of placeholder values for `expand`.
     pub placeholders: Option<PathBuf>,
+    /// Reload when a rule file changes (SIGHUP always reloads).
+    #[serde(default = "yes")]
+    pub watch: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[source]`: exactly one source.
@@ -63,6 +118,13 @@ pub struct SqsConfig {
     /// Largest message body accepted, bytes; larger ones are counted and left for redrive.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// How long received messages stay invisible, seconds; extended while still in work.
+    #[serde(default = "default_visibility")]
+    pub visibility_timeout_seconds: i32,
+}
+
+fn default_visibility() -> i32 {
+    60
 }
 
 fn default_pollers() -> usize {
@@ -196,6 +258,7 @@ impl Config {
         c.windows.state_file.iter_mut().for_each(fix);
         c.geoip.cities.iter_mut().for_each(fix);
         c.geoip.asn.iter_mut().for_each(fix);
+        c.alerts.hmac_key_file.iter_mut().for_each(fix);
         c.validate().map_err(err)?;
         Ok(c)
     }
@@ -206,6 +269,9 @@ impl Config {
         };
         if !(1..=20).contains(&sqs.wait_seconds) {
             return Err("source.sqs.wait_seconds must be 1 to 20".into());
+        }
+        if !(2..=43_200).contains(&sqs.visibility_timeout_seconds) {
+            return Err("source.sqs.visibility_timeout_seconds must be 2 to 43200".into());
         }
         if sqs.pollers == 0 {
             return Err("source.sqs.pollers must be at least 1".into());
@@ -257,6 +323,16 @@ mod tests {
         assert_eq!(c.lateness(), 300);
         assert_eq!(c.metrics.listen, "127.0.0.1:9898");
         assert!(c.rules.paths[0].is_absolute());
+        assert!(c.rules.watch);
+        assert_eq!(c.alerts.format, crate::alert::Format::Native);
+        assert_eq!(c.alerts.limits(), crate::alert::gate::Limits::default());
+        let c = load(&format!(
+            "{OK}[alerts]\nformat = \"ocsf\"\nper_rule_per_minute = 0\nhmac_key_file = \"k\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.alerts.format, crate::alert::Format::Ocsf);
+        assert_eq!(c.alerts.per_rule_per_minute, 0);
+        assert!(c.alerts.hmac_key_file.unwrap().is_absolute());
     }
 
     #[test]
@@ -276,6 +352,8 @@ mod tests {
         assert!(e.message.contains("somewhere to send alerts"), "{e}");
         let e = load(&format!("{OK}[windows]\nlateness = \"soon\"\n")).unwrap_err();
         assert!(e.message.contains("windows.lateness"), "{e}");
+        let e = load(&format!("{OK}[alerts]\nformat = \"xml\"\n")).unwrap_err();
+        assert!(e.message.contains("unknown variant"), "{e}");
         let e = load(&OK.replace("queue_url", "queue")).unwrap_err();
         assert!(
             e.message.contains("unknown field") || e.message.contains("missing field"),

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use trailwatch::alert::SummaryFields;
+use trailwatch::alert::gate::Limits as AlertLimits;
+use trailwatch::alert::{Format, SummaryFields};
 use trailwatch::engine::RuleSet;
 use trailwatch::event::{Decoder, Limits};
 use trailwatch::replay::{self, Emit};
@@ -85,6 +86,12 @@ struct RuleArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Native,
+    Ocsf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum EmitArg {
     Alerts,
     Hits,
@@ -123,6 +130,19 @@ struct ReplayArgs {
     /// save it there at the end, so consecutive replays (day by day) correlate across files.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+    /// Alert format: trailwatch's own, or OCSF Detection Finding (class 2004).
+    #[arg(long, value_enum, default_value = "native")]
+    format: FormatArg,
+    /// Most alerts per rule per minute of event time (0: no cap); the rest go into a storm alert.
+    #[arg(long, default_value_t = AlertLimits::default().per_rule_per_minute, value_name = "N")]
+    rate_per_rule: u32,
+    /// Most alerts over all rules per minute of event time (0: no cap).
+    #[arg(long, default_value_t = AlertLimits::default().global_per_minute, value_name = "N")]
+    rate_global: u32,
+    /// Secret keying the hashes of fields rules allow-list (the live service's key gives the
+    /// same alerts); without it those fields are left out.
+    #[arg(long, value_name = "FILE")]
+    hmac_key_file: Option<PathBuf>,
     /// No summary on stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -264,7 +284,20 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     };
     // Hits name only the rule and the event; alerts also carry the event's summary fields.
-    let summaries = matches!(a.emit, EmitArg::Alerts).then(|| SummaryFields::register(&mut set));
+    let hmac_key = match &a.hmac_key_file {
+        Some(p) => Some(trailwatch::alert::read_hmac_key(p)?),
+        None => None,
+    };
+    let summaries = matches!(a.emit, EmitArg::Alerts)
+        .then(|| SummaryFields::register(&mut set).with_hmac_key(hmac_key));
+    if let Some(s) = summaries.as_ref().filter(|s| !s.has_hmac_key()) {
+        if let Some(r) = s.rules_with_hashed_fields().next() {
+            eprintln!(
+                "note: rule {} allow-lists hashed fields; without --hmac-key-file they are left out",
+                set.rules()[r].id()
+            );
+        }
+    }
     let inputs = file::expand_inputs(&a.inputs).map_err(anyhow::Error::msg)?;
     let mut out: Box<dyn Write> = match &a.output {
         Some(p) => {
@@ -289,6 +322,14 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
         },
         state_file: a.state.clone(),
         locator: open_geoip(&set, &a.geoip, a.asn_db.as_deref())?,
+        alert_limits: AlertLimits {
+            per_rule_per_minute: a.rate_per_rule,
+            global_per_minute: a.rate_global,
+        },
+        format: match a.format {
+            FormatArg::Native => Format::Native,
+            FormatArg::Ocsf => Format::Ocsf,
+        },
     };
     let progress = Arc::new(AtomicU64::new(0));
     let total: u64 = inputs.iter().filter_map(Input::size).sum();

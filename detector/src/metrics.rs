@@ -41,6 +41,18 @@ pub struct Metrics {
     pub window_keys: IntGauge,
     /// Correlation state snapshots written.
     pub snapshots: IntCounter,
+    /// Repeats merged into an open suppression window (reported later in a roll-up).
+    pub alerts_suppressed: IntCounter,
+    /// Alerts held back by rate limits (reported in a storm alert).
+    pub alerts_rate_limited: IntCounter,
+    /// Time from an event (its eventTime) to its alert being confirmed by the sinks.
+    pub event_to_alert: Histogram,
+    /// Visibility timeouts extended for messages still being processed.
+    pub visibility_extensions: IntCounter,
+    /// Rule reloads, by result (`ok`, `rejected`).
+    pub rule_reloads: IntCounterVec,
+    /// Rules (and correlations) running now.
+    pub rules_loaded: IntGauge,
     ready: Arc<AtomicBool>,
 }
 
@@ -81,7 +93,38 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(sink_latency.clone()))
             .expect("unique metric");
+        let event_to_alert = Histogram::with_opts(
+            HistogramOpts::new(
+                "trailwatch_event_to_alert_seconds",
+                "Time from an event's eventTime to its alert being confirmed",
+            )
+            .buckets(vec![
+                0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0,
+            ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(event_to_alert.clone()))
+            .expect("unique metric");
         Metrics {
+            event_to_alert,
+            alerts_suppressed: counter(
+                "trailwatch_alerts_suppressed_total",
+                "Repeats merged into an open suppression window",
+            ),
+            alerts_rate_limited: counter(
+                "trailwatch_alerts_rate_limited_total",
+                "Alerts held back by rate limits (summarised in a storm alert)",
+            ),
+            visibility_extensions: counter(
+                "trailwatch_sqs_visibility_extensions_total",
+                "Visibility timeouts extended for messages still being processed",
+            ),
+            rule_reloads: vec(
+                "trailwatch_rule_reloads_total",
+                "Rule reloads, by result",
+                "result",
+            ),
+            rules_loaded: gauge("trailwatch_rules_loaded", "Rules and correlations running"),
             messages_received: counter(
                 "trailwatch_messages_received_total",
                 "Source messages received",

@@ -1,6 +1,7 @@
 //! Replay: evaluate historical CloudTrail input and write hits or alerts as JSON lines.
 
-use crate::alert::{Alert, SummaryFields};
+use crate::alert::gate::{Gate, Limits as AlertLimits};
+use crate::alert::{Alert, Format, SummaryFields};
 use crate::engine::{MatchScratch, RuleSet};
 use crate::event::{Decoder, Event, FieldValue, Limits};
 use crate::source::file::{read_input, Input, InputError};
@@ -148,6 +149,10 @@ pub struct Options {
     pub state_file: Option<std::path::PathBuf>,
     /// IP geolocation for geo rules.
     pub locator: Option<Arc<dyn crate::geo::Locate>>,
+    /// Alert rate limits (suppression is each rule's own).
+    pub alert_limits: AlertLimits,
+    /// How alerts are written.
+    pub format: Format,
 }
 
 /// Replays `inputs` through `set`, writing to `out`; `on_error` sees every input error.
@@ -182,6 +187,9 @@ pub fn replay(
         hits: Vec::new(),
         summaries: summaries.clone(),
         seen_alerts: HashSet::new(),
+        gate: Gate::new(opts.alert_limits, opts.windows.lateness),
+        gated: Vec::new(),
+        format: opts.format,
         emit: opts.emit,
         out_error: None,
         line: Vec::with_capacity(512),
@@ -226,8 +234,10 @@ pub fn replay(
     }
     state.correlator.flush(&mut state.fired);
     state.write_correlations(out);
+    state.gate.flush(&mut state.gated);
+    state.write_gated(out);
     if let Some(path) = &opts.state_file {
-        save_atomically(path, &state.correlator.snapshot())?;
+        crate::durable::save_atomically(path, &state.correlator.snapshot())?;
     }
     if let Some(e) = state.out_error.take() {
         return Err(e);
@@ -235,13 +245,6 @@ pub fn replay(
     state.summary.correlation = state.correlator.stats;
     state.summary.elapsed = start.elapsed();
     Ok(state.summary)
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
-fn save_atomically(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 struct State<'s> {
@@ -253,6 +256,9 @@ struct State<'s> {
     hits: Vec<u32>,
     summaries: Option<SummaryFields>,
     seen_alerts: HashSet<String>,
+    gate: Gate,
+    gated: Vec<Alert>,
+    format: Format,
     emit: Emit,
     out_error: Option<io::Error>,
     line: Vec<u8>,
@@ -318,6 +324,18 @@ impl State<'_> {
             }
         }
         self.write_correlations(out);
+        if !self.gate.is_idle() {
+            // Open suppression windows and storms close as event time passes them.
+            if let Some(t) = ev
+                .get(self.set.event_time)
+                .text()
+                .and_then(crate::window::event_time)
+            {
+                self.gate.observe(t);
+                self.gate.advance(&mut self.gated);
+                self.write_gated(out);
+            }
+        }
     }
 
     fn write_hit(&mut self, i: usize, ev: &Event<'_>, index: u64, out: &mut dyn Write) {
@@ -347,18 +365,34 @@ impl State<'_> {
                 let Some(summaries) = &self.summaries else {
                     return;
                 };
-                let alert = Alert::for_hit(rule, summaries.summarize(ev));
-                self.alert_line(&alert)
+                let candidate = crate::alert::hit_candidate(rule, i, ev, summaries);
+                self.gate.offer(candidate, &mut self.gated);
+                self.write_gated(out);
+                return;
             }
         };
         self.emit_line(written, out);
+    }
+
+    /// Writes the alerts the gate let through, each id once.
+    fn write_gated(&mut self, out: &mut dyn Write) {
+        let gated = std::mem::take(&mut self.gated);
+        for alert in &gated {
+            self.line.clear();
+            let written = self.alert_line(alert);
+            self.emit_line(written, out);
+        }
+        self.gated = gated;
+        self.gated.clear();
     }
 
     /// Serialises an alert unless its id was already written.
     fn alert_line(&mut self, alert: &Alert) -> serde_json::Result<bool> {
         if self.seen_alerts.insert(alert.alert_id.clone()) {
             self.summary.alerts += 1;
-            serde_json::to_writer(&mut self.line, alert).map(|_| true)
+            let text = self.format.render(alert)?;
+            self.line.extend_from_slice(text.as_bytes());
+            Ok(true)
         } else {
             Ok(false)
         }
@@ -403,8 +437,10 @@ impl State<'_> {
                     serde_json::to_writer(&mut self.line, &line).map(|_| true)
                 }
                 Emit::Alerts => {
-                    let alert = Alert::for_correlation(corr, h);
-                    self.alert_line(&alert)
+                    let candidate = crate::alert::correlation_candidate(corr, h);
+                    self.gate.offer(candidate, &mut self.gated);
+                    self.write_gated(out);
+                    continue;
                 }
             };
             self.emit_line(written, out);

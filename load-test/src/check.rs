@@ -85,20 +85,51 @@ fn about_scenario(alert: &Value) -> bool {
             .any(|p| text.contains(p))
 }
 
-fn matches(expect: &Value, id: &str, alert: &Value) -> bool {
-    if alert["rule"]["id"] != id {
-        return false;
-    }
-    if let Some(event) = expect["event_id"].as_str() {
-        return alert["events"]
+/// The alerts (by index) that meet `expect` for rule `id`, or `None` if it is not met.
+///
+/// A group expectation needs an alert of the rule with that group. An event expectation needs
+/// first alerts of the rule carrying its events, and their roll-ups, counting exactly its events
+/// (a suppression window merges one principal's repeats; one on each side of a window boundary
+/// makes two alerts).
+fn meeting(expect: &Value, id: &str, alerts: &[Value]) -> Option<Vec<usize>> {
+    let of_rule = |a: &Value| a["rule"]["id"] == id;
+    let Some(events) = expect["event_ids"].as_array().filter(|e| !e.is_empty()) else {
+        let found: Vec<usize> = (0..alerts.len())
+            .filter(|&i| of_rule(&alerts[i]) && group_of(&alerts[i]) == expect["group"])
+            .collect();
+        return (!found.is_empty()).then_some(found);
+    };
+    let carries = |a: &Value| {
+        a["events"]
             .as_array()
-            .is_some_and(|evs| evs.iter().any(|e| e["eventID"] == event));
+            .is_some_and(|evs| evs.iter().any(|e| events.contains(&e["eventID"])))
+    };
+    let mut used = Vec::new();
+    let mut counted = 0u64;
+    for (i, a) in alerts.iter().enumerate() {
+        if !of_rule(a) || a["kind"] == "rollup" || !carries(a) {
+            continue;
+        }
+        used.push(i);
+        let rollup = alerts
+            .iter()
+            .position(|r| r["kind"] == "rollup" && r["related_alert_id"] == a["alert_id"]);
+        match rollup {
+            Some(r) => {
+                used.push(r);
+                counted += alerts[r]["count"].as_u64().unwrap_or(0);
+            }
+            None => counted += 1,
+        }
     }
-    let group: Value = alert["group_key"]
+    (counted == events.len() as u64).then_some(used)
+}
+
+fn group_of(alert: &Value) -> Value {
+    alert["group_key"]
         .as_str()
         .and_then(|g| serde_json::from_str(g).ok())
-        .unwrap_or_default();
-    group == expect["group"]
+        .unwrap_or_default()
 }
 
 /// Compares `alerts` with `truth`.
@@ -119,15 +150,9 @@ pub fn check(truth: &Path, alerts: &Path, rules: &Path, geoip: bool) -> Result<R
             report.skipped.push(expect);
             continue;
         }
-        match alerts.iter().position(|a| matches(&expect, id, a)) {
-            Some(i) => {
-                used[i] = true;
-                // Several expectations may name the same alert (one event, two rules): mark all.
-                for (j, a) in alerts.iter().enumerate() {
-                    if matches(&expect, id, a) {
-                        used[j] = true;
-                    }
-                }
+        match meeting(&expect, id, &alerts) {
+            Some(found) => {
+                found.into_iter().for_each(|i| used[i] = true);
                 report.found.push(expect);
             }
             None => report.missing.push(expect),

@@ -15,8 +15,11 @@ pub struct Expect {
     pub scenario: &'static str,
     /// The rule file, relative to `rules/`.
     pub rule: &'static str,
-    /// For a single-event rule: the event's id.
-    pub event_id: Option<String>,
+    /// For a single-event rule: the ids of the events one principal caused. The rules suppress
+    /// repeats, so these raise one alert (carrying one of them) and a roll-up counting the rest.
+    pub event_ids: Vec<String>,
+    /// The principal (ARN) of those events.
+    pub principal: Option<String>,
     /// For a correlation or geo rule: its group.
     pub group: Option<Value>,
     /// Whether the rule needs an IP geolocation database to fire.
@@ -29,7 +32,7 @@ impl Expect {
         json!({
             "scenario": self.scenario,
             "rule": self.rule,
-            "event_id": self.event_id,
+            "event_ids": self.event_ids,
             "group": self.group,
             "needs_geoip": self.needs_geoip,
         })
@@ -97,10 +100,27 @@ impl Builder {
     }
 
     fn expect_event(&mut self, scenario: &'static str, rule: &'static str, id: &str) {
+        let principal = self
+            .events
+            .iter()
+            .find(|(_, e)| e["eventID"] == id)
+            .and_then(|(_, e)| e["userIdentity"]["arn"].as_str())
+            .map(str::to_string);
+        let same = self.expect.iter_mut().find(|x| {
+            x.scenario == scenario
+                && x.rule == rule
+                && x.group.is_none()
+                && x.principal == principal
+        });
+        if let Some(x) = same {
+            x.event_ids.push(id.to_string());
+            return;
+        }
         self.expect.push(Expect {
             scenario,
             rule,
-            event_id: Some(id.to_string()),
+            event_ids: vec![id.to_string()],
+            principal,
             group: None,
             needs_geoip: false,
         });
@@ -116,7 +136,8 @@ impl Builder {
         self.expect.push(Expect {
             scenario,
             rule,
-            event_id: None,
+            event_ids: Vec::new(),
+            principal: None,
             group: Some(group),
             needs_geoip,
         });

@@ -92,4 +92,18 @@ fn injected_attacks_raise_exactly_the_expected_alerts() {
     std::fs::write(p("fewer.jsonl"), fewer.join("\n")).unwrap();
     let out = check(rules, &p("truth.jsonl"), &p("fewer.jsonl"), true);
     assert_eq!(out.status.code(), Some(1));
+
+    // Repeats are merged, not lost: the brute force's failures come back as one alert and a
+    // roll-up counting all eight, and without the roll-up the check fails.
+    let rollups: Vec<&str> = alerts
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"rollup\"") && l.contains("scenario-bf"))
+        .collect();
+    assert_eq!(rollups.len(), 1, "{alerts}");
+    let rollup: serde_json::Value = serde_json::from_str(rollups[0]).unwrap();
+    assert_eq!(rollup["count"], 8);
+    let without: Vec<&str> = alerts.lines().filter(|l| *l != rollups[0]).collect();
+    std::fs::write(p("without.jsonl"), without.join("\n")).unwrap();
+    let out = check(rules, &p("truth.jsonl"), &p("without.jsonl"), true);
+    assert_eq!(out.status.code(), Some(1));
 }

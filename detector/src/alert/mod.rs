@@ -4,12 +4,15 @@
 //! event source/name, times and error code. Free-form values (`requestParameters`,
 //! `responseElements`, user agents, error messages) are never copied: they may hold PHI.
 
+pub mod gate;
 pub mod ledger;
+pub mod ocsf;
 
 use crate::engine::{CompiledRule, RuleSet};
 use crate::event::{Event, FieldId, FieldValue};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 /// Fields of the event an alert may carry (the minimum necessary).
 pub const SUMMARY_FIELDS: &[&str] = &[
@@ -26,18 +29,74 @@ pub const SUMMARY_FIELDS: &[&str] = &[
     "errorCode",
 ];
 
-/// Field ids of [`SUMMARY_FIELDS`] in a rule set's table.
+/// What alerts take from events: the summary fields, each rule's allow-listed fields and the
+/// fields its repeats are grouped by, as ids in a rule set's table.
 #[derive(Debug, Clone)]
-pub struct SummaryFields(Vec<FieldId>);
+pub struct SummaryFields {
+    base: Vec<FieldId>,
+    allowed: Vec<Vec<Allowed>>,
+    suppress_by: Vec<Vec<(String, FieldId)>>,
+    hmac_key: Option<std::sync::Arc<[u8]>>,
+}
+
+#[derive(Debug, Clone)]
+struct Allowed {
+    name: String,
+    id: FieldId,
+    hashed: bool,
+}
 
 impl SummaryFields {
-    /// Makes `set` capture the summary fields (before decoding starts).
+    /// Makes `set` capture every field alerts need (before decoding starts).
     pub fn register(set: &mut RuleSet) -> Self {
-        SummaryFields(set.capture(SUMMARY_FIELDS))
+        let base = set.capture(SUMMARY_FIELDS);
+        let policies: Vec<crate::rule::policy::AlertPolicy> =
+            set.rules().iter().map(|r| r.rule.policy.clone()).collect();
+        let mut allowed = Vec::with_capacity(policies.len());
+        let mut suppress_by = Vec::with_capacity(policies.len());
+        for p in &policies {
+            let mut fields = Vec::new();
+            for (names, hashed) in [(&p.hashed_fields, true), (&p.clear_fields, false)] {
+                for name in names {
+                    let id = set.capture(&[name.as_str()])[0];
+                    fields.push(Allowed {
+                        name: name.clone(),
+                        id,
+                        hashed,
+                    });
+                }
+            }
+            allowed.push(fields);
+            let by = p.suppress_by();
+            let ids = set.capture(&by.iter().map(String::as_str).collect::<Vec<_>>());
+            suppress_by.push(by.into_iter().zip(ids).collect());
+        }
+        SummaryFields {
+            base,
+            allowed,
+            suppress_by,
+            hmac_key: None,
+        }
+    }
+
+    /// Sets the secret that keys the hashes of allow-listed fields.
+    pub fn with_hmac_key(mut self, key: Option<Vec<u8>>) -> Self {
+        self.hmac_key = key.map(Into::into);
+        self
+    }
+
+    /// Whether a secret is set.
+    pub fn has_hmac_key(&self) -> bool {
+        self.hmac_key.is_some()
+    }
+
+    /// The rules (by index) that allow-list hashed fields.
+    pub fn rules_with_hashed_fields(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.allowed.len()).filter(|&r| self.allowed[r].iter().any(|a| a.hashed))
     }
 
     fn text(&self, ev: &Event<'_>, i: usize) -> Option<String> {
-        let id = *self.0.get(i)?;
+        let id = *self.base.get(i)?;
         match ev.get(id) {
             FieldValue::Text(t) => Some(t.to_string()),
             _ => None,
@@ -57,12 +116,84 @@ impl SummaryFields {
             principal_arn: self.text(ev, 8),
             source_ip: self.text(ev, 9),
             error_code: self.text(ev, 10),
+            fields: BTreeMap::new(),
         }
+    }
+
+    /// The summary of `ev` for rule `rule` (an index), with the fields the rule allow-lists.
+    /// Without a secret, hashed fields are left out rather than copied.
+    pub fn summarize_for(&self, rule: usize, ev: &Event<'_>) -> EventSummary {
+        let mut summary = self.summarize(ev);
+        for a in self.allowed.get(rule).into_iter().flatten() {
+            let Some(value) = ev.get(a.id).text() else {
+                continue;
+            };
+            let value = match (a.hashed, &self.hmac_key) {
+                (false, _) => value.to_string(),
+                (true, Some(key)) => keyed_hash(key, value),
+                (true, None) => continue,
+            };
+            summary.fields.insert(a.name.clone(), value);
+        }
+        summary
+    }
+
+    /// The key a rule's repeats are merged by: its suppression fields and their values, as JSON.
+    pub fn suppress_key(&self, rule: usize, ev: &Event<'_>) -> String {
+        let mut key = serde_json::Map::new();
+        for (name, id) in self.suppress_by.get(rule).into_iter().flatten() {
+            let value = ev.get(*id).text().map(str::to_string);
+            key.insert(name.clone(), value.into());
+        }
+        serde_json::Value::Object(key).to_string()
     }
 }
 
+/// Reads the HMAC secret from `path` (surrounding whitespace trimmed; at least 16 bytes, so a
+/// guessable key cannot make the hashes reversible by brute force).
+pub fn read_hmac_key(path: &std::path::Path) -> Result<Vec<u8>, HmacKeyError> {
+    let err = |message: String| HmacKeyError {
+        path: path.display().to_string(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let key = bytes.trim_ascii().to_vec();
+    if key.len() < 16 {
+        return Err(err(format!(
+            "the HMAC key has {} bytes; use at least 16 (e.g. `openssl rand -hex 32`)",
+            key.len()
+        )));
+    }
+    Ok(key)
+}
+
+/// An HMAC key file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct HmacKeyError {
+    /// The file.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// `hmac-sha256:` and the hex HMAC-SHA256 of `value` under `key`: equal values stay comparable
+/// across alerts without the value itself leaving the account.
+pub fn keyed_hash(key: &[u8], value: &str) -> String {
+    use hmac::Mac;
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = match hmac::Hmac::<Sha256>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(value.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("hmac-sha256:{hex}")
+}
+
 /// The minimum necessary of one event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventSummary {
     /// `eventID`.
     #[serde(rename = "eventID")]
@@ -90,6 +221,9 @@ pub struct EventSummary {
     /// `errorCode`.
     #[serde(rename = "errorCode")]
     pub error_code: Option<String>,
+    /// Fields the rule allow-lists: keyed hashes (`hmac-sha256:…`) unless listed as clear.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
 }
 
 impl EventSummary {
@@ -108,7 +242,7 @@ impl EventSummary {
 }
 
 /// The rule an alert is about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertRule {
     /// Rule id.
     pub id: String,
@@ -120,11 +254,27 @@ pub struct AlertRule {
     pub tags: Vec<String>,
 }
 
+/// What an alert reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertKind {
+    /// The first detection of an incident.
+    #[default]
+    Alert,
+    /// The repeats a suppression window merged, reported when it closes.
+    Rollup,
+    /// Alerts held back by rate limits, summarised.
+    Storm,
+}
+
 /// An alert as written to sinks (schema: docs/alert-schema.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
     /// Deterministic id: the same rule and group always give the same id.
     pub alert_id: String,
+    /// What the alert reports.
+    #[serde(default)]
+    pub kind: AlertKind,
     /// The rule.
     pub rule: AlertRule,
     /// Earliest event time covered.
@@ -137,6 +287,15 @@ pub struct Alert {
     pub group_key: String,
     /// The events, minimum necessary only.
     pub events: Vec<EventSummary>,
+    /// For a roll-up: the alert whose repeats it counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related_alert_id: Option<String>,
+    /// For a storm: alerts held back, per rule id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_back: Option<BTreeMap<String, u64>>,
+    /// For a storm: the ids of the alerts held back (at most 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_alert_ids: Option<Vec<String>>,
 }
 
 impl Alert {
@@ -156,6 +315,10 @@ impl Alert {
             count: 1,
             group_key,
             events: vec![summary],
+            kind: AlertKind::Alert,
+            related_alert_id: None,
+            held_back: None,
+            held_alert_ids: None,
         }
     }
 }
@@ -190,7 +353,75 @@ impl Alert {
             count: hit.value.max(0.0).round() as u64,
             group_key,
             events: Vec::new(),
+            kind: AlertKind::Alert,
+            related_alert_id: None,
+            held_back: None,
+            held_alert_ids: None,
         }
+    }
+}
+
+/// How alerts are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// trailwatch's own schema (docs/alert-schema.md).
+    #[default]
+    Native,
+    /// OCSF Detection Finding (class 2004).
+    Ocsf,
+}
+
+impl Format {
+    /// Parses `native` or `ocsf`.
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "native" => Some(Format::Native),
+            "ocsf" => Some(Format::Ocsf),
+            _ => None,
+        }
+    }
+
+    /// The alert as one line of JSON.
+    pub fn render(self, alert: &Alert) -> serde_json::Result<String> {
+        match self {
+            Format::Native => serde_json::to_string(alert),
+            Format::Ocsf => serde_json::to_string(&ocsf::finding(alert)),
+        }
+    }
+}
+
+/// The gate candidate for a stateless rule's hit on `ev` (`index` is the rule's index).
+pub fn hit_candidate(
+    rule: &CompiledRule,
+    index: usize,
+    ev: &Event<'_>,
+    fields: &SummaryFields,
+) -> gate::Candidate {
+    let summary = fields.summarize_for(index, ev);
+    let time = summary
+        .event_time
+        .as_deref()
+        .and_then(crate::window::event_time);
+    gate::Candidate {
+        key: fields.suppress_key(index, ev),
+        time,
+        suppress: rule.rule.policy.suppress_seconds,
+        alert: Alert::for_hit(rule, summary),
+    }
+}
+
+/// The gate candidate for a correlation that fired; its repeats are merged per group.
+pub fn correlation_candidate(
+    corr: &crate::engine::CompiledCorrelation,
+    hit: &crate::window::CorrelationHit,
+) -> gate::Candidate {
+    let alert = Alert::for_correlation(corr, hit);
+    gate::Candidate {
+        key: alert.group_key.clone(),
+        time: Some(hit.time),
+        suppress: corr.rule.policy.suppress_seconds,
+        alert,
     }
 }
 
@@ -209,6 +440,20 @@ pub fn alert_id(rule_id: &str, group_key: &str, window: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyed_hashes_depend_on_key_and_value() {
+        let h = keyed_hash(b"k1", "sg-123");
+        assert!(h.starts_with("hmac-sha256:") && h.len() == 12 + 64, "{h}");
+        assert_eq!(h, keyed_hash(b"k1", "sg-123"));
+        assert_ne!(h, keyed_hash(b"k2", "sg-123"));
+        assert_ne!(h, keyed_hash(b"k1", "sg-124"));
+        // RFC 4231 test case 2.
+        assert_eq!(
+            keyed_hash(b"Jefe", "what do ya want for nothing?"),
+            "hmac-sha256:5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
 
     #[test]
     fn alert_ids_are_stable_and_distinct() {

@@ -5,6 +5,7 @@ pub mod correlation;
 mod error;
 pub mod lint;
 pub mod parse;
+pub mod policy;
 pub mod value;
 pub mod yaml;
 

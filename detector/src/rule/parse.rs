@@ -108,6 +108,8 @@ pub struct Rule {
     pub condition_text: String,
     /// For a correlation rule, its `correlation:` section (then there are no searches).
     pub correlation: Option<super::correlation::Correlation>,
+    /// What the rule asks of its alerts (`trailwatch:` suppress and fields).
+    pub policy: super::policy::AlertPolicy,
     /// The document as parsed, for linting and extensions.
     pub doc: Node,
 }
@@ -382,6 +384,7 @@ fn parse_rule_inner(file: &Path, doc: Node, placeholders: &Placeholders) -> Resu
         searches,
         condition,
         condition_text,
+        policy: super::policy::parse(&doc, correlation.is_some())?,
         correlation,
         doc,
     })

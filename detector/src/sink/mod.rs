@@ -1,6 +1,6 @@
 //! Where alerts go; each sink confirms delivery before the source acknowledges anything.
 
-use crate::alert::Alert;
+use crate::alert::{Alert, Format};
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use std::io::Write;
 use std::path::PathBuf;
@@ -26,11 +26,11 @@ impl SnsSink {
 
     /// Publishes alerts, ten a call, with `rule_id` and `level` as message attributes for
     /// subscription filter policies. On a FIFO topic the alert id is the deduplication id.
-    pub async fn publish(&self, alerts: &[Alert]) -> Result<(), String> {
+    pub async fn publish(&self, alerts: &[Alert], format: Format) -> Result<(), String> {
         for chunk in alerts.chunks(10) {
             let mut entries = Vec::with_capacity(chunk.len());
             for (i, a) in chunk.iter().enumerate() {
-                let body = serde_json::to_string(a).map_err(|e| e.to_string())?;
+                let body = format.render(a).map_err(|e| e.to_string())?;
                 let attr = |v: &str| {
                     MessageAttributeValue::builder()
                         .data_type("String")
@@ -82,10 +82,10 @@ impl JsonlSink {
     }
 
     /// Writes and flushes the alerts.
-    pub fn publish(&self, alerts: &[Alert]) -> Result<(), String> {
+    pub fn publish(&self, alerts: &[Alert], format: Format) -> Result<(), String> {
         let mut text = String::new();
         for a in alerts {
-            text.push_str(&serde_json::to_string(a).map_err(|e| e.to_string())?);
+            text.push_str(&format.render(a).map_err(|e| e.to_string())?);
             text.push('\n');
         }
         if self.path.as_os_str() == "-" {

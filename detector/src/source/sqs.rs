@@ -1,7 +1,9 @@
 //! The SQS source: long-polling receivers, and deletion once a message's alerts are confirmed.
 
 use crate::metrics::Metrics;
-use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+};
 use aws_sdk_sqs::Client;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -17,23 +19,107 @@ pub struct Received {
     pub body: String,
 }
 
-/// Long-polls `queue_url` (batches of 10) and hands batches on until `shutdown` turns true.
+/// One received batch. While it exists its messages are kept invisible: a slow batch (a sink
+/// outage, a long queue behind it) is not redelivered to another consumer meanwhile.
+#[derive(Debug)]
+pub struct Batch {
+    /// The messages.
+    pub messages: Vec<Received>,
+    _heartbeat: Option<Heartbeat>,
+}
+
+impl Batch {
+    /// A batch without a heartbeat (tests, other sources).
+    pub fn new(messages: Vec<Received>) -> Self {
+        Batch {
+            messages,
+            _heartbeat: None,
+        }
+    }
+}
+
+/// Extends the visibility of a batch's messages every half timeout until dropped.
+#[derive(Debug)]
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Heartbeat {
+    fn start(source: &Queue, receipts: Vec<String>, metrics: Metrics) -> Self {
+        let (client, url, timeout) = (
+            source.client.clone(),
+            source.url.clone(),
+            source.visibility_timeout,
+        );
+        Heartbeat(tokio::spawn(async move {
+            let period = Duration::from_millis(timeout as u64 * 500);
+            loop {
+                tokio::time::sleep(period).await;
+                for chunk in receipts.chunks(10) {
+                    let entries: Vec<_> = chunk
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, r)| {
+                            ChangeMessageVisibilityBatchRequestEntry::builder()
+                                .id(i.to_string())
+                                .receipt_handle(r)
+                                .visibility_timeout(timeout)
+                                .build()
+                                .ok()
+                        })
+                        .collect();
+                    let result = client
+                        .change_message_visibility_batch()
+                        .queue_url(&url)
+                        .set_entries(Some(entries))
+                        .send()
+                        .await;
+                    match result {
+                        Ok(_) => metrics.visibility_extensions.inc_by(chunk.len() as u64),
+                        Err(e) => {
+                            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "extending message visibility failed; they may be redelivered and deduplicated")
+                        }
+                    }
+                }
+            }
+        }))
+    }
+}
+
+/// The queue a poller reads.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    /// The client.
+    pub client: Client,
+    /// The queue URL.
+    pub url: String,
+    /// Long-poll wait, seconds.
+    pub wait_seconds: i32,
+    /// Visibility timeout asked for on receive and renewed while a batch is in work, seconds.
+    pub visibility_timeout: i32,
+}
+
+/// Long-polls the queue (batches of 10) and hands batches on until `shutdown` turns true.
 ///
 /// The channel is bounded: when processing falls behind, receiving waits (backpressure).
 pub async fn poll(
-    client: Client,
-    queue_url: String,
-    wait_seconds: i32,
-    tx: mpsc::Sender<Vec<Received>>,
+    queue: Queue,
+    tx: mpsc::Sender<Batch>,
     mut shutdown: watch::Receiver<bool>,
     metrics: Metrics,
 ) {
+    let (client, queue_url) = (&queue.client, &queue.url);
     while !*shutdown.borrow() {
         let request = client
             .receive_message()
-            .queue_url(&queue_url)
+            .queue_url(queue_url)
             .max_number_of_messages(10)
-            .wait_time_seconds(wait_seconds)
+            .wait_time_seconds(queue.wait_seconds)
+            .visibility_timeout(queue.visibility_timeout)
             .send();
         let response = tokio::select! {
             r = request => r,
@@ -62,6 +148,11 @@ pub async fn poll(
             .collect();
         metrics.messages_received.inc_by(batch.len() as u64);
         metrics.sqs_in_flight.add(batch.len() as i64);
+        let receipts = batch.iter().map(|m| m.receipt.clone()).collect();
+        let batch = Batch {
+            messages: batch,
+            _heartbeat: Some(Heartbeat::start(&queue, receipts, metrics.clone())),
+        };
         if tx.send(batch).await.is_err() {
             break;
         }

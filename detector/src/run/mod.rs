@@ -1,0 +1,291 @@
+//! `trailwatch run`: the always-on service. SQS in, alerts out, at least once in and no
+//! duplicates out: a message is deleted only after every alert it caused is confirmed by the
+//! sinks; an undecodable message is counted and left for the queue's redrive policy.
+//!
+//! Rules reload on SIGHUP and when a rule file changes. A rule set that does not compile is
+//! rejected with its reason and the running set stays; a good one takes over between batches,
+//! keeping correlation state (of correlations whose definition is unchanged), suppression
+//! windows and the published-alerts ledger.
+
+mod reload;
+mod worker;
+
+use crate::alert::{read_hmac_key, SummaryFields};
+use crate::config::Config;
+use crate::engine::RuleSet;
+use crate::metrics::Metrics;
+use crate::sink::{JsonlSink, SnsSink};
+use crate::source::sqs::{self, Batch, Queue};
+use anyhow::{bail, Context, Result};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use worker::{Carry, Outputs, Worker};
+
+/// Runs the service until SIGTERM or SIGINT.
+pub fn run(config: Config) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+/// A compiled rule set with the fields its alerts take, ready to run.
+struct Prepared {
+    set: RuleSet,
+    summaries: SummaryFields,
+}
+
+/// Loads and compiles the configured rules; any error rejects the whole set.
+fn prepare(config: &Config, hmac_key: &Option<Vec<u8>>) -> Result<Prepared> {
+    let placeholders = match &config.rules.placeholders {
+        Some(p) => crate::rule::value::load_placeholders(p)?,
+        None => Default::default(),
+    };
+    let (rules, mut errors) = crate::rule::load_paths(&config.rules.paths, &placeholders);
+    let set = match RuleSet::compile(rules) {
+        Ok(set) => Some(set),
+        Err(e) => {
+            errors.extend(e);
+            None
+        }
+    };
+    if let Some(first) = errors.first() {
+        bail!("{} rule error(s); the first: {first}", errors.len());
+    }
+    let mut set = set.context("no rules")?;
+    let summaries = SummaryFields::register(&mut set).with_hmac_key(hmac_key.clone());
+    if !summaries.has_hmac_key() {
+        if let Some(r) = summaries.rules_with_hashed_fields().next() {
+            bail!(
+                "rule {} allow-lists hashed fields, but no secret is configured: set [alerts] hmac_key_file",
+                set.rules()[r].id()
+            );
+        }
+    }
+    Ok(Prepared { set, summaries })
+}
+
+/// Why a rule set stopped running.
+enum Next {
+    Stop,
+    Reload(Box<Prepared>),
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let hmac_key = match &config.alerts.hmac_key_file {
+        Some(p) => Some(read_hmac_key(p)?),
+        None => None,
+    };
+    let mut prepared = prepare(&config, &hmac_key)?;
+    let metrics = Metrics::new();
+    let listener = tokio::net::TcpListener::bind(&config.metrics.listen)
+        .await
+        .with_context(|| format!("binding the metrics endpoint {}", config.metrics.listen))?;
+    tokio::spawn(metrics.clone().serve(listener));
+    let (out, queue) = connect(&config).await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight messages");
+        let _ = stop_tx.send(true);
+    });
+    let (reload_tx, mut reload_rx) = mpsc::channel(8);
+    reload::on_sighup(reload_tx.clone());
+    let _watcher = if config.rules.watch {
+        Some(reload::watch_files(&config, reload_tx)?)
+    } else {
+        None
+    };
+    let pollers = config.source.sqs.as_ref().map_or(1, |s| s.pollers);
+    let (tx, mut rx) = mpsc::channel::<Batch>(pollers * 2);
+    for _ in 0..pollers {
+        tokio::spawn(sqs::poll(
+            queue.clone(),
+            tx.clone(),
+            stop_rx.clone(),
+            metrics.clone(),
+        ));
+    }
+    drop(tx);
+
+    let locator = open_locator(&config, &prepared.set)?;
+    let mut carry = Carry::open(&config)?;
+    metrics.set_ready(true);
+    let mut stop = stop_rx.clone();
+    loop {
+        let next = {
+            let Prepared { set, summaries } = &prepared;
+            metrics
+                .rules_loaded
+                .set((set.rules().len() + set.correlations().len()) as i64);
+            let mut worker = Worker::new(
+                set,
+                summaries.clone(),
+                carry,
+                &config,
+                metrics.clone(),
+                locator.clone(),
+            )?;
+            tracing::info!(
+                rules = set.rules().len(),
+                correlations = set.correlations().len(),
+                "running"
+            );
+            let ctx = Drive {
+                config: &config,
+                hmac_key: &hmac_key,
+                out: &out,
+                metrics: &metrics,
+            };
+            match ctx
+                .drive(&mut worker, &mut rx, &mut stop, &mut reload_rx)
+                .await
+            {
+                Next::Stop => {
+                    worker.finish(&out).await;
+                    return Ok(());
+                }
+                Next::Reload(p) => {
+                    carry = worker.into_carry();
+                    *p
+                }
+            }
+        };
+        prepared = next;
+    }
+}
+
+/// What the processing loop needs besides the worker and its channels.
+struct Drive<'a> {
+    config: &'a Config,
+    hmac_key: &'a Option<Vec<u8>>,
+    out: &'a Outputs,
+    metrics: &'a Metrics,
+}
+
+impl Drive<'_> {
+    /// Processes batches until a stop signal or an accepted rule reload.
+    async fn drive(
+        &self,
+        worker: &mut Worker<'_>,
+        rx: &mut mpsc::Receiver<Batch>,
+        stop: &mut watch::Receiver<bool>,
+        reload: &mut mpsc::Receiver<&'static str>,
+    ) -> Next {
+        let every = Duration::from_secs(self.config.snapshot_interval().max(1) as u64);
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                batch = rx.recv() => match batch {
+                    Some(batch) => worker.batch(batch, self.out).await,
+                    None => return Next::Stop,
+                },
+                _ = tick.tick() => worker.snapshot(),
+                _ = stop.changed() => {
+                    // Pollers stop on the same signal; what they already received is processed.
+                    while let Some(batch) = rx.recv().await {
+                        worker.batch(batch, self.out).await;
+                    }
+                    return Next::Stop;
+                }
+                Some(why) = reload.recv() => {
+                    if let Some(p) = self.try_reload(why, reload).await {
+                        return Next::Reload(p);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Compiles the rules again; a broken set is logged with its reason and rejected.
+    async fn try_reload(
+        &self,
+        why: &'static str,
+        more: &mut mpsc::Receiver<&'static str>,
+    ) -> Option<Box<Prepared>> {
+        // Editors and deploy tools write several files in a burst: wait for it to settle.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while more.try_recv().is_ok() {}
+        match prepare(self.config, self.hmac_key) {
+            Ok(p) => {
+                self.metrics.rule_reloads.with_label_values(&["ok"]).inc();
+                tracing::info!(trigger = why, "rules reloaded");
+                Some(Box::new(p))
+            }
+            Err(e) => {
+                self.metrics
+                    .rule_reloads
+                    .with_label_values(&["rejected"])
+                    .inc();
+                tracing::error!(trigger = why, reason = %format!("{e:#}"), "rule reload rejected; the running rules stay");
+                None
+            }
+        }
+    }
+}
+
+/// The AWS clients: the sinks and the queue.
+async fn connect(config: &Config) -> Result<(Outputs, Queue)> {
+    let aws = aws_config::load_from_env().await;
+    let source = config.source.sqs.clone().context("no source")?;
+    let mut sqs_config = aws_sdk_sqs::config::Builder::from(&aws);
+    if let Some(url) = &source.endpoint_url {
+        sqs_config = sqs_config.endpoint_url(url);
+    }
+    let sqs_client = aws_sdk_sqs::Client::from_conf(sqs_config.build());
+    let sns = config.sink.sns.as_ref().map(|s| {
+        let mut c = aws_sdk_sns::config::Builder::from(&aws);
+        if let Some(url) = &s.endpoint_url {
+            c = c.endpoint_url(url);
+        }
+        SnsSink::new(
+            aws_sdk_sns::Client::from_conf(c.build()),
+            s.topic_arn.clone(),
+        )
+    });
+    let queue = Queue {
+        client: sqs_client.clone(),
+        url: source.queue_url.clone(),
+        wait_seconds: source.wait_seconds,
+        visibility_timeout: source.visibility_timeout_seconds,
+    };
+    let out = Outputs {
+        sns,
+        jsonl: config.sink.jsonl.clone().map(JsonlSink::new),
+        format: config.alerts.format,
+        sqs: sqs_client,
+        queue_url: source.queue_url,
+    };
+    Ok((out, queue))
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn open_locator(config: &Config, set: &RuleSet) -> Result<Option<Arc<dyn crate::geo::Locate>>> {
+    if config.geoip.cities.is_empty() {
+        if set.correlations().iter().any(|c| c.kind.is_geo()) {
+            tracing::warn!("geo rules are inactive: no [geoip] cities configured");
+        }
+        return Ok(None);
+    }
+    let paths: Vec<&std::path::Path> = config.geoip.cities.iter().map(|p| p.as_path()).collect();
+    Ok(Some(Arc::new(crate::geo::MmdbLocator::open(
+        &paths,
+        config.geoip.asn.as_deref(),
+    )?)))
+}
