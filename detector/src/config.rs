@@ -124,7 +124,7 @@ pub struct SqsConfig {
 }
 
 fn default_visibility() -> i32 {
-    60
+    30
 }
 
 fn default_pollers() -> usize {

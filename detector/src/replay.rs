@@ -187,6 +187,7 @@ pub fn replay(
         hits: Vec::new(),
         summaries: summaries.clone(),
         seen_alerts: HashSet::new(),
+        seen_hits: HashSet::new(),
         gate: Gate::new(opts.alert_limits, opts.windows.lateness),
         gated: Vec::new(),
         format: opts.format,
@@ -256,6 +257,7 @@ struct State<'s> {
     hits: Vec<u32>,
     summaries: Option<SummaryFields>,
     seen_alerts: HashSet<String>,
+    seen_hits: HashSet<String>,
     gate: Gate,
     gated: Vec<Alert>,
     format: Format,
@@ -366,6 +368,11 @@ impl State<'_> {
                     return;
                 };
                 let candidate = crate::alert::hit_candidate(rule, i, ev, summaries);
+                // A duplicate delivery of one event is not a repeat: the live service's
+                // ledger drops it, and so does replay.
+                if !self.seen_hits.insert(candidate.alert.alert_id.clone()) {
+                    return;
+                }
                 self.gate.offer(candidate, &mut self.gated);
                 self.write_gated(out);
                 return;
@@ -438,6 +445,9 @@ impl State<'_> {
                 }
                 Emit::Alerts => {
                     let candidate = crate::alert::correlation_candidate(corr, h);
+                    if !self.seen_hits.insert(candidate.alert.alert_id.clone()) {
+                        continue;
+                    }
                     self.gate.offer(candidate, &mut self.gated);
                     self.write_gated(out);
                     continue;

@@ -76,9 +76,15 @@ fn alerts_are_minimal_and_deduplicated() {
     ]);
     assert!(out.status.success());
     let alerts = json_lines(&out.stdout);
-    assert_eq!(alerts.len(), 2, "a redelivered event pages once");
-    assert_ne!(alerts[0]["alert_id"], alerts[1]["alert_id"]);
+    assert_eq!(alerts.len(), 2, "one alert and one roll-up: {alerts:?}");
+    assert_eq!(alerts[0]["kind"], "alert");
     assert_eq!(alerts[0]["events"][0]["principal_type"], "Root");
+    assert_eq!(alerts[1]["kind"], "rollup");
+    assert_eq!(
+        alerts[1]["count"], 2,
+        "a redelivered event is not a repeat; the second event is"
+    );
+    assert_eq!(alerts[1]["related_alert_id"], alerts[0]["alert_id"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         !text.contains("PHI-123") && !text.contains("requestParameters"),
@@ -480,4 +486,144 @@ fn impossible_travel_with_the_real_dbip_database() {
         .find_map(|h| h["detail"].as_str().map(str::to_string))
         .expect("an impossible-travel hit");
     assert!(detail.starts_with("US to DE: "), "{detail}");
+}
+
+/// A rule with its own suppression key and allow-listed fields (one hashed, one clear).
+const POLICY_RULE: &str = "title: MFA off\nid: 00000000-0000-4000-8000-000000000002\nlevel: high\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  sel:\n    eventName: DeactivateMFADevice\n  condition: sel\ntrailwatch:\n  suppress: {window: 10m, by: [requestParameters.userName]}\n  fields: [requestParameters.userName]\n  clear_fields: [requestParameters.serialNumber]\n";
+
+fn mfa_event(id: &str, minute: u32, user: &str) -> String {
+    format!(
+        r#"{{"eventID":"{id}","eventTime":"2024-01-01T00:{minute:02}:00Z","eventName":"DeactivateMFADevice","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::1:user/admin"}},"requestParameters":{{"userName":"{user}","serialNumber":"mfa-{user}","note":"PHI-456"}}}}"#
+    )
+}
+
+fn policy_replay(extra: &[&str], events: &[String]) -> Vec<serde_json::Value> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mfa.yml"), POLICY_RULE).unwrap();
+    let input = dir.path().join("e.jsonl");
+    std::fs::write(&input, events.join("\n")).unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let r = dir.path().to_str().unwrap().to_string();
+    let mut args = vec!["replay", "-r", &r, "--quiet", "--hmac-key-file"];
+    let k = key.to_str().unwrap().to_string();
+    args.push(&k);
+    args.extend_from_slice(extra);
+    let i = input.to_str().unwrap().to_string();
+    args.push(&i);
+    let out = trailwatch(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("PHI-456"), "{text}");
+    json_lines(&out.stdout)
+}
+
+#[test]
+fn suppression_follows_the_rules_key_and_window() {
+    let events = [
+        mfa_event("1", 1, "alice"),
+        mfa_event("2", 2, "alice"),
+        mfa_event("3", 3, "bob"),
+        mfa_event("4", 9, "alice"),
+        mfa_event("5", 11, "alice"),
+    ];
+    let alerts = policy_replay(&[], &events);
+    let kinds: Vec<(&str, &str)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap(),
+                a["events"][0]["eventID"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    // 00:00-00:10 alice: events 1, 2, 4 -> one alert and a roll-up of 3; bob alone; 00:10- a new
+    // window for alice.
+    assert_eq!(
+        kinds,
+        vec![
+            ("alert", "1"),
+            ("alert", "3"),
+            ("alert", "5"),
+            ("rollup", "-")
+        ],
+        "{alerts:?}"
+    );
+    assert_eq!(alerts[3]["count"], 3);
+    assert_eq!(alerts[3]["related_alert_id"], alerts[0]["alert_id"]);
+    let fields = &alerts[0]["events"][0]["fields"];
+    assert_eq!(fields["requestParameters.serialNumber"], "mfa-alice");
+    let hashed = fields["requestParameters.userName"].as_str().unwrap();
+    assert!(
+        hashed.starts_with("hmac-sha256:") && !hashed.contains("alice"),
+        "{hashed}"
+    );
+    assert_eq!(
+        alerts[2]["events"][0]["fields"]["requestParameters.userName"], hashed,
+        "equal values hash equally, so alerts stay comparable"
+    );
+}
+
+#[test]
+fn rate_limits_hold_back_into_a_storm_alert() {
+    let events: Vec<String> = (0..6)
+        .map(|i| mfa_event(&i.to_string(), 1, &format!("user{i}")))
+        .collect();
+    let alerts = policy_replay(&["--rate-per-rule", "2"], &events);
+    let firsts = alerts.iter().filter(|a| a["kind"] == "alert").count();
+    assert_eq!(firsts, 2, "{alerts:?}");
+    let storm = alerts
+        .iter()
+        .find(|a| a["kind"] == "storm")
+        .expect("a storm alert");
+    assert_eq!(storm["count"], 4);
+    assert_eq!(
+        storm["held_back"]["00000000-0000-4000-8000-000000000002"],
+        4
+    );
+    assert_eq!(storm["held_alert_ids"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn ocsf_output_is_a_detection_finding() {
+    let alerts = policy_replay(&["--format", "ocsf"], &[mfa_event("1", 1, "alice")]);
+    assert_eq!(alerts.len(), 1);
+    let f = &alerts[0];
+    assert_eq!(f["class_uid"], 2004);
+    assert_eq!(f["type_uid"], 200401);
+    assert_eq!(f["severity_id"], 4);
+    assert_eq!(
+        f["finding_info"]["analytic"]["uid"],
+        "00000000-0000-4000-8000-000000000002"
+    );
+    assert_eq!(f["evidences"][0]["api"]["operation"], "DeactivateMFADevice");
+    assert_eq!(
+        f["evidences"][0]["data"]["requestParameters.serialNumber"],
+        "mfa-alice"
+    );
+}
+
+#[test]
+fn a_short_hmac_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mfa.yml"), POLICY_RULE).unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "short").unwrap();
+    let input = dir.path().join("e.jsonl");
+    std::fs::write(&input, mfa_event("1", 1, "a")).unwrap();
+    let out = trailwatch(&[
+        "replay",
+        "-r",
+        dir.path().to_str().unwrap(),
+        "--hmac-key-file",
+        key.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at least 16"), "{err}");
 }

@@ -2,84 +2,11 @@
 //! sets MOTO_URL): EventBridge events in, deduplicated minimal alerts out, poison messages left
 //! for redrive, a clean shutdown on SIGTERM.
 
-use aws_sdk_sns::config::{BehaviorVersion, Credentials, Region};
+mod live;
+
+use live::*;
 use serde_json::json;
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-use trailwatch_e2e::{root, trailwatch_bin};
-
-fn moto() -> Option<String> {
-    let url = std::env::var("MOTO_URL").ok();
-    if url.is_none() {
-        eprintln!("MOTO_URL is not set (run scripts/test.sh): skipped");
-    }
-    url
-}
-
-fn clients(url: &str) -> (aws_sdk_sqs::Client, aws_sdk_sns::Client) {
-    let creds = Credentials::new("test", "test", None, None, "static");
-    let sqs = aws_sdk_sqs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(url)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(creds.clone())
-        .build();
-    let sns = aws_sdk_sns::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(url)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(creds)
-        .build();
-    (
-        aws_sdk_sqs::Client::from_conf(sqs),
-        aws_sdk_sns::Client::from_conf(sns),
-    )
-}
-
-fn envelope(id: &str, detail: serde_json::Value) -> String {
-    json!({"version": "0", "id": id, "detail-type": "AWS API Call via CloudTrail", "source": "aws.cloudtrail",
-           "account": "111122223333", "time": "2026-11-01T10:00:00Z", "region": "us-east-1", "resources": [], "detail": detail})
-    .to_string()
-}
-
-/// An EventBridge envelope around a management event `source`/`name` by IAM user `user`.
-fn api_event(id: &str, source: &str, name: &str, user: &str) -> String {
-    envelope(
-        id,
-        json!({"eventID": id, "eventTime": "2026-11-01T10:00:00Z", "eventSource": format!("{source}.amazonaws.com"),
-               "eventName": name, "recipientAccountId": "111122223333",
-               "userIdentity": {"type": "IAMUser", "arn": format!("arn:aws:iam::1:user/{user}")}}),
-    )
-}
-
-async fn send(sqs: &aws_sdk_sqs::Client, queue: &str, body: String) {
-    sqs.send_message()
-        .queue_url(queue)
-        .message_body(body)
-        .send()
-        .await
-        .unwrap();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn eventbridge_events_become_minimal_deduplicated_alerts() {
@@ -193,177 +120,6 @@ async fn eventbridge_events_become_minimal_deduplicated_alerts() {
     assert_eq!(left, 1, "only the undecodable message remains");
 }
 
-/// The metrics text once it contains every one of `needles` (deletes follow deliveries, so
-/// counters settle a moment after the alerts arrive); the last text seen after 10 s otherwise.
-fn metrics_with(addr: &str, needles: &[String]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = http_get(addr, "/metrics");
-        if needles.iter().all(|n| text.contains(n.as_str())) || Instant::now() > deadline {
-            return text;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A fresh events queue, and an alerts topic delivering raw to an alerts queue.
-struct Queues {
-    events: String,
-    alerts: String,
-    topic: String,
-}
-
-async fn queues(sqs: &aws_sdk_sqs::Client, sns: &aws_sdk_sns::Client, tag: &str) -> Queues {
-    let events = sqs
-        .create_queue()
-        .queue_name(format!("events-{tag}"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let alerts = sqs
-        .create_queue()
-        .queue_name(format!("alerts-{tag}"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let arn_attr = aws_sdk_sqs::types::QueueAttributeName::QueueArn;
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(&alerts)
-        .attribute_names(arn_attr.clone())
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap();
-    let topic = sns
-        .create_topic()
-        .name(format!("alerts-{tag}"))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(&attrs[&arn_attr])
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
-    Queues {
-        events,
-        alerts,
-        topic,
-    }
-}
-
-/// Kills the service if a test fails before stopping it.
-struct Service(std::process::Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `trailwatch run` on `q`; returns the child and the metrics address.
-fn start(url: &str, q: &Queues, dir: &std::path::Path) -> (Service, String) {
-    start_with(url, q, dir, "")
-}
-
-/// [`start`], with extra `[sink.sns]` settings.
-fn start_with(url: &str, q: &Queues, dir: &std::path::Path, sns_extra: &str) -> (Service, String) {
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let config = dir.join("trailwatch.toml");
-    let text = format!(
-        "[rules]\npaths = [{rules:?}]\n[source.sqs]\nqueue_url = {events:?}\nendpoint_url = {url:?}\npollers = 2\nwait_seconds = 1\n[sink.sns]\ntopic_arn = {topic:?}\n{sns_extra}[metrics]\nlisten = {metrics:?}\n[windows]\nstate_file = \"state.snap\"\nsnapshot_interval = \"1s\"\n",
-        rules = root().join("rules").display().to_string(),
-        events = q.events,
-        topic = q.topic,
-    );
-    std::fs::write(&config, text).unwrap();
-    let mut command = Command::new(trailwatch_bin());
-    // With an SNS endpoint in the file, nothing else may point SNS anywhere.
-    if sns_extra.is_empty() {
-        command.env("AWS_ENDPOINT_URL", url);
-    } else {
-        command.env_remove("AWS_ENDPOINT_URL");
-    }
-    let child = command
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stderr(match std::env::var("TRAILWATCH_TEST_LOG") {
-            Ok(path) => Stdio::from(std::fs::File::create(path).unwrap()),
-            Err(_) => Stdio::null(),
-        })
-        .spawn()
-        .unwrap();
-    (Service(child), metrics)
-}
-
-/// One receive shorter than the 30 s visibility timeout: a duplicate would show up in it.
-async fn one_more_look(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<String> {
-    let out = sqs
-        .receive_message()
-        .queue_url(queue)
-        .max_number_of_messages(10)
-        .wait_time_seconds(3)
-        .send()
-        .await
-        .unwrap();
-    out.messages
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| m.body.unwrap_or_default())
-        .collect()
-}
-
-/// Stops the service with SIGTERM; it must exit cleanly.
-fn stop_service(mut service: Service) {
-    Command::new("kill")
-        .args(["-TERM", &service.0.id().to_string()])
-        .status()
-        .unwrap();
-    let status = service.0.wait().unwrap();
-    assert!(status.success(), "clean exit on SIGTERM: {status}");
-}
-
-/// Receives alert bodies until `n` arrived (or 30 s passed), deleting them.
-async fn receive(sqs: &aws_sdk_sqs::Client, queue: &str, n: usize) -> Vec<String> {
-    let mut bodies = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while bodies.len() < n && Instant::now() < deadline {
-        let out = sqs
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages.unwrap_or_default() {
-            bodies.push(m.body.unwrap_or_default());
-            sqs.delete_message()
-                .queue_url(queue)
-                .receipt_handle(m.receipt_handle.unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-    bodies
-}
-
 /// Poison messages of every kind are counted and left for redrive; the pipeline goes on.
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_messages_do_not_stop_the_pipeline() {
@@ -386,12 +142,11 @@ async fn poison_messages_do_not_stop_the_pipeline() {
             .await
             .unwrap();
     }
-    send(
-        &sqs,
-        &q.events,
-        api_event("ev-mfa", "iam", "DeactivateMFADevice", "eve"),
-    )
-    .await;
+    let mut mfa: serde_json::Value =
+        serde_json::from_str(&api_event("ev-mfa", "iam", "DeactivateMFADevice", "eve")).unwrap();
+    mfa["detail"]["requestParameters"] =
+        json!({"userName": "eve-patient-name", "serialNumber": "mfa-serial-1"});
+    send(&sqs, &q.events, mfa.to_string()).await;
     let dir = tempfile::tempdir().unwrap();
     let (service, metrics) = start(&url, &q, dir.path());
     let bodies = receive(&sqs, &q.alerts, 1).await;
@@ -404,6 +159,17 @@ async fn poison_messages_do_not_stop_the_pipeline() {
         bodies[0].contains("MFA Device Deactivated or Deleted"),
         "{bodies:?}"
     );
+    // The rule allow-lists the user as a keyed hash and the serial in clear.
+    let alert: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    let fields = &alert["events"][0]["fields"];
+    assert_eq!(fields["requestParameters.serialNumber"], "mfa-serial-1");
+    assert!(
+        fields["requestParameters.userName"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("hmac-sha256:")),
+        "{alert}"
+    );
+    assert!(!bodies[0].contains("eve-patient-name"), "{alert}");
     let mut needles: Vec<String> = ["syntax", "too_deep", "not_a_record", "not_cloudtrail"]
         .iter()
         .map(|k| format!("trailwatch_decode_errors_total{{kind=\"{k}\"}} 1"))
@@ -425,30 +191,6 @@ async fn poison_messages_do_not_stop_the_pipeline() {
     stop_service(service);
 }
 
-/// A TCP proxy to `target` that refuses service until `up` turns true.
-async fn flaky_proxy(target: String, up: std::sync::Arc<std::sync::atomic::AtomicBool>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut inbound, _)) = listener.accept().await else {
-                continue;
-            };
-            if !up.load(std::sync::atomic::Ordering::SeqCst) {
-                drop(inbound); // connection closed: SNS is "down"
-                continue;
-            }
-            let target = target.clone();
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
 /// While SNS is unavailable nothing is deleted from SQS; after recovery every alert arrives
 /// and only then is the message deleted.
 #[tokio::test(flavor = "multi_thread")]
@@ -465,8 +207,15 @@ async fn sns_outage_holds_acknowledgements_until_recovery() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config_extra = format!("endpoint_url = {proxy:?}\n");
-    let (service, metrics) = start_with(&url, &q, dir.path(), &config_extra);
+    let sns_extra = format!("endpoint_url = {proxy:?}\n");
+    let extra = Extra {
+        sns: &sns_extra,
+        // Shorter than the outage: without the visibility heartbeat the message would come
+        // back to the second poller while the first still holds it.
+        sqs: "visibility_timeout_seconds = 2\n",
+        ..Extra::default()
+    };
+    let (service, metrics) = start_with(&url, &q, dir.path(), extra);
     // (start_with gives SQS its endpoint in the file, not in AWS_ENDPOINT_URL, so that the
     // SNS endpoint above is the only one SNS can use.)
 
@@ -488,6 +237,15 @@ async fn sns_outage_holds_acknowledgements_until_recovery() {
         early.messages.unwrap_or_default().is_empty(),
         "no alert while SNS is down"
     );
+    // Stay down for three visibility timeouts.
+    let text = metrics_with(
+        &metrics,
+        &["trailwatch_sqs_visibility_extensions_total 3".to_string()],
+    );
+    assert!(
+        text.contains("trailwatch_messages_received_total 1\n"),
+        "held, not redelivered: {text}"
+    );
 
     // Recovered: both alerts arrive, then the message is deleted.
     up.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -505,7 +263,20 @@ async fn sns_outage_holds_acknowledgements_until_recovery() {
         text.contains("trailwatch_alerts_published_total 2"),
         "{text}"
     );
+    assert!(
+        text.contains("trailwatch_messages_received_total 1\n"),
+        "{text}"
+    );
     stop_service(service);
+}
+
+/// A short visibility timeout (kept alive by the heartbeat while a batch is in work), so what a
+/// killed instance held comes back within the test's patience.
+fn crash_safe() -> Extra<'static> {
+    Extra {
+        sqs: "visibility_timeout_seconds = 4\n",
+        ..Extra::default()
+    }
 }
 
 /// `kill -9` in the middle of a stream, three times, then a clean run: every expected alert
@@ -527,13 +298,13 @@ async fn kill_9_mid_stream_loses_nothing_and_repeats_nothing() {
             )
             .await;
         }
-        let (mut service, _) = start(&url, &q, dir.path());
+        let (mut service, _) = start_with(&url, &q, dir.path(), crash_safe());
         bodies.extend(receive(&sqs, &q.alerts, bodies.len() + 1).await);
         service.0.kill().unwrap(); // SIGKILL: no shutdown work at all
         service.0.wait().unwrap();
     }
     // A last, clean run finishes whatever the crashes left behind.
-    let (service, metrics) = start(&url, &q, dir.path());
+    let (service, metrics) = start_with(&url, &q, dir.path(), crash_safe());
     let rest = receive(&sqs, &q.alerts, 60 - bodies.len().min(60)).await;
     bodies.extend(rest);
     let _ = metrics_with(&metrics, &["trailwatch_messages_deleted_total".to_string()]);

@@ -1,0 +1,313 @@
+//! Helpers for the tests of `trailwatch run` against moto (started by scripts/test.sh, which
+//! sets MOTO_URL): clients, queues and topics, a running service, and waiting for results.
+#![allow(dead_code)] // each test binary uses its own part
+
+use aws_sdk_sns::config::{BehaviorVersion, Credentials, Region};
+use serde_json::json;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use trailwatch_e2e::{root, trailwatch_bin};
+
+pub fn moto() -> Option<String> {
+    let url = std::env::var("MOTO_URL").ok();
+    if url.is_none() {
+        eprintln!("MOTO_URL is not set (run scripts/test.sh): skipped");
+    }
+    url
+}
+
+pub fn clients(url: &str) -> (aws_sdk_sqs::Client, aws_sdk_sns::Client) {
+    let creds = Credentials::new("test", "test", None, None, "static");
+    let sqs = aws_sdk_sqs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(creds.clone())
+        .build();
+    let sns = aws_sdk_sns::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .build();
+    (
+        aws_sdk_sqs::Client::from_conf(sqs),
+        aws_sdk_sns::Client::from_conf(sns),
+    )
+}
+
+pub fn envelope(id: &str, detail: serde_json::Value) -> String {
+    json!({"version": "0", "id": id, "detail-type": "AWS API Call via CloudTrail", "source": "aws.cloudtrail",
+           "account": "111122223333", "time": "2026-11-01T10:00:00Z", "region": "us-east-1", "resources": [], "detail": detail})
+    .to_string()
+}
+
+/// An EventBridge envelope around a management event `source`/`name` by IAM user `user`.
+pub fn api_event(id: &str, source: &str, name: &str, user: &str) -> String {
+    api_event_at(id, source, name, user, "2026-11-01T10:00:00Z")
+}
+
+/// [`api_event`] at event time `time`.
+pub fn api_event_at(id: &str, source: &str, name: &str, user: &str, time: &str) -> String {
+    envelope(
+        id,
+        json!({"eventID": id, "eventTime": time, "eventSource": format!("{source}.amazonaws.com"),
+               "eventName": name, "recipientAccountId": "111122223333",
+               "userIdentity": {"type": "IAMUser", "arn": format!("arn:aws:iam::1:user/{user}")}}),
+    )
+}
+
+pub async fn send(sqs: &aws_sdk_sqs::Client, queue: &str, body: String) {
+    sqs.send_message()
+        .queue_url(queue)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The metrics text once it contains every one of `needles` (deletes follow deliveries, so
+/// counters settle a moment after the alerts arrive); the last text seen after 10 s otherwise.
+pub fn metrics_with(addr: &str, needles: &[String]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = http_get(addr, "/metrics");
+        if needles.iter().all(|n| text.contains(n.as_str())) || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A fresh events queue, and an alerts topic delivering raw to an alerts queue.
+pub struct Queues {
+    pub events: String,
+    pub alerts: String,
+    pub topic: String,
+}
+
+pub async fn queues(sqs: &aws_sdk_sqs::Client, sns: &aws_sdk_sns::Client, tag: &str) -> Queues {
+    queues_with(sqs, sns, tag, false).await
+}
+
+/// [`queues`], with a FIFO topic and a FIFO alerts queue when `fifo`.
+pub async fn queues_with(
+    sqs: &aws_sdk_sqs::Client,
+    sns: &aws_sdk_sns::Client,
+    tag: &str,
+    fifo: bool,
+) -> Queues {
+    let suffix = if fifo { ".fifo" } else { "" };
+    let events = sqs
+        .create_queue()
+        .queue_name(format!("events-{tag}"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let mut alerts = sqs
+        .create_queue()
+        .queue_name(format!("alerts-{tag}{suffix}"));
+    let mut topic = sns.create_topic().name(format!("alerts-{tag}{suffix}"));
+    if fifo {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        alerts = alerts.attributes(QueueAttributeName::FifoQueue, "true");
+        topic = topic.attributes("FifoTopic", "true");
+    }
+    let alerts = alerts.send().await.unwrap().queue_url.unwrap();
+    let arn_attr = aws_sdk_sqs::types::QueueAttributeName::QueueArn;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&alerts)
+        .attribute_names(arn_attr.clone())
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let topic = topic.send().await.unwrap().topic_arn.unwrap();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(&attrs[&arn_attr])
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+    Queues {
+        events,
+        alerts,
+        topic,
+    }
+}
+
+/// Kills the service if a test fails before stopping it.
+pub struct Service(pub std::process::Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `trailwatch run` on `q`; returns the child and the metrics address.
+pub fn start(url: &str, q: &Queues, dir: &std::path::Path) -> (Service, String) {
+    start_with(url, q, dir, Extra::default())
+}
+
+/// Settings added to the test configuration.
+#[derive(Default)]
+pub struct Extra<'a> {
+    /// Lines for `[source.sqs]`.
+    pub sqs: &'a str,
+    /// Lines for `[sink.sns]`.
+    pub sns: &'a str,
+    /// Lines for `[alerts]`.
+    pub alerts: &'a str,
+    /// Rules other than the shipped pack.
+    pub rules: Option<&'a std::path::Path>,
+    /// Where the service's log goes (else nowhere, or $TRAILWATCH_TEST_LOG).
+    pub log: Option<&'a std::path::Path>,
+}
+
+/// [`start`], with extra settings.
+pub fn start_with(url: &str, q: &Queues, dir: &std::path::Path, extra: Extra) -> (Service, String) {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let config = dir.join("trailwatch.toml");
+    std::fs::write(dir.join("hmac.key"), "test-secret-0123456789abcdef\n").unwrap();
+    let rules = extra
+        .rules
+        .map_or(root().join("rules"), |p| p.to_path_buf());
+    let text = format!(
+        "[rules]\npaths = [{rules:?}]\n[source.sqs]\nqueue_url = {events:?}\nendpoint_url = {url:?}\npollers = 2\nwait_seconds = 1\n{sqs}[sink.sns]\ntopic_arn = {topic:?}\n{sns}[metrics]\nlisten = {metrics:?}\n[windows]\nstate_file = \"state.snap\"\nsnapshot_interval = \"1s\"\n[alerts]\nhmac_key_file = \"hmac.key\"\n{alerts}",
+        rules = rules.display().to_string(),
+        events = q.events,
+        topic = q.topic,
+        sqs = extra.sqs,
+        sns = extra.sns,
+        alerts = extra.alerts,
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut command = Command::new(trailwatch_bin());
+    // With an SNS endpoint in the file, nothing else may point SNS anywhere.
+    if extra.sns.is_empty() {
+        command.env("AWS_ENDPOINT_URL", url);
+    } else {
+        command.env_remove("AWS_ENDPOINT_URL");
+    }
+    let child = command
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stderr(match (extra.log, std::env::var("TRAILWATCH_TEST_LOG")) {
+            (Some(path), _) => Stdio::from(std::fs::File::create(path).unwrap()),
+            (None, Ok(path)) => Stdio::from(std::fs::File::create(path).unwrap()),
+            (None, Err(_)) => Stdio::null(),
+        })
+        .spawn()
+        .unwrap();
+    (Service(child), metrics)
+}
+
+/// One receive shorter than the 30 s visibility timeout: a duplicate would show up in it.
+pub async fn one_more_look(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<String> {
+    let out = sqs
+        .receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(10)
+        .wait_time_seconds(3)
+        .send()
+        .await
+        .unwrap();
+    out.messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.body.unwrap_or_default())
+        .collect()
+}
+
+/// Stops the service with SIGTERM; it must exit cleanly.
+pub fn stop_service(mut service: Service) {
+    Command::new("kill")
+        .args(["-TERM", &service.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = service.0.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+}
+
+/// Receives alert bodies until `n` arrived (or 30 s passed), deleting them.
+pub async fn receive(sqs: &aws_sdk_sqs::Client, queue: &str, n: usize) -> Vec<String> {
+    let mut bodies = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bodies.len() < n && Instant::now() < deadline {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages.unwrap_or_default() {
+            bodies.push(m.body.unwrap_or_default());
+            sqs.delete_message()
+                .queue_url(queue)
+                .receipt_handle(m.receipt_handle.unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    bodies
+}
+
+/// A TCP proxy to `target` that refuses service until `up` turns true.
+pub async fn flaky_proxy(
+    target: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
+            if !up.load(std::sync::atomic::Ordering::SeqCst) {
+                drop(inbound); // connection closed: SNS is "down"
+                continue;
+            }
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
