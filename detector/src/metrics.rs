@@ -53,6 +53,8 @@ pub struct Metrics {
     pub rule_reloads: IntCounterVec,
     /// Rules (and correlations) running now.
     pub rules_loaded: IntGauge,
+    /// How long the oldest message of the latest batch waited in the source, seconds.
+    pub source_lag: prometheus::Gauge,
     ready: Arc<AtomicBool>,
 }
 
@@ -105,7 +107,15 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(event_to_alert.clone()))
             .expect("unique metric");
+        let source_lag = prometheus::Gauge::new(
+            "trailwatch_source_lag_seconds",
+            "How long the oldest message of the latest batch waited in the source",
+        )
+        .expect("valid metric");
+        r.register(Box::new(source_lag.clone()))
+            .expect("unique metric");
         Metrics {
+            source_lag,
             event_to_alert,
             alerts_suppressed: counter(
                 "trailwatch_alerts_suppressed_total",
@@ -176,6 +186,20 @@ impl Metrics {
             registry: r,
             ready: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The name of every metric exported, for checking dashboards and alerting rules against.
+    pub fn names() -> Vec<String> {
+        let m = Metrics::new();
+        // Labelled families appear once they have a child.
+        for v in [&m.decode_errors, &m.rule_hits, &m.rule_reloads] {
+            v.with_label_values(&["x"]);
+        }
+        m.registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect()
     }
 
     /// Marks the service ready (or not) for `/readyz`.

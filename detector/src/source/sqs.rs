@@ -3,6 +3,7 @@
 use crate::metrics::Metrics;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName,
 };
 use aws_sdk_sqs::Client;
 use std::time::Duration;
@@ -120,6 +121,7 @@ pub async fn poll(
             .max_number_of_messages(10)
             .wait_time_seconds(queue.wait_seconds)
             .visibility_timeout(queue.visibility_timeout)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send();
         let response = tokio::select! {
             r = request => r,
@@ -136,6 +138,7 @@ pub async fn poll(
         if messages.is_empty() {
             continue;
         }
+        metrics.source_lag.set(oldest_age(&messages));
         let batch: Vec<Received> = messages
             .into_iter()
             .filter_map(|m| {
@@ -157,6 +160,22 @@ pub async fn poll(
             break;
         }
     }
+}
+
+/// Seconds the oldest message of a batch waited in the queue (0 if no timestamp came back).
+fn oldest_age(messages: &[aws_sdk_sqs::types::Message]) -> f64 {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    messages
+        .iter()
+        .filter_map(|m| {
+            m.attributes()?
+                .get(&MessageSystemAttributeName::SentTimestamp)
+        })
+        .filter_map(|t| t.parse::<i64>().ok())
+        .map(|sent| (now_ms - sent).max(0) as f64 / 1000.0)
+        .fold(0.0, f64::max)
 }
 
 /// Deletes messages, ten a call, retrying failures a few times.
