@@ -42,6 +42,9 @@ done
 curl -sf "http://127.0.0.1:$moto_port/moto-api/" > /dev/null || { echo "error: moto did not start (target/moto.log)" >&2; exit 1; }
 export MOTO_URL="http://127.0.0.1:$moto_port"
 
+echo "== the ops pack" >&2
+bash scripts/check-ops.sh
+
 echo "== format and lints" >&2
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
