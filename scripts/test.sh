@@ -42,6 +42,26 @@ done
 curl -sf "http://127.0.0.1:$moto_port/moto-api/" > /dev/null || { echo "error: moto did not start (target/moto.log)" >&2; exit 1; }
 export MOTO_URL="http://127.0.0.1:$moto_port"
 
+# tansu speaks the Kafka protocol on 127.0.0.1 for the Kafka source's tests (consumer groups,
+# rebalances); built from crates.io once (about 12 minutes), then reused.
+if ! command -v tansu >/dev/null; then
+  echo "== installing tansu (Kafka-protocol broker for tests; slow the first time)" >&2
+  cargo install tansu --locked --no-default-features --features libsql >&2
+fi
+kafka_port=${KAFKA_PORT:-19092}
+rm -rf target/tansu && mkdir -p target/tansu
+(cd target/tansu && exec tansu broker --listener-url "tcp://127.0.0.1:$kafka_port" \
+  --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine sqlite://tansu.db) \
+  > target/tansu.log 2>&1 &
+tansu_pid=$!
+trap 'kill $moto_pid $tansu_pid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  grep -q "ready in" target/tansu.log 2>/dev/null && break
+  sleep 0.2
+done
+grep -q "ready in" target/tansu.log || { echo "error: tansu did not start (target/tansu.log)" >&2; exit 1; }
+export KAFKA_BROKERS="127.0.0.1:$kafka_port"
+
 echo "== the ops pack" >&2
 bash scripts/check-ops.sh
 

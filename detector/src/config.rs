@@ -99,6 +99,44 @@ fn yes() -> bool {
 pub struct SourceConfig {
     /// An SQS queue fed by EventBridge.
     pub sqs: Option<SqsConfig>,
+    /// A Kafka topic read by a consumer group.
+    pub kafka: Option<KafkaConfig>,
+}
+
+/// `[source.kafka]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// The events topic, keyed by account (`recipientAccountId`).
+    pub topic: String,
+    /// The consumer group: instances in one group share the partitions.
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// The compacted topic partition state is kept in.
+    #[serde(default = "default_state_topic")]
+    pub state_topic: String,
+    /// Largest message accepted, bytes; larger ones are counted and skipped.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Messages processed (and their alerts delivered) per batch at most.
+    #[serde(default = "default_kafka_batch")]
+    pub max_batch: usize,
+    /// librdkafka properties passed through as they are: TLS (`security.protocol`,
+    /// `ssl.ca.location`, ...), SASL (`sasl.mechanism`, `sasl.username`, `sasl.password`), ...
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+fn default_group() -> String {
+    "trailwatch".into()
+}
+fn default_state_topic() -> String {
+    "trailwatch-state".into()
+}
+fn default_kafka_batch() -> usize {
+    500
 }
 
 /// `[source.sqs]`
@@ -264,8 +302,15 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let Some(sqs) = &self.source.sqs else {
-            return Err("[source] needs a source: [source.sqs]".into());
+        let sqs = match (&self.source.sqs, &self.source.kafka) {
+            (Some(sqs), None) => sqs,
+            (None, Some(k)) => return self.validate_kafka(k),
+            (Some(_), Some(_)) => {
+                return Err("[source] takes one source: [source.sqs] or [source.kafka]".into())
+            }
+            (None, None) => {
+                return Err("[source] needs a source: [source.sqs] or [source.kafka]".into())
+            }
         };
         if !(1..=20).contains(&sqs.wait_seconds) {
             return Err("source.sqs.wait_seconds must be 1 to 20".into());
@@ -276,6 +321,33 @@ impl Config {
         if sqs.pollers == 0 {
             return Err("source.sqs.pollers must be at least 1".into());
         }
+        self.validate_common()
+    }
+
+    fn validate_kafka(&self, k: &KafkaConfig) -> Result<(), String> {
+        for (name, v) in [
+            ("brokers", &k.brokers),
+            ("topic", &k.topic),
+            ("group_id", &k.group_id),
+        ] {
+            if v.trim().is_empty() {
+                return Err(format!("source.kafka.{name} must not be empty"));
+            }
+        }
+        if k.max_batch == 0 {
+            return Err("source.kafka.max_batch must be at least 1".into());
+        }
+        for managed in ["group.id", "enable.auto.offset.store", "enable.auto.commit"] {
+            if k.properties.contains_key(managed) {
+                return Err(format!(
+                    "source.kafka.properties: '{managed}' is managed by trailwatch (offsets are stored only after alerts are delivered)"
+                ));
+            }
+        }
+        self.validate_common()
+    }
+
+    fn validate_common(&self) -> Result<(), String> {
         if self.sink.sns.is_none() && self.sink.jsonl.is_none() {
             return Err(
                 "[sink] needs somewhere to send alerts: [sink.sns] and/or sink.jsonl".into(),
@@ -344,6 +416,22 @@ mod tests {
         );
         let e = load("[rules]\npaths = []\n[source]\n[sink]\njsonl = \"-\"\n").unwrap_err();
         assert!(e.message.contains("[source.sqs]"), "{e}");
+        let kafka = "[source.kafka]\nbrokers = \"127.0.0.1:9092\"\ntopic = \"cloudtrail\"\n";
+        let e = load(&format!("{OK}{kafka}")).unwrap_err();
+        assert!(e.message.contains("one source"), "{e}");
+        let only_kafka = format!(
+            "[rules]\npaths = []\n{kafka}[source.kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n[sink]\njsonl = \"-\"\n"
+        );
+        let c = load(&only_kafka).unwrap();
+        let k = c.source.kafka.unwrap();
+        assert_eq!(
+            (k.group_id.as_str(), k.state_topic.as_str()),
+            ("trailwatch", "trailwatch-state")
+        );
+        assert_eq!(k.properties["security.protocol"], "SASL_SSL");
+        let e =
+            load(&only_kafka.replace("security.protocol", "enable.auto.offset.store")).unwrap_err();
+        assert!(e.message.contains("managed by trailwatch"), "{e}");
         let e = load(&OK.replace(
             "[sink.sns]\ntopic_arn = \"arn:aws:sns:us-east-1:1:t\"\n",
             "",

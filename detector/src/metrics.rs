@@ -55,6 +55,10 @@ pub struct Metrics {
     pub rules_loaded: IntGauge,
     /// How long the oldest message of the latest batch waited in the source, seconds.
     pub source_lag: prometheus::Gauge,
+    /// Kafka consumer lag (messages behind the partition's end), by partition.
+    pub kafka_lag: prometheus::IntGaugeVec,
+    /// Kafka consumer group rebalances, by kind (`assign`, `revoke`).
+    pub kafka_rebalances: IntCounterVec,
     ready: Arc<AtomicBool>,
 }
 
@@ -114,7 +118,23 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(source_lag.clone()))
             .expect("unique metric");
+        let kafka_lag = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "trailwatch_kafka_consumer_lag",
+                "Messages behind the end of each owned partition",
+            ),
+            &["partition"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(kafka_lag.clone()))
+            .expect("unique metric");
         Metrics {
+            kafka_lag,
+            kafka_rebalances: vec(
+                "trailwatch_kafka_rebalances_total",
+                "Consumer group rebalances, by kind",
+                "kind",
+            ),
             source_lag,
             event_to_alert,
             alerts_suppressed: counter(
@@ -192,9 +212,15 @@ impl Metrics {
     pub fn names() -> Vec<String> {
         let m = Metrics::new();
         // Labelled families appear once they have a child.
-        for v in [&m.decode_errors, &m.rule_hits, &m.rule_reloads] {
+        for v in [
+            &m.decode_errors,
+            &m.rule_hits,
+            &m.rule_reloads,
+            &m.kafka_rebalances,
+        ] {
             v.with_label_values(&["x"]);
         }
+        m.kafka_lag.with_label_values(&["0"]);
         m.registry
             .gather()
             .iter()

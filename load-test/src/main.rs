@@ -3,6 +3,7 @@
 mod check;
 mod files;
 mod generate;
+mod kafka;
 mod scenario;
 mod sqs;
 
@@ -107,6 +108,24 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Produce the events of a JSON-lines file (from `generate`) to a Kafka topic, keyed by
+    /// account, at a target rate; creates the topic first if it is missing.
+    KafkaProduce {
+        /// `bootstrap.servers`.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// The events topic.
+        #[arg(long)]
+        topic: String,
+        /// Partitions of the topic, if it has to be created.
+        #[arg(long, default_value_t = 3)]
+        partitions: i32,
+        /// Events per second (0: as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// The events (one JSON record per line).
+        input: PathBuf,
+    },
     /// Baseline for benchmarks: parse every line of a JSON-lines file into `serde_json::Value`.
     ParseBaseline {
         /// The JSON-lines file.
@@ -208,6 +227,19 @@ fn main() -> Result<()> {
                 rate,
                 seed,
             ))?;
+            println!("{report}");
+        }
+        Command::KafkaProduce {
+            brokers,
+            topic,
+            partitions,
+            rate,
+            input,
+        } => {
+            let report = tokio::runtime::Runtime::new()?.block_on(async {
+                kafka::create_topic(&brokers, &topic, partitions).await?;
+                kafka::produce(&brokers, &topic, &input, rate).await
+            })?;
             println!("{report}");
         }
         Command::Geoip { output } => {

@@ -7,6 +7,8 @@
 //! keeping correlation state (of correlations whose definition is unchanged), suppression
 //! windows and the published-alerts ledger.
 
+mod detect;
+mod kafka;
 mod reload;
 mod worker;
 
@@ -20,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use worker::{Carry, Outputs, Worker};
+use worker::{Carry, Outputs, Sinks, Worker};
 
 /// Runs the service until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<()> {
@@ -84,14 +86,19 @@ async fn serve(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("binding the metrics endpoint {}", config.metrics.listen))?;
     tokio::spawn(metrics.clone().serve(listener));
-    let (out, queue) = connect(&config).await?;
-
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down: finishing in-flight messages");
         let _ = stop_tx.send(true);
     });
+    let locator = open_locator(&config, &prepared.set)?;
+    if let Some(k) = &config.source.kafka {
+        let aws = aws_config::load_from_env().await;
+        let sinks = sinks(&config, &aws);
+        return kafka::serve(&config, k, &prepared, sinks, metrics, locator, stop_rx).await;
+    }
+    let (out, queue) = connect(&config).await?;
     let (reload_tx, mut reload_rx) = mpsc::channel(8);
     reload::on_sighup(reload_tx.clone());
     let _watcher = if config.rules.watch {
@@ -111,7 +118,6 @@ async fn serve(config: Config) -> Result<()> {
     }
     drop(tx);
 
-    let locator = open_locator(&config, &prepared.set)?;
     let mut carry = Carry::open(&config)?;
     metrics.set_ready(true);
     let mut stop = stop_rx.clone();
@@ -236,8 +242,24 @@ async fn connect(config: &Config) -> Result<(Outputs, Queue)> {
         sqs_config = sqs_config.endpoint_url(url);
     }
     let sqs_client = aws_sdk_sqs::Client::from_conf(sqs_config.build());
+    let queue = Queue {
+        client: sqs_client.clone(),
+        url: source.queue_url.clone(),
+        wait_seconds: source.wait_seconds,
+        visibility_timeout: source.visibility_timeout_seconds,
+    };
+    let out = Outputs {
+        sinks: sinks(config, &aws),
+        sqs: sqs_client,
+        queue_url: source.queue_url,
+    };
+    Ok((out, queue))
+}
+
+/// The configured sinks.
+fn sinks(config: &Config, aws: &aws_config::SdkConfig) -> Sinks {
     let sns = config.sink.sns.as_ref().map(|s| {
-        let mut c = aws_sdk_sns::config::Builder::from(&aws);
+        let mut c = aws_sdk_sns::config::Builder::from(aws);
         if let Some(url) = &s.endpoint_url {
             c = c.endpoint_url(url);
         }
@@ -246,20 +268,11 @@ async fn connect(config: &Config) -> Result<(Outputs, Queue)> {
             s.topic_arn.clone(),
         )
     });
-    let queue = Queue {
-        client: sqs_client.clone(),
-        url: source.queue_url.clone(),
-        wait_seconds: source.wait_seconds,
-        visibility_timeout: source.visibility_timeout_seconds,
-    };
-    let out = Outputs {
+    Sinks {
         sns,
         jsonl: config.sink.jsonl.clone().map(JsonlSink::new),
         format: config.alerts.format,
-        sqs: sqs_client,
-        queue_url: source.queue_url,
-    };
-    Ok((out, queue))
+    }
 }
 
 async fn wait_for_signal() {

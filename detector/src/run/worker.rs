@@ -1,16 +1,17 @@
 //! The engine side of the service: decoding, matching, correlation, suppression and rate
 //! limits, delivery, and the order of acknowledgement that makes a crash lose nothing.
 
+use super::detect::Detect;
 use crate::alert::gate::{Candidate, Gate, GateStats};
 use crate::alert::ledger::Ledger;
 use crate::alert::{Alert, AlertKind, Format, SummaryFields};
 use crate::config::Config;
-use crate::engine::{MatchScratch, RuleSet};
+use crate::engine::RuleSet;
 use crate::event::{Decoder, Limits};
 use crate::metrics::Metrics;
 use crate::sink::{JsonlSink, SnsSink};
 use crate::source::sqs::{self, Batch, Received};
-use crate::window::{CorrelationHit, Correlator, Origin};
+use crate::window::Correlator;
 use anyhow::{Context, Result};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -20,18 +21,24 @@ use std::time::{Duration, Instant};
 /// How many recently handled hit and alert ids are remembered to drop redelivered duplicates.
 const REMEMBERED_ALERTS: usize = 100_000;
 
-pub(super) struct Outputs {
+/// Where alerts go.
+pub(super) struct Sinks {
     pub sns: Option<SnsSink>,
     pub jsonl: Option<JsonlSink>,
     pub format: Format,
+}
+
+/// The sinks and the queue messages are acknowledged to.
+pub(super) struct Outputs {
+    pub sinks: Sinks,
     pub sqs: aws_sdk_sqs::Client,
     pub queue_url: String,
 }
 
-impl Outputs {
+impl Sinks {
     /// Delivers alerts to every sink, retrying with backoff and jitter until they confirm.
     /// While a sink is down nothing is acknowledged, so the source backs up: nothing is lost.
-    async fn deliver(&self, alerts: &[Alert], metrics: &Metrics) {
+    pub async fn deliver(&self, alerts: &[Alert], metrics: &Metrics) {
         if alerts.is_empty() {
             return;
         }
@@ -111,15 +118,11 @@ impl Carry {
 
 /// Decoding, matching and correlation for one rule set, with the carried state.
 pub(super) struct Worker<'s> {
-    set: &'s RuleSet,
+    detect: Detect<'s>,
     decoder: Decoder<'s>,
     correlator: Correlator<'s>,
-    scratch: MatchScratch,
-    hits: Vec<u32>,
-    fired: Vec<CorrelationHit>,
     candidates: Vec<Candidate>,
     batch_time: Option<i64>,
-    summaries: SummaryFields,
     metrics: Metrics,
     carry: Carry,
 }
@@ -154,7 +157,7 @@ impl<'s> Worker<'s> {
             tracing::info!(groups = report.groups, pending = report.pending, dropped = ?report.dropped, "correlation state restored");
         }
         Ok(Worker {
-            set,
+            detect: Detect::new(set, summaries, metrics.clone()),
             decoder: Decoder::new(
                 set.fields(),
                 Limits {
@@ -163,12 +166,8 @@ impl<'s> Worker<'s> {
                 },
             ),
             correlator,
-            scratch: MatchScratch::default(),
-            hits: Vec::new(),
-            fired: Vec::new(),
             candidates: Vec::new(),
             batch_time: None,
-            summaries,
             metrics,
             carry,
         })
@@ -212,11 +211,11 @@ impl<'s> Worker<'s> {
     /// state first and handled ids second, so a crash between them can only over-count a
     /// roll-up, never repeat an alert or lose a count.
     async fn publish(&mut self, out: &Outputs) {
-        self.correlation_candidates();
+        self.detect.correlations(&mut self.candidates);
         let (alerts, handled) = self.gate();
-        out.deliver(&alerts, &self.metrics).await;
+        out.sinks.deliver(&alerts, &self.metrics).await;
         self.metrics.alerts_published.inc_by(alerts.len() as u64);
-        self.observe_latency(&alerts);
+        observe_latency(&self.metrics, &alerts);
         self.save_gate();
         let ids = handled
             .iter()
@@ -229,48 +228,17 @@ impl<'s> Worker<'s> {
 
     /// Decodes and evaluates one message; `Err` names why it is undecodable.
     fn message(&mut self, msg: &Received) -> Result<(), &'static str> {
-        let set = self.set;
-        let (scratch, hits, fired, correlator, summaries, metrics) = (
-            &mut self.scratch,
-            &mut self.hits,
-            &mut self.fired,
-            &mut self.correlator,
-            &self.summaries,
-            &self.metrics,
-        );
-        let (events, candidates, batch_time) = (
-            &mut self.carry.events,
-            &mut self.candidates,
-            &mut self.batch_time,
-        );
+        let (detect, correlator, candidates) =
+            (&mut self.detect, &mut self.correlator, &mut self.candidates);
+        let (events, batch_time) = (&mut self.carry.events, &mut self.batch_time);
         let mut bad_record = None;
         let result = self
             .decoder
             .decode(msg.body.as_bytes(), &mut |item| match item {
                 Ok(ev) => {
-                    metrics.events.inc();
-                    let index = *events;
                     *events += 1;
-                    let time = ev.get(set.event_time).text();
-                    if let Some(t) = time.and_then(crate::window::event_time) {
+                    if let Some(t) = detect.event(ev, *events - 1, correlator, candidates) {
                         *batch_time = Some(batch_time.map_or(t, |b: i64| b.max(t)));
-                    }
-                    set.matches(ev, scratch, hits);
-                    for &r in hits.iter() {
-                        let rule = &set.rules()[r as usize];
-                        metrics.rule_hits.with_label_values(&[rule.id()]).inc();
-                        if !set.links().reach[r as usize].is_empty() {
-                            let origin = Origin {
-                                input_index: index,
-                                event_id: ev.get(set.event_id).text().map(str::to_string),
-                                event_time: time.map(str::to_string),
-                            };
-                            correlator.push(ev, r, origin, fired);
-                        }
-                        if set.links().rule_reported[r as usize] {
-                            candidates
-                                .push(crate::alert::hit_candidate(rule, r as usize, ev, summaries));
-                        }
                     }
                 }
                 Err(e) => bad_record = Some(e.kind()),
@@ -283,17 +251,6 @@ impl<'s> Worker<'s> {
                 Ok(())
             }
             (Ok(()), None) => Ok(()),
-        }
-    }
-
-    fn correlation_candidates(&mut self) {
-        for h in self.fired.drain(..) {
-            let c = h.correlation as usize;
-            if self.set.links().corr_reported[c] {
-                let corr = &self.set.correlations()[c];
-                self.candidates
-                    .push(crate::alert::correlation_candidate(corr, &h));
-            }
         }
     }
 
@@ -339,20 +296,6 @@ impl<'s> Worker<'s> {
         self.carry.reported = now;
     }
 
-    /// Event-to-alert latency of first alerts (roll-ups and storms wait for windows by design).
-    fn observe_latency(&self, alerts: &[Alert]) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        for a in alerts.iter().filter(|a| a.kind == AlertKind::Alert) {
-            if let Some(t) = a.last_seen.as_deref().and_then(crate::window::event_time) {
-                self.metrics
-                    .event_to_alert
-                    .observe((now - t as f64).max(0.0));
-            }
-        }
-    }
-
     fn update_window_metrics(&self) {
         let s = self.correlator.stats;
         self.metrics.late_events.set(s.late as i64);
@@ -391,5 +334,17 @@ impl<'s> Worker<'s> {
         self.publish(out).await;
         self.snapshot();
         tracing::info!(events = self.carry.events, "stopped");
+    }
+}
+
+/// Event-to-alert latency of first alerts (roll-ups and storms wait for windows by design).
+pub(super) fn observe_latency(metrics: &Metrics, alerts: &[Alert]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    for a in alerts.iter().filter(|a| a.kind == AlertKind::Alert) {
+        if let Some(t) = a.last_seen.as_deref().and_then(crate::window::event_time) {
+            metrics.event_to_alert.observe((now - t as f64).max(0.0));
+        }
     }
 }

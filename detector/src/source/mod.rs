@@ -1,4 +1,5 @@
 //! Where events come from; each source hands documents to the decoder.
 
 pub mod file;
+pub mod kafka;
 pub mod sqs;

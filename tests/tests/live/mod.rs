@@ -311,3 +311,47 @@ pub async fn flaky_proxy(
     });
     format!("http://{addr}")
 }
+
+/// The Kafka-protocol broker scripts/test.sh started (tansu), if any.
+pub fn kafka() -> Option<String> {
+    match std::env::var("KAFKA_BROKERS") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ => {
+            eprintln!("KAFKA_BROKERS is not set: skipping (scripts/test.sh starts tansu)");
+            None
+        }
+    }
+}
+
+/// Starts `trailwatch run` reading `topic` as a member of `group`, alerting to `q`'s topic via
+/// moto; returns the child and its metrics address.
+pub fn start_kafka(
+    url: &str,
+    q: &Queues,
+    dir: &std::path::Path,
+    brokers: &str,
+    topic: &str,
+    group: &str,
+) -> (Service, String) {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("hmac.key"), "test-secret-0123456789abcdef\n").unwrap();
+    let text = format!(
+        "[rules]\npaths = [{rules:?}]\n[source.kafka]\nbrokers = {brokers:?}\ntopic = {topic:?}\ngroup_id = {group:?}\nstate_topic = \"{group}-state\"\nmax_batch = 50\n[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"10000\"\n[sink.sns]\ntopic_arn = {topic_arn:?}\n[metrics]\nlisten = {metrics:?}\n[windows]\nsnapshot_interval = \"1s\"\n[alerts]\nhmac_key_file = \"hmac.key\"\n",
+        rules = root().join("rules").display().to_string(),
+        topic_arn = q.topic,
+    );
+    let config = dir.join("trailwatch.toml");
+    std::fs::write(&config, text).unwrap();
+    let child = Command::new(trailwatch_bin())
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("AWS_ENDPOINT_URL", url)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stderr(Stdio::from(std::fs::File::create(dir.join("log")).unwrap()))
+        .spawn()
+        .unwrap();
+    (Service(child), metrics)
+}

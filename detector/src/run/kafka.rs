@@ -1,0 +1,313 @@
+//! `trailwatch run` on a Kafka consumer group: per-partition correlation and suppression state,
+//! offsets stored only after the alerts of their events are delivered, state handed over
+//! through the state topic on rebalances (see `source::kafka`).
+
+use super::detect::Detect;
+use super::worker::{observe_latency, Sinks};
+use super::Prepared;
+use crate::alert::gate::{Candidate, Gate};
+use crate::alert::Alert;
+use crate::config::{Config, KafkaConfig};
+use crate::event::{Decoder, Limits};
+use crate::metrics::Metrics;
+use crate::source::kafka::{self, PartitionState, Restore, Shared};
+use crate::window::Correlator;
+use anyhow::{Context, Result};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// One owned partition's detection state.
+struct Part<'s> {
+    correlator: Correlator<'s>,
+    gate: Gate,
+    /// Alerts of events before this offset were delivered by a previous owner.
+    replay_until: i64,
+    /// The next offset to process; earlier ones (a refetch after a rebalance) are skipped.
+    next: i64,
+}
+
+/// Runs the Kafka source until a stop signal.
+pub(super) async fn serve(
+    config: &Config,
+    kafka_config: &KafkaConfig,
+    prepared: &Prepared,
+    sinks: Sinks,
+    metrics: Metrics,
+    locator: Option<Arc<dyn crate::geo::Locate>>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    kafka::ensure_state_topic(kafka_config)
+        .await
+        .context("connecting to Kafka")?;
+    let shared = Arc::new(Shared::default());
+    let consumer = kafka::consumer(kafka_config, shared.clone(), metrics.clone())
+        .context("creating the Kafka consumer")?;
+    let mut worker = KafkaWorker {
+        detect: Detect::new(&prepared.set, prepared.summaries.clone(), metrics.clone()),
+        decoder: Decoder::new(
+            prepared.set.fields(),
+            Limits {
+                max_document_bytes: kafka_config.max_body_bytes,
+                ..Limits::default()
+            },
+        ),
+        parts: HashMap::new(),
+        shared,
+        config,
+        locator,
+        metrics: metrics.clone(),
+        topic: kafka_config.topic.clone(),
+        events: 0,
+    };
+    metrics.set_ready(true);
+    tracing::info!(topic = %kafka_config.topic, group = %kafka_config.group_id, "consuming");
+    let every = Duration::from_secs(config.snapshot_interval().max(1) as u64);
+    let mut tick = tokio::time::interval(every);
+    loop {
+        let first = tokio::select! {
+            m = consumer.recv() => m,
+            _ = tick.tick() => {
+                worker.write_states(&consumer);
+                continue;
+            }
+            _ = stop.changed() => break,
+        };
+        let mut batch = Vec::new();
+        match first {
+            Ok(m) => batch.push(m.detach()),
+            Err(e) => {
+                tracing::warn!(error = %e, "receiving from Kafka failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        }
+        // Fill the batch from what is already fetched, without waiting long for more.
+        while batch.len() < kafka_config.max_batch {
+            match tokio::time::timeout(Duration::from_millis(5), consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(m.detach()),
+                _ => break,
+            }
+        }
+        worker.batch(batch, &sinks, &consumer).await;
+    }
+    // Offsets were committed batch by batch; the state as of them goes to the state topic, and
+    // dropping the consumer leaves the group (its revocation hands the partitions over).
+    worker.write_states(&consumer);
+    tracing::info!(events = worker.events, "stopped");
+    Ok(())
+}
+
+struct KafkaWorker<'s, 'c> {
+    detect: Detect<'s>,
+    decoder: Decoder<'s>,
+    parts: HashMap<i32, Part<'s>>,
+    shared: Arc<Shared>,
+    config: &'c Config,
+    locator: Option<Arc<dyn crate::geo::Locate>>,
+    metrics: Metrics,
+    topic: String,
+    events: u64,
+}
+
+impl<'s> KafkaWorker<'s, '_> {
+    /// Processes one batch: alerts delivered first, then the partitions' offsets stored and
+    /// their state kept for the next hand-over.
+    async fn batch(
+        &mut self,
+        batch: Vec<OwnedMessage>,
+        sinks: &Sinks,
+        consumer: &rdkafka::consumer::StreamConsumer<kafka::GroupContext>,
+    ) {
+        let started = Instant::now();
+        self.metrics.messages_received.inc_by(batch.len() as u64);
+        self.metrics.source_lag.set(oldest_age(&batch));
+        let mut alerts = Vec::new();
+        let mut touched = Vec::new();
+        for msg in &batch {
+            if self.message(msg, &mut alerts) && !touched.contains(&msg.partition()) {
+                touched.push(msg.partition());
+            }
+        }
+        sinks.deliver(&alerts, &self.metrics).await;
+        self.metrics.alerts_published.inc_by(alerts.len() as u64);
+        observe_latency(&self.metrics, &alerts);
+        self.commit(&touched, consumer);
+        self.metrics
+            .sink_latency
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Evaluates one message of an owned partition; false if it was skipped.
+    fn message(&mut self, msg: &OwnedMessage, alerts: &mut Vec<Alert>) -> bool {
+        let p = msg.partition();
+        if !self.shared.owns(p) {
+            self.parts.remove(&p);
+            return false; // revoked while buffered: its new owner reads it
+        }
+        self.take_restore(p);
+        let Some(part) = self.parts.get_mut(&p) else {
+            return false; // not ours (any more): its new owner reads it
+        };
+        if msg.offset() < part.next {
+            return false;
+        }
+        part.next = msg.offset() + 1;
+        let replaying = msg.offset() < part.replay_until;
+        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut out = Vec::new();
+        let mut bad = None;
+        let (detect, events) = (&mut self.detect, &mut self.events);
+        let payload = msg.payload().unwrap_or_default();
+        let result = self.decoder.decode(payload, &mut |item| match item {
+            Ok(ev) => {
+                *events += 1;
+                let time = detect.event(ev, *events - 1, &mut part.correlator, &mut candidates);
+                for c in candidates.drain(..) {
+                    part.gate.offer(c, &mut out);
+                }
+                if let (Some(t), false) = (time, part.gate.is_idle()) {
+                    part.gate.observe(t);
+                    part.gate.advance(&mut out);
+                }
+            }
+            Err(e) => bad = Some(e.kind()),
+        });
+        if let Some(kind) = result.err().map(|e| e.kind()).or(bad) {
+            self.metrics.decode_errors.with_label_values(&[kind]).inc();
+            tracing::warn!(
+                partition = p,
+                offset = msg.offset(),
+                reason = kind,
+                "undecodable record skipped"
+            );
+        }
+        if replaying {
+            // Delivered by the partition's previous owner before it committed this offset.
+            self.metrics.alerts_deduplicated.inc_by(out.len() as u64);
+        } else {
+            alerts.append(&mut out);
+        }
+        true
+    }
+
+    /// Starts a newly assigned partition from the state its previous owner handed over.
+    fn take_restore(&mut self, p: i32) {
+        let Some(restore) = self
+            .shared
+            .restores
+            .lock()
+            .ok()
+            .and_then(|mut r| r.remove(&p))
+        else {
+            return;
+        };
+        match self.part_from(restore) {
+            Ok(part) => {
+                self.parts.insert(p, part);
+            }
+            Err(e) => {
+                tracing::error!(partition = p, error = %format!("{e:#}"), "partition state unusable; starting the partition without it");
+                let fresh = self.part_from(Restore {
+                    state: None,
+                    committed: -1,
+                });
+                if let Ok(part) = fresh {
+                    self.parts.insert(p, part);
+                }
+            }
+        }
+    }
+
+    fn part_from(&self, restore: Restore) -> Result<Part<'s>> {
+        let opts = crate::window::Options {
+            lateness: self.config.lateness(),
+            max_keys: self.config.windows.max_keys.max(1),
+        };
+        let mut correlator = Correlator::new(self.detect.set, opts);
+        if let Some(l) = &self.locator {
+            correlator = correlator.with_locator(l.clone());
+        }
+        let mut gate = Gate::new(self.config.alerts.limits(), self.config.lateness());
+        let mut next = restore.committed.max(0);
+        if let Some(s) = &restore.state {
+            correlator.restore(&s.correlation)?;
+            gate.restore(&s.gate)?;
+            next = s.offset;
+        }
+        Ok(Part {
+            correlator,
+            gate,
+            replay_until: restore.committed,
+            next,
+        })
+    }
+
+    /// Commits the processed offsets and keeps each partition's state as of them, for the
+    /// rebalance callback to hand over.
+    fn commit(
+        &self,
+        touched: &[i32],
+        consumer: &rdkafka::consumer::StreamConsumer<kafka::GroupContext>,
+    ) {
+        let mut tpl = TopicPartitionList::new();
+        let mut saved = match self.shared.saved.lock() {
+            Ok(s) => s,
+            Err(e) => e.into_inner(),
+        };
+        for p in touched {
+            let Some(part) = self.parts.get(p) else {
+                continue;
+            };
+            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(part.next));
+            saved.insert(
+                *p,
+                PartitionState {
+                    offset: part.next,
+                    correlation: part.correlator.snapshot(),
+                    gate: part.gate.save(),
+                },
+            );
+        }
+        drop(saved);
+        // Committed at once, not on the auto-commit timer: after a crash the next owner takes
+        // the alerts of everything up to here as delivered.
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+                tracing::warn!(error = %e, "committing offsets failed; these events may be read again and their alerts repeated");
+            }
+        }
+    }
+
+    /// Writes every owned partition's state to the state topic (periodically and at shutdown).
+    fn write_states(&self, consumer: &rdkafka::consumer::StreamConsumer<kafka::GroupContext>) {
+        let states: Vec<(i32, PartitionState)> = match self.shared.saved.lock() {
+            Ok(s) => s.iter().map(|(p, s)| (*p, s.clone())).collect(),
+            Err(_) => return,
+        };
+        if states.is_empty() {
+            return;
+        }
+        let written = tokio::task::block_in_place(|| consumer.context().write_states(&states));
+        match written {
+            Ok(()) => self.metrics.snapshots.inc(),
+            Err(e) => tracing::warn!(error = %e, "writing partition state failed"),
+        }
+    }
+}
+
+/// Seconds the oldest message of a batch waited since it was produced (0 without timestamps).
+fn oldest_age(batch: &[OwnedMessage]) -> f64 {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    batch
+        .iter()
+        .filter_map(|m| m.timestamp().to_millis())
+        .map(|t| (now_ms - t).max(0) as f64 / 1000.0)
+        .fold(0.0, f64::max)
+}

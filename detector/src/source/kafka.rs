@@ -1,0 +1,431 @@
+//! The Kafka source: a consumer group whose partitions own their detection state.
+//!
+//! The events topic is keyed by account (`recipientAccountId`), so every event of an account,
+//! and so every principal and address a correlation groups by within it, lands in one partition.
+//! Each partition's correlation and suppression state travels with the partition: the worker
+//! keeps, per owned partition, the state as of its last delivered batch; when the group takes a
+//! partition away, that state is written to a compacted state topic (keyed by group, topic and
+//! partition) with the offset it corresponds to, and whoever is assigned the partition next
+//! restores it and starts reading at that offset. Snapshots are also written periodically, so
+//! after a `kill -9` the new owner restores the last one and reads forward from it: events up to
+//! the group's committed offset only rebuild state (their alerts were delivered before the offset
+//! was committed), later ones alert as usual.
+
+use crate::config::KafkaConfig;
+use crate::metrics::Metrics;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Statistics};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long rebalance work (reading or writing state, committing) may take.
+const REBALANCE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One partition's state as of an offset: the next offset to read and the encoded state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    /// The next offset to read after this state.
+    pub offset: i64,
+    /// The correlation snapshot (`Correlator::snapshot`).
+    pub correlation: Vec<u8>,
+    /// The suppression state (`Gate::save`).
+    pub gate: Vec<u8>,
+}
+
+const MAGIC: &str = "TRAILWATCH-PARTITION";
+
+impl PartitionState {
+    /// `TRAILWATCH-PARTITION 1 <offset> <correlation length>\n<correlation><gate>`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out =
+            format!("{MAGIC} 1 {} {}\n", self.offset, self.correlation.len()).into_bytes();
+        out.extend_from_slice(&self.correlation);
+        out.extend_from_slice(&self.gate);
+        out
+    }
+
+    /// Reads what [`PartitionState::encode`] wrote.
+    pub fn decode(bytes: &[u8]) -> Result<PartitionState, String> {
+        let nl = memchr::memchr(b'\n', bytes).ok_or("not a partition state")?;
+        let header = std::str::from_utf8(&bytes[..nl]).map_err(|_| "not a partition state")?;
+        let parts: Vec<&str> = header.split(' ').collect();
+        let [magic, version, offset, len] = parts[..] else {
+            return Err("not a partition state".into());
+        };
+        if magic != MAGIC || version != "1" {
+            return Err(format!("unsupported partition state '{magic} {version}'"));
+        }
+        let offset: i64 = offset.parse().map_err(|_| "bad offset")?;
+        let len: usize = len.parse().map_err(|_| "bad length")?;
+        let body = &bytes[nl + 1..];
+        if body.len() < len {
+            return Err("truncated partition state".into());
+        }
+        Ok(PartitionState {
+            offset,
+            correlation: body[..len].to_vec(),
+            gate: body[len..].to_vec(),
+        })
+    }
+}
+
+/// What an assigned partition starts from.
+#[derive(Debug, Clone)]
+pub struct Restore {
+    /// State to restore, if the partition had any.
+    pub state: Option<PartitionState>,
+    /// The group's committed offset: alerts of earlier events were already delivered.
+    pub committed: i64,
+}
+
+/// What the consumer's rebalance callbacks and the worker share.
+#[derive(Default)]
+pub struct Shared {
+    /// Per owned partition, the state as of its last delivered batch.
+    pub saved: Mutex<HashMap<i32, PartitionState>>,
+    /// Partitions assigned since the worker last looked, with what to start from.
+    pub restores: Mutex<HashMap<i32, Restore>>,
+    /// The partitions this instance owns now.
+    pub owned: Mutex<std::collections::HashSet<i32>>,
+}
+
+impl Shared {
+    /// Whether partition `p` is owned now.
+    pub fn owns(&self, p: i32) -> bool {
+        lock(&self.owned).contains(&p)
+    }
+}
+
+/// The consumer's context: writes state on revocation, reads it on assignment.
+pub struct GroupContext {
+    shared: Arc<Shared>,
+    store: StateStore,
+    topic: String,
+    metrics: Metrics,
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, stats: Statistics) {
+        let Some(topic) = stats.topics.get(&self.topic) else {
+            return;
+        };
+        for (id, p) in &topic.partitions {
+            if *id >= 0 && p.consumer_lag >= 0 {
+                let label = id.to_string();
+                self.metrics
+                    .kafka_lag
+                    .with_label_values(&[&label])
+                    .set(p.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: rdkafka::types::RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        use rdkafka::types::RDKafkaRespErr::*;
+        match err {
+            RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
+            RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
+            other => {
+                tracing::error!(error = ?other, "rebalance failed");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+impl GroupContext {
+    fn partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+        tpl.elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect()
+    }
+
+    /// Saves and commits the state of the partitions taken away, then lets them go.
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        self.metrics
+            .kafka_rebalances
+            .with_label_values(&["revoke"])
+            .inc();
+        let revoked = self.partitions(tpl);
+        let states: Vec<(i32, PartitionState)> = {
+            let mut saved = lock(&self.shared.saved);
+            revoked
+                .iter()
+                .filter_map(|p| saved.remove(p).map(|s| (*p, s)))
+                .collect()
+        };
+        let mut commit = TopicPartitionList::new();
+        for (p, s) in &states {
+            let _ = commit.add_partition_offset(&self.topic, *p, Offset::Offset(s.offset));
+        }
+        if let Err(e) = self.store.write(&states) {
+            tracing::error!(error = %e, "writing partition state on revocation failed; the next owner starts from an older snapshot");
+        }
+        if commit.count() > 0 {
+            if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+                tracing::warn!(error = %e, "committing offsets on revocation failed; the saved state's offsets still apply");
+            }
+        }
+        lock(&self.shared.restores).retain(|p, _| !revoked.contains(p));
+        lock(&self.shared.owned).retain(|p| !revoked.contains(p));
+        tracing::info!(partitions = ?revoked, saved = states.len(), "partitions revoked");
+        let _ = consumer.unassign();
+    }
+
+    /// Restores the state of newly assigned partitions and starts each where its state ends.
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        self.metrics
+            .kafka_rebalances
+            .with_label_values(&["assign"])
+            .inc();
+        let assigned = self.partitions(tpl);
+        let committed: HashMap<i32, i64> = consumer
+            .committed_offsets(tpl.clone(), REBALANCE_TIMEOUT)
+            .map(|c| {
+                c.elements_for_topic(&self.topic)
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some((e.partition(), o)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut states = match self.store.read(&assigned) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "reading partition state failed; starting without it");
+                HashMap::new()
+            }
+        };
+        let mut restores = lock(&self.shared.restores);
+        for &p in &assigned {
+            let state = states.remove(&p);
+            let committed = committed.get(&p).copied().unwrap_or(-1);
+            let start = match &state {
+                Some(s) => Offset::Offset(s.offset),
+                None if committed >= 0 => Offset::Offset(committed),
+                None => Offset::Beginning,
+            };
+            let _ = tpl.set_partition_offset(&self.topic, p, start);
+            restores.insert(p, Restore { state, committed });
+        }
+        drop(restores);
+        lock(&self.shared.owned).extend(assigned.iter().copied());
+        tracing::info!(partitions = ?assigned, "partitions assigned");
+        if let Err(e) = consumer.assign(tpl) {
+            tracing::error!(error = %e, "assigning partitions failed");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere while holding the lock leaves plain data behind: keep going with it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The compacted topic partition state lives in, one record per partition (the latest wins).
+pub struct StateStore {
+    producer: ThreadedProducer<DefaultProducerContext>,
+    client: ClientConfig,
+    topic: String,
+    key_prefix: String,
+}
+
+impl StateStore {
+    fn key(&self, partition: i32) -> String {
+        format!("{}/{partition}", self.key_prefix)
+    }
+
+    /// Writes states and waits until the broker has them.
+    pub fn write(&self, states: &[(i32, PartitionState)]) -> KafkaResult<()> {
+        for (p, s) in states {
+            let key = self.key(*p);
+            let value = s.encode();
+            let record = BaseRecord::to(&self.topic).key(&key).payload(&value);
+            self.producer.send(record).map_err(|(e, _)| e)?;
+        }
+        self.producer.flush(REBALANCE_TIMEOUT)
+    }
+
+    /// Reads the latest state of each of `partitions` (those with none are absent).
+    pub fn read(&self, partitions: &[i32]) -> KafkaResult<HashMap<i32, PartitionState>> {
+        let consumer: BaseConsumer = self.client.create()?;
+        let meta = consumer.fetch_metadata(Some(&self.topic), REBALANCE_TIMEOUT)?;
+        let mut tpl = TopicPartitionList::new();
+        let mut ends = HashMap::new();
+        for t in meta.topics() {
+            for p in t.partitions() {
+                let (low, high) =
+                    consumer.fetch_watermarks(&self.topic, p.id(), REBALANCE_TIMEOUT)?;
+                if high > low {
+                    tpl.add_partition_offset(&self.topic, p.id(), Offset::Offset(low))?;
+                    ends.insert(p.id(), high);
+                }
+            }
+        }
+        let wanted: HashMap<String, i32> = partitions.iter().map(|p| (self.key(*p), *p)).collect();
+        let mut found = HashMap::new();
+        if ends.is_empty() {
+            return Ok(found);
+        }
+        consumer.assign(&tpl)?;
+        let deadline = std::time::Instant::now() + REBALANCE_TIMEOUT;
+        while !ends.is_empty() && std::time::Instant::now() < deadline {
+            let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let msg = msg?;
+            let key = msg.key().and_then(|k| std::str::from_utf8(k).ok());
+            if let Some(&p) = key.and_then(|k| wanted.get(k)) {
+                match msg.payload().map(PartitionState::decode) {
+                    Some(Ok(s)) => {
+                        found.insert(p, s);
+                    }
+                    // A tombstone or a foreign record clears what came before it.
+                    _ => {
+                        found.remove(&p);
+                    }
+                }
+            }
+            if msg.offset() + 1 >= ends.get(&msg.partition()).copied().unwrap_or(0) {
+                ends.remove(&msg.partition());
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Properties only a group consumer takes (others would warn about them).
+const GROUP_ONLY: &[&str] = &[
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "group.instance.id",
+    "group.protocol",
+    "partition.assignment.strategy",
+    "auto.offset.reset",
+    "isolation.level",
+];
+
+/// The base client settings: brokers, then the pass-through properties (TLS, SASL, ...);
+/// group settings only for the group consumer.
+fn client_config(config: &KafkaConfig, group_consumer: bool) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers);
+    // Notice a topic created after start within seconds, not librdkafka's five minutes.
+    c.set("topic.metadata.refresh.interval.ms", "5000");
+    for (k, v) in &config.properties {
+        if group_consumer || !GROUP_ONLY.contains(&k.as_str()) {
+            c.set(k, v);
+        }
+    }
+    c
+}
+
+/// Creates the state topic (compacted) if it does not exist yet.
+pub async fn ensure_state_topic(config: &KafkaConfig) -> KafkaResult<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        client_config(config, false).create()?;
+    let topic = NewTopic::new(&config.state_topic, 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact");
+    let results = admin
+        .create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(REBALANCE_TIMEOUT)),
+        )
+        .await?;
+    for r in results {
+        match r {
+            Ok(_) => {
+                tracing::info!(topic = %config.state_topic, "created the partition state topic")
+            }
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => {
+                tracing::warn!(topic = %t, error = %code, "creating the state topic failed; create it (compacted) by hand")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The group's consumer on the events topic, sharing `shared` with its rebalance callbacks.
+pub fn consumer(
+    config: &KafkaConfig,
+    shared: Arc<Shared>,
+    metrics: Metrics,
+) -> KafkaResult<StreamConsumer<GroupContext>> {
+    let base = client_config(config, false);
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        base.clone().set("enable.idempotence", "true").create()?;
+    let mut reader = base.clone();
+    reader
+        .set("group.id", format!("{}-state-reader", config.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    let store = StateStore {
+        producer,
+        client: reader,
+        topic: config.state_topic.clone(),
+        key_prefix: format!("{}/{}", config.group_id, config.topic),
+    };
+    let context = GroupContext {
+        shared,
+        store,
+        topic: config.topic.clone(),
+        metrics,
+    };
+    let consumer: StreamConsumer<GroupContext> = client_config(config, true)
+        .set("group.id", &config.group_id)
+        // Offsets are committed by the worker, only once the alerts of their events are
+        // confirmed by the sinks.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "range")
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(context)?;
+    consumer.subscribe(&[&config.topic])?;
+    Ok(consumer)
+}
+
+impl GroupContext {
+    /// Writes the given states now (periodic snapshots and shutdown).
+    pub fn write_states(&self, states: &[(i32, PartitionState)]) -> KafkaResult<()> {
+        self.store.write(states)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_state_round_trips_and_rejects_damage() {
+        let s = PartitionState {
+            offset: 42,
+            correlation: b"TRAILWATCH-STATE 1 abc\n{}".to_vec(),
+            gate: b"{\"open\":[]}".to_vec(),
+        };
+        let bytes = s.encode();
+        assert_eq!(PartitionState::decode(&bytes).unwrap(), s);
+        assert!(PartitionState::decode(&bytes[..bytes.len() - s.gate.len() - 3]).is_err());
+        assert!(PartitionState::decode(b"TRAILWATCH-PARTITION 2 1 0\n").is_err());
+        assert!(PartitionState::decode(b"garbage").is_err());
+        assert!(PartitionState::decode(b"TRAILWATCH-PARTITION 1 x 0\n").is_err());
+    }
+}
