@@ -35,7 +35,10 @@ wait_seconds = 1
 topic_arn = "$t"
 [metrics]
 listen = "$metrics"
+[alerts]
+hmac_key_file = "$work/hmac.key"
 TOML
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/hmac.key"
 target/release/trailwatch run --config "$work/trailwatch.toml" 2> "$work/trailwatch.log" &
 tw=$!
 sleep 1

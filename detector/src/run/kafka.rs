@@ -29,7 +29,14 @@ struct Part<'s> {
     replay_until: i64,
     /// The next offset to process; earlier ones (a refetch after a rebalance) are skipped.
     next: i64,
+    /// When the state was last kept for hand-over.
+    kept: Option<Instant>,
 }
+
+/// How often a partition's state is serialised for hand-over. A hand-over from a state older
+/// than the committed offset is exact too: the next owner replays the gap to rebuild state,
+/// without alerting, as after a crash.
+const KEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the Kafka source until a stop signal.
 pub(super) async fn serve(
@@ -244,13 +251,14 @@ impl<'s> KafkaWorker<'s, '_> {
             gate,
             replay_until: restore.committed,
             next,
+            kept: None,
         })
     }
 
     /// Commits the processed offsets and keeps each partition's state as of them, for the
     /// rebalance callback to hand over.
     fn commit(
-        &self,
+        &mut self,
         touched: &[i32],
         consumer: &rdkafka::consumer::StreamConsumer<kafka::GroupContext>,
     ) {
@@ -260,10 +268,14 @@ impl<'s> KafkaWorker<'s, '_> {
             Err(e) => e.into_inner(),
         };
         for p in touched {
-            let Some(part) = self.parts.get(p) else {
+            let Some(part) = self.parts.get_mut(p) else {
                 continue;
             };
             let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(part.next));
+            if part.kept.is_some_and(|k| k.elapsed() < KEEP_EVERY) {
+                continue;
+            }
+            part.kept = Some(Instant::now());
             saved.insert(
                 *p,
                 PartitionState {

@@ -13,7 +13,7 @@
 
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -167,17 +167,10 @@ impl GroupContext {
                 .filter_map(|p| saved.remove(p).map(|s| (*p, s)))
                 .collect()
         };
-        let mut commit = TopicPartitionList::new();
-        for (p, s) in &states {
-            let _ = commit.add_partition_offset(&self.topic, *p, Offset::Offset(s.offset));
-        }
+        // Offsets were committed batch by batch; the state may be a little older than them,
+        // and the next owner replays that gap without alerting.
         if let Err(e) = self.store.write(&states) {
             tracing::error!(error = %e, "writing partition state on revocation failed; the next owner starts from an older snapshot");
-        }
-        if commit.count() > 0 {
-            if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
-                tracing::warn!(error = %e, "committing offsets on revocation failed; the saved state's offsets still apply");
-            }
         }
         lock(&self.shared.restores).retain(|p, _| !revoked.contains(p));
         lock(&self.shared.owned).retain(|p| !revoked.contains(p));
