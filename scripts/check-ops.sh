@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Lints the ops pack with the tools its formats have: cfn-lint (PyPI) for the CloudFormation
-# template, promtool (Debian's prometheus) for the scrape config, alerting rules and their unit
+# template, kubernetes-validate (PyPI) for the manifests, promtool (Debian's prometheus) for the scrape config, alerting rules and their unit
 # tests, systemd-analyze for the unit. Installs what is missing; skipped installs are cached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=target/ops-venv
-if [ ! -x "$venv/bin/cfn-lint" ]; then
-  echo "== installing cfn-lint (PyPI)" >&2
+if [ ! -x "$venv/bin/cfn-lint" ] || [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  echo "== installing cfn-lint and kubernetes-validate (PyPI)" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet cfn-lint >&2
+  "$venv/bin/pip" install --quiet cfn-lint kubernetes-validate >&2
 fi
 "$venv/bin/cfn-lint" ops/cloudformation/*.yaml
 echo "cfn-lint: ops/cloudformation clean" >&2
+# Every manifest against the Kubernetes schemas, rejecting unknown fields.
+"$venv/bin/kubernetes-validate" --strict --quiet $(ls ops/k8s/*.yaml | grep -v kustomization)
+echo "kubernetes-validate: ops/k8s valid" >&2
 
 if ! command -v promtool >/dev/null; then
   echo "== installing promtool (Debian package prometheus)" >&2

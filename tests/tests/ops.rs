@@ -71,3 +71,34 @@ fn the_example_configuration_loads() {
     );
     assert!(c.alerts.hmac_key_file.is_some());
 }
+
+#[test]
+fn the_kubernetes_configuration_loads_and_pods_are_locked_down() {
+    let text = std::fs::read_to_string(root().join("ops/k8s/configmap.yaml")).unwrap();
+    let doc = trailwatch::rule::yaml::load_documents(&text)
+        .unwrap()
+        .remove(0);
+    let toml = doc
+        .get("data")
+        .and_then(|d| d.get("trailwatch.toml"))
+        .and_then(|n| n.as_text())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trailwatch.toml");
+    std::fs::write(&path, toml).unwrap();
+    let c = trailwatch::config::Config::load(&path).unwrap();
+    let kafka = c.source.kafka.expect("a Kafka consumer-group deployment");
+    assert_eq!(kafka.properties["security.protocol"], "SSL");
+
+    let text = std::fs::read_to_string(root().join("ops/k8s/deployment.yaml")).unwrap();
+    for needle in [
+        "runAsNonRoot: true",
+        "readOnlyRootFilesystem: true",
+        "allowPrivilegeEscalation: false",
+        "drop: [ALL]",
+        "path: /readyz",
+        "path: /healthz",
+    ] {
+        assert!(text.contains(needle), "deployment lacks {needle}");
+    }
+}

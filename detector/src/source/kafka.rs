@@ -3,13 +3,14 @@
 //! The events topic is keyed by account (`recipientAccountId`), so every event of an account,
 //! and so every principal and address a correlation groups by within it, lands in one partition.
 //! Each partition's correlation and suppression state travels with the partition: the worker
-//! keeps, per owned partition, the state as of its last delivered batch; when the group takes a
-//! partition away, that state is written to a compacted state topic (keyed by group, topic and
-//! partition) with the offset it corresponds to, and whoever is assigned the partition next
-//! restores it and starts reading at that offset. Snapshots are also written periodically, so
-//! after a `kill -9` the new owner restores the last one and reads forward from it: events up to
-//! the group's committed offset only rebuild state (their alerts were delivered before the offset
-//! was committed), later ones alert as usual.
+//! keeps, per owned partition, its state as of a recent delivered batch (serialised at most once
+//! a second); when the group takes a partition away, that state is written to a compacted state
+//! topic (keyed by group, topic and partition) with the offset it corresponds to, and whoever is
+//! assigned the partition next restores it and starts reading at that offset. Offsets are
+//! committed after every delivered batch, so events between the state's offset and the committed
+//! offset only rebuild state (their alerts were delivered before the commit); later ones alert as
+//! usual. Snapshots are also written periodically, so after a `kill -9` the next owner does the
+//! same from the last one.
 
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
