@@ -4,6 +4,7 @@ mod check;
 mod files;
 mod generate;
 mod kafka;
+mod readback;
 mod scenario;
 mod sqs;
 
@@ -107,6 +108,10 @@ enum Command {
         /// Random seed.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Inject the attack scenarios and check the alerts read back against them (the rule
+        /// directory the running trailwatch uses).
+        #[arg(long, value_name = "RULES")]
+        check_rules: Option<PathBuf>,
     },
     /// Produce the events of a JSON-lines file (from `generate`) to a Kafka topic, keyed by
     /// account, at a target rate; creates the topic first if it is missing.
@@ -218,15 +223,18 @@ fn main() -> Result<()> {
             events,
             rate,
             seed,
+            check_rules,
         } => {
-            let report = tokio::runtime::Runtime::new()?.block_on(sqs_run(
-                &events_queue,
-                &alerts_queue,
-                &metrics,
-                events,
+            let run = SqsRun {
+                events_queue: &events_queue,
+                alerts_queue: &alerts_queue,
+                metrics: &metrics,
+                n: events,
                 rate,
                 seed,
-            ))?;
+                check_rules: check_rules.as_deref(),
+            };
+            let report = tokio::runtime::Runtime::new()?.block_on(run.run())?;
             println!("{report}");
         }
         Command::KafkaProduce {
@@ -379,35 +387,92 @@ fn distinct_keys(count: u64, output: &std::path::Path) -> Result<()> {
 }
 
 /// Sends, waits for the queue to drain, and reports.
-async fn sqs_run(
-    events_queue: &str,
-    alerts_queue: &str,
-    metrics: &str,
+/// A run through SQS: what to send and where to read alerts back.
+struct SqsRun<'a> {
+    events_queue: &'a str,
+    alerts_queue: &'a str,
+    metrics: &'a str,
     n: u64,
     rate: u64,
     seed: u64,
-) -> Result<serde_json::Value> {
-    let mut g = Generator::new(seed, 1_700_000_000);
-    let events: Vec<serde_json::Value> = (0..n).map(|_| g.next_event()).collect();
-    let start = std::time::Instant::now();
-    let send_secs = sqs::send(events_queue, events, rate).await?;
-    let done = sqs::drained(events_queue, std::time::Duration::from_secs(600)).await?;
-    let elapsed = done.duration_since(start).as_secs_f64();
-    let alerts = sqs::read_alerts(alerts_queue).await?;
-    let text = http_get(metrics, "/metrics");
-    let q = |p| {
-        sqs::histogram_quantile(&text, "trailwatch_sink_latency_seconds", p)
-            .map(|s| (s * 1000.0 * 10.0).round() / 10.0)
-    };
-    Ok(serde_json::json!({
-        "events": n,
-        "send_seconds": (send_secs * 100.0).round() / 100.0,
-        "seconds_until_drained": (elapsed * 100.0).round() / 100.0,
-        "events_per_second": (n as f64 / elapsed).round(),
-        "alerts_received": alerts,
-        "batch_latency_ms_p50": q(0.5),
-        "batch_latency_ms_p99": q(0.99),
-    }))
+    check_rules: Option<&'a std::path::Path>,
+}
+
+impl SqsRun<'_> {
+    /// Sends, waits for the queue to drain, reads the alerts back, and reports throughput,
+    /// event-to-alert latency, the latency trailwatch adds, and (with scenarios) what is missing
+    /// or unexpected.
+    async fn run(&self) -> Result<serde_json::Value> {
+        let start = 1_700_000_000;
+        let (injected, truth) = match self.check_rules {
+            Some(_) => scenario::scenarios(
+                start + 600,
+                ((self.n / 2) as i64 / 8).max(1200),
+                "111122223333",
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        let mut events: Vec<serde_json::Value> =
+            merged(Generator::new(self.seed, start), self.n, injected).collect();
+        if self.check_rules.is_some() {
+            // Generated time runs much faster than the wall clock, so a little reordering in the
+            // queue is a large jump in event time: trailwatch runs with a long lateness here,
+            // and background traffic two hours on moves its watermark past every scenario.
+            let last = events
+                .last()
+                .and_then(|e| e["eventTime"].as_str())
+                .and_then(trailwatch::window::event_time)
+                .unwrap_or(start);
+            let mut tail = Generator::new(self.seed + 1, last + 7200);
+            events.extend((0..50).map(|_| tail.next_event()));
+        }
+        let t0 = std::time::Instant::now();
+        let reader = readback::Reader::start(self.alerts_queue.to_string(), t0);
+        let sent = sqs::send(self.events_queue, events, self.rate, t0).await?;
+        let send_secs = t0.elapsed().as_secs_f64();
+        let done = sqs::drained(self.events_queue, std::time::Duration::from_secs(600)).await?;
+        let elapsed = done.duration_since(t0).as_secs_f64();
+        let alerts = reader.finish().await?;
+        let text = http_get(self.metrics, "/metrics");
+        let q = |p| {
+            sqs::histogram_quantile(&text, "trailwatch_sink_latency_seconds", p)
+                .map(|s| (s * 1000.0 * 10.0).round() / 10.0)
+        };
+        let mut report = serde_json::json!({
+            "events": sent.len(),
+            "send_seconds": (send_secs * 100.0).round() / 100.0,
+            "seconds_until_drained": (elapsed * 100.0).round() / 100.0,
+            "events_per_second": (sent.len() as f64 / elapsed).round(),
+            "alerts_received": alerts.len(),
+            "event_to_alert": readback::latency(&sent, &alerts),
+            "batch_latency_ms_p50": q(0.5),
+            "batch_latency_ms_p99": q(0.99),
+            "late_events": text
+                .lines()
+                .find_map(|l| l.strip_prefix("trailwatch_window_late_events "))
+                .and_then(|n| n.trim().parse::<u64>().ok()),
+        });
+        if let Some(rules) = self.check_rules {
+            report["scenarios"] = self.check(rules, &truth, &alerts)?;
+        }
+        Ok(report)
+    }
+
+    fn check(
+        &self,
+        rules: &std::path::Path,
+        truth: &[scenario::Expect],
+        alerts: &[readback::Received],
+    ) -> Result<serde_json::Value> {
+        let dir = tempfile::tempdir()?;
+        let truth_file = dir.path().join("truth.jsonl");
+        let lines: Vec<String> = truth.iter().map(|e| e.to_json().to_string()).collect();
+        std::fs::write(&truth_file, lines.join("\n") + "\n")?;
+        let alerts_file = dir.path().join("alerts.jsonl");
+        let lines: Vec<String> = alerts.iter().map(|(_, a)| a.to_string()).collect();
+        std::fs::write(&alerts_file, lines.join("\n") + "\n")?;
+        Ok(check::check(&truth_file, &alerts_file, rules, false)?.to_json())
+    }
 }
 
 fn http_get(addr: &str, path: &str) -> String {

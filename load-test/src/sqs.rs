@@ -67,11 +67,16 @@ pub async fn setup(name: &str) -> Result<Resources> {
 }
 
 /// Sends `events` as EventBridge envelopes, ten a call, at `rate` events/s (0: as fast as possible).
-/// Returns the seconds it took.
-pub async fn send(queue: &str, events: Vec<serde_json::Value>, rate: u64) -> Result<f64> {
+/// Returns when each event was handed over (eventID → seconds since `start`).
+pub async fn send(
+    queue: &str,
+    events: Vec<serde_json::Value>,
+    rate: u64,
+    start: Instant,
+) -> Result<std::collections::HashMap<String, f64>> {
     let aws = aws_config::load_from_env().await;
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let start = Instant::now();
+    let mut sent = std::collections::HashMap::new();
     for (k, chunk) in events.chunks(10).enumerate() {
         let entries: Vec<SendMessageBatchRequestEntry> = chunk
             .iter()
@@ -88,6 +93,12 @@ pub async fn send(queue: &str, events: Vec<serde_json::Value>, rate: u64) -> Res
             .set_entries(Some(entries))
             .send()
             .await?;
+        let at = start.elapsed().as_secs_f64();
+        for ev in chunk {
+            if let Some(id) = ev["eventID"].as_str() {
+                sent.insert(id.to_string(), at);
+            }
+        }
         if rate > 0 {
             let due = Duration::from_secs_f64(((k + 1) * 10) as f64 / rate as f64);
             if let Some(wait) = due.checked_sub(start.elapsed()) {
@@ -95,7 +106,7 @@ pub async fn send(queue: &str, events: Vec<serde_json::Value>, rate: u64) -> Res
             }
         }
     }
-    Ok(start.elapsed().as_secs_f64())
+    Ok(sent)
 }
 
 /// Waits until the events queue is drained (every message processed and deleted); returns when.
@@ -129,36 +140,6 @@ pub async fn drained(queue: &str, timeout: Duration) -> Result<Instant> {
             "the queue was not drained within {timeout:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Counts the alerts waiting in the alerts queue (reading and deleting them).
-pub async fn read_alerts(queue: &str) -> Result<u64> {
-    let aws = aws_config::load_from_env().await;
-    let sqs = aws_sdk_sqs::Client::new(&aws);
-    let mut n = 0;
-    loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await?;
-        let msgs = out.messages.unwrap_or_default();
-        if msgs.is_empty() {
-            return Ok(n);
-        }
-        for m in msgs {
-            n += 1;
-            if let Some(r) = m.receipt_handle {
-                sqs.delete_message()
-                    .queue_url(queue)
-                    .receipt_handle(r)
-                    .send()
-                    .await?;
-            }
-        }
     }
 }
 
