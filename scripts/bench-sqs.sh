@@ -31,7 +31,7 @@ cat > "$work/trailwatch.toml" <<TOML
 paths = ["$PWD/rules"]
 [source.sqs]
 queue_url = "$q"
-pollers = 4
+pollers = ${POLLERS:-4}
 wait_seconds = 1
 [sink.sns]
 topic_arn = "$t"
