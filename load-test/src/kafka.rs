@@ -36,15 +36,17 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result
 }
 
 /// Produces the events of a JSON-lines file at `rate` events/s (0: as fast as possible);
-/// returns the report.
+/// returns the report and when each event was handed over (eventID → seconds since `t0`).
 pub async fn produce(
     brokers: &str,
     topic: &str,
     input: &std::path::Path,
     rate: u64,
-) -> Result<Value> {
+    t0: Instant,
+) -> Result<(Value, std::collections::HashMap<String, f64>)> {
     let text =
         std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
+    let mut handed = std::collections::HashMap::new();
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
@@ -61,6 +63,9 @@ pub async fn produce(
         }
         let record = FutureRecord::to(topic).key(&key).payload(line);
         pending.push(producer.send_result(record).map_err(|(e, _)| e)?);
+        if let Some(id) = event["eventID"].as_str() {
+            handed.insert(id.to_string(), t0.elapsed().as_secs_f64());
+        }
         sent += 1;
         if pending.len() >= 1000 {
             for d in pending.drain(..) {
@@ -73,11 +78,12 @@ pub async fn produce(
     }
     producer.flush(Duration::from_secs(30))?;
     let secs = started.elapsed().as_secs_f64();
-    Ok(serde_json::json!({
+    let report = serde_json::json!({
         "produced": sent,
         "seconds": (secs * 1000.0).round() / 1000.0,
         "events_per_second": (sent as f64 / secs.max(1e-9)).round(),
-    }))
+    });
+    Ok((report, handed))
 }
 
 #[cfg(test)]

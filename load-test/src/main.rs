@@ -128,6 +128,20 @@ enum Command {
         /// Events per second (0: as fast as possible).
         #[arg(long, default_value_t = 0)]
         rate: u64,
+        /// Read trailwatch's alerts back from this queue (subscribed to its SNS topic) and report
+        /// the event-to-alert latency; AWS settings come from the environment.
+        #[arg(long, value_name = "URL")]
+        alerts_queue: Option<String>,
+        /// With --alerts-queue: the ground truth of `generate --truth` to check the alerts
+        /// against, and the rule directory the running trailwatch uses.
+        #[arg(long, value_name = "FILE", requires = "alerts_queue")]
+        truth: Option<PathBuf>,
+        /// The rules for --truth.
+        #[arg(long, value_name = "DIR", default_value = "rules")]
+        rules: PathBuf,
+        /// With --alerts-queue: stop reading after this many seconds without a new alert.
+        #[arg(long, default_value_t = 10)]
+        quiet_seconds: u64,
         /// The events (one JSON record per line).
         input: PathBuf,
     },
@@ -242,11 +256,27 @@ fn main() -> Result<()> {
             topic,
             partitions,
             rate,
+            alerts_queue,
+            truth,
+            rules,
+            quiet_seconds,
             input,
         } => {
             let report = tokio::runtime::Runtime::new()?.block_on(async {
                 kafka::create_topic(&brokers, &topic, partitions).await?;
-                kafka::produce(&brokers, &topic, &input, rate).await
+                let t0 = std::time::Instant::now();
+                let reader = alerts_queue.clone().map(|q| readback::Reader::start(q, t0));
+                let (mut report, handed) =
+                    kafka::produce(&brokers, &topic, &input, rate, t0).await?;
+                if let Some(reader) = reader {
+                    let alerts = reader.finish_after_quiet(quiet_seconds).await?;
+                    report["alerts_received"] = alerts.len().into();
+                    report["event_to_alert"] = readback::latency(&handed, &alerts);
+                    if let Some(truth) = &truth {
+                        report["scenarios"] = readback::check(truth, &rules, &alerts)?;
+                    }
+                }
+                anyhow::Ok(report)
             })?;
             println!("{report}");
         }
@@ -453,25 +483,13 @@ impl SqsRun<'_> {
                 .and_then(|n| n.trim().parse::<u64>().ok()),
         });
         if let Some(rules) = self.check_rules {
-            report["scenarios"] = self.check(rules, &truth, &alerts)?;
+            let dir = tempfile::tempdir()?;
+            let truth_file = dir.path().join("truth.jsonl");
+            let lines: Vec<String> = truth.iter().map(|e| e.to_json().to_string()).collect();
+            std::fs::write(&truth_file, lines.join("\n") + "\n")?;
+            report["scenarios"] = readback::check(&truth_file, rules, &alerts)?;
         }
         Ok(report)
-    }
-
-    fn check(
-        &self,
-        rules: &std::path::Path,
-        truth: &[scenario::Expect],
-        alerts: &[readback::Received],
-    ) -> Result<serde_json::Value> {
-        let dir = tempfile::tempdir()?;
-        let truth_file = dir.path().join("truth.jsonl");
-        let lines: Vec<String> = truth.iter().map(|e| e.to_json().to_string()).collect();
-        std::fs::write(&truth_file, lines.join("\n") + "\n")?;
-        let alerts_file = dir.path().join("alerts.jsonl");
-        let lines: Vec<String> = alerts.iter().map(|(_, a)| a.to_string()).collect();
-        std::fs::write(&alerts_file, lines.join("\n") + "\n")?;
-        Ok(check::check(&truth_file, &alerts_file, rules, false)?.to_json())
     }
 }
 

@@ -14,6 +14,8 @@ pub type Received = (f64, Value);
 /// A background reader of the alerts queue.
 pub struct Reader {
     stop: watch::Sender<bool>,
+    /// Seconds without alerts after which a stopped reader ends (0: at the first empty read).
+    quiet: std::sync::Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<Result<Vec<Received>>>,
 }
 
@@ -21,7 +23,10 @@ impl Reader {
     /// Starts reading (and deleting) alerts from `queue`, timing them from `t0`.
     pub fn start(queue: String, t0: Instant) -> Reader {
         let (stop, mut stopped) = watch::channel(false);
+        let quiet = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let quiet_for = quiet.clone();
         let task = tokio::spawn(async move {
+            let mut last_alert = Instant::now();
             let aws = aws_config::load_from_env().await;
             let sqs = aws_sdk_sqs::Client::new(&aws);
             let mut got = Vec::new();
@@ -35,8 +40,13 @@ impl Reader {
                     .await?;
                 let msgs = out.messages.unwrap_or_default();
                 let at = t0.elapsed().as_secs_f64();
-                if msgs.is_empty() && *stopped.borrow_and_update() {
+                let wait =
+                    Duration::from_secs(quiet_for.load(std::sync::atomic::Ordering::Relaxed));
+                if msgs.is_empty() && *stopped.borrow_and_update() && last_alert.elapsed() >= wait {
                     return Ok(got);
+                }
+                if !msgs.is_empty() {
+                    last_alert = Instant::now();
                 }
                 for m in msgs {
                     if let Some(v) = m.body.as_deref().and_then(|b| serde_json::from_str(b).ok()) {
@@ -52,7 +62,7 @@ impl Reader {
                 }
             }
         });
-        Reader { stop, task }
+        Reader { stop, quiet, task }
     }
 
     /// Stops once the queue is empty; returns every alert read.
@@ -60,6 +70,27 @@ impl Reader {
         let _ = self.stop.send(true);
         tokio::time::timeout(Duration::from_secs(120), self.task).await??
     }
+
+    /// Stops once no alert arrived for `quiet` seconds (the consumer has caught up).
+    pub async fn finish_after_quiet(self, quiet: u64) -> Result<Vec<Received>> {
+        let _ = self.stop.send(true);
+        self.quiet
+            .store(quiet, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::timeout(Duration::from_secs(600), self.task).await??
+    }
+}
+
+/// Checks `alerts` against the ground truth of `generate --truth`.
+pub fn check(
+    truth: &std::path::Path,
+    rules: &std::path::Path,
+    alerts: &[Received],
+) -> Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("alerts.jsonl");
+    let lines: Vec<String> = alerts.iter().map(|(_, a)| a.to_string()).collect();
+    std::fs::write(&file, lines.join("\n") + "\n")?;
+    Ok(crate::check::check(truth, &file, rules, false)?.to_json())
 }
 
 /// Latency percentiles of first alerts whose event load-test sent (`sent`: eventID → seconds
