@@ -281,3 +281,55 @@ async fn a_killed_member_loses_nothing() {
     stop_service(a);
     stop_service(b2);
 }
+
+/// A rule added while consuming is picked up without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_reload_while_consuming() {
+    let (Some(url), Some(brokers)) = (moto(), kafka()) else {
+        return;
+    };
+    let (sqs, sns) = clients(&url);
+    let tag = format!("k4-{}", std::process::id());
+    let q = queues(&sqs, &sns, &tag).await;
+    create_topic(&brokers, &tag);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    let rule = |n: u32, title: &str, name: &str| {
+        format!("title: {title}\nid: 00000000-0000-4000-8000-{n:012}\nlevel: high\nlogsource: {{product: aws, service: cloudtrail}}\ndetection:\n  sel:\n    eventName: {name}\n  condition: sel\n")
+    };
+    std::fs::write(rules.join("a.yml"), rule(1, "Trail stopped", "StopLogging")).unwrap();
+    let (service, metrics) = start_kafka_with(
+        &url,
+        &q,
+        &dir.path().join("a"),
+        &brokers,
+        &tag,
+        &tag,
+        &rules,
+    );
+    let send_one = |id: &str, name: &str| {
+        let file = dir.path().join(format!("{id}.jsonl"));
+        let event = serde_json::json!({"eventID": id, "eventTime": "2026-11-01T10:00:00Z",
+            "eventSource": "cloudtrail.amazonaws.com", "eventName": name, "recipientAccountId": "111122223333",
+            "userIdentity": {"type": "IAMUser", "arn": format!("arn:aws:iam::1:user/{id}")}});
+        std::fs::write(&file, event.to_string()).unwrap();
+        let mut p = produce(&brokers, &tag, &file, 0);
+        wait_exit(&mut p);
+    };
+    send_one("kr-1", "StopLogging");
+    assert!(receive(&sqs, &q.alerts, 1).await[0].contains("Trail stopped"));
+    std::fs::write(rules.join("b.yml"), rule(2, "Trail deleted", "DeleteTrail")).unwrap();
+    let text = metrics_with(
+        &metrics,
+        &["trailwatch_rule_reloads_total{result=\"ok\"} 1".to_string()],
+    );
+    assert!(text.contains("trailwatch_rules_loaded 2"), "{text}");
+    send_one("kr-2", "DeleteTrail");
+    let bodies = receive(&sqs, &q.alerts, 1).await;
+    assert!(
+        bodies.first().is_some_and(|b| b.contains("Trail deleted")),
+        "{bodies:?}"
+    );
+    stop_service(service);
+}

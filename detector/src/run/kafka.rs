@@ -4,7 +4,7 @@
 
 use super::detect::Detect;
 use super::worker::{observe_latency, Sinks};
-use super::Prepared;
+use super::{Drive, Next, Prepared};
 use crate::alert::gate::{Candidate, Gate};
 use crate::alert::Alert;
 use crate::config::{Config, KafkaConfig};
@@ -19,7 +19,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// One owned partition's detection state.
 struct Part<'s> {
@@ -38,75 +38,55 @@ struct Part<'s> {
 /// without alerting, as after a crash.
 const KEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs the Kafka source until a stop signal.
+/// Runs the Kafka source until a stop signal; accepted rule reloads take over between
+/// batches, each partition's state carried over (as on a rebalance).
 pub(super) async fn serve(
-    config: &Config,
+    ctx: &Drive<'_>,
     kafka_config: &KafkaConfig,
-    prepared: &Prepared,
-    sinks: Sinks,
-    metrics: Metrics,
+    mut prepared: Prepared,
     locator: Option<Arc<dyn crate::geo::Locate>>,
     mut stop: watch::Receiver<bool>,
+    mut reload: mpsc::Receiver<&'static str>,
 ) -> Result<()> {
     kafka::ensure_state_topic(kafka_config)
         .await
         .context("connecting to Kafka")?;
     let shared = Arc::new(Shared::default());
-    let consumer = kafka::consumer(kafka_config, shared.clone(), metrics.clone())
+    let consumer = kafka::consumer(kafka_config, shared.clone(), ctx.metrics.clone())
         .context("creating the Kafka consumer")?;
-    let mut worker = KafkaWorker {
-        detect: Detect::new(&prepared.set, prepared.summaries.clone(), metrics.clone()),
-        decoder: Decoder::new(
-            prepared.set.fields(),
-            Limits {
-                max_document_bytes: kafka_config.max_body_bytes,
-                ..Limits::default()
-            },
-        ),
-        parts: HashMap::new(),
-        shared,
-        config,
-        locator,
-        metrics: metrics.clone(),
-        topic: kafka_config.topic.clone(),
-        events: 0,
-    };
-    metrics.set_ready(true);
+    ctx.metrics.set_ready(true);
     tracing::info!(topic = %kafka_config.topic, group = %kafka_config.group_id, "consuming");
-    let every = Duration::from_secs(config.snapshot_interval().max(1) as u64);
-    let mut tick = tokio::time::interval(every);
+    let mut events = 0;
     loop {
-        let first = tokio::select! {
-            m = consumer.recv() => m,
-            _ = tick.tick() => {
-                worker.write_states(&consumer);
-                continue;
+        let next = {
+            let mut worker = KafkaWorker::new(
+                &prepared,
+                shared.clone(),
+                ctx,
+                kafka_config,
+                locator.clone(),
+            );
+            worker.events = events;
+            match worker
+                .run(&consumer, ctx, kafka_config, &mut stop, &mut reload)
+                .await
+            {
+                Next::Stop => {
+                    // Offsets were committed batch by batch; the state as of them goes to the state
+                    // topic, and dropping the consumer leaves the group (handing partitions over).
+                    worker.write_states(&consumer);
+                    tracing::info!(events = worker.events, "stopped");
+                    return Ok(());
+                }
+                Next::Reload(p) => {
+                    events = worker.events;
+                    worker.hand_over();
+                    *p
+                }
             }
-            _ = stop.changed() => break,
         };
-        let mut batch = Vec::new();
-        match first {
-            Ok(m) => batch.push(m.detach()),
-            Err(e) => {
-                tracing::warn!(error = %e, "receiving from Kafka failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        }
-        // Fill the batch from what is already fetched, without waiting long for more.
-        while batch.len() < kafka_config.max_batch {
-            match tokio::time::timeout(Duration::from_millis(5), consumer.recv()).await {
-                Ok(Ok(m)) => batch.push(m.detach()),
-                _ => break,
-            }
-        }
-        worker.batch(batch, &sinks, &consumer).await;
+        prepared = next;
     }
-    // Offsets were committed batch by batch; the state as of them goes to the state topic, and
-    // dropping the consumer leaves the group (its revocation hands the partitions over).
-    worker.write_states(&consumer);
-    tracing::info!(events = worker.events, "stopped");
-    Ok(())
 }
 
 struct KafkaWorker<'s, 'c> {
@@ -121,7 +101,102 @@ struct KafkaWorker<'s, 'c> {
     events: u64,
 }
 
-impl<'s> KafkaWorker<'s, '_> {
+impl<'s, 'c> KafkaWorker<'s, 'c> {
+    fn new(
+        prepared: &'s Prepared,
+        shared: Arc<Shared>,
+        ctx: &Drive<'c>,
+        kafka_config: &KafkaConfig,
+        locator: Option<Arc<dyn crate::geo::Locate>>,
+    ) -> Self {
+        let set = &prepared.set;
+        ctx.metrics
+            .rules_loaded
+            .set((set.rules().len() + set.correlations().len()) as i64);
+        KafkaWorker {
+            detect: Detect::new(set, prepared.summaries.clone(), ctx.metrics.clone()),
+            decoder: Decoder::new(
+                set.fields(),
+                Limits {
+                    max_document_bytes: kafka_config.max_body_bytes,
+                    ..Limits::default()
+                },
+            ),
+            parts: HashMap::new(),
+            shared,
+            config: ctx.config,
+            locator,
+            metrics: ctx.metrics.clone(),
+            topic: kafka_config.topic.clone(),
+            events: 0,
+        }
+    }
+
+    /// Receives and processes batches until a stop signal or an accepted rule reload.
+    async fn run(
+        &mut self,
+        consumer: &rdkafka::consumer::StreamConsumer<kafka::GroupContext>,
+        ctx: &Drive<'_>,
+        kafka_config: &KafkaConfig,
+        stop: &mut watch::Receiver<bool>,
+        reload: &mut mpsc::Receiver<&'static str>,
+    ) -> Next {
+        let every = Duration::from_secs(self.config.snapshot_interval().max(1) as u64);
+        let mut tick = tokio::time::interval(every);
+        loop {
+            let first = tokio::select! {
+                m = consumer.recv() => m,
+                _ = tick.tick() => {
+                    self.write_states(consumer);
+                    continue;
+                }
+                _ = stop.changed() => return Next::Stop,
+                Some(why) = reload.recv() => {
+                    match ctx.try_reload(why, reload).await {
+                        Some(p) => return Next::Reload(p),
+                        None => continue,
+                    }
+                }
+            };
+            let mut batch = Vec::new();
+            match first {
+                Ok(m) => batch.push(m.detach()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "receiving from Kafka failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
+            // Fill the batch from what is already fetched, without waiting long for more.
+            while batch.len() < kafka_config.max_batch {
+                match tokio::time::timeout(Duration::from_millis(5), consumer.recv()).await {
+                    Ok(Ok(m)) => batch.push(m.detach()),
+                    _ => break,
+                }
+            }
+            self.batch(batch, ctx.out, consumer).await;
+        }
+    }
+
+    /// Leaves each partition's state for the next rule set's worker, as a rebalance would.
+    fn hand_over(self) {
+        let mut restores = match self.shared.restores.lock() {
+            Ok(r) => r,
+            Err(e) => e.into_inner(),
+        };
+        for (p, part) in self.parts {
+            // A pending assignment is newer than what this worker holds.
+            restores.entry(p).or_insert_with(|| Restore {
+                state: Some(PartitionState {
+                    offset: part.next,
+                    correlation: part.correlator.snapshot(),
+                    gate: part.gate.save(),
+                }),
+                committed: part.next,
+            });
+        }
+    }
+
     /// Processes one batch: alerts delivered first, then the partitions' offsets stored and
     /// their state kept for the next hand-over.
     async fn batch(

@@ -34,7 +34,7 @@ pub fn run(config: Config) -> Result<()> {
 }
 
 /// A compiled rule set with the fields its alerts take, ready to run.
-struct Prepared {
+pub(super) struct Prepared {
     set: RuleSet,
     summaries: SummaryFields,
 }
@@ -93,12 +93,6 @@ async fn serve(config: Config) -> Result<()> {
         let _ = stop_tx.send(true);
     });
     let locator = open_locator(&config, &prepared.set)?;
-    if let Some(k) = &config.source.kafka {
-        let aws = aws_config::load_from_env().await;
-        let sinks = sinks(&config, &aws);
-        return kafka::serve(&config, k, &prepared, sinks, metrics, locator, stop_rx).await;
-    }
-    let (out, queue) = connect(&config).await?;
     let (reload_tx, mut reload_rx) = mpsc::channel(8);
     reload::on_sighup(reload_tx.clone());
     let _watcher = if config.rules.watch {
@@ -106,6 +100,17 @@ async fn serve(config: Config) -> Result<()> {
     } else {
         None
     };
+    if let Some(k) = &config.source.kafka {
+        let aws = aws_config::load_from_env().await;
+        let ctx = Drive {
+            config: &config,
+            hmac_key: &hmac_key,
+            out: &sinks(&config, &aws),
+            metrics: &metrics,
+        };
+        return kafka::serve(&ctx, k, prepared, locator, stop_rx, reload_rx).await;
+    }
+    let (out, queue) = connect(&config).await?;
     let pollers = config.source.sqs.as_ref().map_or(1, |s| s.pollers);
     let (tx, mut rx) = mpsc::channel::<Batch>(pollers * 2);
     for _ in 0..pollers {
@@ -143,11 +148,11 @@ async fn serve(config: Config) -> Result<()> {
             let ctx = Drive {
                 config: &config,
                 hmac_key: &hmac_key,
-                out: &out,
+                out: &out.sinks,
                 metrics: &metrics,
             };
             match ctx
-                .drive(&mut worker, &mut rx, &mut stop, &mut reload_rx)
+                .drive(&mut worker, &out, &mut rx, &mut stop, &mut reload_rx)
                 .await
             {
                 Next::Stop => {
@@ -165,10 +170,10 @@ async fn serve(config: Config) -> Result<()> {
 }
 
 /// What the processing loop needs besides the worker and its channels.
-struct Drive<'a> {
+pub(super) struct Drive<'a> {
     config: &'a Config,
     hmac_key: &'a Option<Vec<u8>>,
-    out: &'a Outputs,
+    out: &'a Sinks,
     metrics: &'a Metrics,
 }
 
@@ -177,6 +182,7 @@ impl Drive<'_> {
     async fn drive(
         &self,
         worker: &mut Worker<'_>,
+        out: &Outputs,
         rx: &mut mpsc::Receiver<Batch>,
         stop: &mut watch::Receiver<bool>,
         reload: &mut mpsc::Receiver<&'static str>,
@@ -186,14 +192,14 @@ impl Drive<'_> {
         loop {
             tokio::select! {
                 batch = rx.recv() => match batch {
-                    Some(batch) => worker.batch(batch, self.out).await,
+                    Some(batch) => worker.batch(batch, out).await,
                     None => return Next::Stop,
                 },
                 _ = tick.tick() => worker.snapshot(),
                 _ = stop.changed() => {
                     // Pollers stop on the same signal; what they already received is processed.
                     while let Some(batch) = rx.recv().await {
-                        worker.batch(batch, self.out).await;
+                        worker.batch(batch, out).await;
                     }
                     return Next::Stop;
                 }
@@ -207,7 +213,7 @@ impl Drive<'_> {
     }
 
     /// Compiles the rules again; a broken set is logged with its reason and rejected.
-    async fn try_reload(
+    pub(super) async fn try_reload(
         &self,
         why: &'static str,
         more: &mut mpsc::Receiver<&'static str>,

@@ -333,12 +333,25 @@ pub fn start_kafka(
     topic: &str,
     group: &str,
 ) -> (Service, String) {
+    start_kafka_with(url, q, dir, brokers, topic, group, &root().join("rules"))
+}
+
+/// [`start_kafka`] with rules from `rules`.
+pub fn start_kafka_with(
+    url: &str,
+    q: &Queues,
+    dir: &std::path::Path,
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    rules: &std::path::Path,
+) -> (Service, String) {
     let metrics = format!("127.0.0.1:{}", free_port());
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("hmac.key"), "test-secret-0123456789abcdef\n").unwrap();
     let text = format!(
         "[rules]\npaths = [{rules:?}]\n[source.kafka]\nbrokers = {brokers:?}\ntopic = {topic:?}\ngroup_id = {group:?}\nstate_topic = \"{group}-state\"\nmax_batch = 50\n[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"10000\"\n[sink.sns]\ntopic_arn = {topic_arn:?}\n[metrics]\nlisten = {metrics:?}\n[windows]\nsnapshot_interval = \"1s\"\n[alerts]\nhmac_key_file = \"hmac.key\"\n",
-        rules = root().join("rules").display().to_string(),
+        rules = rules.display().to_string(),
         topic_arn = q.topic,
     );
     let config = dir.join("trailwatch.toml");
