@@ -228,6 +228,19 @@ impl Metrics {
             .collect()
     }
 
+    /// Reads another instance's `/metrics` at `addr` (load tests, end-to-end tests); empty if
+    /// it does not answer.
+    pub fn scrape(addr: &str) -> String {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+            return String::new();
+        };
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: trailwatch\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
     /// Marks the service ready (or not) for `/readyz`.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);

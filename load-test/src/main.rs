@@ -463,7 +463,7 @@ impl SqsRun<'_> {
         let done = sqs::drained(self.events_queue, std::time::Duration::from_secs(600)).await?;
         let elapsed = done.duration_since(t0).as_secs_f64();
         let alerts = reader.finish().await?;
-        let text = http_get(self.metrics, "/metrics");
+        let text = trailwatch::metrics::Metrics::scrape(self.metrics);
         let q = |p| {
             sqs::histogram_quantile(&text, "trailwatch_sink_latency_seconds", p)
                 .map(|s| (s * 1000.0 * 10.0).round() / 10.0)
@@ -491,15 +491,4 @@ impl SqsRun<'_> {
         }
         Ok(report)
     }
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::Read;
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
 }
