@@ -1,0 +1,213 @@
+//! `trailwatch replay`: history through the rules, alerts or hits out.
+
+use super::{compile_rules, parse_span, RuleArgs};
+use anyhow::{Context, Result};
+use clap::ValueEnum;
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use trailwatch::alert::gate::Limits as AlertLimits;
+use trailwatch::alert::{Format, SummaryFields};
+use trailwatch::engine::RuleSet;
+use trailwatch::event::Limits;
+use trailwatch::replay::{self, Emit};
+use trailwatch::source::file::{self, Input};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum FormatArg {
+    Native,
+    Ocsf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum EmitArg {
+    Alerts,
+    Hits,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ReplayArgs {
+    #[command(flatten)]
+    pub(crate) rules: RuleArgs,
+    /// What to write: de-duplicated alerts, or one line per rule hit.
+    #[arg(long, value_enum, default_value = "alerts")]
+    pub(crate) emit: EmitArg,
+    /// Write to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Exit with status 1 when any rule hit.
+    #[arg(long)]
+    pub(crate) fail_on_hit: bool,
+    /// Largest document (line, file, message) accepted, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_document_bytes, value_name = "BYTES")]
+    pub(crate) max_document_bytes: usize,
+    /// How late an event may arrive (event time) and still count in correlations: 90s, 5m, 1h.
+    #[arg(long, default_value = "5m", value_parser = parse_span)]
+    pub(crate) lateness: i64,
+    /// Most group keys tracked per correlation rule (the least recently updated are evicted).
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) max_keys: usize,
+    /// IP geolocation database (MaxMind format, e.g. DB-IP City Lite; repeat for the IPv4 and
+    /// IPv6 files). Required by geo rules.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) geoip: Vec<PathBuf>,
+    /// Optional ASN database (MaxMind format) for AS-number exceptions of geo rules.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) asn_db: Option<PathBuf>,
+    /// Carry correlation state between runs: restore it from FILE first (if it exists) and
+    /// save it there at the end, so consecutive replays (day by day) correlate across files.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) state: Option<PathBuf>,
+    /// Alert format: trailwatch's own, or OCSF Detection Finding (class 2004).
+    #[arg(long, value_enum, default_value = "native")]
+    pub(crate) format: FormatArg,
+    /// Most alerts per rule per minute of event time (0: no cap); the rest go into a storm alert.
+    #[arg(long, default_value_t = AlertLimits::default().per_rule_per_minute, value_name = "N")]
+    pub(crate) rate_per_rule: u32,
+    /// Most alerts over all rules per minute of event time (0: no cap).
+    #[arg(long, default_value_t = AlertLimits::default().global_per_minute, value_name = "N")]
+    pub(crate) rate_global: u32,
+    /// Secret keying the hashes of fields rules allow-list (the live service's key gives the
+    /// same alerts); without it those fields are left out.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) hmac_key_file: Option<PathBuf>,
+    /// No summary on stderr.
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+    /// Input files or directories (recursive); `-` reads stdin.
+    #[arg(required = true, value_name = "INPUT")]
+    pub(crate) inputs: Vec<PathBuf>,
+}
+
+/// Opens the geolocation databases; geo rules without one are a usage error.
+pub(crate) fn open_geoip(
+    set: &RuleSet,
+    cities: &[PathBuf],
+    asn: Option<&std::path::Path>,
+) -> Result<Option<Arc<dyn trailwatch::geo::Locate>>> {
+    let geo_rules: Vec<&str> = set
+        .correlations()
+        .iter()
+        .filter(|c| c.kind.is_geo())
+        .map(|c| c.id())
+        .collect();
+    if cities.is_empty() {
+        if !geo_rules.is_empty() {
+            eprintln!(
+                "warning: geo rules are inactive without an IP geolocation database (pass --geoip FILE): {}",
+                geo_rules.join(", ")
+            );
+        }
+        return Ok(None);
+    }
+    let paths: Vec<&std::path::Path> = cities.iter().map(PathBuf::as_path).collect();
+    let db = trailwatch::geo::MmdbLocator::open(&paths, asn)?;
+    Ok(Some(Arc::new(db)))
+}
+
+pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
+    let Some(mut set) = compile_rules(&a.rules)? else {
+        return Ok(ExitCode::from(2));
+    };
+    // Hits name only the rule and the event; alerts also carry the event's summary fields.
+    let hmac_key = match &a.hmac_key_file {
+        Some(p) => Some(trailwatch::alert::read_hmac_key(p)?),
+        None => None,
+    };
+    let summaries = matches!(a.emit, EmitArg::Alerts)
+        .then(|| SummaryFields::register(&mut set).with_hmac_key(hmac_key));
+    if let Some(s) = summaries.as_ref().filter(|s| !s.has_hmac_key()) {
+        if let Some(r) = s.rules_with_hashed_fields().next() {
+            eprintln!(
+                "note: rule {} allow-lists hashed fields; without --hmac-key-file they are left out",
+                set.rules()[r].id()
+            );
+        }
+    }
+    let inputs = file::expand_inputs(&a.inputs).map_err(anyhow::Error::msg)?;
+    let mut out: Box<dyn Write> = match &a.output {
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => Box::new(io::stdout().lock()),
+    };
+    let mut out = io::BufWriter::with_capacity(1 << 16, &mut out);
+    let opts = replay::Options {
+        emit: match a.emit {
+            EmitArg::Alerts => Emit::Alerts,
+            EmitArg::Hits => Emit::Hits,
+        },
+        limits: Limits {
+            max_document_bytes: a.max_document_bytes,
+            ..Limits::default()
+        },
+        summaries,
+        windows: trailwatch::window::Options {
+            lateness: a.lateness,
+            max_keys: a.max_keys.max(1),
+        },
+        state_file: a.state.clone(),
+        locator: open_geoip(&set, &a.geoip, a.asn_db.as_deref())?,
+        alert_limits: AlertLimits {
+            per_rule_per_minute: a.rate_per_rule,
+            global_per_minute: a.rate_global,
+        },
+        format: match a.format {
+            FormatArg::Native => Format::Native,
+            FormatArg::Ocsf => Format::Ocsf,
+        },
+    };
+    let progress = Arc::new(AtomicU64::new(0));
+    let total: u64 = inputs.iter().filter_map(Input::size).sum();
+    let bar = (!a.quiet && io::stderr().is_terminal() && total > 64 << 20)
+        .then(|| progress_bar(total, progress.clone()));
+    let mut shown = 0usize;
+    let summary = replay::replay(&set, &inputs, &mut out, &opts, progress, &mut |e| {
+        shown += 1;
+        if !a.quiet && shown <= 50 {
+            eprintln!("warning: {e}");
+        } else if !a.quiet && shown == 51 {
+            eprintln!("warning: further input errors are counted in the summary only");
+        }
+    });
+    if let Some((done, handle)) = bar {
+        done.store(true, Ordering::Relaxed);
+        let _ = handle.join();
+    }
+    let summary = summary?;
+    out.flush()?;
+    if !a.quiet {
+        summary.write(&set, &mut io::stderr())?;
+    }
+    Ok(if a.fail_on_hit && summary.total_hits() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A progress bar on stderr driven by the byte counter, on its own thread.
+pub(crate) fn progress_bar(
+    total: u64,
+    read: Arc<AtomicU64>,
+) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let stop = done.clone();
+    let handle = std::thread::spawn(move || {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        while !stop.load(Ordering::Relaxed) {
+            bar.set_position(read.load(Ordering::Relaxed));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        bar.finish_and_clear();
+    });
+    (done, handle)
+}

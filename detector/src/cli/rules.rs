@@ -1,0 +1,194 @@
+//! `trailwatch check`, `explain` and `test`: rules validated, explained and proven.
+
+use super::{compile_rules, load_placeholders, print_rule_errors, RuleArgs};
+use anyhow::{bail, Context, Result};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use trailwatch::engine::RuleSet;
+use trailwatch::event::{Decoder, Limits};
+use trailwatch::rule;
+use trailwatch::source::file::{self, Input};
+
+#[derive(clap::Args)]
+pub(crate) struct CheckArgs {
+    /// YAML file mapping placeholder names to value lists, for the `expand` modifier.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) placeholders: Option<PathBuf>,
+    /// Treat lint warnings as errors.
+    #[arg(long)]
+    pub(crate) deny_warnings: bool,
+    /// Rule files or directories.
+    #[arg(required = true, value_name = "PATH")]
+    pub(crate) paths: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ExplainArgs {
+    #[command(flatten)]
+    pub(crate) rules: RuleArgs,
+    /// Explain only this rule (id or title).
+    #[arg(long, value_name = "ID")]
+    pub(crate) rule: Option<String>,
+    /// Show rules that did not match too.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// A file holding the event (any format replay reads); every record in it is explained.
+    pub(crate) event_file: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct TestArgs {
+    /// YAML file mapping placeholder names to value lists, for the `expand` modifier.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) placeholders: Option<PathBuf>,
+    /// Also write the results as JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) junit: Option<PathBuf>,
+    /// Rule files or directories.
+    #[arg(value_name = "PATH", default_value = "rules")]
+    pub(crate) paths: Vec<PathBuf>,
+}
+
+pub(crate) fn cmd_check(a: CheckArgs) -> Result<ExitCode> {
+    let placeholders = load_placeholders(a.placeholders.as_ref())?;
+    let (rules, mut errors) = rule::load_paths(&a.paths, &placeholders);
+    let mut warnings = 0;
+    for r in &rules {
+        for w in rule::lint::lint(r) {
+            warnings += 1;
+            eprintln!(
+                "warning: {}:{}: rule '{}': {}",
+                r.file.display(),
+                w.line,
+                r.label(),
+                w.message
+            );
+        }
+    }
+    let count = rules.len();
+    if let Err(e) = RuleSet::compile(rules) {
+        errors.extend(e);
+    }
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    println!(
+        "{count} rules loaded, {} errors, {warnings} warnings",
+        errors.len()
+    );
+    Ok(if !errors.is_empty() || (a.deny_warnings && warnings > 0) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub(crate) fn cmd_explain(a: ExplainArgs) -> Result<ExitCode> {
+    let Some(set) = compile_rules(&a.rules)? else {
+        return Ok(ExitCode::from(2));
+    };
+    let selected: Vec<usize> = (0..set.rules().len())
+        .filter(|&i| {
+            let r = &set.rules()[i];
+            a.rule
+                .as_deref()
+                .is_none_or(|want| r.id() == want || r.rule.title == want)
+        })
+        .collect();
+    if selected.is_empty() {
+        bail!("no rule with id or title '{}'", a.rule.unwrap_or_default());
+    }
+    let input = Input::File(a.event_file.clone());
+    let reader = file::open(&input, Default::default())
+        .with_context(|| format!("reading {}", a.event_file.display()))?;
+    let mut decoder = Decoder::new(set.fields(), Limits::default());
+    let mut out = io::stdout().lock();
+    let mut index = 0;
+    let mut result: io::Result<()> = Ok(());
+    file::read_documents(
+        &input.name(),
+        reader,
+        &mut decoder,
+        &mut |item, loc| match item {
+            Ok(ev) => {
+                let _ = writeln!(out, "# event {index} ({loc})");
+                index += 1;
+                for &i in &selected {
+                    let x = set.explain(i, ev);
+                    if (x.matched || a.all || a.rule.is_some()) && result.is_ok() {
+                        result = write!(out, "{x}");
+                    }
+                }
+            }
+            Err(e) => eprintln!("warning: {e}"),
+        },
+    );
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn cmd_test(a: TestArgs) -> Result<ExitCode> {
+    let args = RuleArgs {
+        rules: a.paths.clone(),
+        placeholders: a.placeholders.clone(),
+    };
+    let Some(set) = compile_rules(&args)? else {
+        return Ok(ExitCode::from(2));
+    };
+    let results = match trailwatch::fixture::run(&set) {
+        Ok(r) => r,
+        Err(errors) => {
+            print_rule_errors(&errors);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut out = io::stdout().lock();
+    let (mut failed_rules, mut cases, mut failed_cases) = (0, 0, 0);
+    for r in &results {
+        cases += r.cases.len();
+        let verdict = if r.passed() { "PASS" } else { "FAIL" };
+        if !r.passed() {
+            failed_rules += 1;
+        }
+        writeln!(
+            out,
+            "{verdict}  {}  {}  ({} fixtures, {})",
+            r.rule_id,
+            r.title,
+            r.cases.len(),
+            r.file
+        )?;
+        if r.cases.is_empty() {
+            writeln!(
+                out,
+                "      the rule has no fixtures: add some under trailwatch.tests"
+            )?;
+        }
+        for c in &r.cases {
+            if let Some(f) = &c.failure {
+                failed_cases += 1;
+                writeln!(
+                    out,
+                    "      fixture '{}' (line {}): {f}",
+                    c.fixture.name, c.fixture.line
+                )?;
+            }
+        }
+    }
+    writeln!(
+        out,
+        "{} rules, {cases} fixtures: {} rules passed, {failed_rules} failed ({failed_cases} fixtures failed)",
+        results.len(),
+        results.len() - failed_rules
+    )?;
+    if let Some(path) = &a.junit {
+        std::fs::write(path, trailwatch::fixture::junit(&results))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(if failed_rules > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
