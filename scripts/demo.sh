@@ -12,6 +12,8 @@ echo "== checking the rule pack" >&2
 
 out=${OUT:-target/demo-alerts.jsonl}
 echo "== replaying detector/samples/ (S3 log-file layout, gzip, and EventBridge envelopes)" >&2
-"$bin" replay --rules rules/ --output "$out" detector/samples/
+# In event-time order: the S3 log file (22:15 on) before the EventBridge events (01:00 on), so the
+# correlations see them as they happened.
+"$bin" replay --rules rules/ --output "$out" detector/samples/AWSLogs detector/samples/eventbridge.jsonl
 echo "== $(wc -l < "$out") alerts written to $out; the first one:" >&2
 head -n 1 "$out"
