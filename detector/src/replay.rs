@@ -7,7 +7,7 @@ use crate::event::{Decoder, Event, FieldValue, Limits};
 use crate::source::file::{read_input, Input, InputError};
 use crate::window::{CorrelationHit, Correlator, Origin};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -186,8 +186,8 @@ pub fn replay(
         scratch: MatchScratch::default(),
         hits: Vec::new(),
         summaries: summaries.clone(),
-        seen_alerts: HashSet::new(),
-        seen_hits: HashSet::new(),
+        seen_alerts: Seen::default(),
+        seen_hits: Seen::default(),
         gate: Gate::new(opts.alert_limits, opts.windows.lateness),
         gated: Vec::new(),
         format: opts.format,
@@ -248,6 +248,29 @@ pub fn replay(
     Ok(state.summary)
 }
 
+/// Ids already written or handled, the most recent million of them: duplicate deliveries of an
+/// event sit close together in history, and a bound keeps long backtests in flat memory.
+struct Seen(crate::alert::ledger::Ledger);
+
+impl Default for Seen {
+    fn default() -> Self {
+        const REMEMBERED: usize = 1_000_000;
+        // Without a file the ledger cannot fail to open.
+        Seen(crate::alert::ledger::Ledger::in_memory(REMEMBERED))
+    }
+}
+
+impl Seen {
+    /// Whether `id` is new (and remembers it).
+    fn insert(&mut self, id: &str) -> bool {
+        if self.0.contains(id) {
+            return false;
+        }
+        let _ = self.0.record([id]);
+        true
+    }
+}
+
 struct State<'s> {
     set: &'s RuleSet,
     summary: Summary,
@@ -256,8 +279,8 @@ struct State<'s> {
     scratch: MatchScratch,
     hits: Vec<u32>,
     summaries: Option<SummaryFields>,
-    seen_alerts: HashSet<String>,
-    seen_hits: HashSet<String>,
+    seen_alerts: Seen,
+    seen_hits: Seen,
     gate: Gate,
     gated: Vec<Alert>,
     format: Format,
@@ -370,7 +393,7 @@ impl State<'_> {
                 let candidate = crate::alert::hit_candidate(rule, i, ev, summaries);
                 // A duplicate delivery of one event is not a repeat: the live service's
                 // ledger drops it, and so does replay.
-                if !self.seen_hits.insert(candidate.alert.alert_id.clone()) {
+                if !self.seen_hits.insert(&candidate.alert.alert_id) {
                     return;
                 }
                 self.gate.offer(candidate, &mut self.gated);
@@ -395,7 +418,7 @@ impl State<'_> {
 
     /// Serialises an alert unless its id was already written.
     fn alert_line(&mut self, alert: &Alert) -> serde_json::Result<bool> {
-        if self.seen_alerts.insert(alert.alert_id.clone()) {
+        if self.seen_alerts.insert(&alert.alert_id) {
             self.summary.alerts += 1;
             let text = self.format.render(alert)?;
             self.line.extend_from_slice(text.as_bytes());
@@ -445,7 +468,7 @@ impl State<'_> {
                 }
                 Emit::Alerts => {
                     let candidate = crate::alert::correlation_candidate(corr, h);
-                    if !self.seen_hits.insert(candidate.alert.alert_id.clone()) {
+                    if !self.seen_hits.insert(&candidate.alert.alert_id) {
                         continue;
                     }
                     self.gate.offer(candidate, &mut self.gated);
