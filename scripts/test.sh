@@ -44,13 +44,15 @@ export MOTO_URL="http://127.0.0.1:$moto_port"
 
 # tansu speaks the Kafka protocol on 127.0.0.1 for the Kafka source's tests (consumer groups,
 # rebalances); built from crates.io once (about 12 minutes), then reused.
-if ! command -v tansu >/dev/null; then
+if ! command -v tansu >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
   echo "== installing tansu (Kafka-protocol broker for tests; slow the first time)" >&2
   cargo install tansu --locked --no-default-features --features libsql >&2
 fi
+# cargo install puts it in $CARGO_HOME/bin, which may not be on PATH.
+tansu_bin=$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")
 kafka_port=${KAFKA_PORT:-19092}
 rm -rf target/tansu && mkdir -p target/tansu
-(cd target/tansu && exec tansu broker --listener-url "tcp://127.0.0.1:$kafka_port" \
+(cd target/tansu && exec "$tansu_bin" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
   --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine sqlite://tansu.db) \
   > target/tansu.log 2>&1 &
 tansu_pid=$!
