@@ -9,6 +9,15 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// Seconds the oldest of `sent` (epoch milliseconds) has waited until now; 0 if there is none.
+pub fn oldest_age_seconds(sent: impl Iterator<Item = i64>) -> f64 {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    sent.map(|t| (now_ms - t).max(0) as f64 / 1000.0)
+        .fold(0.0, f64::max)
+}
+
 /// Every metric trailwatch exports.
 #[derive(Debug, Clone)]
 pub struct Metrics {

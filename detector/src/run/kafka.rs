@@ -389,12 +389,5 @@ impl<'s, 'c> KafkaWorker<'s, 'c> {
 
 /// Seconds the oldest message of a batch waited since it was produced (0 without timestamps).
 fn oldest_age(batch: &[OwnedMessage]) -> f64 {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    batch
-        .iter()
-        .filter_map(|m| m.timestamp().to_millis())
-        .map(|t| (now_ms - t).max(0) as f64 / 1000.0)
-        .fold(0.0, f64::max)
+    crate::metrics::oldest_age_seconds(batch.iter().filter_map(|m| m.timestamp().to_millis()))
 }

@@ -72,6 +72,8 @@ pub(super) struct Carry {
     ledger: Ledger,
     gate: Gate,
     reported: GateStats,
+    /// What the suppression state file holds now.
+    gate_saved: Vec<u8>,
     events: u64,
     correlation: Option<Vec<u8>>,
     state_file: Option<PathBuf>,
@@ -109,6 +111,7 @@ impl Carry {
             ledger,
             gate,
             reported: GateStats::default(),
+            gate_saved: Vec::new(),
             events: 0,
             correlation,
             state_file,
@@ -305,13 +308,21 @@ impl<'s> Worker<'s> {
 
     /// Saves the suppression windows beside the state file (after every batch: they decide
     /// whether a redelivered or repeated hit pages again).
-    fn save_gate(&self) {
+    fn save_gate(&mut self) {
         let Some(path) = &self.carry.state_file else {
             return;
         };
+        let bytes = self.carry.gate.save();
+        // Most batches change nothing here: spare them the write and the fsync.
+        if bytes == self.carry.gate_saved {
+            return;
+        }
         let path = path.with_extension("alerts");
-        if let Err(e) = crate::durable::save_atomically(&path, &self.carry.gate.save()) {
-            tracing::warn!(error = %e, path = %path.display(), "writing the suppression state failed");
+        match crate::durable::save_atomically(&path, &bytes) {
+            Ok(()) => self.carry.gate_saved = bytes,
+            Err(e) => {
+                tracing::warn!(error = %e, path = %path.display(), "writing the suppression state failed")
+            }
         }
     }
 

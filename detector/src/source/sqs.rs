@@ -164,18 +164,15 @@ pub async fn poll(
 
 /// Seconds the oldest message of a batch waited in the queue (0 if no timestamp came back).
 fn oldest_age(messages: &[aws_sdk_sqs::types::Message]) -> f64 {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    messages
-        .iter()
-        .filter_map(|m| {
-            m.attributes()?
-                .get(&MessageSystemAttributeName::SentTimestamp)
-        })
-        .filter_map(|t| t.parse::<i64>().ok())
-        .map(|sent| (now_ms - sent).max(0) as f64 / 1000.0)
-        .fold(0.0, f64::max)
+    crate::metrics::oldest_age_seconds(
+        messages
+            .iter()
+            .filter_map(|m| {
+                m.attributes()?
+                    .get(&MessageSystemAttributeName::SentTimestamp)
+            })
+            .filter_map(|t| t.parse::<i64>().ok()),
+    )
 }
 
 /// Deletes messages, ten a call, retrying failures a few times.
