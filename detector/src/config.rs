@@ -210,6 +210,16 @@ pub struct WindowsConfig {
     /// How often the state is snapshotted while running, e.g. `60s`.
     #[serde(default = "default_snapshot_interval")]
     pub snapshot_interval: String,
+    /// How long (event time) a record's `eventID` is remembered to drop redeliveries, e.g. `24h`.
+    #[serde(default = "default_dedup_horizon")]
+    pub dedup_horizon: String,
+    /// Most `eventID`s remembered (about 24 bytes each); the oldest are forgotten first.
+    #[serde(default = "default_dedup_max_ids")]
+    pub dedup_max_ids: usize,
+    /// How long after the newest event a quiet stream (or Kafka partition) waits before its
+    /// event time follows the wall clock, closing correlation and suppression windows without
+    /// a newer event. Defaults to the lateness.
+    pub max_delivery_delay: Option<String>,
 }
 
 impl Default for WindowsConfig {
@@ -219,6 +229,9 @@ impl Default for WindowsConfig {
             max_keys: default_max_keys(),
             state_file: None,
             snapshot_interval: default_snapshot_interval(),
+            dedup_horizon: default_dedup_horizon(),
+            dedup_max_ids: default_dedup_max_ids(),
+            max_delivery_delay: None,
         }
     }
 }
@@ -231,6 +244,12 @@ fn default_max_keys() -> usize {
 }
 fn default_snapshot_interval() -> String {
     "60s".into()
+}
+fn default_dedup_horizon() -> String {
+    "24h".into()
+}
+fn default_dedup_max_ids() -> usize {
+    1_000_000
 }
 
 /// `[geoip]`
@@ -353,9 +372,15 @@ impl Config {
                 "[sink] needs somewhere to send alerts: [sink.sns] and/or sink.jsonl".into(),
             );
         }
+        let delay = self.windows.max_delivery_delay.as_ref();
         for (name, v) in [
             ("windows.lateness", &self.windows.lateness),
             ("windows.snapshot_interval", &self.windows.snapshot_interval),
+            ("windows.dedup_horizon", &self.windows.dedup_horizon),
+            (
+                "windows.max_delivery_delay",
+                delay.unwrap_or(&self.windows.lateness),
+            ),
         ] {
             if crate::rule::correlation::parse_timespan(v).is_none() && v != "0s" {
                 return Err(format!("{name} must be a duration such as 5m, not '{v}'"));
@@ -367,6 +392,33 @@ impl Config {
     /// The allowed lateness, seconds.
     pub fn lateness(&self) -> i64 {
         crate::rule::correlation::parse_timespan(&self.windows.lateness).unwrap_or(0)
+    }
+
+    /// How a pipeline of the live service is set up; `max_body` limits one message.
+    pub fn pipeline_settings(&self, max_body: usize) -> crate::pipeline::Settings {
+        let span = |s: &str| crate::rule::correlation::parse_timespan(s).unwrap_or(0);
+        crate::pipeline::Settings {
+            limits: crate::event::Limits {
+                max_document_bytes: max_body,
+                ..crate::event::Limits::default()
+            },
+            windows: crate::window::Options {
+                lateness: self.lateness(),
+                max_keys: self.windows.max_keys.max(1),
+            },
+            alert_limits: self.alerts.limits(),
+            dedup: crate::pipeline::dedup::Options {
+                horizon: span(&self.windows.dedup_horizon),
+                max_ids: self.windows.dedup_max_ids,
+            },
+            max_delivery_delay: Some(
+                self.windows
+                    .max_delivery_delay
+                    .as_deref()
+                    .map_or(self.lateness(), span),
+            ),
+            ..crate::pipeline::Settings::default()
+        }
     }
 
     /// The snapshot interval, seconds.

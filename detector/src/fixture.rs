@@ -11,10 +11,11 @@
 //!       event: {eventName: ListBuckets, userIdentity: {type: Root}}
 //! ```
 //!
-//! Each event goes through the same decoder and indexed matcher as live traffic.
+//! Each event goes through the same [`Pipeline`] as live traffic.
 
-use crate::engine::{MatchScratch, RuleSet};
+use crate::engine::RuleSet;
 use crate::event::{Decoder, Limits};
+use crate::pipeline::{Output, Pipeline, Settings};
 use crate::rule::yaml::{Node, NodeKind, Scalar};
 use crate::rule::{Rule, RuleError};
 use serde_json::Value;
@@ -217,9 +218,6 @@ pub fn run(set: &RuleSet) -> Result<Vec<RuleResult>, Vec<RuleError>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut decoder = Decoder::new(set.fields(), Limits::default());
-    let mut scratch = MatchScratch::default();
-    let mut hits = Vec::new();
     let results = all
         .into_iter()
         .map(|(i, fixtures)| {
@@ -227,21 +225,7 @@ pub fn run(set: &RuleSet) -> Result<Vec<RuleResult>, Vec<RuleError>> {
             let cases = fixtures
                 .into_iter()
                 .map(|fixture| {
-                    let mut failure = None;
-                    let decoded =
-                        decoder.decode(fixture.events[0].as_bytes(), &mut |item| match item {
-                            Ok(ev) => {
-                                set.matches(ev, &mut scratch, &mut hits);
-                                let matched = hits.contains(&(i as u32));
-                                if matched != fixture.expect {
-                                    failure = Some(reason(&set.explain(i, ev), fixture.expect));
-                                }
-                            }
-                            Err(e) => failure = Some(format!("the event does not decode: {e}")),
-                        });
-                    if let Err(e) = decoded {
-                        failure = Some(format!("the event does not decode: {e}"));
-                    }
+                    let failure = event_case(set, i, &fixture);
                     CaseResult { fixture, failure }
                 })
                 .collect();
@@ -273,47 +257,65 @@ pub fn run(set: &RuleSet) -> Result<Vec<RuleResult>, Vec<RuleError>> {
     Ok(results)
 }
 
+/// Runs a single-event fixture through the pipeline; `None` when the verdict is the expected one.
+fn event_case(set: &RuleSet, i: usize, fixture: &Fixture) -> Option<String> {
+    let mut pipeline = Pipeline::new(set, None, &Settings::default(), None);
+    if let Err(e) = pipeline.decode(fixture.events[0].as_bytes(), &mut ()) {
+        return Some(format!("the event does not decode: {e}"));
+    }
+    if pipeline.stats().errors.values().sum::<u64>() > 0 || pipeline.stats().events == 0 {
+        return Some("the event does not decode as a CloudTrail record".into());
+    }
+    let matched = pipeline.stats().hits[i] > 0;
+    if matched == fixture.expect {
+        return None;
+    }
+    // Explain the verdict on the same decoded event.
+    let mut decoder = Decoder::new(set.fields(), Limits::default());
+    let mut why = None;
+    let _ = decoder.decode(fixture.events[0].as_bytes(), &mut |item| {
+        if let Ok(ev) = item {
+            why = Some(reason(&set.explain(i, ev), fixture.expect));
+        }
+    });
+    why
+}
+
+/// Correlation hits a fixture's events caused.
+#[derive(Default)]
+struct Fired(Vec<crate::window::CorrelationHit>);
+
+impl Output for Fired {
+    fn correlation(&mut self, hit: &crate::window::CorrelationHit) {
+        self.0.push(hit.clone());
+    }
+}
+
 /// Runs a correlation fixture's events in order; `None` when the verdict is the expected one.
 fn correlation_case(set: &RuleSet, c: usize, fixture: &Fixture) -> Option<String> {
-    use crate::window::{Correlator, Options, Origin};
-    let mut decoder = Decoder::new(set.fields(), Limits::default());
-    let mut correlator = Correlator::new(set, Options::default());
-    if let Some(locs) = &fixture.locations {
-        correlator = correlator.with_locator(std::sync::Arc::new(locs.clone()));
-    }
-    let mut scratch = MatchScratch::default();
-    let mut hits = Vec::new();
-    let mut fired = Vec::new();
-    let mut inputs = 0;
+    let locator = fixture
+        .locations
+        .clone()
+        .map(|l| std::sync::Arc::new(l) as std::sync::Arc<dyn crate::geo::Locate>);
+    let mut pipeline = Pipeline::new(set, None, &Settings::default(), locator);
+    let mut fired = Fired::default();
     for (k, text) in fixture.events.iter().enumerate() {
-        let decoded = decoder.decode(text.as_bytes(), &mut |item| {
-            if let Ok(ev) = item {
-                set.matches(ev, &mut scratch, &mut hits);
-                for &r in &hits {
-                    inputs += 1;
-                    let origin = Origin {
-                        input_index: k as u64,
-                        event_id: None,
-                        event_time: None,
-                    };
-                    correlator.push(ev, r, origin, &mut fired);
-                }
-            }
-        });
-        if let Err(e) = decoded {
+        if let Err(e) = pipeline.decode(text.as_bytes(), &mut fired) {
             return Some(format!("event {k} does not decode: {e}"));
         }
     }
-    correlator.flush(&mut fired);
-    let mine: Vec<_> = fired
-        .iter()
-        .filter(|h| h.correlation as usize == c)
-        .collect();
-    match (fixture.expect, mine.first()) {
-        (true, None) => Some(format!(
-            "expected the correlation to fire, it did not ({inputs} hits of rules it reads; {} late, {} without eventTime)",
-            correlator.stats.late, correlator.stats.no_time
-        )),
+    pipeline.flush(&mut fired);
+    let stats = pipeline.stats();
+    let inputs: u64 = stats.hits.iter().sum();
+    let mine = fired.0.iter().find(|h| h.correlation as usize == c);
+    match (fixture.expect, mine) {
+        (true, None) => {
+            let cs = pipeline.correlation_stats();
+            Some(format!(
+                "expected the correlation to fire, it did not ({inputs} hits of rules it reads; {} duplicates, {} late, {} without eventTime)",
+                stats.duplicates, cs.late, cs.no_time
+            ))
+        }
         (false, Some(h)) => Some(format!(
             "expected no firing, but it fired at event {} with value {} for group {:?}",
             h.origin.input_index, h.value, h.group

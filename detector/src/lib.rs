@@ -12,6 +12,7 @@ pub mod event;
 pub mod fixture;
 pub mod geo;
 pub mod metrics;
+pub mod pipeline;
 pub mod replay;
 pub mod rule;
 pub mod run;

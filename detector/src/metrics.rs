@@ -24,8 +24,11 @@ pub struct Metrics {
     registry: Registry,
     /// Source messages received.
     pub messages_received: IntCounter,
-    /// CloudTrail records decoded and evaluated.
+    /// CloudTrail records decoded, duplicates included.
     pub events: IntCounter,
+    /// Records delivered again (same `eventID` within the de-duplication horizon): they did
+    /// nothing else.
+    pub events_duplicate: IntCounter,
     /// Undecodable messages or records, by kind.
     pub decode_errors: IntCounterVec,
     /// Rule hits, by rule id.
@@ -167,6 +170,10 @@ impl Metrics {
             messages_received: counter(
                 "trailwatch_messages_received_total",
                 "Source messages received",
+            ),
+            events_duplicate: counter(
+                "trailwatch_events_duplicate_total",
+                "CloudTrail records seen before (same eventID) and ignored",
             ),
             events: counter(
                 "trailwatch_events_total",

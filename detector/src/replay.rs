@@ -1,11 +1,12 @@
 //! Replay: evaluate historical CloudTrail input and write hits or alerts as JSON lines.
 
-use crate::alert::gate::{Gate, Limits as AlertLimits};
+use crate::alert::gate::Limits as AlertLimits;
 use crate::alert::{Alert, Format, SummaryFields};
-use crate::engine::{MatchScratch, RuleSet};
-use crate::event::{Decoder, Event, FieldValue, Limits};
+use crate::engine::RuleSet;
+use crate::event::{Event, FieldValue, Limits};
+use crate::pipeline::{Output, Pipeline, Settings};
 use crate::source::file::{read_input, Input, InputError};
-use crate::window::{CorrelationHit, Correlator, Origin};
+use crate::window::CorrelationHit;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -45,8 +46,10 @@ pub struct Hit<'a> {
 /// Counts gathered during a replay.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
-    /// Records decoded and evaluated.
+    /// Records decoded, duplicates included.
     pub events: u64,
+    /// Records delivered more than once (same `eventID`): evaluated only the first time.
+    pub duplicates: u64,
     /// Input errors by kind.
     pub errors: BTreeMap<&'static str, u64>,
     /// Hits per rule index.
@@ -79,10 +82,11 @@ impl Summary {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         write!(
             w,
-            "replay: {} events in {:.2}s ({:.0} events/s), {} decode errors, {} hits",
+            "replay: {} events in {:.2}s ({:.0} events/s), {} duplicates, {} decode errors, {} hits",
             self.events,
             secs,
             self.events as f64 / secs,
+            self.duplicates,
             self.total_errors(),
             self.total_hits(),
         )?;
@@ -168,52 +172,50 @@ pub fn replay(
     on_error: &mut dyn FnMut(&InputError),
 ) -> io::Result<Summary> {
     let start = Instant::now();
-    let mut decoder = Decoder::new(set.fields(), opts.limits);
-    let summaries = &opts.summaries;
-    let mut state = State {
-        set,
-        summary: Summary {
-            hits: vec![0; set.rules().len()],
-            correlation_hits: vec![0; set.correlations().len()],
-            emit: opts.emit,
-            ..Summary::default()
-        },
-        correlator: match &opts.locator {
-            Some(l) => Correlator::new(set, opts.windows).with_locator(l.clone()),
-            None => Correlator::new(set, opts.windows),
-        },
-        fired: Vec::new(),
-        scratch: MatchScratch::default(),
-        hits: Vec::new(),
-        summaries: summaries.clone(),
-        seen_alerts: Seen::default(),
-        seen_hits: Seen::default(),
-        gate: Gate::new(opts.alert_limits, opts.windows.lateness),
-        gated: Vec::new(),
-        format: opts.format,
-        emit: opts.emit,
-        out_error: None,
-        line: Vec::with_capacity(512),
-        hit_prefixes: hit_prefixes(set),
+    let settings = Settings {
+        limits: opts.limits,
+        windows: opts.windows,
+        alert_limits: opts.alert_limits,
+        ..Settings::default()
     };
+    let summaries = match opts.emit {
+        Emit::Alerts => opts.summaries.clone(),
+        Emit::Hits => None,
+    };
+    let mut pipeline = Pipeline::new(set, summaries, &settings, opts.locator.clone());
     if let Some(path) = opts.state_file.as_deref().filter(|p| p.exists()) {
         let bytes = std::fs::read(path)?;
-        state.correlator.restore(&bytes).map_err(|e| {
+        pipeline.restore(&bytes).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{}: {e}", path.display()),
             )
         })?;
     }
+    let mut writer = Writer {
+        set,
+        out,
+        format: opts.format,
+        emit: opts.emit,
+        alerts: 0,
+        error: None,
+        line: Vec::with_capacity(512),
+        hit_prefixes: hit_prefixes(set),
+    };
     for input in inputs {
+        let (decoder, stages) = pipeline.parts();
         let result = read_input(
             input,
             progress.clone(),
-            &mut decoder,
+            decoder,
             &mut |item, _| match item {
-                Ok(ev) => state.event(ev, out),
+                Ok(ev) => {
+                    if writer.error.is_none() {
+                        stages.event(ev, &mut writer);
+                    }
+                }
                 Err(e) => {
-                    state.count_error(&e);
+                    stages.count_error(error_kind(&e));
                     on_error(&e);
                 }
             },
@@ -226,66 +228,49 @@ pub fn replay(
                 },
                 kind: crate::source::file::InputErrorKind::Io(e.to_string()),
             };
-            state.count_error(&err);
+            pipeline.stages().count_error(error_kind(&err));
             on_error(&err);
         }
-        if let Some(e) = state.out_error.take() {
+        if let Some(e) = writer.error.take() {
             return Err(e);
         }
     }
-    state.correlator.flush(&mut state.fired);
-    state.write_correlations(out);
-    state.gate.flush(&mut state.gated);
-    state.write_gated(out);
+    pipeline.flush(&mut writer);
     if let Some(path) = &opts.state_file {
-        crate::durable::save_atomically(path, &state.correlator.snapshot())?;
+        crate::durable::save_atomically(path, &pipeline.snapshot())?;
     }
-    if let Some(e) = state.out_error.take() {
+    if let Some(e) = writer.error.take() {
         return Err(e);
     }
-    state.summary.correlation = state.correlator.stats;
-    state.summary.elapsed = start.elapsed();
-    Ok(state.summary)
+    let stats = pipeline.stats().clone();
+    Ok(Summary {
+        events: stats.events,
+        duplicates: stats.duplicates,
+        errors: stats.errors,
+        hits: stats.hits,
+        correlation_hits: stats.correlation_hits,
+        correlation: pipeline.correlation_stats(),
+        alerts: writer.alerts,
+        elapsed: start.elapsed(),
+        emit: opts.emit,
+    })
 }
 
-/// Ids already written or handled, the most recent million of them: duplicate deliveries of an
-/// event sit close together in history, and a bound keeps long backtests in flat memory.
-struct Seen(crate::alert::ledger::Ledger);
-
-impl Default for Seen {
-    fn default() -> Self {
-        const REMEMBERED: usize = 1_000_000;
-        // Without a file the ledger cannot fail to open.
-        Seen(crate::alert::ledger::Ledger::in_memory(REMEMBERED))
+fn error_kind(e: &InputError) -> &'static str {
+    match &e.kind {
+        crate::source::file::InputErrorKind::Decode(d) => d.kind(),
+        crate::source::file::InputErrorKind::Io(_) => "io",
     }
 }
 
-impl Seen {
-    /// Whether `id` is new (and remembers it).
-    fn insert(&mut self, id: &str) -> bool {
-        if self.0.contains(id) {
-            return false;
-        }
-        let _ = self.0.record([id]);
-        true
-    }
-}
-
-struct State<'s> {
+/// Writes what the pipeline outputs as JSON lines: hits or alerts.
+struct Writer<'s, 'o> {
     set: &'s RuleSet,
-    summary: Summary,
-    correlator: Correlator<'s>,
-    fired: Vec<CorrelationHit>,
-    scratch: MatchScratch,
-    hits: Vec<u32>,
-    summaries: Option<SummaryFields>,
-    seen_alerts: Seen,
-    seen_hits: Seen,
-    gate: Gate,
-    gated: Vec<Alert>,
+    out: &'o mut dyn Write,
     format: Format,
     emit: Emit,
-    out_error: Option<io::Error>,
+    alerts: u64,
+    error: Option<io::Error>,
     line: Vec<u8>,
     hit_prefixes: Vec<Vec<u8>>,
 }
@@ -312,173 +297,73 @@ fn hit_prefixes(set: &RuleSet) -> Vec<Vec<u8>> {
         .collect()
 }
 
-impl State<'_> {
-    fn count_error(&mut self, e: &InputError) {
-        let kind = match &e.kind {
-            crate::source::file::InputErrorKind::Decode(d) => d.kind(),
-            crate::source::file::InputErrorKind::Io(_) => "io",
-        };
-        *self.summary.errors.entry(kind).or_default() += 1;
-    }
-
-    fn event(&mut self, ev: &Event<'_>, out: &mut dyn Write) {
-        let index = self.summary.events;
-        self.summary.events += 1;
-        if self.out_error.is_some() {
+impl Output for Writer<'_, '_> {
+    fn hit(&mut self, rule: usize, ev: &Event<'_>, index: u64) {
+        if self.emit != Emit::Hits {
             return;
         }
-        self.set.matches(ev, &mut self.scratch, &mut self.hits);
-        if ev.had_unreadable_value() {
-            *self.summary.errors.entry("unreadable_value").or_default() += 1;
-        }
-        let links = self.set.links();
-        for k in 0..self.hits.len() {
-            let i = self.hits[k] as usize;
-            self.summary.hits[i] += 1;
-            if !links.reach[i].is_empty() {
-                let text = |f| ev.get(f).text().map(str::to_string);
-                let origin = Origin {
-                    input_index: index,
-                    event_id: text(self.set.event_id),
-                    event_time: text(self.set.event_time),
-                };
-                self.correlator.push(ev, i as u32, origin, &mut self.fired);
-            }
-            if links.rule_reported[i] {
-                self.write_hit(i, ev, index, out);
-            }
-        }
-        self.write_correlations(out);
-        if !self.gate.is_idle() {
-            // Open suppression windows and storms close as event time passes them.
-            if let Some(t) = ev
-                .get(self.set.event_time)
-                .text()
-                .and_then(crate::window::event_time)
-            {
-                self.gate.observe(t);
-                self.gate.advance(&mut self.gated);
-                self.write_gated(out);
-            }
-        }
-    }
-
-    fn write_hit(&mut self, i: usize, ev: &Event<'_>, index: u64, out: &mut dyn Write) {
-        let rule = &self.set.rules()[i];
-        self.line.clear();
-        let written = match self.emit {
-            Emit::Hits => {
-                let text = |f| match ev.get(f) {
-                    FieldValue::Text(t) => Some(t),
-                    _ => None,
-                };
-                // The rule's part of the line never changes: write it pre-serialized.
-                self.line.extend_from_slice(&self.hit_prefixes[i]);
-                self.line.extend_from_slice(index.to_string().as_bytes());
-                self.line.extend_from_slice(b",\"event_id\":");
-                serde_json::to_writer(&mut self.line, &text(self.set.event_id))
-                    .and_then(|_| {
-                        self.line.extend_from_slice(b",\"event_time\":");
-                        serde_json::to_writer(&mut self.line, &text(self.set.event_time))
-                    })
-                    .map(|_| {
-                        self.line.push(b'}');
-                        true
-                    })
-            }
-            Emit::Alerts => {
-                let Some(summaries) = &self.summaries else {
-                    return;
-                };
-                let candidate = crate::alert::hit_candidate(rule, i, ev, summaries);
-                // A duplicate delivery of one event is not a repeat: the live service's
-                // ledger drops it, and so does replay.
-                if !self.seen_hits.insert(&candidate.alert.alert_id) {
-                    return;
-                }
-                self.gate.offer(candidate, &mut self.gated);
-                self.write_gated(out);
-                return;
-            }
+        let set = self.set;
+        let text = |f| match ev.get(f) {
+            FieldValue::Text(t) => Some(t),
+            _ => None,
         };
-        self.emit_line(written, out);
-    }
-
-    /// Writes the alerts the gate let through, each id once.
-    fn write_gated(&mut self, out: &mut dyn Write) {
-        let gated = std::mem::take(&mut self.gated);
-        for alert in &gated {
-            self.line.clear();
-            let written = self.alert_line(alert);
-            self.emit_line(written, out);
+        self.line.clear();
+        // The rule's part of the line never changes: write it pre-serialized.
+        self.line.extend_from_slice(&self.hit_prefixes[rule]);
+        self.line.extend_from_slice(index.to_string().as_bytes());
+        self.line.extend_from_slice(b",\"event_id\":");
+        let written = serde_json::to_writer(&mut self.line, &text(set.event_id)).and_then(|_| {
+            self.line.extend_from_slice(b",\"event_time\":");
+            serde_json::to_writer(&mut self.line, &text(set.event_time))
+        });
+        if written.is_ok() {
+            self.line.push(b'}');
+            self.write_line();
         }
-        self.gated = gated;
-        self.gated.clear();
     }
 
-    /// Serialises an alert unless its id was already written.
-    fn alert_line(&mut self, alert: &Alert) -> serde_json::Result<bool> {
-        if self.seen_alerts.insert(&alert.alert_id) {
-            self.summary.alerts += 1;
-            let text = self.format.render(alert)?;
+    fn correlation(&mut self, h: &CorrelationHit) {
+        if self.emit != Emit::Hits {
+            return;
+        }
+        let corr = &self.set.correlations()[h.correlation as usize];
+        let mut line = serde_json::json!({
+            "rule_id": corr.id(),
+            "rule_title": corr.rule.title,
+            "level": corr.rule.level.unwrap_or(crate::rule::Level::Medium).as_str(),
+            "tags": corr.rule.tags,
+            "input_index": h.origin.input_index,
+            "event_id": h.origin.event_id,
+            "event_time": h.origin.event_time,
+            "group": h.group_json(),
+        });
+        if let (Some(d), Some(obj)) = (&h.detail, line.as_object_mut()) {
+            obj.insert("detail".into(), serde_json::Value::String(d.clone()));
+        }
+        self.line.clear();
+        if serde_json::to_writer(&mut self.line, &line).is_ok() {
+            self.write_line();
+        }
+    }
+
+    fn alert(&mut self, alert: Alert) {
+        self.alerts += 1;
+        self.line.clear();
+        if let Ok(text) = self.format.render(&alert) {
             self.line.extend_from_slice(text.as_bytes());
-            Ok(true)
-        } else {
-            Ok(false)
+            self.write_line();
         }
     }
+}
 
-    fn emit_line(&mut self, written: serde_json::Result<bool>, out: &mut dyn Write) {
-        if let Ok(true) = written {
-            self.line.push(b'\n');
-            if let Err(e) = out.write_all(&self.line) {
-                self.out_error = Some(e);
-            }
+impl Writer<'_, '_> {
+    fn write_line(&mut self) {
+        if self.error.is_some() {
+            return;
         }
-    }
-
-    /// Writes the correlation hits gathered so far.
-    fn write_correlations(&mut self, out: &mut dyn Write) {
-        let fired = std::mem::take(&mut self.fired);
-        for h in &fired {
-            let c = h.correlation as usize;
-            self.summary.correlation_hits[c] += 1;
-            if !self.set.links().corr_reported[c] || self.out_error.is_some() {
-                continue;
-            }
-            let corr = &self.set.correlations()[c];
-            self.line.clear();
-            let written = match self.emit {
-                Emit::Hits => {
-                    let line = serde_json::json!({
-                        "rule_id": corr.id(),
-                        "rule_title": corr.rule.title,
-                        "level": corr.rule.level.unwrap_or(crate::rule::Level::Medium).as_str(),
-                        "tags": corr.rule.tags,
-                        "input_index": h.origin.input_index,
-                        "event_id": h.origin.event_id,
-                        "event_time": h.origin.event_time,
-                        "group": h.group_json(),
-                    });
-                    let mut line = line;
-                    if let (Some(d), Some(obj)) = (&h.detail, line.as_object_mut()) {
-                        obj.insert("detail".into(), serde_json::Value::String(d.clone()));
-                    }
-                    serde_json::to_writer(&mut self.line, &line).map(|_| true)
-                }
-                Emit::Alerts => {
-                    let candidate = crate::alert::correlation_candidate(corr, h);
-                    if !self.seen_hits.insert(&candidate.alert.alert_id) {
-                        continue;
-                    }
-                    self.gate.offer(candidate, &mut self.gated);
-                    self.write_gated(out);
-                    continue;
-                }
-            };
-            self.emit_line(written, out);
+        self.line.push(b'\n');
+        if let Err(e) = self.out.write_all(&self.line) {
+            self.error = Some(e);
         }
-        self.fired = fired;
-        self.fired.clear();
     }
 }

@@ -7,10 +7,9 @@ mod live;
 use live::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use trailwatch_e2e::{json_lines, load_test, trailwatch, trailwatch_bin};
+use trailwatch_e2e::{json_lines, load_test, trailwatch};
 
 /// Generated traffic with the attack scenarios, and the alerts a replay of it gives.
 struct Input {
@@ -76,34 +75,6 @@ fn input(events: u32) -> Input {
     }
 }
 
-/// Creates the 3-partition events topic (producing nothing), as a deployment has it before
-/// trailwatch starts.
-fn create_topic(brokers: &str, topic: &str) {
-    let empty = tempfile::NamedTempFile::new().unwrap();
-    let mut p = produce(brokers, topic, empty.path(), 0);
-    wait_exit(&mut p);
-}
-
-/// `load-test kafka-produce` in the background (creates the 3-partition topic first).
-fn produce(brokers: &str, topic: &str, events: &Path, rate: u32) -> Child {
-    Command::new(trailwatch_bin().with_file_name("load-test"))
-        .args([
-            "kafka-produce",
-            "--brokers",
-            brokers,
-            "--topic",
-            topic,
-            "--partitions",
-            "3",
-            "--rate",
-            &rate.to_string(),
-            events.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 /// Receives alerts until every expected first alert arrived (or 120 s passed), then one look
 /// more for stragglers and duplicates.
 async fn collect(
@@ -157,17 +128,6 @@ fn assert_same_alerts(got: &[Value], input: &Input, exactly_once: bool) {
         let twice: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
         assert!(twice.is_empty(), "published twice: {twice:?}");
     }
-}
-
-fn wait_exit(child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if child.try_wait().unwrap().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("producer did not finish");
 }
 
 #[tokio::test(flavor = "multi_thread")]

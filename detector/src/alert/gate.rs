@@ -162,7 +162,10 @@ pub struct Gate {
     closing: BTreeSet<(i64, String)>,
     storms: BTreeMap<i64, Storm>,
     watermark: Option<i64>,
+    /// Where a quiet stream's watermark was advanced to without events.
+    floor: Option<i64>,
     lateness: i64,
+    limits: Limits,
     limiter: Limiter,
     /// Counters.
     pub stats: GateStats,
@@ -176,10 +179,17 @@ impl Gate {
             closing: BTreeSet::new(),
             storms: BTreeMap::new(),
             watermark: None,
+            floor: None,
             lateness: lateness.max(0),
+            limits,
             limiter: Limiter::new(limits),
             stats: GateStats::default(),
         }
+    }
+
+    /// The rate caps in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Whether nothing waits for a window to close (then event times need not be observed).
@@ -259,8 +269,18 @@ impl Gate {
 
     /// Closes the windows and storm periods the watermark has passed.
     pub fn advance(&mut self, out: &mut Vec<Alert>) {
-        let Some(w) = self.watermark else { return };
-        self.close_until(w - self.lateness, out);
+        let by_events = self.watermark.map(|w| w.saturating_sub(self.lateness));
+        if let Some(h) = by_events.max(self.floor) {
+            self.close_until(h, out);
+        }
+    }
+
+    /// Advances a quiet stream's watermark to `w` without an event and closes what it passes.
+    pub fn advance_to(&mut self, w: i64, out: &mut Vec<Alert>) {
+        if self.floor.is_none_or(|f| w > f) {
+            self.floor = Some(w);
+            self.advance(out);
+        }
     }
 
     /// Closes everything (the end of a replay).

@@ -54,6 +54,11 @@ impl Ledger {
         }
     }
 
+    /// Whether recorded ids are appended to a file (and survive a restart).
+    pub fn is_durable(&self) -> bool {
+        self.file.is_some()
+    }
+
     /// Whether an alert id was published.
     pub fn contains(&self, id: &str) -> bool {
         self.ids.contains(id)
@@ -106,10 +111,8 @@ impl Ledger {
         let Some(path) = self.path.clone() else {
             return Ok(());
         };
-        let tmp = path.with_extension("tmp");
         let text: String = self.order.iter().map(|id| format!("{id}\n")).collect();
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &path)?;
+        crate::durable::save_atomically(&path, text.as_bytes())?;
         self.file = Some(OpenOptions::new().append(true).open(&path)?);
         self.written = self.order.len();
         Ok(())

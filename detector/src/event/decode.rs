@@ -208,7 +208,7 @@ impl<'f> Decoder<'f> {
         let mut kind = DocKind::default();
         let start = sc.pos;
         if !sc.open(b'{', b'}')? {
-            self.top.whole = fields.whole_record.then_some((start, sc.pos));
+            self.top.whole = Some((start, sc.pos));
             return Ok(kind);
         }
         loop {
@@ -242,9 +242,8 @@ impl<'f> Decoder<'f> {
                 break;
             }
         }
-        if fields.whole_record {
-            self.top.whole = Some((start, sc.pos));
-        }
+        // Always kept (two offsets): de-duplication hashes a record without an eventID by it.
+        self.top.whole = Some((start, sc.pos));
         Ok(kind)
     }
 
@@ -353,9 +352,7 @@ fn capture_record(
     scratch.reset(fields);
     let start = sc.pos;
     object(sc, fields, scratch, 0, depth)?;
-    if fields.whole_record {
-        scratch.whole = Some((start, sc.pos));
-    }
+    scratch.whole = Some((start, sc.pos));
     Ok(())
 }
 

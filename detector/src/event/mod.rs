@@ -219,7 +219,13 @@ impl<'a> Event<'a> {
         }
     }
 
-    /// The whole record's compact JSON text, when the table asked for it.
+    /// The record's text as it stands in the input.
+    pub fn raw_text(&self) -> Option<&str> {
+        let (s, e) = self.scratch.whole?;
+        self.doc.get(s..e)
+    }
+
+    /// The whole record's compact JSON text.
     pub fn whole_text(&self) -> Option<&str> {
         self.scratch
             .whole_text

@@ -130,7 +130,9 @@ pub struct GeoSpec {
 /// Parses `timespan` (`30s`, `5m`, `1h`, `7d`) into seconds.
 pub fn parse_timespan(s: &str) -> Option<i64> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    // The unit is the last character, which need not be one byte (`5é`).
+    let (at, _) = s.char_indices().next_back()?;
+    let (num, unit) = s.split_at(at);
     let n: i64 = num.parse().ok().filter(|n| *n > 0)?;
     let mult = match unit {
         "s" => 1,
@@ -141,6 +143,15 @@ pub fn parse_timespan(s: &str) -> Option<i64> {
         _ => return None,
     };
     n.checked_mul(mult)
+}
+
+#[cfg(test)]
+#[test]
+fn a_timespan_ending_in_a_multibyte_character_is_rejected_not_a_panic() {
+    assert_eq!(parse_timespan("5é"), None);
+    assert_eq!(parse_timespan("é"), None);
+    assert_eq!(parse_timespan(""), None);
+    assert_eq!(parse_timespan("5m"), Some(300));
 }
 
 fn strings(node: &Node, what: &str) -> Result<Vec<String>, Located> {

@@ -2,16 +2,15 @@
 //! offsets stored only after the alerts of their events are delivered, state handed over
 //! through the state topic on rebalances (see `source::kafka`).
 
-use super::detect::Detect;
+use super::report::Reported;
 use super::worker::{observe_latency, Sinks};
 use super::{Drive, Next, Prepared};
-use crate::alert::gate::{Candidate, Gate};
-use crate::alert::Alert;
-use crate::config::{Config, KafkaConfig};
-use crate::event::{Decoder, Limits};
+use crate::alert::{Alert, SummaryFields};
+use crate::config::KafkaConfig;
+use crate::engine::RuleSet;
 use crate::metrics::Metrics;
+use crate::pipeline::{Pipeline, Settings};
 use crate::source::kafka::{self, PartitionState, Restore, Shared};
-use crate::window::Correlator;
 use anyhow::{Context, Result};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
@@ -21,10 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
-/// One owned partition's detection state.
+/// One owned partition's pipeline.
 struct Part<'s> {
-    correlator: Correlator<'s>,
-    gate: Gate,
+    pipeline: Pipeline<'s>,
+    reported: Reported,
     /// Alerts of events before this offset were delivered by a previous owner.
     replay_until: i64,
     /// The next offset to process; earlier ones (a refetch after a rebalance) are skipped.
@@ -89,23 +88,24 @@ pub(super) async fn serve(
     }
 }
 
-struct KafkaWorker<'s, 'c> {
-    detect: Detect<'s>,
-    decoder: Decoder<'s>,
+struct KafkaWorker<'s> {
+    set: &'s RuleSet,
+    summaries: SummaryFields,
+    settings: Settings,
     parts: HashMap<i32, Part<'s>>,
     shared: Arc<Shared>,
-    config: &'c Config,
+    snapshot_interval: i64,
     locator: Option<Arc<dyn crate::geo::Locate>>,
     metrics: Metrics,
     topic: String,
     events: u64,
 }
 
-impl<'s, 'c> KafkaWorker<'s, 'c> {
+impl<'s> KafkaWorker<'s> {
     fn new(
         prepared: &'s Prepared,
         shared: Arc<Shared>,
-        ctx: &Drive<'c>,
+        ctx: &Drive<'_>,
         kafka_config: &KafkaConfig,
         locator: Option<Arc<dyn crate::geo::Locate>>,
     ) -> Self {
@@ -114,17 +114,12 @@ impl<'s, 'c> KafkaWorker<'s, 'c> {
             .rules_loaded
             .set((set.rules().len() + set.correlations().len()) as i64);
         KafkaWorker {
-            detect: Detect::new(set, prepared.summaries.clone(), ctx.metrics.clone()),
-            decoder: Decoder::new(
-                set.fields(),
-                Limits {
-                    max_document_bytes: kafka_config.max_body_bytes,
-                    ..Limits::default()
-                },
-            ),
+            set,
+            summaries: prepared.summaries.clone(),
+            settings: ctx.config.pipeline_settings(kafka_config.max_body_bytes),
             parts: HashMap::new(),
             shared,
-            config: ctx.config,
+            snapshot_interval: ctx.config.snapshot_interval(),
             locator,
             metrics: ctx.metrics.clone(),
             topic: kafka_config.topic.clone(),
@@ -141,13 +136,18 @@ impl<'s, 'c> KafkaWorker<'s, 'c> {
         stop: &mut watch::Receiver<bool>,
         reload: &mut mpsc::Receiver<&'static str>,
     ) -> Next {
-        let every = Duration::from_secs(self.config.snapshot_interval().max(1) as u64);
+        let every = Duration::from_secs(self.snapshot_interval.max(1) as u64);
         let mut tick = tokio::time::interval(every);
+        let mut quiet = tokio::time::interval(super::QUIET_CHECK);
         loop {
             let first = tokio::select! {
                 m = consumer.recv() => m,
                 _ = tick.tick() => {
                     self.write_states(consumer);
+                    continue;
+                }
+                _ = quiet.tick() => {
+                    self.tick(ctx.out).await;
                     continue;
                 }
                 _ = stop.changed() => return Next::Stop,
@@ -178,19 +178,39 @@ impl<'s, 'c> KafkaWorker<'s, 'c> {
         }
     }
 
+    /// Closes what idle partitions' wall clocks have passed and delivers it. Their offsets
+    /// need no commit: the events behind these alerts were committed already.
+    async fn tick(&mut self, sinks: &Sinks) {
+        let mut alerts = Vec::new();
+        for part in self.parts.values_mut() {
+            part.pipeline.tick(&mut alerts);
+        }
+        if alerts.is_empty() {
+            return;
+        }
+        sinks.deliver(&alerts, &self.metrics).await;
+        self.metrics.alerts_published.inc_by(alerts.len() as u64);
+        observe_latency(&self.metrics, &alerts);
+        for part in self.parts.values_mut() {
+            let _ = part.pipeline.confirm();
+            part.reported
+                .report(self.set, &part.pipeline, &self.metrics);
+        }
+    }
+
     /// Leaves each partition's state for the next rule set's worker, as a rebalance would.
     fn hand_over(self) {
         let mut restores = match self.shared.restores.lock() {
             Ok(r) => r,
             Err(e) => e.into_inner(),
         };
-        for (p, part) in self.parts {
+        for (p, mut part) in self.parts {
+            part.reported.retire(&self.metrics);
             // A pending assignment is newer than what this worker holds.
             restores.entry(p).or_insert_with(|| Restore {
                 state: Some(PartitionState {
                     offset: part.next,
-                    correlation: part.correlator.snapshot(),
-                    gate: part.gate.save(),
+                    pipeline: part.pipeline.snapshot(),
                 }),
                 committed: part.next,
             });
@@ -228,7 +248,7 @@ impl<'s, 'c> KafkaWorker<'s, 'c> {
     fn message(&mut self, msg: &OwnedMessage, alerts: &mut Vec<Alert>) -> bool {
         let p = msg.partition();
         if !self.shared.owns(p) {
-            self.parts.remove(&p);
+            self.drop_part(p);
             return false; // revoked while buffered: its new owner reads it
         }
         self.take_restore(p);
@@ -240,27 +260,17 @@ impl<'s, 'c> KafkaWorker<'s, 'c> {
         }
         part.next = msg.offset() + 1;
         let replaying = msg.offset() < part.replay_until;
-        let mut candidates: Vec<Candidate> = Vec::new();
         let mut out = Vec::new();
-        let mut bad = None;
-        let (detect, events) = (&mut self.detect, &mut self.events);
+        let before = part.pipeline.stats().events;
         let payload = msg.payload().unwrap_or_default();
-        let result = self.decoder.decode(payload, &mut |item| match item {
-            Ok(ev) => {
-                *events += 1;
-                let time = detect.event(ev, *events - 1, &mut part.correlator, &mut candidates);
-                for c in candidates.drain(..) {
-                    part.gate.offer(c, &mut out);
-                }
-                if let (Some(t), false) = (time, part.gate.is_idle()) {
-                    part.gate.observe(t);
-                    part.gate.advance(&mut out);
-                }
-            }
-            Err(e) => bad = Some(e.kind()),
-        });
-        if let Some(kind) = result.err().map(|e| e.kind()).or(bad) {
-            self.metrics.decode_errors.with_label_values(&[kind]).inc();
+        let decoded = part.pipeline.decode(payload, &mut out);
+        self.events += part.pipeline.stats().events - before;
+        let bad = match decoded {
+            Ok(0) => None,
+            Ok(_) => Some("bad record"),
+            Err(e) => Some(e.kind()),
+        };
+        if let Some(kind) = bad {
             tracing::warn!(
                 partition = p,
                 offset = msg.offset(),
@@ -290,6 +300,7 @@ impl<'s, 'c> KafkaWorker<'s, 'c> {
         };
         match self.part_from(restore) {
             Ok(part) => {
+                self.drop_part(p);
                 self.parts.insert(p, part);
             }
             Err(e) => {
@@ -299,31 +310,35 @@ impl<'s, 'c> KafkaWorker<'s, 'c> {
                     committed: -1,
                 });
                 if let Ok(part) = fresh {
+                    self.drop_part(p);
                     self.parts.insert(p, part);
                 }
             }
         }
     }
 
-    fn part_from(&self, restore: Restore) -> Result<Part<'s>> {
-        let opts = crate::window::Options {
-            lateness: self.config.lateness(),
-            max_keys: self.config.windows.max_keys.max(1),
-        };
-        let mut correlator = Correlator::new(self.detect.set, opts);
-        if let Some(l) = &self.locator {
-            correlator = correlator.with_locator(l.clone());
+    /// Forgets a partition this instance no longer owns (or is about to restore anew).
+    fn drop_part(&mut self, p: i32) {
+        if let Some(mut part) = self.parts.remove(&p) {
+            part.reported.retire(&self.metrics);
         }
-        let mut gate = Gate::new(self.config.alerts.limits(), self.config.lateness());
+    }
+
+    fn part_from(&self, restore: Restore) -> Result<Part<'s>> {
+        let mut pipeline = Pipeline::new(
+            self.set,
+            Some(self.summaries.clone()),
+            &self.settings,
+            self.locator.clone(),
+        );
         let mut next = restore.committed.max(0);
         if let Some(s) = &restore.state {
-            correlator.restore(&s.correlation)?;
-            gate.restore(&s.gate)?;
+            pipeline.restore(&s.pipeline)?;
             next = s.offset;
         }
         Ok(Part {
-            correlator,
-            gate,
+            pipeline,
+            reported: Reported::default(),
             replay_until: restore.committed,
             next,
             kept: None,
@@ -347,6 +362,10 @@ impl<'s, 'c> KafkaWorker<'s, 'c> {
                 continue;
             };
             let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(part.next));
+            // Handled ids are in memory: a new owner rebuilds them by replaying the gap.
+            let _ = part.pipeline.confirm();
+            part.reported
+                .report(self.set, &part.pipeline, &self.metrics);
             if part.kept.is_some_and(|k| k.elapsed() < KEEP_EVERY) {
                 continue;
             }
@@ -355,8 +374,7 @@ impl<'s, 'c> KafkaWorker<'s, 'c> {
                 *p,
                 PartitionState {
                     offset: part.next,
-                    correlation: part.correlator.snapshot(),
-                    gate: part.gate.save(),
+                    pipeline: part.pipeline.snapshot(),
                 },
             );
         }

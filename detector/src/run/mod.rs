@@ -7,9 +7,9 @@
 //! keeping correlation state (of correlations whose definition is unchanged), suppression
 //! windows and the published-alerts ledger.
 
-mod detect;
 mod kafka;
 mod reload;
+mod report;
 mod worker;
 
 use crate::alert::{read_hmac_key, SummaryFields};
@@ -68,6 +68,9 @@ fn prepare(config: &Config, hmac_key: &Option<Vec<u8>>) -> Result<Prepared> {
     }
     Ok(Prepared { set, summaries })
 }
+
+/// How often a quiet stream is checked for windows the wall clock has closed.
+pub(super) const QUIET_CHECK: Duration = Duration::from_secs(1);
 
 /// Why a rule set stopped running.
 enum Next {
@@ -189,6 +192,7 @@ impl Drive<'_> {
     ) -> Next {
         let every = Duration::from_secs(self.config.snapshot_interval().max(1) as u64);
         let mut tick = tokio::time::interval(every);
+        let mut quiet = tokio::time::interval(QUIET_CHECK);
         loop {
             tokio::select! {
                 batch = rx.recv() => match batch {
@@ -196,6 +200,7 @@ impl Drive<'_> {
                     None => return Next::Stop,
                 },
                 _ = tick.tick() => worker.snapshot(),
+                _ = quiet.tick() => worker.tick(out).await,
                 _ = stop.changed() => {
                     // Pollers stop on the same signal; what they already received is processed.
                     while let Some(batch) = rx.recv().await {

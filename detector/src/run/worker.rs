@@ -1,19 +1,16 @@
-//! The engine side of the service: decoding, matching, correlation, suppression and rate
-//! limits, delivery, and the order of acknowledgement that makes a crash lose nothing.
+//! The SQS side of the service: one pipeline over the whole stream, delivery, and the order of
+//! acknowledgement that makes a crash lose nothing.
 
-use super::detect::Detect;
-use crate::alert::gate::{Candidate, Gate, GateStats};
+use super::report::Reported;
 use crate::alert::ledger::Ledger;
 use crate::alert::{Alert, AlertKind, Format, SummaryFields};
 use crate::config::Config;
 use crate::engine::RuleSet;
-use crate::event::{Decoder, Limits};
 use crate::metrics::Metrics;
+use crate::pipeline::{Carried, Pipeline};
 use crate::sink::{JsonlSink, SnsSink};
-use crate::source::sqs::{self, Batch, Received};
-use crate::window::Correlator;
+use crate::source::sqs::{self, Batch};
 use anyhow::{Context, Result};
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,65 +64,55 @@ impl Sinks {
     }
 }
 
-/// What outlives one rule set: handled ids, suppression windows, correlation state.
+/// What outlives one rule set: the pipeline's state (correlation and suppression windows,
+/// remembered event ids, handled ids), or at start what the last run left on disk.
 pub(super) struct Carry {
-    ledger: Ledger,
-    gate: Gate,
-    reported: GateStats,
+    carried: Option<Carried>,
+    /// At start: the snapshot (`state_file`), the suppression state (`.alerts`, newer) and
+    /// the handled-ids ledger (`.published`).
+    snapshot: Option<Vec<u8>>,
+    gate: Option<Vec<u8>>,
+    ledger: Option<Ledger>,
     /// What the suppression state file holds now.
     gate_saved: Vec<u8>,
     events: u64,
-    correlation: Option<Vec<u8>>,
     state_file: Option<PathBuf>,
 }
 
 impl Carry {
-    /// Restores what the last run left beside `windows.state_file`: the correlation snapshot,
-    /// the suppression windows (`.alerts`) and the handled-ids ledger (`.published`).
+    /// Reads what the last run left beside `windows.state_file`.
     pub fn open(config: &Config) -> Result<Carry> {
         let state_file = config.windows.state_file.clone();
-        let mut gate = Gate::new(config.alerts.limits(), config.lateness());
-        let mut correlation = None;
-        if let Some(path) = state_file.as_ref().filter(|p| p.exists()) {
-            correlation =
-                Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
-        }
-        if let Some(path) = state_file
-            .as_ref()
-            .map(|p| p.with_extension("alerts"))
-            .filter(|p| p.exists())
-        {
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            gate.restore(&bytes)
-                .with_context(|| format!("{}: damaged suppression state", path.display()))?;
-            tracing::info!(
-                open_windows = gate.open_windows(),
-                "suppression windows restored"
-            );
-        }
+        let read = |path: Option<PathBuf>| -> Result<Option<Vec<u8>>> {
+            match path.filter(|p| p.exists()) {
+                Some(p) => Ok(Some(
+                    std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+                )),
+                None => Ok(None),
+            }
+        };
+        let snapshot = read(state_file.clone())?;
+        let gate = read(state_file.as_ref().map(|p| p.with_extension("alerts")))?;
         let ledger_path = state_file.as_ref().map(|p| p.with_extension("published"));
         let ledger = Ledger::open(ledger_path.as_deref(), REMEMBERED_ALERTS)
             .context("opening the published-alerts ledger")?;
         Ok(Carry {
-            ledger,
+            carried: None,
+            snapshot,
             gate,
-            reported: GateStats::default(),
+            ledger: Some(ledger),
             gate_saved: Vec::new(),
             events: 0,
-            correlation,
             state_file,
         })
     }
 }
 
-/// Decoding, matching and correlation for one rule set, with the carried state.
+/// The SQS stream's pipeline and what its batches need around it.
 pub(super) struct Worker<'s> {
-    detect: Detect<'s>,
-    decoder: Decoder<'s>,
-    correlator: Correlator<'s>,
-    candidates: Vec<Candidate>,
-    batch_time: Option<i64>,
+    set: &'s RuleSet,
+    pipeline: Pipeline<'s>,
+    reported: Reported,
     metrics: Metrics,
     carry: Carry,
 }
@@ -144,33 +131,36 @@ impl<'s> Worker<'s> {
             .sqs
             .as_ref()
             .map_or(1 << 20, |s| s.max_body_bytes);
-        let opts = crate::window::Options {
-            lateness: config.lateness(),
-            max_keys: config.windows.max_keys.max(1),
+        let settings = config.pipeline_settings(max_body);
+        let mut pipeline = Pipeline::new(set, Some(summaries), &settings, locator);
+        let file = || {
+            let file = carry.state_file.as_ref().map(|p| p.display().to_string());
+            file.unwrap_or_else(|| "state".into())
         };
-        let mut correlator = Correlator::new(set, opts);
-        if let Some(l) = locator {
-            correlator = correlator.with_locator(l);
+        if let Some(ledger) = carry.ledger.take() {
+            pipeline = pipeline.with_ledger(ledger);
         }
-        if let Some(bytes) = carry.correlation.take() {
-            let report = correlator.restore(&bytes).with_context(|| {
-                let file = carry.state_file.as_ref().map(|p| p.display().to_string());
-                file.unwrap_or_else(|| "correlation state".into())
-            })?;
-            tracing::info!(groups = report.groups, pending = report.pending, dropped = ?report.dropped, "correlation state restored");
+        if let Some(c) = carry.carried.take() {
+            pipeline = pipeline.with_carried(c).with_context(file)?;
+        }
+        if let Some(bytes) = carry.snapshot.take() {
+            let r = pipeline.restore(&bytes).with_context(file)?;
+            tracing::info!(groups = r.correlation.groups, pending = r.correlation.pending, dropped = ?r.correlation.dropped, event_ids = r.event_ids, "state restored");
+        }
+        if let Some(bytes) = carry.gate.take() {
+            pipeline
+                .restore_gate(&bytes)
+                .with_context(|| format!("{}: damaged suppression state", file()))?;
+            carry.gate_saved = bytes;
+            tracing::info!(
+                open_windows = pipeline.open_windows(),
+                "suppression windows restored"
+            );
         }
         Ok(Worker {
-            detect: Detect::new(set, summaries, metrics.clone()),
-            decoder: Decoder::new(
-                set.fields(),
-                Limits {
-                    max_document_bytes: max_body,
-                    ..Limits::default()
-                },
-            ),
-            correlator,
-            candidates: Vec::new(),
-            batch_time: None,
+            set,
+            pipeline,
+            reported: Reported::default(),
             metrics,
             carry,
         })
@@ -178,7 +168,8 @@ impl<'s> Worker<'s> {
 
     /// Hands the carried state on to the next rule set.
     pub fn into_carry(mut self) -> Carry {
-        self.carry.correlation = Some(self.correlator.snapshot());
+        self.reported.retire(&self.metrics);
+        self.carry.carried = Some(self.pipeline.into_carried());
         self.carry
     }
 
@@ -186,18 +177,20 @@ impl<'s> Worker<'s> {
     pub async fn batch(&mut self, batch: Batch, out: &Outputs) {
         let started = Instant::now();
         let mut done = Vec::with_capacity(batch.messages.len());
+        let mut alerts = Vec::new();
+        let before = self.pipeline.stats().events;
         for msg in &batch.messages {
-            match self.message(msg) {
-                Ok(()) => done.push(msg.clone()),
-                Err(kind) => {
+            match self.pipeline.decode(msg.body.as_bytes(), &mut alerts) {
+                Ok(_) => done.push(msg.clone()),
+                Err(e) => {
                     // Left on the queue: it comes back after its visibility timeout and, after the
                     // queue's maxReceiveCount, moves to the dead-letter queue.
-                    self.metrics.decode_errors.with_label_values(&[kind]).inc();
-                    tracing::warn!(message_id = %msg.id, reason = kind, "undecodable message left for redrive");
+                    tracing::warn!(message_id = %msg.id, reason = e.kind(), "undecodable message left for redrive");
                 }
             }
         }
-        self.publish(out).await;
+        self.carry.events += self.pipeline.stats().events - before;
+        self.publish(alerts, out).await;
         self.metrics
             .sink_latency
             .observe(started.elapsed().as_secs_f64());
@@ -207,103 +200,28 @@ impl<'s> Worker<'s> {
             self.metrics.messages_deleted.inc_by(done.len() as u64);
         }
         self.metrics.sqs_in_flight.sub(batch.messages.len() as i64);
-        self.update_window_metrics();
     }
 
-    /// Gates the candidates, delivers what passes, then records it all durably: suppression
-    /// state first and handled ids second, so a crash between them can only over-count a
-    /// roll-up, never repeat an alert or lose a count.
-    async fn publish(&mut self, out: &Outputs) {
-        self.detect.correlations(&mut self.candidates);
-        let (alerts, handled) = self.gate();
+    /// Closes what a quiet stream's wall clock has passed and delivers it.
+    pub async fn tick(&mut self, out: &Outputs) {
+        let mut alerts = Vec::new();
+        self.pipeline.tick(&mut alerts);
+        self.publish(alerts, out).await;
+    }
+
+    /// Delivers alerts, then records it all durably: suppression state first and handled ids
+    /// second, so a crash between them can only over-count a roll-up, never repeat an alert
+    /// or lose a count.
+    async fn publish(&mut self, alerts: Vec<Alert>, out: &Outputs) {
         out.sinks.deliver(&alerts, &self.metrics).await;
         self.metrics.alerts_published.inc_by(alerts.len() as u64);
         observe_latency(&self.metrics, &alerts);
         self.save_gate();
-        let ids = handled
-            .iter()
-            .map(String::as_str)
-            .chain(alerts.iter().map(|a| a.alert_id.as_str()));
-        if let Err(e) = self.carry.ledger.record(ids) {
+        if let Err(e) = self.pipeline.confirm() {
             tracing::warn!(error = %e, "recording handled alert ids failed; a crash now could repeat them");
         }
-    }
-
-    /// Decodes and evaluates one message; `Err` names why it is undecodable.
-    fn message(&mut self, msg: &Received) -> Result<(), &'static str> {
-        let (detect, correlator, candidates) =
-            (&mut self.detect, &mut self.correlator, &mut self.candidates);
-        let (events, batch_time) = (&mut self.carry.events, &mut self.batch_time);
-        let mut bad_record = None;
-        let result = self
-            .decoder
-            .decode(msg.body.as_bytes(), &mut |item| match item {
-                Ok(ev) => {
-                    *events += 1;
-                    if let Some(t) = detect.event(ev, *events - 1, correlator, candidates) {
-                        *batch_time = Some(batch_time.map_or(t, |b: i64| b.max(t)));
-                    }
-                }
-                Err(e) => bad_record = Some(e.kind()),
-            });
-        match (result, bad_record) {
-            (Err(e), _) => Err(e.kind()),
-            (Ok(()), Some(kind)) => {
-                // A bad record inside a good message: the rest was processed; count it and go on.
-                self.metrics.decode_errors.with_label_values(&[kind]).inc();
-                Ok(())
-            }
-            (Ok(()), None) => Ok(()),
-        }
-    }
-
-    /// Runs the candidates through suppression and rate limits. Returns the alerts to publish
-    /// and the per-hit ids handled; hits already handled (redelivered input) are dropped.
-    fn gate(&mut self) -> (Vec<Alert>, Vec<String>) {
-        let mut seen = HashSet::new();
-        let mut handled = Vec::new();
-        let mut alerts = Vec::new();
-        let mut repeats = 0;
-        for c in self.candidates.drain(..) {
-            let hit = c.alert.alert_id.clone();
-            if self.carry.ledger.contains(&hit) || !seen.insert(hit.clone()) {
-                repeats += 1;
-                continue;
-            }
-            handled.push(hit);
-            self.carry.gate.offer(c, &mut alerts);
-        }
-        if let Some(t) = self.batch_time.take() {
-            self.carry.gate.observe(t);
-        }
-        self.carry.gate.advance(&mut alerts);
-        // An alert published just before a crash whose window state was not yet saved.
-        let before = alerts.len();
-        alerts.retain(|a| {
-            !self.carry.ledger.contains(&a.alert_id) && seen.insert(a.alert_id.clone())
-        });
-        repeats += before - alerts.len();
-        self.metrics.alerts_deduplicated.inc_by(repeats as u64);
-        self.report_gate_stats();
-        (alerts, handled)
-    }
-
-    fn report_gate_stats(&mut self) {
-        let (now, was) = (self.carry.gate.stats, self.carry.reported);
-        self.metrics
-            .alerts_suppressed
-            .inc_by(now.suppressed - was.suppressed);
-        self.metrics
-            .alerts_rate_limited
-            .inc_by(now.rate_limited - was.rate_limited);
-        self.carry.reported = now;
-    }
-
-    fn update_window_metrics(&self) {
-        let s = self.correlator.stats;
-        self.metrics.late_events.set(s.late as i64);
-        self.metrics.window_evictions.set(s.evicted as i64);
-        self.metrics.window_keys.set(self.correlator.keys() as i64);
+        self.reported
+            .report(self.set, &self.pipeline, &self.metrics);
     }
 
     /// Saves the suppression windows beside the state file (after every batch: they decide
@@ -312,7 +230,7 @@ impl<'s> Worker<'s> {
         let Some(path) = &self.carry.state_file else {
             return;
         };
-        let bytes = self.carry.gate.save();
+        let bytes = self.pipeline.gate_state();
         // Most batches change nothing here: spare them the write and the fsync.
         if bytes == self.carry.gate_saved {
             return;
@@ -326,12 +244,12 @@ impl<'s> Worker<'s> {
         }
     }
 
-    /// Writes the correlation state snapshot.
+    /// Writes the state snapshot.
     pub fn snapshot(&self) {
         let Some(path) = &self.carry.state_file else {
             return;
         };
-        match crate::durable::save_atomically(path, &self.correlator.snapshot()) {
+        match crate::durable::save_atomically(path, &self.pipeline.snapshot()) {
             Ok(()) => self.metrics.snapshots.inc(),
             Err(e) => {
                 tracing::warn!(error = %e, path = %path.display(), "writing the state snapshot failed")
@@ -342,7 +260,7 @@ impl<'s> Worker<'s> {
     /// At shutdown: the events still buffered for correlation are kept in the snapshot, not
     /// flushed, so a restart continues the same windows.
     pub async fn finish(&mut self, out: &Outputs) {
-        self.publish(out).await;
+        self.publish(Vec::new(), out).await;
         self.snapshot();
         tracing::info!(events = self.carry.events, "stopped");
     }

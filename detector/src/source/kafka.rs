@@ -27,51 +27,55 @@ use std::time::Duration;
 /// How long rebalance work (reading or writing state, committing) may take.
 const REBALANCE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// One partition's state as of an offset: the next offset to read and the encoded state.
+/// One partition's state as of an offset: the next offset to read and the pipeline's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionState {
     /// The next offset to read after this state.
     pub offset: i64,
-    /// The correlation snapshot (`Correlator::snapshot`).
-    pub correlation: Vec<u8>,
-    /// The suppression state (`Gate::save`).
-    pub gate: Vec<u8>,
+    /// The pipeline snapshot (`Pipeline::snapshot`): correlation and suppression windows and
+    /// the remembered event ids, so a new owner drops the same redeliveries.
+    pub pipeline: Vec<u8>,
 }
 
 const MAGIC: &str = "TRAILWATCH-PARTITION";
 
 impl PartitionState {
-    /// `TRAILWATCH-PARTITION 1 <offset> <correlation length>\n<correlation><gate>`.
+    /// `TRAILWATCH-PARTITION 2 <offset>\n<pipeline snapshot>`.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out =
-            format!("{MAGIC} 1 {} {}\n", self.offset, self.correlation.len()).into_bytes();
-        out.extend_from_slice(&self.correlation);
-        out.extend_from_slice(&self.gate);
+        let mut out = format!("{MAGIC} 2 {}\n", self.offset).into_bytes();
+        out.extend_from_slice(&self.pipeline);
         out
     }
 
-    /// Reads what [`PartitionState::encode`] wrote.
+    /// Reads what [`PartitionState::encode`] wrote, and version 1 (correlation and
+    /// suppression state, without remembered event ids).
     pub fn decode(bytes: &[u8]) -> Result<PartitionState, String> {
         let nl = memchr::memchr(b'\n', bytes).ok_or("not a partition state")?;
         let header = std::str::from_utf8(&bytes[..nl]).map_err(|_| "not a partition state")?;
         let parts: Vec<&str> = header.split(' ').collect();
-        let [magic, version, offset, len] = parts[..] else {
-            return Err("not a partition state".into());
-        };
-        if magic != MAGIC || version != "1" {
-            return Err(format!("unsupported partition state '{magic} {version}'"));
-        }
-        let offset: i64 = offset.parse().map_err(|_| "bad offset")?;
-        let len: usize = len.parse().map_err(|_| "bad length")?;
         let body = &bytes[nl + 1..];
-        if body.len() < len {
-            return Err("truncated partition state".into());
+        let offset = |o: &str| o.parse::<i64>().map_err(|_| "bad offset".to_string());
+        match parts[..] {
+            [MAGIC, "2", o] => Ok(PartitionState {
+                offset: offset(o)?,
+                pipeline: body.to_vec(),
+            }),
+            [MAGIC, "1", o, len] => {
+                let len: usize = len.parse().map_err(|_| "bad length")?;
+                if body.len() < len {
+                    return Err("truncated partition state".into());
+                }
+                Ok(PartitionState {
+                    offset: offset(o)?,
+                    pipeline: crate::pipeline::state_of(&body[..len], &body[len..]),
+                })
+            }
+            [magic, version, ..] if magic == MAGIC => Err(format!(
+                "unsupported partition state version '{}'",
+                version.chars().take(20).collect::<String>()
+            )),
+            _ => Err("not a partition state".into()),
         }
-        Ok(PartitionState {
-            offset,
-            correlation: body[..len].to_vec(),
-            gate: body[len..].to_vec(),
-        })
     }
 }
 
@@ -412,14 +416,22 @@ mod tests {
     fn partition_state_round_trips_and_rejects_damage() {
         let s = PartitionState {
             offset: 42,
-            correlation: b"TRAILWATCH-STATE 1 abc\n{}".to_vec(),
-            gate: b"{\"open\":[]}".to_vec(),
+            pipeline: b"TRAILWATCH-PIPELINE 1 ...".to_vec(),
         };
         let bytes = s.encode();
         assert_eq!(PartitionState::decode(&bytes).unwrap(), s);
-        assert!(PartitionState::decode(&bytes[..bytes.len() - s.gate.len() - 3]).is_err());
-        assert!(PartitionState::decode(b"TRAILWATCH-PARTITION 2 1 0\n").is_err());
+        assert!(PartitionState::decode(b"TRAILWATCH-PARTITION 3 1\n").is_err());
         assert!(PartitionState::decode(b"garbage").is_err());
-        assert!(PartitionState::decode(b"TRAILWATCH-PARTITION 1 x 0\n").is_err());
+        assert!(PartitionState::decode(b"TRAILWATCH-PARTITION 2 x\n").is_err());
+        assert!(PartitionState::decode(b"TRAILWATCH-PARTITION 1 1 9\nabc").is_err());
+    }
+
+    #[test]
+    fn a_version_1_partition_state_is_still_read() {
+        let v1 = b"TRAILWATCH-PARTITION 1 7 5\nCORRS{\"open\":[]}";
+        let s = PartitionState::decode(v1).unwrap();
+        assert_eq!(s.offset, 7);
+        assert!(s.pipeline.starts_with(b"TRAILWATCH-PIPELINE 1 "));
+        assert!(s.pipeline.ends_with(b"CORRS{\"open\":[]}\0\0\0\0\0\0\0\0"));
     }
 }

@@ -255,6 +255,9 @@ pub struct Correlator<'s> {
     opts: Options,
     pending: BinaryHeap<Reverse<Pending>>,
     max_time: Option<i64>,
+    /// A watermark the stream reached without events (a quiet stream, advanced by the wall
+    /// clock): never above what an event could still be late for.
+    floor: Option<i64>,
     groups: Vec<Groups>,
     seq: u64,
     locator: Option<std::sync::Arc<dyn crate::geo::Locate>>,
@@ -270,6 +273,7 @@ impl<'s> Correlator<'s> {
             opts,
             pending: BinaryHeap::new(),
             max_time: None,
+            floor: None,
             groups: (0..set.correlations().len())
                 .map(|_| Groups::default())
                 .collect(),
@@ -288,6 +292,11 @@ impl<'s> Correlator<'s> {
     /// Group keys currently tracked, over all correlations.
     pub fn keys(&self) -> usize {
         self.groups.iter().map(|g| g.map.len()).sum()
+    }
+
+    /// How late (seconds of event time) an event may arrive and still be correlated.
+    pub fn lateness(&self) -> i64 {
+        self.opts.lateness
     }
 
     /// Events waiting in the reorder buffer.
@@ -311,7 +320,7 @@ impl<'s> Correlator<'s> {
             self.stats.no_time += 1;
             return;
         };
-        if self.max_time.is_some_and(|m| time < m - self.opts.lateness) {
+        if self.watermark().is_some_and(|w| time < w) {
             self.stats.late += 1;
             return;
         }
@@ -331,7 +340,37 @@ impl<'s> Correlator<'s> {
         }));
         let max = self.max_time.map_or(time, |m| m.max(time));
         self.max_time = Some(max);
-        self.release(max - self.opts.lateness, out);
+        if let Some(w) = self.watermark() {
+            self.release(w, out);
+        }
+    }
+
+    /// Notes the event time of any event, a hit or not: the stream's event time moves on and
+    /// buffered hits it passes by more than the lateness are processed.
+    pub fn observe(&mut self, time: i64, out: &mut Vec<CorrelationHit>) {
+        if self.max_time.is_some_and(|m| m >= time) {
+            return;
+        }
+        self.max_time = Some(time);
+        if let Some(w) = self.watermark() {
+            self.release(w, out);
+        }
+    }
+
+    /// Event time before which nothing is accepted any more: the newest event time less the
+    /// lateness, or the floor a quiet stream was advanced to, whichever is later.
+    pub fn watermark(&self) -> Option<i64> {
+        let by_events = self.max_time.map(|m| m - self.opts.lateness);
+        by_events.max(self.floor)
+    }
+
+    /// Advances the watermark to `w` without an event (a quiet stream): hits before it are
+    /// processed now and later events before it count as late.
+    pub fn advance_to(&mut self, w: i64, out: &mut Vec<CorrelationHit>) {
+        if self.floor.is_none_or(|f| w > f) {
+            self.floor = Some(w);
+            self.release(w, out);
+        }
     }
 
     /// Processes everything still buffered (end of input).
@@ -678,7 +717,7 @@ pub fn format_time(t: i64) -> String {
 }
 
 mod snapshot;
-pub use snapshot::SnapshotError;
+pub use snapshot::{Restored, SnapshotError};
 
 #[cfg(test)]
 mod tests;

@@ -4,16 +4,30 @@
 
 use aws_sdk_sns::config::{BehaviorVersion, Credentials, Region};
 use serde_json::json;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use trailwatch_e2e::{root, trailwatch_bin};
 
-pub fn moto() -> Option<String> {
-    let url = std::env::var("MOTO_URL").ok();
-    if url.is_none() {
-        eprintln!("MOTO_URL is not set (run scripts/test.sh): skipped");
+/// The value of the service variable `var` (a URL or broker list set by scripts/test.sh), if
+/// set. Under CI (`CI=true`) a missing service is a failure, not a skip: a test that returned
+/// early there would pass without having run.
+pub fn service(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!(
+            "{var} is not set, and CI=true: the live tests need {what} (scripts/test.sh starts it and sets {var})"
+        ),
+        _ => {
+            eprintln!("{var} is not set (scripts/test.sh starts {what} and sets it): skipped");
+            None
+        }
     }
-    url
+}
+
+/// The SQS/SNS server (moto) scripts/test.sh started; None (skip) outside CI when missing.
+pub fn moto() -> Option<String> {
+    service("MOTO_URL", "moto")
 }
 
 pub fn clients(url: &str) -> (aws_sdk_sqs::Client, aws_sdk_sns::Client) {
@@ -189,6 +203,8 @@ pub struct Extra<'a> {
     pub rules: Option<&'a std::path::Path>,
     /// Where the service's log goes (else nowhere, or $TRAILWATCH_TEST_LOG).
     pub log: Option<&'a std::path::Path>,
+    /// Concurrent SQS receivers (else 2).
+    pub pollers: Option<u32>,
 }
 
 /// [`start`], with extra settings.
@@ -200,10 +216,11 @@ pub fn start_with(url: &str, q: &Queues, dir: &std::path::Path, extra: Extra) ->
         .rules
         .map_or(root().join("rules"), |p| p.to_path_buf());
     let text = format!(
-        "[rules]\npaths = [{rules:?}]\n[source.sqs]\nqueue_url = {events:?}\nendpoint_url = {url:?}\npollers = 2\nwait_seconds = 1\n{sqs}[sink.sns]\ntopic_arn = {topic:?}\n{sns}[metrics]\nlisten = {metrics:?}\n[windows]\nstate_file = \"state.snap\"\nsnapshot_interval = \"1s\"\n[alerts]\nhmac_key_file = \"hmac.key\"\n{alerts}",
+        "[rules]\npaths = [{rules:?}]\n[source.sqs]\nqueue_url = {events:?}\nendpoint_url = {url:?}\npollers = {pollers}\nwait_seconds = 1\n{sqs}[sink.sns]\ntopic_arn = {topic:?}\n{sns}[metrics]\nlisten = {metrics:?}\n[windows]\nstate_file = \"state.snap\"\nsnapshot_interval = \"1s\"\n[alerts]\nhmac_key_file = \"hmac.key\"\n{alerts}",
         rules = rules.display().to_string(),
         events = q.events,
         topic = q.topic,
+        pollers = extra.pollers.unwrap_or(2),
         sqs = extra.sqs,
         sns = extra.sns,
         alerts = extra.alerts,
@@ -312,15 +329,10 @@ pub async fn flaky_proxy(
     format!("http://{addr}")
 }
 
-/// The Kafka-protocol broker scripts/test.sh started (tansu), if any.
+/// The Kafka-protocol broker scripts/test.sh started (tansu); None (skip) outside CI when
+/// missing.
 pub fn kafka() -> Option<String> {
-    match std::env::var("KAFKA_BROKERS") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ => {
-            eprintln!("KAFKA_BROKERS is not set: skipping (scripts/test.sh starts tansu)");
-            None
-        }
-    }
+    service("KAFKA_BROKERS", "tansu")
 }
 
 /// Starts `trailwatch run` reading `topic` as a member of `group`, alerting to `q`'s topic via
@@ -367,4 +379,44 @@ pub fn start_kafka_with(
         .spawn()
         .unwrap();
     (Service(child), metrics)
+}
+
+/// Creates the 3-partition events topic (producing nothing), as a deployment has it before
+/// trailwatch starts.
+pub fn create_topic(brokers: &str, topic: &str) {
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let mut p = produce(brokers, topic, empty.path(), 0);
+    wait_exit(&mut p);
+}
+
+/// `load-test kafka-produce` in the background (creates the 3-partition topic first).
+pub fn produce(brokers: &str, topic: &str, events: &Path, rate: u32) -> Child {
+    Command::new(trailwatch_bin().with_file_name("load-test"))
+        .args([
+            "kafka-produce",
+            "--brokers",
+            brokers,
+            "--topic",
+            topic,
+            "--partitions",
+            "3",
+            "--rate",
+            &rate.to_string(),
+            events.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (60 s at most) for the producer to finish.
+pub fn wait_exit(child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("producer did not finish");
 }

@@ -1,0 +1,492 @@
+//! The one pipeline every mode drives — replay, `run` on SQS, `run` on Kafka (one per
+//! partition) and `trailwatch test` fixtures:
+//!
+//! decode → de-duplicate → match (stateless) → correlate/geo (event-time state) → gate
+//! (suppression, rate limits, handled ids) → [`Output`].
+//!
+//! A [`Pipeline`] is synchronous and owns one shard's state: the whole stream for replay and
+//! SQS, one partition for Kafka. Sources hand it documents (or decoded events) and deliver what
+//! it outputs; acknowledging the source after the sinks confirm is theirs, and so is calling
+//! [`Pipeline::confirm`] then, which makes the handled ids durable. Its state is saved and
+//! restored as one unit ([`Pipeline::snapshot`]), so a restart, a rule reload or a Kafka
+//! rebalance continues with the same windows and remembers the same events.
+
+pub mod dedup;
+mod handled;
+mod state;
+
+use crate::alert::gate::{Candidate, Gate, Limits as AlertLimits};
+use crate::alert::ledger::Ledger;
+use crate::alert::{Alert, SummaryFields};
+use crate::engine::{MatchScratch, RuleSet};
+use crate::event::{DecodeError, Decoder, Event, Limits};
+use crate::window::{CorrelationHit, Correlator, Origin};
+use dedup::Dedup;
+use handled::Handled;
+pub use state::StateError;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How a pipeline is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Input limits.
+    pub limits: Limits,
+    /// Correlation windows: lateness and key cap.
+    pub windows: crate::window::Options,
+    /// Alert rate caps.
+    pub alert_limits: AlertLimits,
+    /// Event de-duplication memory.
+    pub dedup: dedup::Options,
+    /// How many handled hit and alert ids are remembered.
+    pub handled: usize,
+    /// Live sources: after this many seconds without a newer event, a quiet stream's
+    /// watermark follows the wall clock (events are assumed to arrive within this delay).
+    pub max_delivery_delay: Option<i64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            limits: Limits::default(),
+            windows: crate::window::Options::default(),
+            alert_limits: AlertLimits::default(),
+            dedup: dedup::Options::default(),
+            handled: 1_000_000,
+            max_delivery_delay: None,
+        }
+    }
+}
+
+/// Where a pipeline's results go. Every method has a default that ignores the result.
+pub trait Output {
+    /// A reported detection rule matched event `ev`, the `index`th record of the stream.
+    fn hit(&mut self, _rule: usize, _ev: &Event<'_>, _index: u64) {}
+    /// A reported correlation fired.
+    fn correlation(&mut self, _hit: &CorrelationHit) {}
+    /// An alert passed the gate and was never handled before: deliver it.
+    fn alert(&mut self, _alert: Alert) {}
+}
+
+/// Ignores everything (when only the counters matter).
+impl Output for () {}
+
+/// Collects alerts for delivery.
+impl Output for Vec<Alert> {
+    fn alert(&mut self, alert: Alert) {
+        self.push(alert);
+    }
+}
+
+/// Counters since the pipeline was made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Records decoded, duplicates included.
+    pub events: u64,
+    /// Records seen before within the de-duplication horizon (they did nothing else).
+    pub duplicates: u64,
+    /// Hits per rule index.
+    pub hits: Vec<u64>,
+    /// Hits per correlation index.
+    pub correlation_hits: Vec<u64>,
+    /// Hits and alerts dropped because their id was handled before (redelivery after a crash).
+    pub repeats: u64,
+    /// Input errors by kind.
+    pub errors: BTreeMap<&'static str, u64>,
+}
+
+/// One shard's pipeline: the decoder and the stages after it.
+pub struct Pipeline<'s> {
+    decoder: Decoder<'s>,
+    stages: Stages<'s>,
+}
+
+/// Everything after decoding.
+pub struct Stages<'s> {
+    set: &'s RuleSet,
+    summaries: Option<SummaryFields>,
+    dedup: Dedup,
+    correlator: Correlator<'s>,
+    gate: Gate,
+    handled: Handled,
+    scratch: MatchScratch,
+    hits: Vec<u32>,
+    fired: Vec<CorrelationHit>,
+    gated: Vec<Alert>,
+    quiet: Quiet,
+    /// Counters.
+    pub stats: Stats,
+}
+
+/// The state a pipeline hands on to one of another rule set (a reload).
+pub struct Carried {
+    correlation: Vec<u8>,
+    gate: Gate,
+    dedup: Dedup,
+    handled: Handled,
+}
+
+/// When the newest event time was first seen, to advance a quiet stream by the wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+struct Quiet {
+    delay: Option<i64>,
+    newest: Option<(i64, Instant)>,
+}
+
+impl<'s> Pipeline<'s> {
+    /// A pipeline with empty state. `summaries` (the fields alerts carry) turns alerts on;
+    /// without them only hits and correlations are output.
+    pub fn new(
+        set: &'s RuleSet,
+        summaries: Option<SummaryFields>,
+        settings: &Settings,
+        locator: Option<Arc<dyn crate::geo::Locate>>,
+    ) -> Self {
+        let mut correlator = Correlator::new(set, settings.windows);
+        if let Some(l) = locator {
+            correlator = correlator.with_locator(l);
+        }
+        Pipeline {
+            decoder: Decoder::new(set.fields(), settings.limits),
+            stages: Stages {
+                set,
+                summaries,
+                dedup: Dedup::new(settings.dedup),
+                correlator,
+                gate: Gate::new(settings.alert_limits, settings.windows.lateness),
+                handled: Handled::new(Ledger::in_memory(settings.handled)),
+                scratch: MatchScratch::default(),
+                hits: Vec::new(),
+                fired: Vec::new(),
+                gated: Vec::new(),
+                quiet: Quiet {
+                    delay: settings.max_delivery_delay,
+                    newest: None,
+                },
+                stats: Stats {
+                    hits: vec![0; set.rules().len()],
+                    correlation_hits: vec![0; set.correlations().len()],
+                    ..Stats::default()
+                },
+            },
+        }
+    }
+
+    /// Continues from the state another pipeline handed on (a rule reload).
+    pub fn with_carried(mut self, carried: Carried) -> Result<Self, StateError> {
+        let s = &mut self.stages;
+        s.correlator.restore(&carried.correlation)?;
+        s.gate = carried.gate;
+        s.dedup = carried.dedup;
+        s.handled = carried.handled;
+        Ok(self)
+    }
+
+    /// Remembers handled ids in `ledger` (durable when it has a file) instead of in memory.
+    pub fn with_ledger(mut self, ledger: Ledger) -> Self {
+        self.stages.handled = Handled::new(ledger);
+        self
+    }
+
+    /// Hands the state on to a pipeline of another rule set.
+    pub fn into_carried(self) -> Carried {
+        let s = self.stages;
+        Carried {
+            correlation: s.correlator.snapshot(),
+            gate: s.gate,
+            dedup: s.dedup,
+            handled: s.handled,
+        }
+    }
+
+    /// The decoder and the stages, for sources that decode themselves (files).
+    pub fn parts(&mut self) -> (&mut Decoder<'s>, &mut Stages<'s>) {
+        (&mut self.decoder, &mut self.stages)
+    }
+
+    /// The stages after decoding.
+    pub fn stages(&mut self) -> &mut Stages<'s> {
+        &mut self.stages
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stages.stats
+    }
+
+    /// Decodes one document (a message, a line) and processes its records. Returns how many
+    /// records in it were bad (each counted); `Err` when the document as a whole is unreadable
+    /// (counted too; records before the failure were processed).
+    pub fn decode(&mut self, bytes: &[u8], out: &mut dyn Output) -> Result<usize, DecodeError> {
+        let stages = &mut self.stages;
+        let mut bad = 0;
+        let result = self.decoder.decode(bytes, &mut |item| match item {
+            Ok(ev) => stages.event(ev, out),
+            Err(e) => {
+                bad += 1;
+                stages.count_error(e.kind());
+            }
+        });
+        match result {
+            Ok(()) => Ok(bad),
+            Err(e) => {
+                stages.count_error(e.kind());
+                Err(e)
+            }
+        }
+    }
+
+    /// Closes what a quiet stream's wall clock has passed (call it periodically when live).
+    pub fn tick(&mut self, out: &mut dyn Output) {
+        self.stages.tick(Instant::now(), out);
+    }
+
+    /// End of input (replay, fixtures): every buffered hit is processed and every window
+    /// closed. Live sources do not flush: they snapshot, and a restart continues.
+    pub fn flush(&mut self, out: &mut dyn Output) {
+        let s = &mut self.stages;
+        s.correlator.flush(&mut s.fired);
+        s.drain_fired(out);
+        s.gate.flush(&mut s.gated);
+        s.release(out);
+    }
+
+    /// Makes the ids of what was output since the last call durable: call it after the sinks
+    /// confirmed delivery and before acknowledging the source.
+    pub fn confirm(&mut self) -> std::io::Result<()> {
+        self.stages.handled.confirm()
+    }
+
+    /// The suppression state alone (small; the SQS source saves it after every batch).
+    pub fn gate_state(&self) -> Vec<u8> {
+        self.stages.gate.save()
+    }
+
+    /// Suppression windows, de-duplication ids and correlation state as one snapshot.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let s = &self.stages;
+        state::encode(&s.correlator.snapshot(), &s.gate.save(), &s.dedup.save())
+    }
+
+    /// Continues from a [`Pipeline::snapshot`] (or a correlation snapshot of older versions).
+    /// On error nothing is restored.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<Restored, StateError> {
+        let parts = state::decode(bytes)?;
+        let s = &mut self.stages;
+        let mut gate = Gate::new(s.gate_limits(), s.correlator_lateness());
+        if let Some(g) = parts.gate {
+            gate.restore(g)
+                .map_err(|e| StateError::Gate(e.to_string()))?;
+        }
+        let mut dedup = s.dedup.emptied();
+        let ids = match parts.dedup {
+            Some(d) => dedup.restore(d).map_err(StateError::Dedup)?,
+            None => 0,
+        };
+        let correlation = s.correlator.restore(parts.correlation)?;
+        s.gate = gate;
+        s.dedup = dedup;
+        Ok(Restored {
+            correlation,
+            event_ids: ids,
+            open_windows: s.gate.open_windows(),
+        })
+    }
+
+    /// Restores the suppression state alone (newer than a snapshot's when both exist).
+    pub fn restore_gate(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        let s = &mut self.stages;
+        let mut gate = Gate::new(s.gate_limits(), s.correlator_lateness());
+        gate.restore(bytes)
+            .map_err(|e| StateError::Gate(e.to_string()))?;
+        s.gate = gate;
+        Ok(())
+    }
+
+    /// Correlation state counters.
+    pub fn correlation_stats(&self) -> crate::window::Stats {
+        self.stages.correlator.stats
+    }
+
+    /// Group keys tracked by correlations.
+    pub fn correlation_keys(&self) -> usize {
+        self.stages.correlator.keys()
+    }
+
+    /// Suppression and rate-limit counters.
+    pub fn gate_stats(&self) -> crate::alert::gate::GateStats {
+        self.stages.gate.stats
+    }
+
+    /// Open suppression windows.
+    pub fn open_windows(&self) -> usize {
+        self.stages.gate.open_windows()
+    }
+
+    /// Event ids remembered for de-duplication.
+    pub fn remembered_events(&self) -> usize {
+        self.stages.dedup.len()
+    }
+}
+
+/// A pipeline state from a correlation snapshot and a suppression state saved apart (older
+/// formats), with no remembered event ids.
+pub fn state_of(correlation: &[u8], gate: &[u8]) -> Vec<u8> {
+    state::encode(correlation, gate, &Dedup::default().save())
+}
+
+/// What a restore brought back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Correlation state.
+    pub correlation: crate::window::Restored,
+    /// Event ids remembered for de-duplication.
+    pub event_ids: usize,
+    /// Open suppression windows.
+    pub open_windows: usize,
+}
+
+impl<'s> Stages<'s> {
+    /// Counts an input error of `kind`.
+    pub fn count_error(&mut self, kind: &'static str) {
+        *self.stats.errors.entry(kind).or_default() += 1;
+    }
+
+    /// Processes one decoded record.
+    pub fn event(&mut self, ev: &Event<'_>, out: &mut dyn Output) {
+        let set = self.set;
+        let index = self.stats.events;
+        self.stats.events += 1;
+        let time = ev
+            .get(set.event_time)
+            .text()
+            .and_then(crate::window::event_time);
+        let event_id = ev.get(set.event_id).text();
+        let whole = if event_id.is_none() {
+            ev.raw_text()
+        } else {
+            None
+        };
+        if !self
+            .dedup
+            .first_time(dedup::record_id(event_id, whole), time)
+        {
+            self.stats.duplicates += 1;
+            return;
+        }
+        set.matches(ev, &mut self.scratch, &mut self.hits);
+        if ev.had_unreadable_value() {
+            self.count_error("unreadable_value");
+        }
+        let links = set.links();
+        for k in 0..self.hits.len() {
+            let r = self.hits[k] as usize;
+            self.stats.hits[r] += 1;
+            if !links.reach[r].is_empty() {
+                let text = |f| ev.get(f).text().map(str::to_string);
+                let origin = Origin {
+                    input_index: index,
+                    event_id: text(set.event_id),
+                    event_time: text(set.event_time),
+                };
+                self.correlator.push(ev, r as u32, origin, &mut self.fired);
+            }
+            if links.rule_reported[r] {
+                out.hit(r, ev, index);
+                if let Some(summaries) = &self.summaries {
+                    let c = crate::alert::hit_candidate(&set.rules()[r], r, ev, summaries);
+                    self.offer(c);
+                }
+            }
+        }
+        if let Some(t) = time {
+            self.correlator.observe(t, &mut self.fired);
+            self.gate.observe(t);
+            self.quiet.saw(t);
+        }
+        self.drain_fired(out);
+        if !self.gate.is_idle() {
+            // Open suppression windows and storms close as event time passes them.
+            self.gate.advance(&mut self.gated);
+        }
+        self.release(out);
+    }
+
+    /// Advances a quiet stream: `delay` seconds after the newest event time was first seen,
+    /// event time is taken to move on with the wall clock.
+    fn tick(&mut self, now: Instant, out: &mut dyn Output) {
+        let Some(w) = self.quiet.watermark(now) else {
+            return;
+        };
+        self.correlator.advance_to(w, &mut self.fired);
+        self.drain_fired(out);
+        self.gate.advance_to(w, &mut self.gated);
+        self.release(out);
+    }
+
+    /// Turns the correlations that fired into output and gate candidates.
+    fn drain_fired(&mut self, out: &mut dyn Output) {
+        let mut fired = std::mem::take(&mut self.fired);
+        for h in fired.drain(..) {
+            let c = h.correlation as usize;
+            self.stats.correlation_hits[c] += 1;
+            if !self.set.links().corr_reported[c] {
+                continue;
+            }
+            out.correlation(&h);
+            if self.summaries.is_some() {
+                let corr = &self.set.correlations()[c];
+                self.offer(crate::alert::correlation_candidate(corr, &h));
+            }
+        }
+        self.fired = fired;
+    }
+
+    /// Offers a candidate to the gate unless the same hit was handled before.
+    fn offer(&mut self, c: Candidate) {
+        if self.handled.first_hit(&c.alert.alert_id) {
+            self.gate.offer(c, &mut self.gated);
+        } else {
+            self.stats.repeats += 1;
+        }
+    }
+
+    /// Outputs what the gate let through, each alert id once.
+    fn release(&mut self, out: &mut dyn Output) {
+        for alert in self.gated.drain(..) {
+            if self.handled.first_alert(&alert.alert_id) {
+                out.alert(alert);
+            } else {
+                self.stats.repeats += 1;
+            }
+        }
+    }
+
+    fn gate_limits(&self) -> AlertLimits {
+        self.gate.limits()
+    }
+
+    fn correlator_lateness(&self) -> i64 {
+        self.correlator.lateness()
+    }
+}
+
+impl Quiet {
+    fn saw(&mut self, t: i64) {
+        if self.delay.is_some() && self.newest.is_none_or(|(n, _)| t > n) {
+            self.newest = Some((t, Instant::now()));
+        }
+    }
+
+    /// The event time a quiet stream has certainly passed: the newest event time plus the wall
+    /// time since it was seen, less the delivery delay.
+    fn watermark(&self, now: Instant) -> Option<i64> {
+        let (newest, at) = self.newest?;
+        let quiet = now.saturating_duration_since(at).as_secs() as i64;
+        Some(newest.saturating_add(quiet).saturating_sub(self.delay?))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! The pipeline on the shipped rule pack: duplicates, reordering within the lateness,
+//! snapshots and quiet streams.
+
+use super::*;
+use crate::alert::gate::Limits as AlertLimits;
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const BURST: &str = "Console Sign-In Failures Burst for One User";
+const BASE: i64 = 1_793_527_200; // 2026-11-01T10:00:00Z
+
+fn pack() -> (RuleSet, SummaryFields) {
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+    let (rules, errors) = crate::rule::load_paths(&[rules], &Default::default());
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut set = RuleSet::compile(rules).unwrap();
+    let summaries = SummaryFields::register(&mut set).with_hmac_key(Some(vec![7; 32]));
+    (set, summaries)
+}
+
+fn settings() -> Settings {
+    Settings {
+        // No rate caps: what is compared is detection, not flood control.
+        alert_limits: AlertLimits {
+            per_rule_per_minute: 0,
+            global_per_minute: 0,
+        },
+        ..Settings::default()
+    }
+}
+
+/// A failed console sign-in of `user` in account `account`, `secs` after 10:00.
+fn failed(id: &str, account: &str, user: &str, secs: i64) -> String {
+    serde_json::json!({
+        "eventVersion": "1.09", "eventID": id, "eventTime": crate::window::format_time(BASE + secs),
+        "eventSource": "signin.amazonaws.com", "eventName": "ConsoleLogin", "eventType": "AwsConsoleSignIn",
+        "awsRegion": "us-east-1", "sourceIPAddress": "203.0.113.9", "recipientAccountId": account,
+        "userIdentity": {"type": "IAMUser", "accountId": account, "userName": user},
+        "responseElements": {"ConsoleLogin": "Failure"}, "errorMessage": "Failed authentication"
+    })
+    .to_string()
+}
+
+/// A root API call in `account`.
+fn root_call(id: &str, account: &str, secs: i64) -> String {
+    serde_json::json!({
+        "eventVersion": "1.09", "eventID": id, "eventTime": crate::window::format_time(BASE + secs),
+        "eventSource": "s3.amazonaws.com", "eventName": "ListBuckets", "eventType": "AwsApiCall",
+        "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.1", "recipientAccountId": account,
+        "userIdentity": {"type": "Root", "accountId": account, "arn": format!("arn:aws:iam::{account}:root")}
+    })
+    .to_string()
+}
+
+type Seen = BTreeSet<(String, String, String, u64)>;
+
+/// (alert id, rule title, kind, count) of everything `events` raise, input flushed.
+fn alerts(set: &RuleSet, summaries: &SummaryFields, events: &[String]) -> Seen {
+    let mut p = Pipeline::new(set, Some(summaries.clone()), &settings(), None);
+    let mut out = Vec::new();
+    for e in events {
+        p.decode(e.as_bytes(), &mut out).unwrap();
+    }
+    p.flush(&mut out);
+    let seen: Seen = out
+        .iter()
+        .map(|a| {
+            let kind = format!("{:?}", a.kind);
+            (a.alert_id.clone(), a.rule.title.clone(), kind, a.count)
+        })
+        .collect();
+    assert_eq!(seen.len(), out.len(), "an alert id output twice: {out:?}");
+    seen
+}
+
+fn titled<'a>(seen: &'a Seen, title: &str) -> Vec<&'a (String, String, String, u64)> {
+    seen.iter().filter(|a| a.1 == title).collect()
+}
+
+#[test]
+fn three_failures_delivered_twice_do_not_make_a_burst_of_six() {
+    let (set, summaries) = pack();
+    let three: Vec<String> = (0..3)
+        .map(|i| failed(&format!("f{i}"), "111122223333", "dave", i * 30))
+        .collect();
+    let twice: Vec<String> = three.iter().flat_map(|e| [e.clone(), e.clone()]).collect();
+    let seen = alerts(&set, &summaries, &twice);
+    assert!(titled(&seen, BURST).is_empty(), "{seen:?}");
+    assert_eq!(seen, alerts(&set, &summaries, &three));
+    let mut p = Pipeline::new(&set, Some(summaries), &settings(), None);
+    for e in &twice {
+        p.decode(e.as_bytes(), &mut ()).unwrap();
+    }
+    assert_eq!((p.stats().events, p.stats().duplicates), (6, 3));
+}
+
+#[test]
+fn six_failures_make_one_burst_and_redelivery_changes_no_count() {
+    let (set, summaries) = pack();
+    let six: Vec<String> = (0..6)
+        .map(|i| failed(&format!("f{i}"), "111122223333", "carol", i * 30))
+        .collect();
+    let clean = alerts(&set, &summaries, &six);
+    let burst = titled(&clean, BURST);
+    assert_eq!(burst.len(), 1, "{clean:?}");
+    assert_eq!((burst[0].2.as_str(), burst[0].3), ("Alert", 6));
+    let mut again = six.clone();
+    again.extend(six.iter().rev().cloned());
+    again.insert(2, six[0].clone());
+    assert_eq!(alerts(&set, &summaries, &again), clean);
+}
+
+#[test]
+fn a_restored_snapshot_remembers_the_events_it_saw() {
+    let (set, summaries) = pack();
+    let events: Vec<String> = (0..4)
+        .map(|i| failed(&format!("f{i}"), "111122223333", "erin", i * 30))
+        .collect();
+    let mut p = Pipeline::new(&set, Some(summaries.clone()), &settings(), None);
+    for e in &events {
+        p.decode(e.as_bytes(), &mut ()).unwrap();
+    }
+    let bytes = p.snapshot();
+    let mut q = Pipeline::new(&set, Some(summaries), &settings(), None);
+    let r = q.restore(&bytes).unwrap();
+    assert_eq!(r.event_ids, 4);
+    let mut out = Vec::new();
+    for e in &events {
+        q.decode(e.as_bytes(), &mut out).unwrap();
+    }
+    assert_eq!(q.stats().duplicates, 4);
+    // Two new failures make six with the four restored: the burst fires once.
+    for i in 4..6 {
+        q.decode(
+            failed(&format!("f{i}"), "111122223333", "erin", i * 30).as_bytes(),
+            &mut out,
+        )
+        .unwrap();
+    }
+    q.flush(&mut out);
+    let bursts: Vec<_> = out.iter().filter(|a| a.rule.title == BURST).collect();
+    assert_eq!(bursts.len(), 1, "{out:?}");
+    assert_eq!(bursts[0].count, 6);
+    assert!(q.restore(&bytes[..bytes.len() - 3]).is_err());
+}
+
+#[test]
+fn a_quiet_stream_pages_after_the_delivery_delay_without_another_event() {
+    let (set, summaries) = pack();
+    let s = Settings {
+        max_delivery_delay: Some(120),
+        ..settings()
+    };
+    let mut p = Pipeline::new(&set, Some(summaries), &s, None);
+    let mut out = Vec::new();
+    for i in 0..6 {
+        let e = failed(&format!("q{i}"), "111122223333", "frank", i * 10);
+        p.decode(e.as_bytes(), &mut out).unwrap();
+    }
+    let burst = |out: &Vec<Alert>| out.iter().filter(|a| a.rule.title == BURST).count();
+    assert_eq!(burst(&out), 0, "the reorder buffer holds the hits");
+    let seen = p.stages.quiet.newest.unwrap().1;
+    p.stages.tick(seen + Duration::from_secs(100), &mut out);
+    assert_eq!(burst(&out), 0, "within the delivery delay nothing moves");
+    p.stages.tick(seen + Duration::from_secs(200), &mut out);
+    assert_eq!(burst(&out), 1, "{out:?}");
+    // An event older than the advanced watermark is late now.
+    let late = failed("q-late", "111122223333", "frank", -100);
+    p.decode(late.as_bytes(), &mut out).unwrap();
+    assert_eq!(p.correlation_stats().late, 1);
+}
+
+/// A stream of distinct events over 40 minutes: failures of three users in two accounts
+/// (bursts and near misses) and root calls.
+fn stream(picks: &[(u8, u16)]) -> Vec<(i64, String)> {
+    picks
+        .iter()
+        .enumerate()
+        .map(|(i, &(who, at))| {
+            let t = i64::from(at % 2400);
+            let id = format!("e{i}");
+            let e = match who % 4 {
+                0 => failed(&id, "111111111111", "alice", t),
+                1 => failed(&id, "111111111111", "bob", t),
+                2 => failed(&id, "222222222222", "alice", t),
+                _ => root_call(&id, "222222222222", t),
+            };
+            (t, e)
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Any arrival order within the lateness and any duplication give the alerts of the
+    /// clean, ordered input.
+    #[test]
+    fn reordering_within_the_lateness_and_duplicates_change_no_alert(
+        picks in prop::collection::vec((any::<u8>(), any::<u16>()), 1..80),
+        delays in prop::collection::vec(0i64..300, 160),
+        copies in prop::collection::vec(0usize..3, 80),
+    ) {
+        let (set, summaries) = pack();
+        let mut events = stream(&picks);
+        events.sort_by_key(|(t, _)| *t);
+        let ordered: Vec<String> = events.iter().map(|(_, e)| e.clone()).collect();
+        // Each delivery arrives within the lateness (300 s) of its event time.
+        let mut arrivals = Vec::new();
+        for (i, (t, e)) in events.iter().enumerate() {
+            for c in 0..=copies[i % copies.len()] {
+                let delay = delays[(i * 2 + c) % delays.len()];
+                arrivals.push((t + delay, i, c, e.clone()));
+            }
+        }
+        arrivals.sort_by_key(|(at, i, c, _)| (*at, *i, *c));
+        let shuffled: Vec<String> = arrivals.into_iter().map(|(.., e)| e).collect();
+        let clean = alerts(&set, &summaries, &ordered);
+        prop_assert_eq!(alerts(&set, &summaries, &shuffled), clean);
+    }
+}
