@@ -151,6 +151,8 @@ pub struct Options {
     pub windows: crate::window::Options,
     /// Correlation state carried between runs: restored before, saved after.
     pub state_file: Option<std::path::PathBuf>,
+    /// Event de-duplication memory (`max_ids: 0` evaluates every record).
+    pub dedup: crate::pipeline::dedup::Options,
     /// IP geolocation for geo rules.
     pub locator: Option<Arc<dyn crate::geo::Locate>>,
     /// Alert rate limits (suppression is each rule's own).
@@ -176,6 +178,7 @@ pub fn replay(
         limits: opts.limits,
         windows: opts.windows,
         alert_limits: opts.alert_limits,
+        dedup: opts.dedup,
         ..Settings::default()
     };
     let summaries = match opts.emit {

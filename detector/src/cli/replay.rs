@@ -60,6 +60,10 @@ pub(crate) struct ReplayArgs {
     /// save it there at the end, so consecutive replays (day by day) correlate across files.
     #[arg(long, value_name = "FILE")]
     pub(crate) state: Option<PathBuf>,
+    /// Evaluate every record, even one whose eventID was seen before (by default a repeated
+    /// eventID is a redelivery and is counted as a duplicate only).
+    #[arg(long)]
+    pub(crate) keep_duplicates: bool,
     /// Alert format: trailwatch's own, or OCSF Detection Finding (class 2004).
     #[arg(long, value_enum, default_value = "native")]
     pub(crate) format: FormatArg,
@@ -149,6 +153,14 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             max_keys: a.max_keys.max(1),
         },
         state_file: a.state.clone(),
+        dedup: if a.keep_duplicates {
+            trailwatch::pipeline::dedup::Options {
+                horizon: 0,
+                max_ids: 0,
+            }
+        } else {
+            Default::default()
+        },
         locator: open_geoip(&set, &a.geoip, a.asn_db.as_deref())?,
         alert_limits: AlertLimits {
             per_rule_per_minute: a.rate_per_rule,
