@@ -331,8 +331,18 @@ impl Alert {
     ) -> Alert {
         let group_key = hit.group_json().to_string();
         let window_start = crate::window::format_time(hit.window_start);
+        // An early correlation reports every event that meets its condition, each once (by
+        // its time); without a suppression window to merge them, those of one timespan
+        // (epoch-aligned) make one alert.
+        let id_window = match (corr.early, corr.rule.policy.suppress_seconds) {
+            (false, _) => window_start.clone(),
+            (true, 0) if corr.timespan > 0 => {
+                crate::window::format_time(hit.time.div_euclid(corr.timespan) * corr.timespan)
+            }
+            (true, _) => crate::window::format_time(hit.time),
+        };
         Alert {
-            alert_id: alert_id(corr.id(), &group_key, &window_start),
+            alert_id: alert_id(corr.id(), &group_key, &id_window),
             rule: AlertRule {
                 id: corr.id().to_string(),
                 title: corr.rule.title.clone(),

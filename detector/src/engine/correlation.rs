@@ -29,6 +29,10 @@ pub struct CompiledCorrelation {
     pub group_fields: Vec<Vec<FieldId>>,
     /// For each input, the aggregated field (value_* types).
     pub value_field: Vec<Option<FieldId>>,
+    /// Fires the moment its condition holds, without waiting for the watermark: a count,
+    /// distinct-value or temporal condition that more events can only make true (`gt`/`gte`),
+    /// fed by detection rules only and feeding no other correlation.
+    pub early: bool,
 }
 
 impl CompiledCorrelation {
@@ -115,15 +119,39 @@ pub fn compile(
             inputs,
             group_fields,
             value_field,
+            early: false,
         });
     }
     if let Some(e) = cycle(&out, &corrs) {
         errors.push(e);
     }
+    mark_early(&mut out);
     if errors.is_empty() {
         Ok(out)
     } else {
         Err(errors)
+    }
+}
+
+/// Marks the correlations that can fire early (see [`CompiledCorrelation::early`]).
+fn mark_early(compiled: &mut [CompiledCorrelation]) {
+    let read: Vec<bool> = (0..compiled.len())
+        .map(|i| {
+            compiled
+                .iter()
+                .any(|c| c.inputs.contains(&Source::Correlation(i as u32)))
+        })
+        .collect();
+    for (c, read) in compiled.iter_mut().zip(read) {
+        let cond = c.spec().condition;
+        let monotone = matches!(c.kind, Kind::EventCount | Kind::ValueCount | Kind::Temporal);
+        let only_lower_bounds = (cond.gt.is_some() || cond.gte.is_some())
+            && cond.lt.is_none()
+            && cond.lte.is_none()
+            && cond.eq.is_none()
+            && cond.neq.is_none();
+        let from_rules = c.inputs.iter().all(|s| matches!(s, Source::Rule(_)));
+        c.early = monotone && only_lower_bounds && from_rules && !read;
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::alert::gate::Limits as AlertLimits;
+use crate::alert::AlertKind;
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -145,6 +146,57 @@ fn a_restored_snapshot_remembers_the_events_it_saw() {
     assert!(q.restore(&bytes[..bytes.len() - 3]).is_err());
 }
 
+/// Root signs in to the console (`secs` after 10:00) and creates an access key a minute later.
+fn root_takeover(account: &str, secs: i64) -> [String; 2] {
+    let root = serde_json::json!({"type": "Root", "accountId": account, "arn": format!("arn:aws:iam::{account}:root")});
+    let login = serde_json::json!({
+        "eventVersion": "1.09", "eventID": format!("login-{secs}"), "eventTime": crate::window::format_time(BASE + secs),
+        "eventSource": "signin.amazonaws.com", "eventName": "ConsoleLogin", "eventType": "AwsConsoleSignIn",
+        "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.7", "recipientAccountId": account,
+        "userIdentity": root, "responseElements": {"ConsoleLogin": "Success"}
+    });
+    let key = serde_json::json!({
+        "eventVersion": "1.09", "eventID": format!("key-{secs}"), "eventTime": crate::window::format_time(BASE + secs + 60),
+        "eventSource": "iam.amazonaws.com", "eventName": "CreateAccessKey", "eventType": "AwsApiCall",
+        "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.7", "recipientAccountId": account,
+        "userIdentity": root, "requestParameters": {"userName": "svc"}
+    });
+    [login.to_string(), key.to_string()]
+}
+
+#[test]
+fn a_burst_pages_on_the_event_that_completes_it() {
+    let (set, summaries) = pack();
+    let mut p = Pipeline::new(&set, Some(summaries), &settings(), None);
+    let mut out = Vec::new();
+    let burst = |out: &Vec<Alert>| out.iter().filter(|a| a.rule.title == BURST).count();
+    for i in 0..5 {
+        let e = failed(&format!("b{i}"), "111122223333", "frank", i * 10);
+        p.decode(e.as_bytes(), &mut out).unwrap();
+    }
+    assert_eq!(burst(&out), 0, "five failures are not a burst of six");
+    let sixth = failed("b5", "111122223333", "frank", 50);
+    p.decode(sixth.as_bytes(), &mut out).unwrap();
+    assert_eq!(
+        burst(&out),
+        1,
+        "no reorder buffer or watermark delays it: {out:?}"
+    );
+    let page = out.iter().find(|a| a.rule.title == BURST).unwrap();
+    assert_eq!(page.count, 6);
+    // A seventh failure is a repeat of the same page: merged into its roll-up, not a new page.
+    let seventh = failed("b6", "111122223333", "frank", 60);
+    p.decode(seventh.as_bytes(), &mut out).unwrap();
+    assert_eq!(burst(&out), 1);
+    p.flush(&mut out);
+    let rollup = out.iter().filter(|a| a.rule.title == BURST).nth(1).unwrap();
+    assert_eq!(
+        (rollup.kind, rollup.count),
+        (AlertKind::Rollup, 2),
+        "{rollup:?}"
+    );
+}
+
 #[test]
 fn a_quiet_stream_pages_after_the_delivery_delay_without_another_event() {
     let (set, summaries) = pack();
@@ -154,17 +206,24 @@ fn a_quiet_stream_pages_after_the_delivery_delay_without_another_event() {
     };
     let mut p = Pipeline::new(&set, Some(summaries), &s, None);
     let mut out = Vec::new();
-    for i in 0..6 {
-        let e = failed(&format!("q{i}"), "111122223333", "frank", i * 10);
+    for e in root_takeover("111122223333", 0) {
         p.decode(e.as_bytes(), &mut out).unwrap();
     }
-    let burst = |out: &Vec<Alert>| out.iter().filter(|a| a.rule.title == BURST).count();
-    assert_eq!(burst(&out), 0, "the reorder buffer holds the hits");
+    let takeover = |out: &Vec<Alert>| {
+        out.iter()
+            .filter(|a| a.rule.title == "Root Sign-In Followed by an IAM Change")
+            .count()
+    };
+    assert_eq!(
+        takeover(&out),
+        0,
+        "an ordered sequence waits for the watermark"
+    );
     let seen = p.stages.quiet.newest.unwrap().1;
     p.stages.tick(seen + Duration::from_secs(100), &mut out);
-    assert_eq!(burst(&out), 0, "within the delivery delay nothing moves");
+    assert_eq!(takeover(&out), 0, "within the delivery delay nothing moves");
     p.stages.tick(seen + Duration::from_secs(200), &mut out);
-    assert_eq!(burst(&out), 1, "{out:?}");
+    assert_eq!(takeover(&out), 1, "{out:?}");
     // An event older than the advanced watermark is late now.
     let late = failed("q-late", "111122223333", "frank", -100);
     p.decode(late.as_bytes(), &mut out).unwrap();

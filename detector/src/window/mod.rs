@@ -7,6 +7,9 @@
 //! (their own rules still match them). Each correlation keeps one sliding window per group key;
 //! a window that fires is reset, and the number of keys per correlation is capped, evicting the
 //! least recently updated first.
+//!
+//! Correlations whose condition more events can only make true skip the reorder buffer and
+//! fire the moment it holds (see [`early`]).
 
 use crate::engine::RuleSet;
 use crate::event::{Event, FieldValue};
@@ -171,6 +174,8 @@ enum State {
     Countries(Box<Countries>),
     /// impossible_travel: a principal's last located event.
     Travel(Box<Travel>),
+    /// A correlation that fires early: its events in event-time order.
+    Early(Box<early::Window>),
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -221,6 +226,7 @@ impl State {
             State::Seen(m) | State::Chain(m) => m.last,
             State::Countries(c) => c.last,
             State::Travel(t) => t.at,
+            State::Early(w) => w.last(),
         }
     }
 
@@ -231,7 +237,7 @@ impl State {
             State::Numbers(n) => n.last = n.last.max(t),
             State::Seen(m) | State::Chain(m) => m.last = m.last.max(t),
             State::Countries(c) => c.last = c.last.max(t),
-            State::Travel(_) => {}
+            State::Travel(_) | State::Early(_) => {}
         }
     }
 }
@@ -320,14 +326,26 @@ impl<'s> Correlator<'s> {
             self.stats.no_time += 1;
             return;
         };
-        if self.watermark().is_some_and(|w| time < w) {
+        let watermark = self.watermark();
+        if watermark.is_some_and(|w| time < w) {
             self.stats.late += 1;
             return;
         }
-        let feeds = reach
+        let set = self.set;
+        let corrs = set.correlations();
+        let (early, later): (Vec<_>, Vec<_>) = reach
             .iter()
             .map(|&(c, pos)| self.feed(ev, c, pos))
-            .collect();
+            .partition(|f| corrs[f.corr as usize].early);
+        for feed in &early {
+            self.update_early(feed, time, watermark, &origin, out);
+        }
+        let max = self.max_time.map_or(time, |m| m.max(time));
+        if later.is_empty() {
+            self.observe(max, out);
+            return;
+        }
+        let feeds = later;
         self.seq += 1;
         let event_id = origin.event_id.clone().unwrap_or_default().into_boxed_str();
         self.pending.push(Reverse(Pending {
@@ -338,7 +356,6 @@ impl<'s> Correlator<'s> {
             feeds,
             origin,
         }));
-        let max = self.max_time.map_or(time, |m| m.max(time));
         self.max_time = Some(max);
         if let Some(w) = self.watermark() {
             self.release(w, out);
@@ -416,6 +433,9 @@ impl<'s> Correlator<'s> {
             let Some(feed) = p.feeds.iter().find(|f| f.corr == c && f.pos == pos) else {
                 continue;
             };
+            if self.set.correlations()[c as usize].early {
+                continue; // fed on arrival
+            }
             let fired = if self.set.correlations()[c as usize].kind.is_geo() {
                 self.update_geo(feed, p.time)
             } else {
@@ -440,6 +460,71 @@ impl<'s> Correlator<'s> {
                 });
                 queue.extend(links.corr_feeds[c as usize].iter().copied());
             }
+        }
+        self.stats.peak_keys = self.stats.peak_keys.max(self.keys() as u64);
+    }
+
+    /// Feeds a correlation that fires early, on the event's arrival.
+    fn update_early(
+        &mut self,
+        feed: &Feed,
+        t: i64,
+        watermark: Option<i64>,
+        origin: &Origin,
+        out: &mut Vec<CorrelationHit>,
+    ) {
+        let set = self.set;
+        let corr = &set.correlations()[feed.corr as usize];
+        let (kind, span, condition) = (corr.kind, corr.timespan, corr.spec().condition);
+        let (measure, v) = match kind {
+            Kind::EventCount => (early::Measure::Count, 0),
+            Kind::Temporal => (early::Measure::Distinct, u64::from(feed.pos)),
+            _ => match feed.value.as_deref() {
+                Some(value) => (
+                    early::Measure::Distinct,
+                    xxhash_rust::xxh3::xxh3_64(value.as_bytes()),
+                ),
+                None => return,
+            },
+        };
+        // Events still to come are at or after the watermark; their windows reach a span back.
+        let keep_from = watermark.map_or(i64::MIN, |w| w.saturating_sub(span));
+        let groups = &mut self.groups[feed.corr as usize];
+        expire(groups, keep_from);
+        if !groups.map.contains_key(&feed.key) && groups.map.len() >= self.opts.max_keys {
+            self.stats.evicted += evict_oldest(groups);
+        }
+        let state = groups
+            .map
+            .entry(feed.key)
+            .or_insert_with(|| State::Early(Box::default()));
+        if !matches!(state, State::Early(_)) {
+            *state = State::Early(Box::default());
+        }
+        let State::Early(window) = state else {
+            return;
+        };
+        window.forget_before(keep_from);
+        let mut met = Vec::new();
+        window.add(t, v, span, measure, &condition, &mut met);
+        groups.touched.push_back((feed.key, window.last()));
+        for (time, value, window_start) in met {
+            self.stats.fired += 1;
+            out.push(CorrelationHit {
+                correlation: feed.corr,
+                time,
+                window_start,
+                value,
+                group: corr
+                    .spec()
+                    .group_by
+                    .iter()
+                    .cloned()
+                    .zip(group_values(&feed.values))
+                    .collect(),
+                origin: origin.clone(),
+                detail: None,
+            });
         }
         self.stats.peak_keys = self.stats.peak_keys.max(self.keys() as u64);
     }
@@ -624,8 +709,8 @@ impl<'s> Correlator<'s> {
                     done as f64,
                 )
             }
-            // Geo states are fed by update_geo only.
-            State::Countries(_) | State::Travel(_) => return None,
+            // Geo states are fed by update_geo only, early windows by update_early.
+            State::Countries(_) | State::Travel(_) | State::Early(_) => return None,
         };
         let last = state.last();
         groups.touched.push_back((feed.key, last));
@@ -716,6 +801,7 @@ pub fn format_time(t: i64) -> String {
         .unwrap_or_default()
 }
 
+pub mod early;
 mod snapshot;
 pub use snapshot::{Restored, SnapshotError};
 

@@ -194,5 +194,7 @@ fn fingerprint(c: &crate::engine::CompiledCorrelation) -> String {
         "{:?}|{:?}|{:?}|{}|{:?}|{:?}|{:?}",
         s.kind, s.rules, s.group_by, s.timespan, s.field, s.aliases, s.condition
     );
+    // Early and buffered windows hold different state: a change of mode drops it.
+    let text = if c.early { text + "|early" } else { text };
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
 }
