@@ -182,9 +182,11 @@ impl<'s> KafkaWorker<'s> {
     /// need no commit: the events behind these alerts were committed already.
     async fn tick(&mut self, sinks: &Sinks) {
         let mut alerts = Vec::new();
-        for part in self.parts.values_mut() {
-            part.pipeline.tick(&mut alerts);
-        }
+        super::compute(|| {
+            for part in self.parts.values_mut() {
+                part.pipeline.tick(&mut alerts);
+            }
+        });
         if alerts.is_empty() {
             return;
         }
@@ -230,11 +232,13 @@ impl<'s> KafkaWorker<'s> {
         self.metrics.source_lag.set(oldest_age(&batch));
         let mut alerts = Vec::new();
         let mut touched = Vec::new();
-        for msg in &batch {
-            if self.message(msg, &mut alerts) && !touched.contains(&msg.partition()) {
-                touched.push(msg.partition());
+        super::compute(|| {
+            for msg in &batch {
+                if self.message(msg, &mut alerts) && !touched.contains(&msg.partition()) {
+                    touched.push(msg.partition());
+                }
             }
-        }
+        });
         sinks.deliver(&alerts, &self.metrics).await;
         self.metrics.alerts_published.inc_by(alerts.len() as u64);
         observe_latency(&self.metrics, &alerts);

@@ -24,6 +24,17 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use worker::{Carry, Outputs, Sinks, Worker};
 
+/// Runs CPU-bound pipeline work (decoding, matching, correlating) without holding up the
+/// executor: meanwhile the runtime moves this worker thread's other tasks (polling, Kafka
+/// heartbeats, the metrics endpoint) to another thread, so a slow rule set stalls none of them.
+fn compute<R>(work: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// Runs the service until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()

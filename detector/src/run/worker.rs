@@ -179,16 +179,18 @@ impl<'s> Worker<'s> {
         let mut done = Vec::with_capacity(batch.messages.len());
         let mut alerts = Vec::new();
         let before = self.pipeline.stats().events;
-        for msg in &batch.messages {
-            match self.pipeline.decode(msg.body.as_bytes(), &mut alerts) {
-                Ok(_) => done.push(msg.clone()),
-                Err(e) => {
-                    // Left on the queue: it comes back after its visibility timeout and, after the
-                    // queue's maxReceiveCount, moves to the dead-letter queue.
-                    tracing::warn!(message_id = %msg.id, reason = e.kind(), "undecodable message left for redrive");
+        super::compute(|| {
+            for msg in &batch.messages {
+                match self.pipeline.decode(msg.body.as_bytes(), &mut alerts) {
+                    Ok(_) => done.push(msg.clone()),
+                    Err(e) => {
+                        // Left on the queue: it comes back after its visibility timeout and,
+                        // after the queue's maxReceiveCount, moves to the dead-letter queue.
+                        tracing::warn!(message_id = %msg.id, reason = e.kind(), "undecodable message left for redrive");
+                    }
                 }
             }
-        }
+        });
         self.carry.events += self.pipeline.stats().events - before;
         self.publish(alerts, out).await;
         self.metrics
@@ -205,7 +207,7 @@ impl<'s> Worker<'s> {
     /// Closes what a quiet stream's wall clock has passed and delivers it.
     pub async fn tick(&mut self, out: &Outputs) {
         let mut alerts = Vec::new();
-        self.pipeline.tick(&mut alerts);
+        super::compute(|| self.pipeline.tick(&mut alerts));
         self.publish(alerts, out).await;
     }
 
