@@ -786,23 +786,9 @@ async fn collect(
     let mut got: Vec<Value> = Vec::new();
     let mut last_new = Instant::now();
     loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages.unwrap_or_default() {
-            got.push(serde_json::from_str(m.body().unwrap_or_default()).unwrap());
+        for body in receive_once(sqs, queue).await {
+            got.push(serde_json::from_str(&body).unwrap());
             last_new = Instant::now();
-            sqs.delete_message()
-                .queue_url(queue)
-                .receipt_handle(m.receipt_handle.unwrap())
-                .send()
-                .await
-                .unwrap();
         }
         let seen: BTreeSet<(String, String, String)> = got
             .iter()

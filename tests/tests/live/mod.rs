@@ -281,23 +281,30 @@ pub async fn receive(sqs: &aws_sdk_sqs::Client, queue: &str, n: usize) -> Vec<St
     let mut bodies = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while bodies.len() < n && Instant::now() < deadline {
-        let out = sqs
-            .receive_message()
+        bodies.extend(receive_once(sqs, queue).await);
+    }
+    bodies
+}
+
+/// One receive of up to ten messages (waiting up to a second); returns their bodies, deleted.
+pub async fn receive_once(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<String> {
+    let out = sqs
+        .receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let mut bodies = Vec::new();
+    for m in out.messages.unwrap_or_default() {
+        bodies.push(m.body.unwrap_or_default());
+        sqs.delete_message()
             .queue_url(queue)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
+            .receipt_handle(m.receipt_handle.unwrap())
             .send()
             .await
             .unwrap();
-        for m in out.messages.unwrap_or_default() {
-            bodies.push(m.body.unwrap_or_default());
-            sqs.delete_message()
-                .queue_url(queue)
-                .receipt_handle(m.receipt_handle.unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
     }
     bodies
 }
