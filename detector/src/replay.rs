@@ -339,6 +339,9 @@ impl Output for Writer<'_, '_> {
             "event_id": h.origin.event_id,
             "event_time": h.origin.event_time,
             "group": h.group_json(),
+            "window_start": crate::window::format_time(h.window_start),
+            "window_end": crate::window::format_time(h.time),
+            "value": h.value,
         });
         if let (Some(d), Some(obj)) = (&h.detail, line.as_object_mut()) {
             obj.insert("detail".into(), serde_json::Value::String(d.clone()));
