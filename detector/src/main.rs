@@ -52,7 +52,10 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("trailwatch: {e:#}");
+            eprintln!(
+                "trailwatch: {}",
+                trailwatch::escape::line(&format!("{e:#}"))
+            );
             ExitCode::from(2)
         }
     }

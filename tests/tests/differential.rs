@@ -925,20 +925,20 @@ async fn sqs_mode(url: &str, stream: &Stream, dir: &std::path::Path, want: &[Exp
     send_batches(&sqs, &q.events, &main, &mut rng).await;
     let deleted = "trailwatch_messages_deleted_total";
     let n = main.len() as u64;
+    // At least once: a message SQS hands to two pollers is processed (as a duplicate) and
+    // deleted twice, so the count may exceed the messages sent; the alerts must not change.
     let done = wait_metric(&metrics, deleted, n).await;
-    assert_eq!(
-        done,
-        n,
-        "SQS: messages processed before the tail (log: {})",
+    assert!(
+        done >= n,
+        "SQS: messages processed before the tail: {done} of {n} (log: {})",
         log.display()
     );
     send_batches(&sqs, &q.events, &tail, &mut rng).await;
-    let n = n + tail.len() as u64;
+    let n = done + tail.len() as u64;
     let done = wait_metric(&metrics, deleted, n).await;
-    assert_eq!(
-        done,
-        n,
-        "SQS: all messages processed (log: {})",
+    assert!(
+        done >= n,
+        "SQS: all messages processed: {done} of {n} (log: {})",
         log.display()
     );
     stop_service(service);

@@ -179,7 +179,7 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
     let summary = replay::replay(&set, &inputs, &mut out, &opts, progress, &mut |e| {
         shown += 1;
         if !a.quiet && shown <= 50 {
-            eprintln!("warning: {e}");
+            eprintln!("warning: {}", trailwatch::escape::line(&e.to_string()));
         } else if !a.quiet && shown == 51 {
             eprintln!("warning: further input errors are counted in the summary only");
         }

@@ -57,13 +57,14 @@ pub(crate) fn cmd_check(a: CheckArgs) -> Result<ExitCode> {
     for r in &rules {
         for w in rule::lint::lint(r) {
             warnings += 1;
-            eprintln!(
-                "warning: {}:{}: rule '{}': {}",
+            let text = format!(
+                "{}:{}: rule '{}': {}",
                 r.file.display(),
                 w.line,
                 r.label(),
                 w.message
             );
+            eprintln!("warning: {}", trailwatch::escape::line(&text));
         }
     }
     let count = rules.len();
@@ -71,7 +72,7 @@ pub(crate) fn cmd_check(a: CheckArgs) -> Result<ExitCode> {
         errors.extend(e);
     }
     for e in &errors {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", trailwatch::escape::line(&e.to_string()));
     }
     println!(
         "{count} rules loaded, {} errors, {warnings} warnings",
