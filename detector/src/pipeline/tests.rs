@@ -349,3 +349,28 @@ fn a_panic_on_one_record_is_contained_and_counted() {
         "the records before and after still alert: {roots:?}"
     );
 }
+
+#[test]
+fn copied_fields_of_the_wrong_shape_never_reach_an_alert() {
+    let (set, summaries) = pack();
+    let mut p = Pipeline::new(&set, Some(summaries), &settings(), None);
+    let mut out = Vec::new();
+    let mut e: serde_json::Value =
+        serde_json::from_str(&root_call("r1", "111122223333", 0)).unwrap();
+    e["sourceIPAddress"] = serde_json::json!({"patient": "Jane Doe", "mrn": "12345"});
+    e["awsRegion"] = serde_json::json!(["us-east-1", "PHI"]);
+    p.decode(e.to_string().as_bytes(), &mut out).unwrap();
+    let alert = out.iter().find(|a| a.rule.title.contains("Root")).unwrap();
+    let text = serde_json::to_string(alert).unwrap();
+    assert!(!text.contains("Jane") && !text.contains("PHI"), "{text}");
+    let summary = &alert.events[0];
+    assert_eq!(
+        summary.source_ip.as_deref(),
+        Some(crate::alert::shape::INVALID)
+    );
+    assert_eq!(
+        summary.region.as_deref(),
+        Some(crate::alert::shape::INVALID)
+    );
+    assert_eq!(summary.account.as_deref(), Some("111122223333"));
+}

@@ -234,9 +234,32 @@ pub fn read_documents(
             continue;
         }
         if first && starts_multiline_document(&buf) {
-            // One document over many lines (pretty-printed): read it whole.
             first = false;
+            // A truncated record on the first line of a JSON-lines file also opens a document
+            // without closing it; the line after it tells them apart. Only a document over
+            // many lines (pretty-printed) is read whole: never a file of records after a bad one.
+            let mut next = Vec::new();
+            let next_read = read_line_limited(&mut reader, &mut next, limit);
+            if matches!(next_read, Ok(Line::Ok)) && is_whole_record(&next) {
+                let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                decode_one(decoder, line, &loc, sink);
+                loc.line += 1;
+                let line = next.strip_suffix(b"\n").unwrap_or(&next);
+                decode_one(
+                    decoder,
+                    line.strip_suffix(b"\r").unwrap_or(line),
+                    &loc,
+                    sink,
+                );
+                continue;
+            }
+            if matches!(next_read, Ok(Line::Ok)) {
+                buf.extend_from_slice(&next);
+            }
             let start_line = loc.line;
+            if matches!(next_read, Ok(Line::Ok)) {
+                loc.line += 1;
+            }
             match slurp_rest(&mut reader, &mut buf, limit) {
                 Ok(lines) => {
                     let at = Location {
@@ -261,6 +284,12 @@ pub fn read_documents(
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         decode_one(decoder, line, &loc, sink);
     }
+}
+
+/// A line that holds one whole JSON object: a record of a JSON-lines file.
+fn is_whole_record(line: &[u8]) -> bool {
+    let t = line.trim_ascii();
+    t.starts_with(b"{") && serde_json::from_slice::<serde::de::IgnoredAny>(t).is_ok()
 }
 
 /// A first line that opens a document and does not close it: `{`, `[`, or `{"Records": [`.
@@ -399,6 +428,27 @@ mod tests {
             "{}",
             errors[2]
         );
+    }
+
+    #[test]
+    fn a_truncated_first_record_does_not_swallow_the_records_after_it() {
+        let mut text = b"{\"eventName\": \"Trunc\", \"userIdentity\": {\n".to_vec();
+        for i in 0..1000 {
+            text.extend_from_slice(format!("{{\"eventName\":\"E{i}\"}}\n").as_bytes());
+        }
+        let (names, errors) = run(&text, Limits::default());
+        assert_eq!(names.len(), 1000, "{errors:?}");
+        assert_eq!((names[0].as_str(), names[999].as_str()), ("E0", "E999"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("t:1: truncated JSON"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_log_file_with_one_record_a_line_is_one_document() {
+        let text = b"{\"Records\": [\n{\"eventName\": \"A\"},\n{\"eventName\": \"B\"}\n]}\n";
+        let (names, errors) = run(text, Limits::default());
+        assert_eq!(names, vec!["A", "B"]);
+        assert!(errors.is_empty(), "{errors:?}");
     }
 
     #[test]
