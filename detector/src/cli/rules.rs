@@ -33,6 +33,10 @@ pub(crate) struct ExplainArgs {
     /// Show rules that did not match too.
     #[arg(long)]
     pub(crate) all: bool,
+    /// Print the values of free-form fields (requestParameters, responseElements, ... and the
+    /// whole event for keyword searches), which may hold PHI; hidden by default.
+    #[arg(long)]
+    pub(crate) show_free_form: bool,
     /// A file holding the event (any format replay reads); every record in it is explained.
     pub(crate) event_file: PathBuf,
 }
@@ -116,13 +120,16 @@ pub(crate) fn cmd_explain(a: ExplainArgs) -> Result<ExitCode> {
                 let _ = writeln!(out, "# event {index} ({loc})");
                 index += 1;
                 for &i in &selected {
-                    let x = set.explain(i, ev);
+                    let mut x = set.explain(i, ev);
+                    if !a.show_free_form {
+                        x.hide_free_form();
+                    }
                     if (x.matched || a.all || a.rule.is_some()) && result.is_ok() {
                         result = write!(out, "{x}");
                     }
                 }
             }
-            Err(e) => eprintln!("warning: {e}"),
+            Err(e) => eprintln!("warning: {}", trailwatch::escape::line(&e.to_string())),
         },
     );
     result?;
