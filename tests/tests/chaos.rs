@@ -132,12 +132,22 @@ fn replayed(records: &[Value], dir: &std::path::Path) -> BTreeSet<(String, Strin
     let file = dir.join("records.jsonl");
     let text: String = records.iter().map(|r| format!("{r}\n")).collect();
     std::fs::write(&file, text).unwrap();
+    replayed_file(&file, dir)
+}
+
+/// (alert id, kind, count) of what `trailwatch replay` raises for the file `file`, without
+/// rate caps (Kafka applies them per partition, replay over the whole stream).
+fn replayed_file(file: &std::path::Path, dir: &std::path::Path) -> BTreeSet<(String, String, u64)> {
     std::fs::write(dir.join("hmac.key"), "test-secret-0123456789abcdef\n").unwrap();
     let out = trailwatch(&[
         "replay",
         "--rules",
         root().join("rules").to_str().unwrap(),
         "--quiet",
+        "--rate-per-rule",
+        "0",
+        "--rate-global",
+        "0",
         "--hmac-key-file",
         dir.join("hmac.key").to_str().unwrap(),
         file.to_str().unwrap(),
@@ -303,4 +313,158 @@ async fn sqs_keeps_every_alert_through_poison_hostile_rules_kill_9_and_an_sns_ou
         !text.contains("Jane Doe"),
         "nested content reached an alert"
     );
+}
+
+/// The same chaos on a Kafka consumer group of two members (tansu): generated traffic with
+/// poison mixed in, produced while the members are killed with `kill -9` ten times (each
+/// restarted at once), SNS down for a while, hostile rules dropped into the shared folder.
+/// Every first alert a replay gives arrives, nothing else but roll-ups and storms of the same
+/// replay, no alert id twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_keeps_every_alert_through_poison_hostile_rules_kill_9_and_an_sns_outage() {
+    let (Some(url), Some(brokers)) = (moto(), kafka()) else {
+        return;
+    };
+    let seed = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| (u64::from(std::process::id()) * 2_246_822_519) | 1);
+    println!("chaos seed {seed} (CHAOS_SEED={seed} replays this run)");
+    let mut rng = Rng(seed);
+    let (sqs, sns) = clients(&url);
+    let tag = format!("chaos-k-{}", std::process::id());
+    let q = queues_with(&sqs, &sns, &tag, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+
+    // Generated traffic with the attack scenarios, poison at random places.
+    let out = trailwatch_e2e::load_test(&[
+        "generate",
+        "--events",
+        "1500",
+        "--seed",
+        "11",
+        "-o",
+        d("clean.jsonl").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<String> = std::fs::read_to_string(d("clean.jsonl"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for k in 0..12 {
+        let at = rng.below(lines.len() as u64) as usize;
+        lines.insert(at, poison(k).1.replace('\n', "\\n"));
+    }
+    std::fs::write(d("events.jsonl"), lines.join("\n") + "\n").unwrap();
+    let expected = replayed_file(&d("events.jsonl"), dir.path());
+    let firsts: BTreeSet<String> = expected
+        .iter()
+        .filter(|k| k.1 == "alert")
+        .map(|k| k.0.clone())
+        .collect();
+    let ids: BTreeSet<String> = expected.iter().map(|k| k.0.clone()).collect();
+    assert!(firsts.len() > 30, "{}", firsts.len());
+
+    let rules = d("rules");
+    copy_dir(&root().join("rules"), &rules);
+    let up = Arc::new(AtomicBool::new(true));
+    let proxy = flaky_proxy(url.trim_start_matches("http://").to_string(), up.clone()).await;
+    let sns_lines = format!("endpoint_url = {proxy:?}\n");
+    let extra = Extra {
+        sns: &sns_lines,
+        alerts: "per_rule_per_minute = 0\nglobal_per_minute = 0\n",
+        ..Extra::default()
+    };
+    create_topic(&brokers, &tag);
+    let start =
+        |name: String| start_kafka_with(&url, &q, &d(&name), &brokers, &tag, &tag, &rules, &extra);
+    let mut members = [start("a0".into()), start("b0".into())];
+    for (_, metrics) in &members {
+        assert!(comes_up(metrics), "first start");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let mut producer = produce(&brokers, &tag, &d("events.jsonl"), 20);
+    for round in 0..ROUNDS {
+        tokio::time::sleep(Duration::from_millis(800 + rng.below(1200))).await;
+        match round {
+            2 => {
+                let dropped = hostile_rules(&rules);
+                let rejected = r#"trailwatch_rule_reloads_total{result="rejected"}"#;
+                let text = metrics_with(&members[0].1, &[rejected.to_string()]);
+                assert!(
+                    text.contains(rejected),
+                    "hostile rules were not rejected: {text}"
+                );
+                for p in dropped {
+                    std::fs::remove_file(p).unwrap();
+                }
+            }
+            4 => up.store(false, Ordering::SeqCst),
+            6 => up.store(true, Ordering::SeqCst),
+            _ => {}
+        }
+        let victim = round % 2;
+        let name = format!("{}{}", ["a", "b"][victim], round + 1);
+        // tansu (unlike Kafka) keeps a dead member's partitions assigned to it until a member
+        // joins after the session timeout (6 s), so the restart waits that long.
+        let placeholder = Service(std::process::Command::new("true").spawn().unwrap());
+        let (service, _) = std::mem::replace(&mut members[victim], (placeholder, String::new()));
+        kill_9(service);
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        members[victim] = start(name.clone());
+        assert!(
+            comes_up(&members[victim].1),
+            "restart {name} did not come up (log: {})",
+            d(&name).join("log").display()
+        );
+    }
+    up.store(true, Ordering::SeqCst);
+    wait_exit(&mut producer);
+    // Let the group settle and redeliver what the killed members held before anything is
+    // taken off the FIFO queue (moto forgets a de-duplication id once its message is gone).
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let started = Instant::now();
+    let mut got: Vec<Value> = Vec::new();
+    let mut last_new = Instant::now();
+    loop {
+        for body in receive_once(&sqs, &q.alerts).await {
+            got.push(serde_json::from_str(&body).unwrap());
+            last_new = Instant::now();
+        }
+        let seen: BTreeSet<String> = got.iter().map(|a| key(a).0).collect();
+        if (firsts.is_subset(&seen) && last_new.elapsed() > Duration::from_secs(5))
+            || started.elapsed() > Duration::from_secs(180)
+        {
+            break;
+        }
+    }
+    for (service, _) in members {
+        stop_service(service);
+    }
+    let mut times: BTreeMap<String, usize> = BTreeMap::new();
+    for a in &got {
+        *times.entry(key(a).0).or_default() += 1;
+    }
+    let twice: Vec<_> = times.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "alert ids delivered twice: {twice:?}");
+    let seen: BTreeSet<String> = times.into_keys().collect();
+    let missing: Vec<_> = firsts.difference(&seen).collect();
+    let unexpected: Vec<&Value> = got.iter().filter(|a| !ids.contains(&key(a).0)).collect();
+    if !missing.is_empty() || !unexpected.is_empty() {
+        let kept = dir.keep();
+        let text: String = got.iter().map(|a| format!("{a}\n")).collect();
+        std::fs::write(kept.join("got.jsonl"), text).unwrap();
+        panic!(
+            "{} of {} first alerts missing: {missing:?}\nunexpected: {unexpected:?}\n(replay input, logs and got.jsonl kept in {})",
+            missing.len(),
+            firsts.len(),
+            kept.display()
+        );
+    }
 }

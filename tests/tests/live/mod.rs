@@ -352,10 +352,21 @@ pub fn start_kafka(
     topic: &str,
     group: &str,
 ) -> (Service, String) {
-    start_kafka_with(url, q, dir, brokers, topic, group, &root().join("rules"))
+    start_kafka_with(
+        url,
+        q,
+        dir,
+        brokers,
+        topic,
+        group,
+        &root().join("rules"),
+        &Extra::default(),
+    )
 }
 
-/// [`start_kafka`] with rules from `rules`.
+/// [`start_kafka`] with rules from `rules`, and `extra.sns` and `extra.alerts` lines for
+/// `[sink.sns]` and `[alerts]`.
+#[allow(clippy::too_many_arguments)]
 pub fn start_kafka_with(
     url: &str,
     q: &Queues,
@@ -364,20 +375,28 @@ pub fn start_kafka_with(
     topic: &str,
     group: &str,
     rules: &std::path::Path,
+    extra: &Extra,
 ) -> (Service, String) {
+    let (sns, alerts) = (extra.sns, extra.alerts);
     let metrics = format!("127.0.0.1:{}", free_port());
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("hmac.key"), "test-secret-0123456789abcdef\n").unwrap();
     let text = format!(
-        "[rules]\npaths = [{rules:?}]\n[source.kafka]\nbrokers = {brokers:?}\ntopic = {topic:?}\ngroup_id = {group:?}\nstate_topic = \"{group}-state\"\nmax_batch = 50\n[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"10000\"\n[sink.sns]\ntopic_arn = {topic_arn:?}\n[metrics]\nlisten = {metrics:?}\n[windows]\nsnapshot_interval = \"1s\"\n[alerts]\nhmac_key_file = \"hmac.key\"\n",
+        "[rules]\npaths = [{rules:?}]\n[source.kafka]\nbrokers = {brokers:?}\ntopic = {topic:?}\ngroup_id = {group:?}\nstate_topic = \"{group}-state\"\nmax_batch = 50\n[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"10000\"\n[sink.sns]\ntopic_arn = {topic_arn:?}\n{sns}[metrics]\nlisten = {metrics:?}\n[windows]\nsnapshot_interval = \"1s\"\n[alerts]\nhmac_key_file = \"hmac.key\"\n{alerts}",
         rules = rules.display().to_string(),
         topic_arn = q.topic,
     );
     let config = dir.join("trailwatch.toml");
     std::fs::write(&config, text).unwrap();
-    let child = Command::new(trailwatch_bin())
+    let mut command = Command::new(trailwatch_bin());
+    // With an SNS endpoint in the file, nothing else may point SNS anywhere.
+    if sns.is_empty() {
+        command.env("AWS_ENDPOINT_URL", url);
+    } else {
+        command.env_remove("AWS_ENDPOINT_URL");
+    }
+    let child = command
         .args(["run", "--config", config.to_str().unwrap()])
-        .env("AWS_ENDPOINT_URL", url)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
