@@ -197,6 +197,7 @@ async fn sqs_keeps_every_alert_through_poison_hostile_rules_kill_9_and_an_sns_ou
         .unwrap_or_else(|| (u64::from(std::process::id()) * 2_654_435_761) | 1);
     println!("chaos seed {seed} (CHAOS_SEED={seed} replays this run)");
     let mut rng = Rng(seed);
+    let began = Instant::now();
     let (sqs, sns) = clients(&url);
     let q = queues_with(&sqs, &sns, &format!("chaos-{}", std::process::id()), true).await;
     let dir = tempfile::tempdir().unwrap();
@@ -313,6 +314,12 @@ async fn sqs_keeps_every_alert_through_poison_hostile_rules_kill_9_and_an_sns_ou
         !text.contains("Jane Doe"),
         "nested content reached an alert"
     );
+    println!(
+        "SQS chaos: {} alerts expected and received, {} kills, in {:.0?}",
+        expected.len(),
+        ROUNDS,
+        began.elapsed()
+    );
 }
 
 /// The same chaos on a Kafka consumer group of two members (tansu): generated traffic with
@@ -331,6 +338,7 @@ async fn kafka_keeps_every_alert_through_poison_hostile_rules_kill_9_and_an_sns_
         .unwrap_or_else(|| (u64::from(std::process::id()) * 2_246_822_519) | 1);
     println!("chaos seed {seed} (CHAOS_SEED={seed} replays this run)");
     let mut rng = Rng(seed);
+    let began = Instant::now();
     let (sqs, sns) = clients(&url);
     let tag = format!("chaos-k-{}", std::process::id());
     let q = queues_with(&sqs, &sns, &tag, true).await;
@@ -467,4 +475,11 @@ async fn kafka_keeps_every_alert_through_poison_hostile_rules_kill_9_and_an_sns_
             kept.display()
         );
     }
+    println!(
+        "Kafka chaos: {} first alerts expected and received ({} in all), {} kills, in {:.0?}",
+        firsts.len(),
+        got.len(),
+        ROUNDS,
+        began.elapsed()
+    );
 }

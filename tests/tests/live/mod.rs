@@ -309,6 +309,27 @@ pub async fn receive_once(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<String>
     bodies
 }
 
+/// A counter or gauge from the metrics text (0 when absent).
+pub fn metric(addr: &str, name: &str) -> u64 {
+    http_get(addr, "/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// Waits until metric `name` reaches `n` (60 s at most); returns its last value.
+pub async fn wait_metric(addr: &str, name: &str, n: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = metric(addr, name);
+        if v >= n || Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A TCP proxy to `target` that refuses service until `up` turns true.
 pub async fn flaky_proxy(
     target: String,
