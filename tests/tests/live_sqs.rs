@@ -317,6 +317,10 @@ async fn kill_9_mid_stream_loses_nothing_and_repeats_nothing() {
     }
     // A last, clean run finishes whatever the crashes left behind.
     let (service, _) = start_with(&url, &q, dir.path(), crash_safe());
+    assert!(
+        drained(&sqs, &q.events).await,
+        "the last run left events on the queue"
+    );
     let mut bodies = receive(&sqs, &q.alerts, 60).await;
     // Anything redelivered later would show up now.
     bodies.extend(one_more_look(&sqs, &q.alerts).await);
@@ -332,6 +336,16 @@ async fn kill_9_mid_stream_loses_nothing_and_repeats_nothing() {
         })
         .collect();
     let unique: BTreeSet<&String> = ids.iter().collect();
-    assert_eq!(unique.len(), ids.len(), "an alert id arrived twice");
+    let twice: Vec<&String> = bodies
+        .iter()
+        .zip(&ids)
+        .filter(|(_, id)| ids.iter().filter(|x| x == id).count() > 1)
+        .map(|(b, _)| b)
+        .collect();
+    assert_eq!(
+        unique.len(),
+        ids.len(),
+        "an alert id arrived twice: {twice:#?}"
+    );
     assert_eq!(ids.len(), 60, "every expected alert arrives");
 }

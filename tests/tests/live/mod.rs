@@ -330,6 +330,35 @@ pub async fn wait_metric(addr: &str, name: &str, n: u64) -> u64 {
     }
 }
 
+/// Waits (60 s at most) until `queue` holds no message, visible or in flight; whether it did.
+pub async fn drained(sqs: &aws_sdk_sqs::Client, queue: &str) -> bool {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(queue)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default();
+        let n = |a: &A| {
+            attrs
+                .get(a)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        if n(&A::ApproximateNumberOfMessages) + n(&A::ApproximateNumberOfMessagesNotVisible) == 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
 /// A TCP proxy to `target` that refuses service until `up` turns true.
 pub async fn flaky_proxy(
     target: String,
