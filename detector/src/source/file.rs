@@ -54,6 +54,8 @@ pub enum Input {
     File(PathBuf),
     /// Standard input.
     Stdin,
+    /// An object in S3.
+    S3(super::s3::Object),
 }
 
 impl Input {
@@ -62,6 +64,7 @@ impl Input {
         match self {
             Input::File(p) => p.display().to_string(),
             Input::Stdin => "-".into(),
+            Input::S3(o) => format!("s3://{}/{}", o.bucket, o.key),
         }
     }
 
@@ -70,17 +73,21 @@ impl Input {
         match self {
             Input::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
             Input::Stdin => None,
+            Input::S3(o) => Some(o.size),
         }
     }
 }
 
-/// Expands arguments into inputs: `-` is stdin, directories are walked recursively in name
-/// order for CloudTrail files (`.json`, `.jsonl`, `.ndjson`, each optionally `.gz`), skipping
-/// hidden entries and `CloudTrail-Digest` folders (digests are not events).
+/// Expands arguments into inputs: `-` is stdin, `s3://bucket/prefix` the CloudTrail files
+/// under it, directories are walked recursively in name order for CloudTrail files (`.json`,
+/// `.jsonl`, `.ndjson`, each optionally `.gz`), skipping hidden entries and `CloudTrail-Digest`
+/// folders (digests are not events).
 pub fn expand_inputs(args: &[PathBuf]) -> Result<Vec<Input>, String> {
     let mut out = Vec::new();
     for a in args {
-        if a.as_os_str() == "-" {
+        if let Some(location) = a.to_str().filter(|s| super::s3::is_s3(s)) {
+            out.extend(super::s3::list(location).map_err(|e| e.to_string())?);
+        } else if a.as_os_str() == "-" {
             out.push(Input::Stdin);
         } else if a.is_dir() {
             let mut files: Vec<PathBuf> = walkdir::WalkDir::new(a)
@@ -110,7 +117,7 @@ pub fn expand_inputs(args: &[PathBuf]) -> Result<Vec<Input>, String> {
 
 /// The `YYYYMMDDTHHMMZ` in a CloudTrail log file name
 /// (`<account>_CloudTrail_<region>_<YYYYMMDDTHHMMZ>_<unique>.json.gz`); empty for other names.
-fn cloudtrail_file_time(p: &Path) -> String {
+pub(crate) fn cloudtrail_file_time(p: &Path) -> String {
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     name.split('_')
         .find(|part| {
@@ -123,7 +130,7 @@ fn cloudtrail_file_time(p: &Path) -> String {
         .to_string()
 }
 
-fn is_event_file(p: &Path) -> bool {
+pub(crate) fn is_event_file(p: &Path) -> bool {
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let name = name.strip_suffix(".gz").unwrap_or(name);
     name.ends_with(".json") || name.ends_with(".jsonl") || name.ends_with(".ndjson")
@@ -153,6 +160,7 @@ pub fn open(
     let raw: Box<dyn Read> = match input {
         Input::File(p) => Box::new(File::open(p)?),
         Input::Stdin => Box::new(io::stdin()),
+        Input::S3(o) => Box::new(io::Cursor::new(o.bytes()?)),
     };
     let mut reader = BufReader::with_capacity(
         256 << 10,
@@ -548,7 +556,7 @@ mod tests {
             .iter()
             .map(|i| match i {
                 Input::File(p) => p.file_name().unwrap().to_string_lossy().into_owned(),
-                Input::Stdin => String::new(),
+                _ => String::new(),
             })
             .collect();
         assert_eq!(names, expected);
@@ -574,7 +582,7 @@ mod tests {
             .iter()
             .map(|i| match i {
                 Input::File(p) => p.file_name().unwrap().to_string_lossy().into_owned(),
-                Input::Stdin => "-".into(),
+                _ => "-".into(),
             })
             .collect();
         assert_eq!(names, vec!["a.json", "b.json.gz"]);
