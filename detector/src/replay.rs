@@ -50,6 +50,8 @@ pub struct Summary {
     pub events: u64,
     /// Records delivered more than once (same `eventID`): evaluated only the first time.
     pub duplicates: u64,
+    /// Records read but outside `--since`/`--until`/`--account`/`--region` (not evaluated).
+    pub unselected: u64,
     /// Input errors by kind.
     pub errors: BTreeMap<&'static str, u64>,
     /// Hits per rule index.
@@ -90,6 +92,9 @@ impl Summary {
             self.total_errors(),
             self.total_hits(),
         )?;
+        if self.unselected > 0 {
+            write!(w, ", {} outside the selection", self.unselected)?;
+        }
         match self.emit {
             Emit::Alerts => writeln!(w, ", {} alerts", self.alerts)?,
             Emit::Hits => writeln!(w)?,
@@ -159,6 +164,11 @@ pub struct Options {
     pub alert_limits: AlertLimits,
     /// How alerts are written.
     pub format: Format,
+    /// Which records to evaluate (none: all), with the fields it reads.
+    pub select: Option<(
+        crate::source::select::Selection,
+        crate::source::select::SelectionFields,
+    )>,
 }
 
 /// Replays `inputs` through `set`, writing to `out`; `on_error` sees every input error.
@@ -205,6 +215,7 @@ pub fn replay(
         line: Vec::with_capacity(512),
         hit_prefixes: hit_prefixes(set),
     };
+    let mut unselected = 0;
     for input in inputs {
         let (decoder, stages) = pipeline.parts();
         let result = read_input(
@@ -213,7 +224,9 @@ pub fn replay(
             decoder,
             &mut |item, _| match item {
                 Ok(ev) => {
-                    if writer.error.is_none() {
+                    if opts.select.as_ref().is_some_and(|(s, f)| !s.keeps(ev, f)) {
+                        unselected += 1;
+                    } else if writer.error.is_none() {
                         stages.event(ev, &mut writer);
                     }
                 }
@@ -249,6 +262,7 @@ pub fn replay(
     Ok(Summary {
         events: stats.events,
         duplicates: stats.duplicates,
+        unselected,
         errors: stats.errors,
         hits: stats.hits,
         correlation_hits: stats.correlation_hits,

@@ -41,12 +41,18 @@ fn files(dir: &Path) -> Vec<(String, std::path::PathBuf)> {
 
 /// `trailwatch replay` of `input` with the shipped rules; (stdout, stderr).
 fn replay(input: &str, url: &str, dir: &Path) -> (String, String) {
+    replay_with(input, &[], url, dir)
+}
+
+/// [`replay`] with more arguments.
+fn replay_with(input: &str, args: &[&str], url: &str, dir: &Path) -> (String, String) {
     std::fs::write(dir.join("hmac.key"), "test-secret-0123456789abcdef\n").unwrap();
     let out = std::process::Command::new(trailwatch_bin())
         .args(["replay", "--rules"])
         .arg(root().join("rules"))
         .arg("--hmac-key-file")
         .arg(dir.join("hmac.key"))
+        .args(args)
         .arg(input)
         .env("AWS_ENDPOINT_URL", url)
         .env("AWS_REGION", "us-east-1")
@@ -116,6 +122,28 @@ async fn replay_from_s3_gives_the_alerts_of_the_same_files_on_disk() {
     assert!(from_disk.lines().count() > 20, "{from_disk}");
     assert_eq!(from_s3, from_disk, "{notes}");
     assert!(!notes.contains("Digest"), "{notes}");
+
+    // A selection: one account, from half an hour in. S3 (pruned listing) and disk agree, and
+    // only that account's events alert.
+    let all = trailwatch_e2e::json_lines(from_disk.as_bytes());
+    let last = all
+        .iter()
+        .rev()
+        .find(|a| a["events"][0]["account"].is_string())
+        .unwrap();
+    let account = last["events"][0]["account"].as_str().unwrap().to_string();
+    let since = last["first_seen"].as_str().unwrap().to_string();
+    let args = ["--account", &account, "--since", &since];
+    let (some_disk, _) = replay_with(local.to_str().unwrap(), &args, &url, dir.path());
+    let (some_s3, notes) = replay_with(&location, &args, &url, dir.path());
+    assert_eq!(some_s3, some_disk, "{notes}");
+    assert!(notes.contains("outside the selection"), "{notes}");
+    let alerts = trailwatch_e2e::json_lines(some_s3.as_bytes());
+    assert!(!alerts.is_empty() && alerts.len() < from_disk.lines().count());
+    for a in &alerts {
+        let group = a["group_key"].as_str().unwrap_or_default();
+        assert!(group.contains(&account), "{a}");
+    }
 
     // A location that does not exist is an error that names it, not an empty replay.
     let out = std::process::Command::new(trailwatch_bin())

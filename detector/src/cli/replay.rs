@@ -14,6 +14,7 @@ use trailwatch::engine::RuleSet;
 use trailwatch::event::Limits;
 use trailwatch::replay::{self, Emit};
 use trailwatch::source::file::{self, Input};
+use trailwatch::source::select;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum FormatArg {
@@ -80,7 +81,20 @@ pub(crate) struct ReplayArgs {
     /// No summary on stderr.
     #[arg(short, long)]
     pub(crate) quiet: bool,
-    /// Input files or directories (recursive); `-` reads stdin.
+    /// Only events at or after this time (2026-11-01 or 2026-11-01T10:00:00Z); files and S3
+    /// date folders that cannot hold such events are not read.
+    #[arg(long, value_name = "TIME", value_parser = select::parse_time)]
+    pub(crate) since: Option<i64>,
+    /// Only events before this time.
+    #[arg(long, value_name = "TIME", value_parser = select::parse_time)]
+    pub(crate) until: Option<i64>,
+    /// Only events of this account (`recipientAccountId`; repeat for several).
+    #[arg(long = "account", value_name = "ID")]
+    pub(crate) accounts: Vec<String>,
+    /// Only events of this region (`awsRegion`; repeat for several).
+    #[arg(long = "region", value_name = "REGION")]
+    pub(crate) regions: Vec<String>,
+    /// Input files or directories (recursive), `s3://bucket/prefix`; `-` reads stdin.
     #[arg(required = true, value_name = "INPUT")]
     pub(crate) inputs: Vec<PathBuf>,
 }
@@ -130,7 +144,19 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             );
         }
     }
-    let inputs = file::expand_inputs(&a.inputs).map_err(anyhow::Error::msg)?;
+    let selection = select::Selection {
+        since: a.since,
+        until: a.until,
+        accounts: a.accounts.iter().cloned().collect(),
+        regions: a.regions.iter().cloned().collect(),
+    };
+    let select = (!selection.is_all()).then(|| {
+        (
+            selection.clone(),
+            select::SelectionFields::register(&mut set),
+        )
+    });
+    let inputs = file::expand_selected(&a.inputs, &selection).map_err(anyhow::Error::msg)?;
     let mut out: Box<dyn Write> = match &a.output {
         Some(p) => {
             Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
@@ -170,6 +196,7 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             FormatArg::Native => Format::Native,
             FormatArg::Ocsf => Format::Ocsf,
         },
+        select,
     };
     let progress = Arc::new(AtomicU64::new(0));
     let total: u64 = inputs.iter().filter_map(Input::size).sum();

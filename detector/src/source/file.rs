@@ -83,10 +83,19 @@ impl Input {
 /// `.jsonl`, `.ndjson`, each optionally `.gz`), skipping hidden entries and `CloudTrail-Digest`
 /// folders (digests are not events).
 pub fn expand_inputs(args: &[PathBuf]) -> Result<Vec<Input>, String> {
+    expand_selected(args, &super::select::Selection::default())
+}
+
+/// [`expand_inputs`], leaving out the CloudTrail files (and S3 prefixes) whose names say they
+/// hold none of the events `selection` asks for.
+pub fn expand_selected(
+    args: &[PathBuf],
+    selection: &super::select::Selection,
+) -> Result<Vec<Input>, String> {
     let mut out = Vec::new();
     for a in args {
         if let Some(location) = a.to_str().filter(|s| super::s3::is_s3(s)) {
-            out.extend(super::s3::list(location).map_err(|e| e.to_string())?);
+            out.extend(super::s3::list(location, selection).map_err(|e| e.to_string())?);
         } else if a.as_os_str() == "-" {
             out.push(Input::Stdin);
         } else if a.is_dir() {
@@ -99,6 +108,7 @@ pub fn expand_inputs(args: &[PathBuf]) -> Result<Vec<Input>, String> {
                 })
                 .filter_map(Result::ok)
                 .filter(|e| e.file_type().is_file() && is_event_file(e.path()))
+                .filter(|e| selection.may_hold(&e.file_name().to_string_lossy()))
                 .map(|e| e.into_path())
                 .collect();
             // CloudTrail writes one file per account and region every few minutes; reading them in

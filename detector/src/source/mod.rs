@@ -3,4 +3,5 @@
 pub mod file;
 pub mod kafka;
 pub mod s3;
+pub mod select;
 pub mod sqs;

@@ -9,6 +9,7 @@
 //! store.
 
 use super::file::{cloudtrail_file_time, is_event_file, Input};
+use super::select::Selection;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -94,13 +95,24 @@ pub fn parse(arg: &str) -> Result<(String, String), S3Error> {
     Ok((bucket.to_string(), prefix.to_string()))
 }
 
-/// Lists the CloudTrail log files under `s3://bucket/prefix`, in the order to read them.
-pub fn list(arg: &str) -> Result<Vec<Input>, S3Error> {
+/// Lists the CloudTrail log files under `s3://bucket/prefix` that may hold events of
+/// `selection`, in the order to read them. With a selection, the listing descends folder by
+/// folder and skips the accounts, regions and dates outside it, so a one-day backtest over
+/// years of history lists one day.
+pub fn list(arg: &str, selection: &Selection) -> Result<Vec<Input>, S3Error> {
     let (bucket, prefix) = parse(arg)?;
     let fetcher = Arc::new(Fetcher::new()?);
-    let mut keys = fetcher
-        .runtime
-        .block_on(list_keys(&fetcher.client, &bucket, &prefix))?;
+    let client = &fetcher.client;
+    let mut keys = if selection.is_all() {
+        fetcher
+            .runtime
+            .block_on(list_keys(client, &bucket, &prefix, None))?
+    } else {
+        fetcher
+            .runtime
+            .block_on(walk(client, &bucket, &prefix, selection))?
+    };
+    keys.retain(|(k, _)| selection.may_hold(k.rsplit('/').next().unwrap_or_default()));
     // As for a local directory: by the time in the file name, across accounts and regions.
     keys.sort_by_cached_key(|(k, _)| (cloudtrail_file_time(std::path::Path::new(k)), k.clone()));
     fetcher.plan(&bucket, keys.iter().map(|(k, _)| k.clone()).collect());
@@ -119,17 +131,36 @@ pub fn list(arg: &str) -> Result<Vec<Input>, S3Error> {
         .collect())
 }
 
+/// The event files under `prefix` that `selection` may need, descending folder by folder.
+async fn walk(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    selection: &Selection,
+) -> Result<Vec<(String, u64)>, S3Error> {
+    let mut keys = Vec::new();
+    let mut folders = vec![prefix.to_string()];
+    while let Some(folder) = folders.pop() {
+        let mut sub = Vec::new();
+        keys.extend(list_keys(client, bucket, &folder, Some(&mut sub)).await?);
+        folders.extend(sub.into_iter().filter(|f| selection.may_lead_to(f)));
+    }
+    Ok(keys)
+}
+
+/// The event files directly under `prefix` (all below it when `folders` is None; else the
+/// sub-folders are appended to it).
 async fn list_keys(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
+    mut folders: Option<&mut Vec<String>>,
 ) -> Result<Vec<(String, u64)>, S3Error> {
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
+    let mut request = client.list_objects_v2().bucket(bucket).prefix(prefix);
+    if folders.is_some() {
+        request = request.delimiter("/");
+    }
+    let mut pages = request.into_paginator().send();
     let mut keys = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| S3Error::List {
@@ -137,6 +168,14 @@ async fn list_keys(
             prefix: prefix.to_string(),
             message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
         })?;
+        if let Some(folders) = folders.as_deref_mut() {
+            let found = page.common_prefixes().iter().filter_map(|p| p.prefix());
+            folders.extend(
+                found
+                    .filter(|p| !p.ends_with("CloudTrail-Digest/"))
+                    .map(String::from),
+            );
+        }
         for o in page.contents() {
             let Some(key) = o.key() else { continue };
             let digest = key.split('/').any(|part| part == "CloudTrail-Digest");
