@@ -145,6 +145,24 @@ async fn replay_from_s3_gives_the_alerts_of_the_same_files_on_disk() {
         assert!(group.contains(&account), "{a}");
     }
 
+    // Three shards by account (rate caps off: they count over one replay's stream) add up to
+    // one full replay, no alert twice.
+    let uncapped = ["--rate-per-rule", "0", "--rate-global", "0"];
+    let (full, _) = replay_with(&location, &uncapped, &url, dir.path());
+    let mut union: Vec<String> = Vec::new();
+    for k in 1..=3 {
+        let shard = format!("{k}/3");
+        let mut args = uncapped.to_vec();
+        args.extend(["--shard", &shard]);
+        let (part, _) = replay_with(&location, &args, &url, dir.path());
+        assert!(part.lines().count() > 0, "shard {shard} is empty");
+        union.extend(part.lines().map(String::from));
+    }
+    let mut full: Vec<String> = full.lines().map(String::from).collect();
+    full.sort();
+    union.sort();
+    assert_eq!(union, full);
+
     // A location that does not exist is an error that names it, not an empty replay.
     let out = std::process::Command::new(trailwatch_bin())
         .args(["replay", "--rules"])

@@ -94,6 +94,11 @@ pub(crate) struct ReplayArgs {
     /// Only events of this region (`awsRegion`; repeat for several).
     #[arg(long = "region", value_name = "REGION")]
     pub(crate) regions: Vec<String>,
+    /// Only the accounts whose stable hash falls in shard K of N: N replays (processes or
+    /// machines) split an archive with nothing shared, and their alerts together equal one
+    /// full replay's.
+    #[arg(long, value_name = "K/N", value_parser = select::parse_shard)]
+    pub(crate) shard: Option<(u64, u64)>,
     /// Input files or directories (recursive), `s3://bucket/prefix`; `-` reads stdin.
     #[arg(required = true, value_name = "INPUT")]
     pub(crate) inputs: Vec<PathBuf>,
@@ -149,6 +154,7 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
         until: a.until,
         accounts: a.accounts.iter().cloned().collect(),
         regions: a.regions.iter().cloned().collect(),
+        shard: a.shard,
     };
     let select = (!selection.is_all()).then(|| {
         (

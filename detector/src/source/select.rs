@@ -23,6 +23,9 @@ pub struct Selection {
     pub accounts: BTreeSet<String>,
     /// Only these regions (`awsRegion`); empty for all.
     pub regions: BTreeSet<String>,
+    /// Only the accounts of shard K of N (1-based K): N replays split an archive by account,
+    /// as correlation state is per account, and together give one full replay's alerts.
+    pub shard: Option<(u64, u64)>,
 }
 
 /// The fields a [`Selection`] reads, captured in a rule set before decoding.
@@ -65,7 +68,21 @@ impl Selection {
         let has = |set: &BTreeSet<String>, id: FieldId| {
             set.is_empty() || ev.get(id).text().is_some_and(|v| set.contains(v))
         };
-        has(&self.accounts, f.account) && has(&self.regions, f.region)
+        has(&self.accounts, f.account)
+            && has(&self.regions, f.region)
+            && self.in_shard(ev.get(f.account).text())
+    }
+
+    /// Whether `account` belongs to this replay's shard. Records without an account go to
+    /// shard 1, so the shards still add up to the whole.
+    pub fn in_shard(&self, account: Option<&str>) -> bool {
+        let Some((k, n)) = self.shard else {
+            return true;
+        };
+        match account {
+            Some(a) => xxhash_rust::xxh3::xxh3_64(a.as_bytes()) % n == k - 1,
+            None => k == 1,
+        }
     }
 
     /// Whether a CloudTrail file name (`<account>_CloudTrail_<region>_<YYYYMMDDTHHMMZ>_...`)
@@ -85,6 +102,7 @@ impl Selection {
         let in_set = |set: &BTreeSet<String>, v: &str| set.is_empty() || set.contains(v);
         in_set(&self.accounts, account)
             && in_set(&self.regions, region)
+            && self.in_shard(Some(account))
             && file_time(time).is_none_or(|t| self.overlaps(t, t))
     }
 
@@ -92,11 +110,12 @@ impl Selection {
     /// cut anywhere) may lead to selected files.
     pub fn may_lead_to(&self, prefix: &str) -> bool {
         let parts: Vec<&str> = prefix.split('/').filter(|p| !p.is_empty()).collect();
-        let account_ok = self.accounts.is_empty()
-            || parts
-                .iter()
-                .filter(|p| p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()))
-                .all(|p| self.accounts.contains(*p));
+        let account_ok = parts
+            .iter()
+            .filter(|p| p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()))
+            .all(|p| {
+                (self.accounts.is_empty() || self.accounts.contains(*p)) && self.in_shard(Some(p))
+            });
         let Some(at) = parts.iter().position(|p| *p == "CloudTrail") else {
             return account_ok;
         };
@@ -145,6 +164,20 @@ fn date_span(date: &[u32]) -> Option<(i64, i64)> {
         }
         _ => None,
     }
+}
+
+/// Parses `--shard K/N` (1 <= K <= N).
+pub fn parse_shard(text: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("'{text}' is not a shard K/N with 1 <= K <= N (e.g. 2/8)");
+    let (k, n) = text.split_once('/').ok_or_else(bad)?;
+    let (k, n): (u64, u64) = (
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if k == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
 }
 
 /// Parses a `--since`/`--until` time: RFC 3339, or a date (`2026-11-01`, midnight UTC).
@@ -209,6 +242,32 @@ mod tests {
         assert!(s.may_hold("events.jsonl"), "other names are read");
         assert!(!one_day().may_hold("1_CloudTrail_r_20231120T0000Z_x.json.gz"));
         assert!(one_day().may_hold("1_CloudTrail_r_20231114T2215Z_x.json.gz"));
+    }
+
+    #[test]
+    fn shards_split_accounts_without_overlap() {
+        let accounts: Vec<String> = (0..200).map(|i| format!("{:012}", 100_000 + i)).collect();
+        let mut owners = vec![0; accounts.len()];
+        for k in 1..=4 {
+            let s = Selection {
+                shard: Some((k, 4)),
+                ..Selection::default()
+            };
+            for (i, a) in accounts.iter().enumerate() {
+                if s.in_shard(Some(a)) {
+                    owners[i] += 1;
+                }
+            }
+            assert!(s.in_shard(None) == (k == 1));
+        }
+        assert!(
+            owners.iter().all(|&n| n == 1),
+            "each account in exactly one shard"
+        );
+        assert_eq!(parse_shard("2/8"), Ok((2, 8)));
+        assert!(
+            parse_shard("0/8").is_err() && parse_shard("9/8").is_err() && parse_shard("x").is_err()
+        );
     }
 
     #[test]
