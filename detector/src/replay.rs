@@ -10,7 +10,7 @@ use crate::window::CorrelationHit;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -171,16 +171,31 @@ pub struct Options {
     )>,
 }
 
+/// How far a replay has come, for a progress display on another thread.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes read from files or S3 objects (compressed, as stored).
+    pub bytes: Arc<AtomicU64>,
+    /// Inputs finished.
+    pub files: AtomicU64,
+    /// Records read.
+    pub events: AtomicU64,
+    /// Rule and correlation hits.
+    pub hits: AtomicU64,
+    /// Alerts written.
+    pub alerts: AtomicU64,
+}
+
 /// Replays `inputs` through `set`, writing to `out`; `on_error` sees every input error.
 ///
-/// `progress` is advanced by the bytes read from disk. Stops early only when `out` fails
+/// `progress` is kept up to date as inputs are read. Stops early only when `out` fails
 /// (a closed pipe included), returning that error.
 pub fn replay(
     set: &RuleSet,
     inputs: &[Input],
     out: &mut dyn Write,
     opts: &Options,
-    progress: Arc<AtomicU64>,
+    progress: &Progress,
     on_error: &mut dyn FnMut(&InputError),
 ) -> io::Result<Summary> {
     let start = Instant::now();
@@ -220,7 +235,7 @@ pub fn replay(
         let (decoder, stages) = pipeline.parts();
         let result = read_input(
             input,
-            progress.clone(),
+            progress.bytes.clone(),
             decoder,
             &mut |item, _| match item {
                 Ok(ev) => {
@@ -250,6 +265,14 @@ pub fn replay(
         if let Some(e) = writer.error.take() {
             return Err(e);
         }
+        let stats = pipeline.stats();
+        let hits = stats.hits.iter().chain(&stats.correlation_hits).sum();
+        progress.files.fetch_add(1, Ordering::Relaxed);
+        progress
+            .events
+            .store(stats.events + unselected, Ordering::Relaxed);
+        progress.hits.store(hits, Ordering::Relaxed);
+        progress.alerts.store(writer.alerts, Ordering::Relaxed);
     }
     pipeline.flush(&mut writer);
     if let Some(path) = &opts.state_file {

@@ -204,12 +204,12 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
         },
         select,
     };
-    let progress = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(replay::Progress::default());
     let total: u64 = inputs.iter().filter_map(Input::size).sum();
-    let bar = (!a.quiet && io::stderr().is_terminal() && total > 64 << 20)
-        .then(|| progress_bar(total, progress.clone()));
+    let bar = (!a.quiet && io::stderr().is_terminal())
+        .then(|| progress_bar(total, inputs.len() as u64, progress.clone()));
     let mut shown = 0usize;
-    let summary = replay::replay(&set, &inputs, &mut out, &opts, progress, &mut |e| {
+    let summary = replay::replay(&set, &inputs, &mut out, &opts, &progress, &mut |e| {
         shown += 1;
         if !a.quiet && shown <= 50 {
             eprintln!("warning: {}", trailwatch::escape::line(&e.to_string()));
@@ -234,9 +234,12 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
 }
 
 /// A progress bar on stderr driven by the byte counter, on its own thread.
+/// A progress bar on stderr (a terminal): bytes of `total`, files of `files`, records, hits,
+/// alerts, rate and time left.
 pub(crate) fn progress_bar(
     total: u64,
-    read: Arc<AtomicU64>,
+    files: u64,
+    progress: Arc<replay::Progress>,
 ) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
     let done = Arc::new(AtomicBool::new(false));
     let stop = done.clone();
@@ -244,12 +247,22 @@ pub(crate) fn progress_bar(
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}  {msg}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
+        let started = std::time::Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            bar.set_position(read.load(Ordering::Relaxed));
+            let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            let events = n(&progress.events);
+            let rate = events as f64 / started.elapsed().as_secs_f64().max(0.1);
+            bar.set_position(n(&progress.bytes));
+            bar.set_message(format!(
+                "files {}/{files}  events {events} ({rate:.0}/s)  hits {}  alerts {}",
+                n(&progress.files),
+                n(&progress.hits),
+                n(&progress.alerts)
+            ));
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         bar.finish_and_clear();
