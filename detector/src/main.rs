@@ -23,6 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Evaluate historical CloudTrail input and write alerts (or hits) as JSON lines.
+    #[command(after_help = REPLAY_EXAMPLES)]
     Replay(Box<ReplayArgs>),
     /// Validate and lint rule files; exit 2 if any rule is invalid.
     Check(CheckArgs),
@@ -33,6 +34,17 @@ enum Command {
     /// Run the live service: SQS or Kafka in, deduplicated alerts to SNS and/or a file, /metrics.
     Run(RunArgs),
 }
+
+const REPLAY_EXAMPLES: &str = "Examples:
+  trailwatch replay --rules rules/ AWSLogs/ > alerts.jsonl
+  trailwatch replay --rules rules/ --emit hits --fail-on-hit events.jsonl.gz
+  trailwatch replay --rules rules/ --since 2026-11-01 --until 2026-11-02 \\
+      --account 111122223333 s3://my-trail-bucket/AWSLogs/o-abc123/
+  trailwatch replay --rules rules/ --shard 3/8 --rate-per-rule 0 --rate-global 0 \\
+      s3://my-trail-bucket/AWSLogs/
+
+S3 needs s3:ListBucket on the prefix, s3:GetObject, and kms:Decrypt for SSE-KMS trails
+(ops/iam/replay-s3-read.json).";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -163,12 +163,14 @@ async fn replay_from_s3_gives_the_alerts_of_the_same_files_on_disk() {
     union.sort();
     assert_eq!(union, full);
 
-    // A location that does not exist is an error that names it, not an empty replay.
+    // A location that does not exist is an error that names it, not an empty replay (the
+    // endpoint given by flag this time).
     let out = std::process::Command::new(trailwatch_bin())
         .args(["replay", "--rules"])
         .arg(root().join("rules"))
+        .args(["--s3-endpoint", &url])
         .arg("s3://no-such-bucket-here/AWSLogs/")
-        .env("AWS_ENDPOINT_URL", &url)
+        .env_remove("AWS_ENDPOINT_URL")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")

@@ -99,6 +99,10 @@ pub(crate) struct ReplayArgs {
     /// full replay's.
     #[arg(long, value_name = "K/N", value_parser = select::parse_shard)]
     pub(crate) shard: Option<(u64, u64)>,
+    /// Endpoint of an S3-compatible store for `s3://` inputs (default: AWS_ENDPOINT_URL, else
+    /// AWS). Credentials come from the default chain.
+    #[arg(long, value_name = "URL")]
+    pub(crate) s3_endpoint: Option<String>,
     /// Input files or directories (recursive), `s3://bucket/prefix`; `-` reads stdin.
     #[arg(required = true, value_name = "INPUT")]
     pub(crate) inputs: Vec<PathBuf>,
@@ -155,6 +159,7 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
         accounts: a.accounts.iter().cloned().collect(),
         regions: a.regions.iter().cloned().collect(),
         shard: a.shard,
+        s3_endpoint: a.s3_endpoint.clone(),
     };
     let select = (!selection.is_all()).then(|| {
         (

@@ -101,7 +101,7 @@ pub fn parse(arg: &str) -> Result<(String, String), S3Error> {
 /// years of history lists one day.
 pub fn list(arg: &str, selection: &Selection) -> Result<Vec<Input>, S3Error> {
     let (bucket, prefix) = parse(arg)?;
-    let fetcher = Arc::new(Fetcher::new()?);
+    let fetcher = Arc::new(Fetcher::new(selection.s3_endpoint.as_deref())?);
     let client = &fetcher.client;
     let mut keys = if selection.is_all() {
         fetcher
@@ -205,14 +205,16 @@ struct Ahead {
 }
 
 impl Fetcher {
-    fn new() -> io::Result<Self> {
+    fn new(endpoint: Option<&str>) -> io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let config = runtime.block_on(aws_config::load_defaults(
-            aws_config::BehaviorVersion::latest(),
-        ));
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(url) = endpoint {
+            loader = loader.endpoint_url(url);
+        }
+        let config = runtime.block_on(loader.load());
         // S3-compatible stores (and moto) address buckets by path, not by host name.
         let s3 = aws_sdk_s3::config::Builder::from(&config)
             .force_path_style(true)

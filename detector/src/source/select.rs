@@ -26,6 +26,8 @@ pub struct Selection {
     /// Only the accounts of shard K of N (1-based K): N replays split an archive by account,
     /// as correlation state is per account, and together give one full replay's alerts.
     pub shard: Option<(u64, u64)>,
+    /// The endpoint of an S3-compatible store (else `AWS_ENDPOINT_URL` or AWS's own).
+    pub s3_endpoint: Option<String>,
 }
 
 /// The fields a [`Selection`] reads, captured in a rule set before decoding.
@@ -51,7 +53,10 @@ impl SelectionFields {
 impl Selection {
     /// Whether it selects everything.
     pub fn is_all(&self) -> bool {
-        *self == Selection::default()
+        Selection {
+            s3_endpoint: None,
+            ..self.clone()
+        } == Selection::default()
     }
 
     /// Whether record `ev` is selected. A record without a readable time is kept only when no
