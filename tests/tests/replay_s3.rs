@@ -184,3 +184,124 @@ async fn replay_from_s3_gives_the_alerts_of_the_same_files_on_disk() {
         "{stderr}"
     );
 }
+
+/// Four days of an organization trail behind a proxy that records and breaks requests: a
+/// one-day selection lists and gets nothing of the day before or two days after (the day after
+/// is listed: it can hold late deliveries); a download that fails once is retried; one that
+/// always fails is reported by its key and skipped, and everything else is replayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_replay_requests_only_the_days_asked_and_survives_broken_downloads() {
+    let Some(url) = moto() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("trail");
+    // 2023-11-15 to 2023-11-18, from 01:00 each day.
+    for day in 0..4 {
+        let start = (1_700_010_000 + day * 86_400).to_string();
+        let seed = (30 + day).to_string();
+        let out = load_test(&[
+            "generate",
+            "--events",
+            "600",
+            "--seed",
+            &seed,
+            "--start",
+            &start,
+            "--format",
+            "s3",
+            "--output",
+            local.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let s3 = s3_client(&url);
+    let bucket = format!("days-{}", std::process::id());
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let uploaded = files(&local.join("AWSLogs"));
+    for (key, path) in &uploaded {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(format!("AWSLogs/o-org/{key}"))
+            .body(ByteStream::from_path(path).await.unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    let (proxy, recorder) = recording_proxy(url.trim_start_matches("http://").to_string()).await;
+    let location = format!("s3://{bucket}/AWSLogs/o-org/");
+    let day = [
+        "--since",
+        "2023-11-16",
+        "--until",
+        "2023-11-17",
+        "--s3-endpoint",
+        &proxy,
+    ];
+    let (from_s3, notes) = replay_with(&location, &day, &url, dir.path());
+    let (from_disk, _) = replay_with(local.to_str().unwrap(), &day[..4], &url, dir.path());
+    assert_eq!(from_s3, from_disk, "{notes}");
+    assert!(from_s3.lines().count() > 5, "{from_s3}");
+    let touches = |d: &str| {
+        let encoded = d.replace('/', "%2F");
+        let mut r = recorder.matching(d);
+        r.extend(recorder.matching(&encoded));
+        r
+    };
+    assert!(
+        touches("2023/11/15/").is_empty(),
+        "{:?}",
+        touches("2023/11/15/")
+    );
+    assert!(
+        touches("2023/11/18/").is_empty(),
+        "{:?}",
+        touches("2023/11/18/")
+    );
+    assert!(!touches("2023/11/16/").is_empty());
+    let gets_17: Vec<String> = touches("2023/11/17/")
+        .into_iter()
+        .filter(|r| r.starts_with("GET") && !r.contains("list-type"))
+        .collect();
+    assert!(
+        gets_17.is_empty(),
+        "no file of the 17th can hold the 16th's events: {gets_17:?}"
+    );
+
+    // Break two of the 16th's files: one fails once, one always.
+    let of_16: Vec<&String> = uploaded
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.contains("/2023/11/16/"))
+        .collect();
+    let name = |k: &str| k.rsplit('/').next().unwrap().to_string();
+    let (flaky, broken) = (name(of_16[0]), name(of_16[1]));
+    recorder.fail_once.lock().unwrap().push(flaky.clone());
+    recorder.fail_always.lock().unwrap().push(broken.clone());
+    recorder.requests.lock().unwrap().clear();
+    let (from_s3, notes) = replay_with(&location, &day, &url, dir.path());
+    assert_eq!(recorder.matching(&flaky).len(), 2, "retried once");
+    assert!(
+        recorder.matching(&broken).len() >= 2,
+        "retried before giving up"
+    );
+    assert!(
+        notes.contains(&broken),
+        "the broken object is named: {notes}"
+    );
+    std::fs::remove_file(
+        &uploaded
+            .iter()
+            .find(|(k, _)| k.ends_with(&broken))
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    let (from_disk, _) = replay_with(local.to_str().unwrap(), &day[..4], &url, dir.path());
+    assert_eq!(
+        from_s3, from_disk,
+        "everything but the broken object: {notes}"
+    );
+}

@@ -2,15 +2,19 @@
 //!
 //! The selection is applied twice. Coarsely, to skip whole files (and, in S3, whole date,
 //! account and region prefixes before listing deeper) by what their CloudTrail names and paths
-//! say, with a day's margin since a file can hold events from before its name's time. Exactly,
-//! to each record, so the alerts are those of the selected events only.
+//! say: a date folder holds files delivered that day, whose events happened that day or up to
+//! an hour before (a late delivery just after midnight), and a file holds events from an hour
+//! before the time in its name to five minutes after it. Exactly, to each record, so the
+//! alerts are those of the selected events only.
 
 use crate::engine::RuleSet;
 use crate::event::{Event, FieldId};
 use std::collections::BTreeSet;
 
-/// How far (seconds) a file's or a date prefix's time may lie from the events in it.
-const MARGIN: i64 = 86_400;
+/// How long (seconds) before its delivery time an event in a log file may have happened.
+const DELIVERY: i64 = 3_600;
+/// How long after the time in its name a log file's events may run (one file per 5 minutes).
+const PERIOD: i64 = 300;
 
 /// What to replay. The default selects everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -108,7 +112,7 @@ impl Selection {
         in_set(&self.accounts, account)
             && in_set(&self.regions, region)
             && self.in_shard(Some(account))
-            && file_time(time).is_none_or(|t| self.overlaps(t, t))
+            && file_time(time).is_none_or(|t| self.overlaps(t - DELIVERY, t + PERIOD))
     }
 
     /// Whether a key prefix (`.../AWSLogs/[org/]<account>/CloudTrail/<region>/YYYY/MM/DD/`,
@@ -132,13 +136,14 @@ impl Selection {
             .take(3)
             .map_while(|p| p.parse().ok())
             .collect();
-        account_ok && region_ok && date_span(&date).is_none_or(|(a, b)| self.overlaps(a, b))
+        account_ok
+            && region_ok
+            && date_span(&date).is_none_or(|(a, b)| self.overlaps(a - DELIVERY, b))
     }
 
-    /// Whether [lo, hi] (Unix seconds), widened by the margin, meets the time range.
+    /// Whether events of [lo, hi] (Unix seconds) can be in the time range.
     fn overlaps(&self, lo: i64, hi: i64) -> bool {
-        self.since.is_none_or(|s| hi.saturating_add(MARGIN) >= s)
-            && self.until.is_none_or(|u| lo.saturating_sub(MARGIN) < u)
+        self.since.is_none_or(|s| hi >= s) && self.until.is_none_or(|u| lo < u)
     }
 }
 
@@ -223,7 +228,11 @@ mod tests {
         assert!(s.may_lead_to(&format!("{base}/2023/11/14/")));
         assert!(
             s.may_lead_to(&format!("{base}/2023/11/15/")),
-            "a day's margin"
+            "late deliveries of the 14th's last hour"
+        );
+        assert!(
+            !s.may_lead_to(&format!("{base}/2023/11/13/")),
+            "delivered before it began"
         );
         assert!(!s.may_lead_to(&format!("{base}/2023/11/17/")));
         assert!(!s.may_lead_to(&format!("{base}/2023/10/")));

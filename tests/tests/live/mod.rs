@@ -359,6 +359,85 @@ pub async fn drained(sqs: &aws_sdk_sqs::Client, queue: &str) -> bool {
     false
 }
 
+/// What a [`recording_proxy`] saw and what it is told to break.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    /// `METHOD target` of every request, in arrival order.
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Requests whose target contains one of these fail once with a 503, then pass.
+    pub fail_once: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Requests whose target contains one of these always fail with a 503.
+    pub fail_always: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    /// The recorded requests that contain `needle`.
+    pub fn matching(&self, needle: &str) -> Vec<String> {
+        let all = self.requests.lock().unwrap();
+        all.iter().filter(|r| r.contains(needle)).cloned().collect()
+    }
+}
+
+/// An HTTP proxy to `target` that records each request line and fails the ones it is told to
+/// (one request a connection: it asks the server to close after each).
+pub async fn recording_proxy(target: String) -> (String, Recorder) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let recorder = Recorder::default();
+    let rec = recorder.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let (target, rec) = (target.clone(), rec.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 8192];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match inbound.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                let text = String::from_utf8_lossy(&head[..end]).into_owned();
+                let line = text.lines().next().unwrap_or_default();
+                let request = line.rsplit_once(' ').map_or(line, |(r, _)| r).to_string();
+                rec.requests.lock().unwrap().push(request.clone());
+                let fails = |list: &std::sync::Mutex<Vec<String>>, remove: bool| {
+                    let mut list = list.lock().unwrap();
+                    let hit = list.iter().position(|n| request.contains(n.as_str()));
+                    if let (Some(i), true) = (hit, remove) {
+                        list.remove(i);
+                    }
+                    hit.is_some()
+                };
+                if fails(&rec.fail_once, true) || fails(&rec.fail_always, false) {
+                    let _ = inbound
+                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .await;
+                    return;
+                }
+                let mut rewritten: String = text[..text.len() - 2]
+                    .lines()
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .map(|l| format!("{l}\r\n"))
+                    .collect();
+                rewritten.push_str("Connection: close\r\n\r\n");
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                if outbound.write_all(rewritten.as_bytes()).await.is_err()
+                    || outbound.write_all(&head[end..]).await.is_err()
+                {
+                    return;
+                }
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    (format!("http://{addr}"), recorder)
+}
+
 /// A TCP proxy to `target` that refuses service until `up` turns true.
 pub async fn flaky_proxy(
     target: String,
