@@ -327,11 +327,23 @@ fn shape(s: &SigmaString) -> Shape {
 fn build_wildcards(patterns: &[SigmaString], cased: bool) -> Result<Regex, String> {
     let alts: Vec<String> = patterns.iter().map(|p| wildcard_regex(p, cased)).collect();
     let pattern = format!(r"\A(?:{})\z", alts.join("|"));
+    let limit = crate::rule::limits::MAX_WILDCARD_COMPILED_BYTES;
     Regex::builder()
         .syntax(syntax::Config::new().utf8(false).unicode(false))
-        .configure(Regex::config().utf8_empty(false))
+        .configure(
+            Regex::config()
+                .utf8_empty(false)
+                .nfa_size_limit(Some(limit))
+                .onepass_size_limit(Some(limit))
+                .dfa_size_limit(Some(limit)),
+        )
         .build(&pattern)
-        .map_err(|e| format!("cannot compile wildcard pattern: {e}"))
+        .map_err(|e| {
+            format!(
+                "cannot compile the wildcard patterns: {}",
+                crate::rule::excerpt(&with_sources(&e))
+            )
+        })
 }
 
 /// A wildcard pattern as regex syntax over bytes: `*` any bytes, `?` one UTF-8 character.
@@ -357,16 +369,56 @@ fn wildcard_regex(s: &SigmaString, cased: bool) -> String {
 }
 
 /// Compiles an `re` value: Python-style search, flags from the modifiers.
+///
+/// The compiled size is bounded ([`MAX_REGEX_COMPILED_BYTES`]): `\w{1000}{1000}` is a short
+/// pattern whose automaton would not fit in memory.
+///
+/// [`MAX_REGEX_COMPILED_BYTES`]: crate::rule::limits::MAX_REGEX_COMPILED_BYTES
 pub fn build_regex(pattern: &str, flags: ReFlags) -> Result<Regex, String> {
+    use crate::rule::limits::{MAX_REGEX_BYTES, MAX_REGEX_COMPILED_BYTES, MAX_REGEX_NEST};
+    if pattern.len() > MAX_REGEX_BYTES {
+        return Err(format!(
+            "regular expression '{}' is {} bytes long; the limit is {MAX_REGEX_BYTES}",
+            crate::rule::excerpt(pattern),
+            pattern.len()
+        ));
+    }
+    let limit = MAX_REGEX_COMPILED_BYTES;
     Regex::builder()
         .syntax(
             syntax::Config::new()
+                .nest_limit(MAX_REGEX_NEST)
                 .case_insensitive(flags.insensitive)
                 .multi_line(flags.multiline)
                 .dot_matches_new_line(flags.dotall),
         )
+        .configure(
+            Regex::config()
+                .nfa_size_limit(Some(limit))
+                .onepass_size_limit(Some(limit))
+                .dfa_size_limit(Some(limit)),
+        )
         .build(pattern)
-        .map_err(|e| format!("invalid regular expression '{pattern}': {e}"))
+        .map_err(|e| {
+            format!(
+                "invalid regular expression '{}': {}",
+                crate::rule::excerpt(pattern),
+                crate::rule::excerpt(&with_sources(&e))
+            )
+        })
+}
+
+/// An error and its causes, `: `-separated (regex-automata says "error building NFA" and
+/// keeps the reason, such as the size limit, in its source).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// The longest literal that every match of the pattern must contain, if there is a useful one.
