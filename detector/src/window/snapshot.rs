@@ -168,7 +168,7 @@ impl Correlator<'_> {
 }
 
 /// Event times a snapshot may hold (Unix seconds): ±2^40, about ±34,000 years, far beyond
-/// any `eventTime` the decoder reads. `i64::MIN` is the "never" of empty windows.
+/// any `eventTime` the decoder reads.
 const TIME_LIMIT: i64 = 1 << 40;
 
 /// Counters and sequence numbers a snapshot may hold: 2^53, more than a lifetime of events,
@@ -176,7 +176,12 @@ const TIME_LIMIT: i64 = 1 << 40;
 const COUNT_LIMIT: u64 = 1 << 53;
 
 fn time_ok(t: i64) -> bool {
-    t == i64::MIN || (-TIME_LIMIT..=TIME_LIMIT).contains(&t)
+    (-TIME_LIMIT..=TIME_LIMIT).contains(&t)
+}
+
+/// A "latest time" field, which is `i64::MIN` ("never") in a window that saw nothing.
+fn last_ok(t: i64) -> bool {
+    t == i64::MIN || time_ok(t)
 }
 
 /// Rejects a body whose values could not have been written by the correlator.
@@ -234,21 +239,28 @@ fn state_ok(state: &State, n_inputs: usize) -> bool {
             for (_, value) in &v.order {
                 *counts.entry(value).or_default() += 1;
             }
-            time_ok(v.last)
+            last_ok(v.last)
                 && v.order.iter().all(|(t, _)| time_ok(*t))
                 && counts.len() == v.counts.len()
                 && v.counts.iter().all(|(k, n)| counts.get(&**k) == Some(n))
         }
         State::Numbers(n) => {
-            time_ok(n.last) && n.items.iter().all(|(t, x)| time_ok(*t) && x.is_finite())
+            last_ok(n.last) && n.items.iter().all(|(t, x)| time_ok(*t) && x.is_finite())
         }
         State::Seen(m) | State::Chain(m) => {
-            time_ok(m.last) && m.at.len() == n_inputs && m.at.iter().flatten().all(|&t| time_ok(t))
+            last_ok(m.last) && m.at.len() == n_inputs && m.at.iter().flatten().all(|&t| time_ok(t))
         }
+        // `first` is read (`t - first`) once a principal has events.
         State::Countries(c) => {
-            time_ok(c.first) && time_ok(c.last) && u64::from(c.events) < COUNT_LIMIT.min(1 << 31)
+            let times = if c.events == 0 {
+                last_ok(c.first) && last_ok(c.last)
+            } else {
+                time_ok(c.first) && time_ok(c.last)
+            };
+            times && c.events < 1 << 31
         }
-        State::Travel(t) => time_ok(t.at) && t.lat.is_finite() && t.lon.is_finite(),
+        // `at` is `i64::MIN` until the first located event, and read only after it.
+        State::Travel(t) => last_ok(t.at) && t.lat.is_finite() && t.lon.is_finite(),
         State::Early(w) => w.is_consistent(time_ok),
     }
 }
