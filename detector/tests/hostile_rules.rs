@@ -269,3 +269,24 @@ fn huge_keys_and_ids_are_quoted_short() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     check(&errors[0], 4, "is not one of informational");
 }
+
+#[test]
+fn a_global_document_copied_into_thousands_of_rules_is_bounded() {
+    // 400 KB of global description, then 20,000 two-line rules that each merge it in: 8 GB.
+    let mut text = format!(
+        "action: global\n{HEAD}description: {}\ndetection:\n  sel: {{eventName: x}}\n  condition: sel\n",
+        "d".repeat(400_000)
+    );
+    for i in 0..20_000 {
+        text.push_str(&format!("---\nid: r{i}\n"));
+    }
+    assert!(text.len() < limits::MAX_FILE_BYTES as usize);
+    let errors = load(text);
+    let last = errors.last().expect("an error");
+    assert!(
+        last.message
+            .contains("once 'action: global' and 'action: repeat' are merged in"),
+        "{last}"
+    );
+    assert!(errors.len() < 20, "{} errors", errors.len());
+}

@@ -21,6 +21,14 @@ pub const MAX_ALIAS_NODES: usize = 10_000;
 /// Bytes of scalar text that YAML aliases may copy into one file, all aliases together.
 pub const MAX_ALIAS_BYTES: usize = 1 << 20;
 
+/// Nodes the rule documents of one file may hold after `action: global` and `action: repeat`
+/// merged into them, all documents together. A large global document followed by thousands
+/// of two-line rules would otherwise copy it thousands of times.
+pub const MAX_MERGED_NODES: usize = 250_000;
+
+/// Bytes of scalar text the rule documents of one file may hold after merging.
+pub const MAX_MERGED_BYTES: usize = 4 << 20;
+
 /// Longest condition (bytes, each condition of a list).
 pub const MAX_CONDITION_BYTES: usize = 64 * 1024;
 

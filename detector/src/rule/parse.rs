@@ -2,7 +2,9 @@
 
 use super::condition::{self, Cond};
 use super::error::{excerpt, Located, RuleError};
-use super::limits::{MAX_CONDITION_BYTES, MAX_FILE_BYTES, MAX_RULE_VALUES};
+use super::limits::{
+    MAX_CONDITION_BYTES, MAX_FILE_BYTES, MAX_MERGED_BYTES, MAX_MERGED_NODES, MAX_RULE_VALUES,
+};
 use super::value::{parse_entry, FieldSpec, Placeholders};
 use super::yaml::{load_documents, Key, Node, NodeKind, Scalar};
 use std::path::{Path, PathBuf};
@@ -232,6 +234,7 @@ pub fn parse_file(
     let mut errors = Vec::new();
     let mut global: Option<Node> = None;
     let mut previous: Option<Node> = None;
+    let mut merged = (0usize, 0usize);
     for doc in docs {
         if doc.as_map().is_none() {
             errors.push(RuleError::new(
@@ -281,6 +284,20 @@ pub fn parse_file(
                 None => doc,
             },
         };
+        // `global` and `repeat` copy documents into each rule: bound what the copies add up to.
+        let (n, b) = super::yaml::weight(&doc);
+        merged = (merged.0.saturating_add(n), merged.1.saturating_add(b));
+        if merged.0 > MAX_MERGED_NODES || merged.1 > MAX_MERGED_BYTES {
+            errors.push(RuleError::new(
+                file,
+                doc.line,
+                format!(
+                    "the rules of this file hold more than {MAX_MERGED_NODES} YAML nodes or \
+                     {MAX_MERGED_BYTES} bytes once 'action: global' and 'action: repeat' are merged in"
+                ),
+            ));
+            break;
+        }
         previous = Some(doc.clone());
         match parse_rule(file, doc, placeholders) {
             Ok(r) => rules.push(r),

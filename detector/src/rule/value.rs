@@ -291,7 +291,7 @@ pub type Placeholders = BTreeMap<String, Vec<String>>;
 /// Reads a YAML file mapping placeholder names to value lists.
 pub fn load_placeholders(path: &std::path::Path) -> Result<Placeholders, super::RuleError> {
     let err = |line, m: String| super::RuleError::new(path, line, m);
-    let text = std::fs::read_to_string(path).map_err(|e| err(0, e.to_string()))?;
+    let text = super::parse::read_rule_file(path)?;
     let docs = super::yaml::load_documents(&text).map_err(|e| err(e.line, e.message))?;
     let Some(map) = docs.first().and_then(|d| d.as_map()) else {
         return Err(err(

@@ -149,7 +149,7 @@ struct Builder {
 }
 
 /// The number of nodes in `node` and the bytes of its scalar text (keys included).
-fn weight(node: &Node) -> (usize, usize) {
+pub(crate) fn weight(node: &Node) -> (usize, usize) {
     match &node.kind {
         NodeKind::Scalar(s) => (1, scalar_len(s)),
         NodeKind::Seq(items) => items.iter().map(weight).fold((1, 0), add),
