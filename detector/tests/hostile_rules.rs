@@ -290,3 +290,31 @@ fn a_global_document_copied_into_thousands_of_rules_is_bounded() {
     );
     assert!(errors.len() < 20, "{} errors", errors.len());
 }
+
+#[test]
+fn many_small_regexes_are_bounded_by_the_rule_set_budget() {
+    // 3,000 patterns in 60 KB; compiled, they would need about 200 MB.
+    let values: Vec<String> = (0..3_000)
+        .map(|i| format!("      - '\\w{{20}}{i}'"))
+        .collect();
+    let text = format!(
+        "{HEAD}detection:\n  sel:\n    eventName|re:\n{}\n  condition: sel\n",
+        values.join("\n")
+    );
+    rejected(text, 6, "need more than 67108864 bytes");
+    // What the pack and SigmaHQ's rules need is far below the budget.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let paths = [
+        root.join("rules"),
+        root.join("../shared/corpus/sigma-cloudtrail"),
+    ];
+    let (rules, errors) = trailwatch::rule::load_paths(&paths, &Placeholders::new());
+    assert!(errors.is_empty(), "{errors:?}");
+    let set = RuleSet::compile(rules).unwrap();
+    assert!(set.matcher_bytes() > 0);
+    assert!(
+        set.matcher_bytes() < 1 << 20,
+        "{} bytes",
+        set.matcher_bytes()
+    );
+}

@@ -51,6 +51,15 @@ pub enum Test {
 }
 
 impl Test {
+    /// Heap bytes of the compiled regex this test holds (0 for tests without one).
+    pub fn regex_bytes(&self) -> usize {
+        match self {
+            Test::Wildcard(re) | Test::Regex(re, _) => re.memory_usage(),
+            Test::Contains(ac) => ac.memory_usage(),
+            _ => 0,
+        }
+    }
+
     /// Whether the test holds; `value` is the field's text, `None` when missing or null.
     #[inline]
     pub fn test(
@@ -206,6 +215,30 @@ pub fn build_any(
     cased: bool,
     resolve: &mut dyn FnMut(&str) -> crate::event::FieldId,
 ) -> Result<Vec<Test>, String> {
+    let mut unbounded = usize::MAX;
+    build_any_within(values, cased, resolve, &mut unbounded)
+}
+
+/// [`build_any`], taking the heap bytes of what it compiles from `budget` and failing once
+/// the budget is spent: checked after every regex, so many small patterns stop early.
+pub fn build_any_within(
+    values: &[Value],
+    cased: bool,
+    resolve: &mut dyn FnMut(&str) -> crate::event::FieldId,
+    budget: &mut usize,
+) -> Result<Vec<Test>, String> {
+    let spend = |t: &Test, budget: &mut usize| -> Result<(), String> {
+        let bytes = t.regex_bytes();
+        if bytes > *budget {
+            *budget = 0;
+            return Err(format!(
+                "the rule set's compiled regular expressions and substring matchers need more than {} bytes",
+                crate::rule::limits::MAX_SET_MATCHER_BYTES
+            ));
+        }
+        *budget -= bytes;
+        Ok(())
+    };
     let mut exact = Vec::new();
     let mut prefix = Vec::new();
     let mut suffix = Vec::new();
@@ -237,10 +270,14 @@ pub fn build_any(
                 exact.push(fold(digit.as_bytes()));
             }
             Value::Null => tests.push(Test::Null),
-            Value::Regex(p, f) => tests.push(Test::Regex(
-                Box::new(build_regex(p, *f)?),
-                required_literal(p, *f).map(Box::new),
-            )),
+            Value::Regex(p, f) => {
+                let t = Test::Regex(
+                    Box::new(build_regex(p, *f)?),
+                    required_literal(p, *f).map(Box::new),
+                );
+                spend(&t, budget)?;
+                tests.push(t);
+            }
             Value::Cidr(c) => cidrs.push(*c),
             Value::Compare(op, n) => tests.push(Test::Compare(*op, *n)),
             Value::FieldRef(f, position) => tests.push(Test::FieldRef {
@@ -281,10 +318,14 @@ pub fn build_any(
             .match_kind(MatchKind::LeftmostFirst)
             .build(&contains)
             .map_err(|e| format!("cannot build the contains matcher: {e}"))?;
-        out.push(Test::Contains(Box::new(ac)));
+        let t = Test::Contains(Box::new(ac));
+        spend(&t, budget)?;
+        out.push(t);
     }
     if !wild.is_empty() {
-        out.push(Test::Wildcard(Box::new(build_wildcards(&wild, cased)?)));
+        let t = Test::Wildcard(Box::new(build_wildcards(&wild, cased)?));
+        spend(&t, budget)?;
+        out.push(t);
     }
     if !cidrs.is_empty() {
         out.push(Test::Cidr(cidrs));

@@ -58,6 +58,12 @@ pub const MAX_REGEX_COMPILED_BYTES: usize = 2 << 20;
 /// Largest compiled form of the wildcard patterns of one entry (one regex, bytes).
 pub const MAX_WILDCARD_COMPILED_BYTES: usize = 8 << 20;
 
+/// Compiled regexes and substring automata of a whole rule set (bytes, as regex-automata and
+/// aho-corasick report them). Each regex is small on its own, but 10,000 `\w+` patterns fit
+/// in a 250 KB file and compile to 700 MB. SigmaHQ's CloudTrail rules and the pack need
+/// well under 1 MiB.
+pub const MAX_SET_MATCHER_BYTES: usize = 64 << 20;
+
 /// Entries of a correlation's `rules` or `group-by` list.
 pub const MAX_CORRELATION_LIST: usize = 1_000;
 
