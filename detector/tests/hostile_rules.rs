@@ -318,3 +318,21 @@ fn many_small_regexes_are_bounded_by_the_rule_set_budget() {
         set.matcher_bytes()
     );
 }
+
+#[test]
+fn values_grown_by_modifiers_are_bounded_per_file() {
+    // 10 values of 1 KB, each `wide` six times: 64 KiB each (the per-value limit), 640 KB
+    // per rule; two such rules pass 1 MiB.
+    let value = "v".repeat(1_000);
+    let list = (0..10)
+        .map(|i| format!("'{i}{value}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let wide = "|wide".repeat(6);
+    let rule = |id: &str| {
+        format!("title: t\nid: {id}\nlogsource: {{product: aws}}\ndetection:\n  sel:\n    eventName{wide}|contains: [{list}]\n  condition: sel\n")
+    };
+    let errors = load(format!("{}---\n{}", rule("a"), rule("b")));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    check(&errors[0], 9, "take more than 1048576 bytes");
+}

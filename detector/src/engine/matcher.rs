@@ -6,7 +6,7 @@
 //! as in the reference oracle (SQLite's NOCASE and LIKE).
 
 use crate::rule::value::{Cidr, CmpOp, Piece, Position, ReFlags, SigmaString, TimePart, Value};
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
 use rustc_hash::FxHashSet;
@@ -313,7 +313,21 @@ pub fn build_any_within(
         });
     }
     if !contains.is_empty() {
+        // Building the automaton takes time and memory in proportion to its patterns: check
+        // an estimate first, then what it really takes.
+        let total = contains.iter().map(Vec::len).sum::<usize>();
+        let estimate = total.saturating_mul(crate::rule::limits::CONTAINS_BYTES_FACTOR);
+        if estimate > *budget {
+            return Err(format!(
+                "the rule set's compiled regular expressions and substring matchers need more than {} bytes",
+                crate::rule::limits::MAX_SET_MATCHER_BYTES
+            ));
+        }
+        // A DFA is fastest, but over long patterns it is huge (16 patterns of 64 KiB took
+        // 180 MB): past 64 KiB of patterns use the compact NFA.
+        let kind = (total > 64 * 1024).then_some(AhoCorasickKind::ContiguousNFA);
         let ac = AhoCorasickBuilder::new()
+            .kind(kind)
             .ascii_case_insensitive(!cased)
             .match_kind(MatchKind::LeftmostFirst)
             .build(&contains)
@@ -504,6 +518,20 @@ mod tests {
 
     fn s(text: &str) -> Value {
         Value::Str(SigmaString::parse(text))
+    }
+
+    #[test]
+    fn a_substring_automaton_over_the_budget_is_not_built() {
+        let values: Vec<Value> = (0..10).map(|i| s(&format!("*needle{i}*"))).collect();
+        let mut budget = 1_000; // 10 × 7 bytes × 32 = 2,240 estimated
+        let err = build_any_within(&values, false, &mut |_| FieldId(0), &mut budget)
+            .expect_err("over the budget");
+        assert!(err.contains("need more than"), "{err}");
+        let mut budget = 1 << 20;
+        let tests = build_any_within(&values, false, &mut |_| FieldId(0), &mut budget).unwrap();
+        let spent = (1 << 20) - budget;
+        assert_eq!(spent, tests[0].regex_bytes());
+        assert!(spent > 0);
     }
 
     #[test]

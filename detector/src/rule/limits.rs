@@ -45,6 +45,11 @@ pub const MAX_RULE_VALUES: usize = 100_000;
 /// Longest single value (bytes) after modifiers (encodings grow a value: `wide` doubles it).
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
+/// Bytes of all values of the rules of one file, after modifiers (`wide` doubles a value,
+/// `base64offset` triples it): what the matchers are compiled from. No larger than the file
+/// itself may be, so modifiers cannot multiply it.
+pub const MAX_FILE_VALUE_BYTES: usize = 1 << 20;
+
 /// Longest `re` pattern (bytes).
 pub const MAX_REGEX_BYTES: usize = 8 * 1024;
 
@@ -63,6 +68,12 @@ pub const MAX_WILDCARD_COMPILED_BYTES: usize = 8 << 20;
 /// in a 250 KB file and compile to 700 MB. SigmaHQ's CloudTrail rules and the pack need
 /// well under 1 MiB.
 pub const MAX_SET_MATCHER_BYTES: usize = 64 << 20;
+
+/// What a substring automaton is assumed to need per byte of its patterns when checked against
+/// [`MAX_SET_MATCHER_BYTES`] before it is built (over 64 KiB of patterns it is a contiguous
+/// NFA; as a DFA, 3.2 MB of `contains` values took over 64 MiB and a minute): the budget
+/// admits 2 MiB of `contains` values per rule set.
+pub const CONTAINS_BYTES_FACTOR: usize = 32;
 
 /// Entries of a correlation's `rules` or `group-by` list.
 pub const MAX_CORRELATION_LIST: usize = 1_000;

@@ -3,7 +3,8 @@
 use super::condition::{self, Cond};
 use super::error::{excerpt, Located, RuleError};
 use super::limits::{
-    MAX_CONDITION_BYTES, MAX_FILE_BYTES, MAX_MERGED_BYTES, MAX_MERGED_NODES, MAX_RULE_VALUES,
+    MAX_CONDITION_BYTES, MAX_FILE_BYTES, MAX_FILE_VALUE_BYTES, MAX_MERGED_BYTES, MAX_MERGED_NODES,
+    MAX_RULE_VALUES,
 };
 use super::value::{parse_entry, FieldSpec, Placeholders};
 use super::yaml::{load_documents, Key, Node, NodeKind, Scalar};
@@ -235,6 +236,7 @@ pub fn parse_file(
     let mut global: Option<Node> = None;
     let mut previous: Option<Node> = None;
     let mut merged = (0usize, 0usize);
+    let mut value_bytes = 0usize;
     for doc in docs {
         if doc.as_map().is_none() {
             errors.push(RuleError::new(
@@ -300,7 +302,24 @@ pub fn parse_file(
         }
         previous = Some(doc.clone());
         match parse_rule(file, doc, placeholders) {
-            Ok(r) => rules.push(r),
+            Ok(r) => {
+                value_bytes = value_bytes.saturating_add(rule_value_bytes(&r));
+                if value_bytes > MAX_FILE_VALUE_BYTES {
+                    errors.push(
+                        RuleError::new(
+                            file,
+                            r.line,
+                            format!(
+                                "the values of this file's rules take more than \
+                                 {MAX_FILE_VALUE_BYTES} bytes once modifiers expanded them"
+                            ),
+                        )
+                        .with_rule(Some(r.label())),
+                    );
+                    break;
+                }
+                rules.push(r)
+            }
             Err(e) => errors.push(e),
         }
     }
@@ -538,6 +557,24 @@ fn parse_detection(
         .collect::<Vec<_>>()
         .join(" or ");
     Ok((searches, cond, text))
+}
+
+/// The bytes of a rule's values (after modifier expansion).
+fn rule_value_bytes(rule: &Rule) -> usize {
+    let entry = |spec: &FieldSpec| {
+        spec.values
+            .iter()
+            .flatten()
+            .map(super::value::value_len)
+            .sum::<usize>()
+    };
+    rule.searches
+        .iter()
+        .map(|s| match &s.body {
+            SearchBody::AllOf(specs) => specs.iter().map(entry).sum::<usize>(),
+            SearchBody::AnyOf(alts) => alts.iter().flatten().map(entry).sum(),
+        })
+        .sum()
 }
 
 /// The values a search holds (after modifier expansion).

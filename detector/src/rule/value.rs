@@ -487,6 +487,22 @@ fn apply_modifiers(
     Ok(vals)
 }
 
+/// Bytes a value takes (its literal text; a wildcard counts one).
+pub(crate) fn value_len(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => s
+            .pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Lit(l) => l.len(),
+                _ => 1,
+            })
+            .sum(),
+        Value::Num(t) | Value::FieldRef(t, _) | Value::Regex(t, _) => t.len(),
+        _ => 0,
+    }
+}
+
 /// Holds every value of one raw value's expansion to [`MAX_VALUE_BYTES`] and
 /// [`MAX_ENTRY_VALUES`]: modifier chains such as `wide|wide|wide|…` double a value each step.
 fn check_sizes(vals: &[Value]) -> Result<(), String> {
@@ -496,19 +512,10 @@ fn check_sizes(vals: &[Value]) -> Result<(), String> {
         ));
     }
     for v in vals {
-        let len = match v {
-            Value::Str(s) => s
-                .pieces
-                .iter()
-                .map(|p| match p {
-                    Piece::Lit(l) => l.len(),
-                    _ => 1,
-                })
-                .sum(),
-            Value::Num(t) | Value::FieldRef(t, _) => t.len(),
-            // A regex has its own, lower, limit (checked with its syntax).
-            _ => 0,
-        };
+        if matches!(v, Value::Regex(..)) {
+            continue; // a regex has its own, lower, limit (checked with its syntax)
+        }
+        let len = value_len(v);
         if len > MAX_VALUE_BYTES {
             return Err(format!(
                 "a value is {len} bytes long (after modifiers); the limit is {MAX_VALUE_BYTES}"
