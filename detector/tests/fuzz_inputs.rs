@@ -719,6 +719,45 @@ fn snapshot_values_out_of_range_are_rejected() {
     }
 }
 
+/// The range checks of restore never reject what the correlator wrote: events at the
+/// extremes of what `eventTime` parsing accepts make a snapshot that restores.
+#[test]
+fn a_snapshot_after_events_at_extreme_times_restores() {
+    let times = [
+        "9999-12-31T23:59:59Z",
+        "0000-01-01T00:00:00Z",
+        "-0001-01-01T00:00:00Z",
+        "+262143-12-31T23:59:59Z",
+        "262143-12-31 23:59:59",
+        "-262143-01-01 00:00:00",
+    ];
+    let parsed: Vec<i64> = times
+        .iter()
+        .filter_map(|t| trailwatch::window::event_time(t))
+        .collect();
+    assert!(
+        parsed.iter().any(|t| t.abs() > 1 << 40),
+        "times beyond ±2^40 s parse: {parsed:?}"
+    );
+    let events: Vec<Vec<u8>> = burst(21)
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut doc: Json = serde_json::from_slice(&e).unwrap();
+            doc["eventTime"] = Json::from(times[i % times.len()]);
+            serde_json::to_vec(&doc).unwrap()
+        })
+        .collect();
+    let mut p = Pipeline::new(full_set(), None, &settings(), None);
+    run_events(&mut p, &events[..20]);
+    let mut out = Vec::new();
+    let _ = p.decode(&events[20], &mut out);
+    let state = p.snapshot();
+    let mut q = Pipeline::new(full_set(), None, &settings(), None);
+    q.restore(&state)
+        .expect("a snapshot the pipeline wrote restores");
+}
+
 /// The seeds themselves load: the fuzzer starts from valid inputs.
 #[test]
 fn seeds_are_valid() {

@@ -167,9 +167,10 @@ impl Correlator<'_> {
     }
 }
 
-/// Event times a snapshot may hold (Unix seconds): ±2^40, about ±34,000 years, far beyond
-/// any `eventTime` the decoder reads.
-const TIME_LIMIT: i64 = 1 << 40;
+/// Event times a snapshot may hold (Unix seconds): ±2^43, about ±278,000 years, beyond any
+/// `eventTime` the decoder reads (chrono's range ends at year ±262,143), so a snapshot the
+/// correlator wrote always restores.
+const TIME_LIMIT: i64 = 1 << 43;
 
 /// Counters and sequence numbers a snapshot may hold: 2^53, more than a lifetime of events,
 /// and far from the overflow of the `+= 1` that follows.
