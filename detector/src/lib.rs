@@ -8,6 +8,7 @@ pub mod alert;
 pub mod config;
 pub mod durable;
 pub mod engine;
+pub mod escape;
 pub mod event;
 pub mod fixture;
 pub mod geo;

@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Evaluate historical CloudTrail input and write alerts (or hits) as JSON lines.
-    Replay(ReplayArgs),
+    Replay(Box<ReplayArgs>),
     /// Validate and lint rule files; exit 2 if any rule is invalid.
     Check(CheckArgs),
     /// Say for each rule whether it matches an event, and which entries decided it.
@@ -37,7 +37,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Replay(a) => cmd_replay(a),
+        Command::Replay(a) => cmd_replay(*a),
         Command::Check(a) => cmd_check(a),
         Command::Explain(a) => cmd_explain(a),
         Command::Test(a) => cmd_test(a),
@@ -52,7 +52,10 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("trailwatch: {e:#}");
+            eprintln!(
+                "trailwatch: {}",
+                trailwatch::escape::line(&format!("{e:#}"))
+            );
             ExitCode::from(2)
         }
     }

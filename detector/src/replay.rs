@@ -10,7 +10,7 @@ use crate::window::CorrelationHit;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,8 @@ pub struct Summary {
     pub events: u64,
     /// Records delivered more than once (same `eventID`): evaluated only the first time.
     pub duplicates: u64,
+    /// Records read but outside `--since`/`--until`/`--account`/`--region` (not evaluated).
+    pub unselected: u64,
     /// Input errors by kind.
     pub errors: BTreeMap<&'static str, u64>,
     /// Hits per rule index.
@@ -90,6 +92,9 @@ impl Summary {
             self.total_errors(),
             self.total_hits(),
         )?;
+        if self.unselected > 0 {
+            write!(w, ", {} outside the selection", self.unselected)?;
+        }
         match self.emit {
             Emit::Alerts => writeln!(w, ", {} alerts", self.alerts)?,
             Emit::Hits => writeln!(w)?,
@@ -159,18 +164,38 @@ pub struct Options {
     pub alert_limits: AlertLimits,
     /// How alerts are written.
     pub format: Format,
+    /// Which records to evaluate (none: all), with the fields it reads.
+    pub select: Option<(
+        crate::source::select::Selection,
+        crate::source::select::SelectionFields,
+    )>,
+}
+
+/// How far a replay has come, for a progress display on another thread.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes read from files or S3 objects (compressed, as stored).
+    pub bytes: Arc<AtomicU64>,
+    /// Inputs finished.
+    pub files: AtomicU64,
+    /// Records read.
+    pub events: AtomicU64,
+    /// Rule and correlation hits.
+    pub hits: AtomicU64,
+    /// Alerts written.
+    pub alerts: AtomicU64,
 }
 
 /// Replays `inputs` through `set`, writing to `out`; `on_error` sees every input error.
 ///
-/// `progress` is advanced by the bytes read from disk. Stops early only when `out` fails
+/// `progress` is kept up to date as inputs are read. Stops early only when `out` fails
 /// (a closed pipe included), returning that error.
 pub fn replay(
     set: &RuleSet,
     inputs: &[Input],
     out: &mut dyn Write,
     opts: &Options,
-    progress: Arc<AtomicU64>,
+    progress: &Progress,
     on_error: &mut dyn FnMut(&InputError),
 ) -> io::Result<Summary> {
     let start = Instant::now();
@@ -205,15 +230,18 @@ pub fn replay(
         line: Vec::with_capacity(512),
         hit_prefixes: hit_prefixes(set),
     };
+    let mut unselected = 0;
     for input in inputs {
         let (decoder, stages) = pipeline.parts();
         let result = read_input(
             input,
-            progress.clone(),
+            progress.bytes.clone(),
             decoder,
             &mut |item, _| match item {
                 Ok(ev) => {
-                    if writer.error.is_none() {
+                    if opts.select.as_ref().is_some_and(|(s, f)| !s.keeps(ev, f)) {
+                        unselected += 1;
+                    } else if writer.error.is_none() {
                         stages.event(ev, &mut writer);
                     }
                 }
@@ -237,6 +265,14 @@ pub fn replay(
         if let Some(e) = writer.error.take() {
             return Err(e);
         }
+        let stats = pipeline.stats();
+        let hits = stats.hits.iter().chain(&stats.correlation_hits).sum();
+        progress.files.fetch_add(1, Ordering::Relaxed);
+        progress
+            .events
+            .store(stats.events + unselected, Ordering::Relaxed);
+        progress.hits.store(hits, Ordering::Relaxed);
+        progress.alerts.store(writer.alerts, Ordering::Relaxed);
     }
     pipeline.flush(&mut writer);
     if let Some(path) = &opts.state_file {
@@ -249,6 +285,7 @@ pub fn replay(
     Ok(Summary {
         events: stats.events,
         duplicates: stats.duplicates,
+        unselected,
         errors: stats.errors,
         hits: stats.hits,
         correlation_hits: stats.correlation_hits,

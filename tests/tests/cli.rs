@@ -630,3 +630,43 @@ fn a_short_hmac_key_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("at least 16"), "{err}");
 }
+
+/// `explain` hides free-form values (where PHI can hide) unless asked, and escapes the rest.
+#[test]
+fn explain_hides_free_form_values_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = dir.path().join("r.yml");
+    std::fs::write(
+        &rule,
+        "title: bucket read\nid: 00000000-0000-4000-8000-0000000000bb\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  sel:\n    eventName: GetObject\n    requestParameters.key|contains: patients\n    userAgent|contains: curl\n  condition: sel\nlevel: low\n",
+    )
+    .unwrap();
+    let input = dir.path().join("e.json");
+    let event = r#"{"eventID":"e1","eventName":"GetObject","userAgent":"curl\u001b[2J","requestParameters":{"bucketName":"phi","key":"patients/Jane Doe.pdf"}}"#;
+    std::fs::write(&input, format!("{event}\n")).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["explain", "-r", rule.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(input.to_str().unwrap());
+        let out = trailwatch(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let hidden = run(&[]);
+    assert!(hidden.contains("MATCH"), "{hidden}");
+    assert!(!hidden.contains("Jane"), "{hidden}");
+    assert!(
+        hidden.contains("requestParameters.key|contains = <free-form value hidden"),
+        "{hidden}"
+    );
+    assert!(
+        !hidden.contains('\u{1b}'),
+        "escape sequences reach the terminal: {hidden:?}"
+    );
+    let shown = run(&["--show-free-form"]);
+    assert!(shown.contains("patients/Jane Doe.pdf"), "{shown}");
+}

@@ -807,27 +807,6 @@ async fn collect(
     }
 }
 
-/// A counter or gauge from the metrics text (0 when absent).
-fn metric(addr: &str, name: &str) -> u64 {
-    http_get(addr, "/metrics")
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
-}
-
-/// Waits until metric `name` reaches `n` (60 s at most); returns its last value.
-async fn wait_metric(addr: &str, name: &str, n: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = metric(addr, name);
-        if v >= n || Instant::now() > deadline {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// `trailwatch replay` of the stream written to a JSON-lines file of bare records.
 fn replay(stream: &Stream, dir: &std::path::Path) -> Mode {
     let started = Instant::now();
@@ -925,20 +904,20 @@ async fn sqs_mode(url: &str, stream: &Stream, dir: &std::path::Path, want: &[Exp
     send_batches(&sqs, &q.events, &main, &mut rng).await;
     let deleted = "trailwatch_messages_deleted_total";
     let n = main.len() as u64;
+    // At least once: a message SQS hands to two pollers is processed (as a duplicate) and
+    // deleted twice, so the count may exceed the messages sent; the alerts must not change.
     let done = wait_metric(&metrics, deleted, n).await;
-    assert_eq!(
-        done,
-        n,
-        "SQS: messages processed before the tail (log: {})",
+    assert!(
+        done >= n,
+        "SQS: messages processed before the tail: {done} of {n} (log: {})",
         log.display()
     );
     send_batches(&sqs, &q.events, &tail, &mut rng).await;
-    let n = n + tail.len() as u64;
+    let n = done + tail.len() as u64;
     let done = wait_metric(&metrics, deleted, n).await;
-    assert_eq!(
-        done,
-        n,
-        "SQS: all messages processed (log: {})",
+    assert!(
+        done >= n,
+        "SQS: all messages processed: {done} of {n} (log: {})",
         log.display()
     );
     stop_service(service);

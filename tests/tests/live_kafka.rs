@@ -267,6 +267,7 @@ async fn rules_reload_while_consuming() {
         &tag,
         &tag,
         &rules,
+        &Extra::default(),
     );
     let send_one = |id: &str, name: &str| {
         let file = dir.path().join(format!("{id}.jsonl"));

@@ -98,6 +98,7 @@ fn injected_attacks_raise_exactly_the_expected_alerts() {
     let rollups: Vec<&str> = alerts
         .lines()
         .filter(|l| l.contains("\"kind\":\"rollup\"") && l.contains("scenario-bf"))
+        .filter(|l| l.contains("Console Authentication Failure"))
         .collect();
     assert_eq!(rollups.len(), 1, "{alerts}");
     let rollup: serde_json::Value = serde_json::from_str(rollups[0]).unwrap();

@@ -22,6 +22,9 @@ use std::time::Duration;
 /// Held-back alerts are summarised per this many seconds of event time.
 pub const STORM_PERIOD: i64 = 300;
 
+/// Longest step (seconds) the rate limiter's clock takes at once.
+const STEP_CAP: i64 = 3600;
+
 /// The rule id storm alerts carry.
 pub const STORM_RULE_ID: &str = "trailwatch-alert-storm";
 
@@ -139,10 +142,12 @@ impl Limiter {
     /// Moves the clock forward to event time `t` (it never goes back).
     fn at(&mut self, t: i64) {
         let origin = *self.origin.get_or_insert(t);
-        let since = t - origin;
+        let since = t.saturating_sub(origin);
         if since > self.advanced {
-            self.clock
-                .advance(Duration::from_secs((since - self.advanced) as u64));
+            // A quota refills within a minute, so a longer step changes nothing but could
+            // overflow the limiter's nanosecond clock (an event time centuries away).
+            let step = (since - self.advanced).min(STEP_CAP);
+            self.clock.advance(Duration::from_secs(step as u64));
             self.advanced = since;
         }
     }
@@ -514,6 +519,24 @@ mod tests {
         // A minute later the per-rule budget has refilled.
         g.offer(cand("noisy", "late", T0 + STORM_PERIOD + 60, 0), &mut out);
         assert_eq!(out.last().unwrap().rule.id, "noisy");
+    }
+
+    #[test]
+    fn event_times_centuries_apart_do_not_overflow_the_rate_limiter() {
+        let mut g = Gate::new(Limits::default(), 0);
+        let mut out = Vec::new();
+        for (i, t) in [
+            1_700_000_000,
+            8_000_000_000_000,
+            i64::MAX / 2,
+            1_700_000_100,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            g.offer(cand("r", &format!("k{i}"), t, 0), &mut out);
+        }
+        assert_eq!(out.len(), 4);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod gate;
 pub mod ledger;
 pub mod ocsf;
+pub mod shape;
 
 use crate::engine::{CompiledRule, RuleSet};
 use crate::event::{Event, FieldId, FieldValue};
@@ -98,7 +99,7 @@ impl SummaryFields {
     fn text(&self, ev: &Event<'_>, i: usize) -> Option<String> {
         let id = *self.base.get(i)?;
         match ev.get(id) {
-            FieldValue::Text(t) => Some(t.to_string()),
+            FieldValue::Text(t) => Some(shape::checked(SUMMARY_FIELDS[i], t)),
             _ => None,
         }
     }
@@ -142,7 +143,7 @@ impl SummaryFields {
     pub fn suppress_key(&self, rule: usize, ev: &Event<'_>) -> String {
         let mut key = serde_json::Map::new();
         for (name, id) in self.suppress_by.get(rule).into_iter().flatten() {
-            let value = ev.get(*id).text().map(str::to_string);
+            let value = ev.get(*id).text().map(|t| shape::checked(name, t));
             key.insert(name.clone(), value.into());
         }
         serde_json::Value::Object(key).to_string()
@@ -329,7 +330,7 @@ impl Alert {
         corr: &crate::engine::CompiledCorrelation,
         hit: &crate::window::CorrelationHit,
     ) -> Alert {
-        let group_key = hit.group_json().to_string();
+        let group_key = checked_group(&hit.group_json()).to_string();
         let window_start = crate::window::format_time(hit.window_start);
         // An early correlation reports every event that meets its condition, each once (by
         // its time); without a suppression window to merge them, those of one timespan
@@ -433,6 +434,24 @@ pub fn correlation_candidate(
         suppress: corr.rule.policy.suppress_seconds,
         alert,
     }
+}
+
+/// A correlation group with each known field's value checked for its shape.
+fn checked_group(group: &serde_json::Value) -> serde_json::Value {
+    let Some(map) = group.as_object() else {
+        return group.clone();
+    };
+    let checked = map
+        .iter()
+        .map(|(k, v)| {
+            let v = match v.as_str() {
+                Some(t) => serde_json::Value::String(shape::checked(k, t)),
+                None => v.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    serde_json::Value::Object(checked)
 }
 
 /// `hex(sha256(rule \x1f group \x1f window))`, first 32 hex digits.

@@ -71,7 +71,7 @@ pub(crate) fn compile_rules(args: &RuleArgs) -> Result<Option<RuleSet>> {
 
 pub(crate) fn print_rule_errors(errors: &[RuleError]) {
     for e in errors {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", trailwatch::escape::line(&e.to_string()));
     }
     eprintln!("{} rule error(s)", errors.len());
 }

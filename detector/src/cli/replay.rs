@@ -14,6 +14,7 @@ use trailwatch::engine::RuleSet;
 use trailwatch::event::Limits;
 use trailwatch::replay::{self, Emit};
 use trailwatch::source::file::{self, Input};
+use trailwatch::source::select;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum FormatArg {
@@ -80,7 +81,25 @@ pub(crate) struct ReplayArgs {
     /// No summary on stderr.
     #[arg(short, long)]
     pub(crate) quiet: bool,
-    /// Input files or directories (recursive); `-` reads stdin.
+    /// Only events at or after this time (2026-11-01 or 2026-11-01T10:00:00Z); files and S3
+    /// date folders that cannot hold such events are not read.
+    #[arg(long, value_name = "TIME", value_parser = select::parse_time)]
+    pub(crate) since: Option<i64>,
+    /// Only events before this time.
+    #[arg(long, value_name = "TIME", value_parser = select::parse_time)]
+    pub(crate) until: Option<i64>,
+    /// Only events of this account (`recipientAccountId`; repeat for several).
+    #[arg(long = "account", value_name = "ID")]
+    pub(crate) accounts: Vec<String>,
+    /// Only events of this region (`awsRegion`; repeat for several).
+    #[arg(long = "region", value_name = "REGION")]
+    pub(crate) regions: Vec<String>,
+    /// Only the accounts whose stable hash falls in shard K of N: N replays (processes or
+    /// machines) split an archive with nothing shared, and their alerts together equal one
+    /// full replay's.
+    #[arg(long, value_name = "K/N", value_parser = select::parse_shard)]
+    pub(crate) shard: Option<(u64, u64)>,
+    /// Input files or directories (recursive), `s3://bucket/prefix`; `-` reads stdin.
     #[arg(required = true, value_name = "INPUT")]
     pub(crate) inputs: Vec<PathBuf>,
 }
@@ -130,7 +149,20 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             );
         }
     }
-    let inputs = file::expand_inputs(&a.inputs).map_err(anyhow::Error::msg)?;
+    let selection = select::Selection {
+        since: a.since,
+        until: a.until,
+        accounts: a.accounts.iter().cloned().collect(),
+        regions: a.regions.iter().cloned().collect(),
+        shard: a.shard,
+    };
+    let select = (!selection.is_all()).then(|| {
+        (
+            selection.clone(),
+            select::SelectionFields::register(&mut set),
+        )
+    });
+    let inputs = file::expand_selected(&a.inputs, &selection).map_err(anyhow::Error::msg)?;
     let mut out: Box<dyn Write> = match &a.output {
         Some(p) => {
             Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
@@ -170,16 +202,17 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             FormatArg::Native => Format::Native,
             FormatArg::Ocsf => Format::Ocsf,
         },
+        select,
     };
-    let progress = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(replay::Progress::default());
     let total: u64 = inputs.iter().filter_map(Input::size).sum();
-    let bar = (!a.quiet && io::stderr().is_terminal() && total > 64 << 20)
-        .then(|| progress_bar(total, progress.clone()));
+    let bar = (!a.quiet && io::stderr().is_terminal())
+        .then(|| progress_bar(total, inputs.len() as u64, progress.clone()));
     let mut shown = 0usize;
-    let summary = replay::replay(&set, &inputs, &mut out, &opts, progress, &mut |e| {
+    let summary = replay::replay(&set, &inputs, &mut out, &opts, &progress, &mut |e| {
         shown += 1;
         if !a.quiet && shown <= 50 {
-            eprintln!("warning: {e}");
+            eprintln!("warning: {}", trailwatch::escape::line(&e.to_string()));
         } else if !a.quiet && shown == 51 {
             eprintln!("warning: further input errors are counted in the summary only");
         }
@@ -201,9 +234,12 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
 }
 
 /// A progress bar on stderr driven by the byte counter, on its own thread.
+/// A progress bar on stderr (a terminal): bytes of `total`, files of `files`, records, hits,
+/// alerts, rate and time left.
 pub(crate) fn progress_bar(
     total: u64,
-    read: Arc<AtomicU64>,
+    files: u64,
+    progress: Arc<replay::Progress>,
 ) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
     let done = Arc::new(AtomicBool::new(false));
     let stop = done.clone();
@@ -211,12 +247,22 @@ pub(crate) fn progress_bar(
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}  {msg}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
+        let started = std::time::Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            bar.set_position(read.load(Ordering::Relaxed));
+            let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            let events = n(&progress.events);
+            let rate = events as f64 / started.elapsed().as_secs_f64().max(0.1);
+            bar.set_position(n(&progress.bytes));
+            bar.set_message(format!(
+                "files {}/{files}  events {events} ({rate:.0}/s)  hits {}  alerts {}",
+                n(&progress.files),
+                n(&progress.hits),
+                n(&progress.alerts)
+            ));
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         bar.finish_and_clear();

@@ -33,6 +33,10 @@ pub(crate) struct ExplainArgs {
     /// Show rules that did not match too.
     #[arg(long)]
     pub(crate) all: bool,
+    /// Print the values of free-form fields (requestParameters, responseElements, ... and the
+    /// whole event for keyword searches), which may hold PHI; hidden by default.
+    #[arg(long)]
+    pub(crate) show_free_form: bool,
     /// A file holding the event (any format replay reads); every record in it is explained.
     pub(crate) event_file: PathBuf,
 }
@@ -57,13 +61,14 @@ pub(crate) fn cmd_check(a: CheckArgs) -> Result<ExitCode> {
     for r in &rules {
         for w in rule::lint::lint(r) {
             warnings += 1;
-            eprintln!(
-                "warning: {}:{}: rule '{}': {}",
+            let text = format!(
+                "{}:{}: rule '{}': {}",
                 r.file.display(),
                 w.line,
                 r.label(),
                 w.message
             );
+            eprintln!("warning: {}", trailwatch::escape::line(&text));
         }
     }
     let count = rules.len();
@@ -71,7 +76,7 @@ pub(crate) fn cmd_check(a: CheckArgs) -> Result<ExitCode> {
         errors.extend(e);
     }
     for e in &errors {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", trailwatch::escape::line(&e.to_string()));
     }
     println!(
         "{count} rules loaded, {} errors, {warnings} warnings",
@@ -115,13 +120,16 @@ pub(crate) fn cmd_explain(a: ExplainArgs) -> Result<ExitCode> {
                 let _ = writeln!(out, "# event {index} ({loc})");
                 index += 1;
                 for &i in &selected {
-                    let x = set.explain(i, ev);
+                    let mut x = set.explain(i, ev);
+                    if !a.show_free_form {
+                        x.hide_free_form();
+                    }
                     if (x.matched || a.all || a.rule.is_some()) && result.is_ok() {
                         result = write!(out, "{x}");
                     }
                 }
             }
-            Err(e) => eprintln!("warning: {e}"),
+            Err(e) => eprintln!("warning: {}", trailwatch::escape::line(&e.to_string())),
         },
     );
     result?;

@@ -13,6 +13,26 @@ pub struct EntryExplain {
     pub value: String,
     /// Whether the entry held.
     pub matched: bool,
+    /// Whether the value is free-form (request and response content, the whole event), which
+    /// may hold PHI and is shown only when asked for ([`Explanation::hide_free_form`]).
+    pub free_form: bool,
+}
+
+/// Fields whose values are free-form: what a caller sent or a service answered, where PHI
+/// can hide.
+pub const FREE_FORM: &[&str] = &[
+    "requestParameters",
+    "responseElements",
+    "additionalEventData",
+    "serviceEventDetails",
+    "errorMessage",
+];
+
+fn is_free_form(key: &str) -> bool {
+    let field = key.split('|').next().unwrap_or_default();
+    FREE_FORM
+        .iter()
+        .any(|f| field == *f || field.strip_prefix(f).is_some_and(|r| r.starts_with('.')))
 }
 
 /// One named search's verdict.
@@ -62,6 +82,7 @@ impl RuleSet {
                                 key: leaf.key.clone(),
                                 value: shown(leaf.field.map(|f| ev.get(f)), ev),
                                 matched: self.eval_leaf(leaf, ev),
+                                free_form: leaf.field.is_none() || is_free_form(&leaf.key),
                             }
                         })
                         .collect(),
@@ -101,6 +122,17 @@ fn shown(v: Option<FieldValue<'_>>, ev: &Event<'_>) -> String {
         format!("{cut:?}…")
     } else {
         format!("{text:?}")
+    }
+}
+
+impl Explanation {
+    /// Replaces free-form values with their length, for output an operator reads.
+    pub fn hide_free_form(&mut self) {
+        for e in self.searches.iter_mut().flat_map(|s| s.entries.iter_mut()) {
+            if e.free_form && e.value.starts_with('"') {
+                e.value = "<free-form value hidden; --show-free-form prints it>".into();
+            }
+        }
     }
 }
 

@@ -293,6 +293,7 @@ impl<'f> Decoder<'f> {
         if let Some((s, e)) = kind.detail_type {
             let detail_type = unquote(&doc[s..e]);
             if !detail_type.ends_with("via CloudTrail") {
+                let detail_type = crate::escape::shown(&detail_type, crate::escape::SHOWN_CHARS);
                 return Err(DecodeError::NotCloudTrail { detail_type });
             }
             if !kind.detail {

@@ -28,6 +28,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// How far (seconds) an event time may lie ahead of this machine's clock: CloudTrail's own
+/// clocks and ours disagree by seconds, never by a day.
+pub const FUTURE_SKEW: i64 = 86_400;
+
+/// Seconds since the epoch by the wall clock.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// How a pipeline is set up.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -353,8 +364,19 @@ impl<'s> Stages<'s> {
         *self.stats.errors.entry(kind).or_default() += 1;
     }
 
-    /// Processes one decoded record.
+    /// Processes one decoded record. A bug that panics on some record is contained here: the
+    /// record is counted (`panic`) and its batch-mates go on, never a crash loop.
     pub fn event(&mut self, ev: &Event<'_>, out: &mut dyn Output) {
+        let run = std::panic::AssertUnwindSafe(|| self.process(ev, out));
+        if std::panic::catch_unwind(run).is_err() {
+            self.count_error("panic");
+            tracing::error!(
+                "processing a record panicked; it was skipped and counted (a bug: please report)"
+            );
+        }
+    }
+
+    fn process(&mut self, ev: &Event<'_>, out: &mut dyn Output) {
         let set = self.set;
         let index = self.stats.events;
         self.stats.events += 1;
@@ -362,6 +384,15 @@ impl<'s> Stages<'s> {
             .get(set.event_time)
             .text()
             .and_then(crate::window::event_time);
+        // CloudTrail cannot record the future: a time beyond the clock's skew is a broken
+        // record (a typo in a year) and must not move any event-time clock or window.
+        let future = time.is_some_and(|t| t > unix_now().saturating_add(FUTURE_SKEW));
+        let time = if future {
+            self.count_error("future_event_time");
+            None
+        } else {
+            time
+        };
         let event_id = ev.get(set.event_id).text();
         let whole = if event_id.is_none() {
             ev.raw_text()
@@ -383,7 +414,7 @@ impl<'s> Stages<'s> {
         for k in 0..self.hits.len() {
             let r = self.hits[k] as usize;
             self.stats.hits[r] += 1;
-            if !links.reach[r].is_empty() {
+            if !links.reach[r].is_empty() && !future {
                 let text = |f| ev.get(f).text().map(str::to_string);
                 let origin = Origin {
                     input_index: index,
@@ -395,7 +426,10 @@ impl<'s> Stages<'s> {
             if links.rule_reported[r] {
                 out.hit(r, ev, index);
                 if let Some(summaries) = &self.summaries {
-                    let c = crate::alert::hit_candidate(&set.rules()[r], r, ev, summaries);
+                    let mut c = crate::alert::hit_candidate(&set.rules()[r], r, ev, summaries);
+                    if future {
+                        c.time = None; // published on its own, outside any suppression window
+                    }
                     self.offer(c);
                 }
             }

@@ -279,3 +279,98 @@ proptest! {
         prop_assert_eq!(alerts(&set, &summaries, &shuffled), clean);
     }
 }
+
+#[test]
+fn an_event_time_centuries_away_neither_panics_nor_stops_the_clocks() {
+    let (set, summaries) = pack();
+    let mut p = Pipeline::new(&set, Some(summaries), &settings(), None);
+    let mut out = Vec::new();
+    let before = failed("before", "111122223333", "erin", 0);
+    let typo = failed("typo", "111122223333", "frank", 0).replace("2026-11-01", "9026-11-01");
+    let delete = root_call("root-1", "111122223333", 10);
+    for e in [before, typo, delete] {
+        p.decode(e.as_bytes(), &mut out).unwrap();
+    }
+    assert!(
+        out.iter().any(|a| a.rule.title.contains("Root")),
+        "the batch-mate still alerts: {out:?}"
+    );
+    assert_eq!(p.stats().errors.get("future_event_time"), Some(&1));
+    // The clocks did not jump: a burst of six at 10:01 still pages.
+    for i in 0..6 {
+        let e = failed(&format!("f{i}"), "111122223333", "frank", 60 + i);
+        p.decode(e.as_bytes(), &mut out).unwrap();
+    }
+    assert_eq!(p.correlation_stats().late, 0);
+    assert!(out.iter().any(|a| a.rule.title == BURST), "{out:?}");
+}
+
+/// An output with a bug: it panics on the hit of one event.
+struct Brittle {
+    event_id: crate::event::FieldId,
+    alerts: Vec<Alert>,
+}
+
+impl Output for Brittle {
+    fn hit(&mut self, _rule: usize, ev: &Event<'_>, _index: u64) {
+        let id = ev.get(self.event_id).text().unwrap_or_default();
+        assert!(id != "boom", "a bug triggered by one record");
+    }
+    fn alert(&mut self, alert: Alert) {
+        self.alerts.push(alert);
+    }
+}
+
+#[test]
+fn a_panic_on_one_record_is_contained_and_counted() {
+    let (set, summaries) = pack();
+    let mut p = Pipeline::new(&set, Some(summaries), &settings(), None);
+    let mut out = Brittle {
+        event_id: set.event_id,
+        alerts: Vec::new(),
+    };
+    for (id, account) in [
+        ("root-a", "111122223333"),
+        ("boom", "222233334444"),
+        ("root-b", "333344445555"),
+    ] {
+        p.decode(root_call(id, account, 0).as_bytes(), &mut out)
+            .unwrap();
+    }
+    assert_eq!(p.stats().errors.get("panic"), Some(&1));
+    let roots: Vec<&str> = out
+        .alerts
+        .iter()
+        .filter(|a| a.rule.title.contains("Root"))
+        .filter_map(|a| a.events.first()?.account.as_deref())
+        .collect();
+    assert!(
+        roots.contains(&"111122223333") && roots.contains(&"333344445555"),
+        "the records before and after still alert: {roots:?}"
+    );
+}
+
+#[test]
+fn copied_fields_of_the_wrong_shape_never_reach_an_alert() {
+    let (set, summaries) = pack();
+    let mut p = Pipeline::new(&set, Some(summaries), &settings(), None);
+    let mut out = Vec::new();
+    let mut e: serde_json::Value =
+        serde_json::from_str(&root_call("r1", "111122223333", 0)).unwrap();
+    e["sourceIPAddress"] = serde_json::json!({"patient": "Jane Doe", "mrn": "12345"});
+    e["awsRegion"] = serde_json::json!(["us-east-1", "PHI"]);
+    p.decode(e.to_string().as_bytes(), &mut out).unwrap();
+    let alert = out.iter().find(|a| a.rule.title.contains("Root")).unwrap();
+    let text = serde_json::to_string(alert).unwrap();
+    assert!(!text.contains("Jane") && !text.contains("PHI"), "{text}");
+    let summary = &alert.events[0];
+    assert_eq!(
+        summary.source_ip.as_deref(),
+        Some(crate::alert::shape::INVALID)
+    );
+    assert_eq!(
+        summary.region.as_deref(),
+        Some(crate::alert::shape::INVALID)
+    );
+    assert_eq!(summary.account.as_deref(), Some("111122223333"));
+}

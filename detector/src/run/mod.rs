@@ -248,7 +248,7 @@ impl Drive<'_> {
                     .rule_reloads
                     .with_label_values(&["rejected"])
                     .inc();
-                tracing::error!(trigger = why, reason = %format!("{e:#}"), "rule reload rejected; the running rules stay");
+                tracing::error!(trigger = why, reason = %crate::escape::line(&format!("{e:#}")), "rule reload rejected; the running rules stay");
                 None
             }
         }

@@ -54,6 +54,8 @@ pub enum Input {
     File(PathBuf),
     /// Standard input.
     Stdin,
+    /// An object in S3.
+    S3(super::s3::Object),
 }
 
 impl Input {
@@ -62,6 +64,7 @@ impl Input {
         match self {
             Input::File(p) => p.display().to_string(),
             Input::Stdin => "-".into(),
+            Input::S3(o) => format!("s3://{}/{}", o.bucket, o.key),
         }
     }
 
@@ -70,17 +73,30 @@ impl Input {
         match self {
             Input::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
             Input::Stdin => None,
+            Input::S3(o) => Some(o.size),
         }
     }
 }
 
-/// Expands arguments into inputs: `-` is stdin, directories are walked recursively in name
-/// order for CloudTrail files (`.json`, `.jsonl`, `.ndjson`, each optionally `.gz`), skipping
-/// hidden entries and `CloudTrail-Digest` folders (digests are not events).
+/// Expands arguments into inputs: `-` is stdin, `s3://bucket/prefix` the CloudTrail files
+/// under it, directories are walked recursively in name order for CloudTrail files (`.json`,
+/// `.jsonl`, `.ndjson`, each optionally `.gz`), skipping hidden entries and `CloudTrail-Digest`
+/// folders (digests are not events).
 pub fn expand_inputs(args: &[PathBuf]) -> Result<Vec<Input>, String> {
+    expand_selected(args, &super::select::Selection::default())
+}
+
+/// [`expand_inputs`], leaving out the CloudTrail files (and S3 prefixes) whose names say they
+/// hold none of the events `selection` asks for.
+pub fn expand_selected(
+    args: &[PathBuf],
+    selection: &super::select::Selection,
+) -> Result<Vec<Input>, String> {
     let mut out = Vec::new();
     for a in args {
-        if a.as_os_str() == "-" {
+        if let Some(location) = a.to_str().filter(|s| super::s3::is_s3(s)) {
+            out.extend(super::s3::list(location, selection).map_err(|e| e.to_string())?);
+        } else if a.as_os_str() == "-" {
             out.push(Input::Stdin);
         } else if a.is_dir() {
             let mut files: Vec<PathBuf> = walkdir::WalkDir::new(a)
@@ -92,6 +108,7 @@ pub fn expand_inputs(args: &[PathBuf]) -> Result<Vec<Input>, String> {
                 })
                 .filter_map(Result::ok)
                 .filter(|e| e.file_type().is_file() && is_event_file(e.path()))
+                .filter(|e| selection.may_hold(&e.file_name().to_string_lossy()))
                 .map(|e| e.into_path())
                 .collect();
             // CloudTrail writes one file per account and region every few minutes; reading them in
@@ -110,7 +127,7 @@ pub fn expand_inputs(args: &[PathBuf]) -> Result<Vec<Input>, String> {
 
 /// The `YYYYMMDDTHHMMZ` in a CloudTrail log file name
 /// (`<account>_CloudTrail_<region>_<YYYYMMDDTHHMMZ>_<unique>.json.gz`); empty for other names.
-fn cloudtrail_file_time(p: &Path) -> String {
+pub(crate) fn cloudtrail_file_time(p: &Path) -> String {
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     name.split('_')
         .find(|part| {
@@ -123,7 +140,7 @@ fn cloudtrail_file_time(p: &Path) -> String {
         .to_string()
 }
 
-fn is_event_file(p: &Path) -> bool {
+pub(crate) fn is_event_file(p: &Path) -> bool {
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let name = name.strip_suffix(".gz").unwrap_or(name);
     name.ends_with(".json") || name.ends_with(".jsonl") || name.ends_with(".ndjson")
@@ -153,6 +170,7 @@ pub fn open(
     let raw: Box<dyn Read> = match input {
         Input::File(p) => Box::new(File::open(p)?),
         Input::Stdin => Box::new(io::stdin()),
+        Input::S3(o) => Box::new(io::Cursor::new(o.bytes()?)),
     };
     let mut reader = BufReader::with_capacity(
         256 << 10,
@@ -234,9 +252,32 @@ pub fn read_documents(
             continue;
         }
         if first && starts_multiline_document(&buf) {
-            // One document over many lines (pretty-printed): read it whole.
             first = false;
+            // A truncated record on the first line of a JSON-lines file also opens a document
+            // without closing it; the line after it tells them apart. Only a document over
+            // many lines (pretty-printed) is read whole: never a file of records after a bad one.
+            let mut next = Vec::new();
+            let next_read = read_line_limited(&mut reader, &mut next, limit);
+            if matches!(next_read, Ok(Line::Ok)) && is_whole_record(&next) {
+                let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                decode_one(decoder, line, &loc, sink);
+                loc.line += 1;
+                let line = next.strip_suffix(b"\n").unwrap_or(&next);
+                decode_one(
+                    decoder,
+                    line.strip_suffix(b"\r").unwrap_or(line),
+                    &loc,
+                    sink,
+                );
+                continue;
+            }
+            if matches!(next_read, Ok(Line::Ok)) {
+                buf.extend_from_slice(&next);
+            }
             let start_line = loc.line;
+            if matches!(next_read, Ok(Line::Ok)) {
+                loc.line += 1;
+            }
             match slurp_rest(&mut reader, &mut buf, limit) {
                 Ok(lines) => {
                     let at = Location {
@@ -261,6 +302,12 @@ pub fn read_documents(
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         decode_one(decoder, line, &loc, sink);
     }
+}
+
+/// A line that holds one whole JSON object: a record of a JSON-lines file.
+fn is_whole_record(line: &[u8]) -> bool {
+    let t = line.trim_ascii();
+    t.starts_with(b"{") && serde_json::from_slice::<serde::de::IgnoredAny>(t).is_ok()
 }
 
 /// A first line that opens a document and does not close it: `{`, `[`, or `{"Records": [`.
@@ -402,6 +449,27 @@ mod tests {
     }
 
     #[test]
+    fn a_truncated_first_record_does_not_swallow_the_records_after_it() {
+        let mut text = b"{\"eventName\": \"Trunc\", \"userIdentity\": {\n".to_vec();
+        for i in 0..1000 {
+            text.extend_from_slice(format!("{{\"eventName\":\"E{i}\"}}\n").as_bytes());
+        }
+        let (names, errors) = run(&text, Limits::default());
+        assert_eq!(names.len(), 1000, "{errors:?}");
+        assert_eq!((names[0].as_str(), names[999].as_str()), ("E0", "E999"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("t:1: truncated JSON"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_log_file_with_one_record_a_line_is_one_document() {
+        let text = b"{\"Records\": [\n{\"eventName\": \"A\"},\n{\"eventName\": \"B\"}\n]}\n";
+        let (names, errors) = run(text, Limits::default());
+        assert_eq!(names, vec!["A", "B"]);
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
     fn pretty_printed_log_file() {
         let text = b"{\n  \"Records\": [\n    {\"eventName\": \"A\"},\n    {\"eventName\": \"B\"}\n  ]\n}\n";
         let (names, errors) = run(text, Limits::default());
@@ -498,7 +566,7 @@ mod tests {
             .iter()
             .map(|i| match i {
                 Input::File(p) => p.file_name().unwrap().to_string_lossy().into_owned(),
-                Input::Stdin => String::new(),
+                _ => String::new(),
             })
             .collect();
         assert_eq!(names, expected);
@@ -524,7 +592,7 @@ mod tests {
             .iter()
             .map(|i| match i {
                 Input::File(p) => p.file_name().unwrap().to_string_lossy().into_owned(),
-                Input::Stdin => "-".into(),
+                _ => "-".into(),
             })
             .collect();
         assert_eq!(names, vec!["a.json", "b.json.gz"]);

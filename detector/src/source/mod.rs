@@ -2,4 +2,6 @@
 
 pub mod file;
 pub mod kafka;
+pub mod s3;
+pub mod select;
 pub mod sqs;

@@ -309,6 +309,56 @@ pub async fn receive_once(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<String>
     bodies
 }
 
+/// A counter or gauge from the metrics text (0 when absent).
+pub fn metric(addr: &str, name: &str) -> u64 {
+    http_get(addr, "/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// Waits until metric `name` reaches `n` (60 s at most); returns its last value.
+pub async fn wait_metric(addr: &str, name: &str, n: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = metric(addr, name);
+        if v >= n || Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits (60 s at most) until `queue` holds no message, visible or in flight; whether it did.
+pub async fn drained(sqs: &aws_sdk_sqs::Client, queue: &str) -> bool {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(queue)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default();
+        let n = |a: &A| {
+            attrs
+                .get(a)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        if n(&A::ApproximateNumberOfMessages) + n(&A::ApproximateNumberOfMessagesNotVisible) == 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
 /// A TCP proxy to `target` that refuses service until `up` turns true.
 pub async fn flaky_proxy(
     target: String,
@@ -352,10 +402,21 @@ pub fn start_kafka(
     topic: &str,
     group: &str,
 ) -> (Service, String) {
-    start_kafka_with(url, q, dir, brokers, topic, group, &root().join("rules"))
+    start_kafka_with(
+        url,
+        q,
+        dir,
+        brokers,
+        topic,
+        group,
+        &root().join("rules"),
+        &Extra::default(),
+    )
 }
 
-/// [`start_kafka`] with rules from `rules`.
+/// [`start_kafka`] with rules from `rules`, and `extra.sns` and `extra.alerts` lines for
+/// `[sink.sns]` and `[alerts]`.
+#[allow(clippy::too_many_arguments)]
 pub fn start_kafka_with(
     url: &str,
     q: &Queues,
@@ -364,20 +425,28 @@ pub fn start_kafka_with(
     topic: &str,
     group: &str,
     rules: &std::path::Path,
+    extra: &Extra,
 ) -> (Service, String) {
+    let (sns, alerts) = (extra.sns, extra.alerts);
     let metrics = format!("127.0.0.1:{}", free_port());
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("hmac.key"), "test-secret-0123456789abcdef\n").unwrap();
     let text = format!(
-        "[rules]\npaths = [{rules:?}]\n[source.kafka]\nbrokers = {brokers:?}\ntopic = {topic:?}\ngroup_id = {group:?}\nstate_topic = \"{group}-state\"\nmax_batch = 50\n[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"10000\"\n[sink.sns]\ntopic_arn = {topic_arn:?}\n[metrics]\nlisten = {metrics:?}\n[windows]\nsnapshot_interval = \"1s\"\n[alerts]\nhmac_key_file = \"hmac.key\"\n",
+        "[rules]\npaths = [{rules:?}]\n[source.kafka]\nbrokers = {brokers:?}\ntopic = {topic:?}\ngroup_id = {group:?}\nstate_topic = \"{group}-state\"\nmax_batch = 50\n[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"10000\"\n[sink.sns]\ntopic_arn = {topic_arn:?}\n{sns}[metrics]\nlisten = {metrics:?}\n[windows]\nsnapshot_interval = \"1s\"\n[alerts]\nhmac_key_file = \"hmac.key\"\n{alerts}",
         rules = rules.display().to_string(),
         topic_arn = q.topic,
     );
     let config = dir.join("trailwatch.toml");
     std::fs::write(&config, text).unwrap();
-    let child = Command::new(trailwatch_bin())
+    let mut command = Command::new(trailwatch_bin());
+    // With an SNS endpoint in the file, nothing else may point SNS anywhere.
+    if sns.is_empty() {
+        command.env("AWS_ENDPOINT_URL", url);
+    } else {
+        command.env_remove("AWS_ENDPOINT_URL");
+    }
+    let child = command
         .args(["run", "--config", config.to_str().unwrap()])
-        .env("AWS_ENDPOINT_URL", url)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
