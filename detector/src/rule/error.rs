@@ -5,14 +5,15 @@ use std::path::PathBuf;
 
 /// How many characters of an offending input a message quotes (rule text may be hostile: a
 /// 1 MiB regex or a 4 MB condition must not end up in a log line).
-pub const EXCERPT_CHARS: usize = 80;
+pub const EXCERPT_CHARS: usize = crate::escape::SHOWN_CHARS;
 
 /// Longest message kept; longer ones (which can only come from quoting input) are cut.
 pub const MAX_MESSAGE_CHARS: usize = 600;
 
-/// `text` cut to [`EXCERPT_CHARS`] characters, with `…` when something was left out.
+/// `text` cut to [`EXCERPT_CHARS`] characters (`…` and how many more when something was left
+/// out), control characters escaped so a quoted name cannot forge a log line.
 pub fn excerpt(text: &str) -> String {
-    cut(text, EXCERPT_CHARS)
+    crate::escape::shown(text, EXCERPT_CHARS)
 }
 
 /// `text` cut to `max` characters (on a character boundary), with `…` when cut.
@@ -123,11 +124,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn excerpts_cut_on_character_boundaries() {
+    fn excerpts_cut_on_character_boundaries_and_escape_controls() {
         assert_eq!(excerpt("short"), "short");
         let long = "é".repeat(200);
         let e = excerpt(&long);
-        assert_eq!(e.chars().count(), EXCERPT_CHARS + 1);
+        assert!(
+            e.starts_with(&format!("{}…", "é".repeat(EXCERPT_CHARS))),
+            "{e}"
+        );
+        assert!(e.ends_with("(120 more characters)"), "{e}");
+        assert_eq!(excerpt("sel\n== forged"), "sel\\u{a}== forged");
+        let e = cut(&"é".repeat(700), MAX_MESSAGE_CHARS);
+        assert_eq!(e.chars().count(), MAX_MESSAGE_CHARS + 1);
         assert!(e.ends_with('…'));
         assert_eq!(
             excerpt(&"x".repeat(EXCERPT_CHARS)),
