@@ -80,7 +80,8 @@ pub fn compile(
             match names.get(r.as_str()) {
                 Some(s) => inputs.push(*s),
                 None => errors.push(err(format!(
-                    "correlation refers to '{r}', which is no loaded rule's id or name"
+                    "correlation refers to '{}', which is no loaded rule's id or name",
+                    crate::rule::excerpt(r)
                 ))),
             }
         }
@@ -168,23 +169,45 @@ fn aliased(spec: &Correlation, field: &str, name: Option<&str>, reference: &str)
 }
 
 /// A correlation that (transitively) refers to itself.
+///
+/// Iterative: a folder of correlations each reading the one before is a chain as long as the
+/// folder, and must not exhaust the stack.
 fn cycle(compiled: &[CompiledCorrelation], corrs: &[Rule]) -> Option<RuleError> {
-    fn visit(i: usize, compiled: &[CompiledCorrelation], state: &mut [u8]) -> bool {
-        if state[i] == 1 {
-            return true;
-        }
-        if state[i] == 2 {
-            return false;
-        }
-        state[i] = 1;
-        for s in &compiled[i].inputs {
-            if let Source::Correlation(j) = s {
-                if (*j as usize) < compiled.len() && visit(*j as usize, compiled, state) {
+    fn visit(start: usize, compiled: &[CompiledCorrelation], state: &mut [u8]) -> bool {
+        // (correlation, index of the next input to look at)
+        let mut stack = vec![(start, 0usize)];
+        while let Some(&mut (i, ref mut next)) = stack.last_mut() {
+            if *next == 0 {
+                if state[i] == 1 {
                     return true;
+                }
+                if state[i] == 2 {
+                    stack.pop();
+                    continue;
+                }
+                state[i] = 1;
+            }
+            match compiled[i].inputs.get(*next) {
+                Some(input) => {
+                    *next += 1;
+                    if let Source::Correlation(j) = input {
+                        let j = *j as usize;
+                        if j < compiled.len() {
+                            if state[j] == 1 {
+                                return true;
+                            }
+                            if state[j] == 0 {
+                                stack.push((j, 0));
+                            }
+                        }
+                    }
+                }
+                None => {
+                    state[i] = 2;
+                    stack.pop();
                 }
             }
         }
-        state[i] = 2;
         false
     }
     if compiled.len() != corrs.len() {

@@ -6,7 +6,7 @@
 //! as in the reference oracle (SQLite's NOCASE and LIKE).
 
 use crate::rule::value::{Cidr, CmpOp, Piece, Position, ReFlags, SigmaString, TimePart, Value};
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
 use rustc_hash::FxHashSet;
@@ -51,6 +51,15 @@ pub enum Test {
 }
 
 impl Test {
+    /// Heap bytes of the compiled regex this test holds (0 for tests without one).
+    pub fn regex_bytes(&self) -> usize {
+        match self {
+            Test::Wildcard(re) | Test::Regex(re, _) => re.memory_usage(),
+            Test::Contains(ac) => ac.memory_usage(),
+            _ => 0,
+        }
+    }
+
     /// Whether the test holds; `value` is the field's text, `None` when missing or null.
     #[inline]
     pub fn test(
@@ -206,6 +215,30 @@ pub fn build_any(
     cased: bool,
     resolve: &mut dyn FnMut(&str) -> crate::event::FieldId,
 ) -> Result<Vec<Test>, String> {
+    let mut unbounded = usize::MAX;
+    build_any_within(values, cased, resolve, &mut unbounded)
+}
+
+/// [`build_any`], taking the heap bytes of what it compiles from `budget` and failing once
+/// the budget is spent: checked after every regex, so many small patterns stop early.
+pub fn build_any_within(
+    values: &[Value],
+    cased: bool,
+    resolve: &mut dyn FnMut(&str) -> crate::event::FieldId,
+    budget: &mut usize,
+) -> Result<Vec<Test>, String> {
+    let spend = |t: &Test, budget: &mut usize| -> Result<(), String> {
+        let bytes = t.regex_bytes();
+        if bytes > *budget {
+            *budget = 0;
+            return Err(format!(
+                "the rule set's compiled regular expressions and substring matchers need more than {} bytes",
+                crate::rule::limits::MAX_SET_MATCHER_BYTES
+            ));
+        }
+        *budget -= bytes;
+        Ok(())
+    };
     let mut exact = Vec::new();
     let mut prefix = Vec::new();
     let mut suffix = Vec::new();
@@ -237,10 +270,14 @@ pub fn build_any(
                 exact.push(fold(digit.as_bytes()));
             }
             Value::Null => tests.push(Test::Null),
-            Value::Regex(p, f) => tests.push(Test::Regex(
-                Box::new(build_regex(p, *f)?),
-                required_literal(p, *f).map(Box::new),
-            )),
+            Value::Regex(p, f) => {
+                let t = Test::Regex(
+                    Box::new(build_regex(p, *f)?),
+                    required_literal(p, *f).map(Box::new),
+                );
+                spend(&t, budget)?;
+                tests.push(t);
+            }
             Value::Cidr(c) => cidrs.push(*c),
             Value::Compare(op, n) => tests.push(Test::Compare(*op, *n)),
             Value::FieldRef(f, position) => tests.push(Test::FieldRef {
@@ -276,15 +313,33 @@ pub fn build_any(
         });
     }
     if !contains.is_empty() {
+        // Building the automaton takes time and memory in proportion to its patterns: check
+        // an estimate first, then what it really takes.
+        let total = contains.iter().map(Vec::len).sum::<usize>();
+        let estimate = total.saturating_mul(crate::rule::limits::CONTAINS_BYTES_FACTOR);
+        if estimate > *budget {
+            return Err(format!(
+                "the rule set's compiled regular expressions and substring matchers need more than {} bytes",
+                crate::rule::limits::MAX_SET_MATCHER_BYTES
+            ));
+        }
+        // A DFA is fastest, but over long patterns it is huge (16 patterns of 64 KiB took
+        // 180 MB): past 64 KiB of patterns use the compact NFA.
+        let kind = (total > 64 * 1024).then_some(AhoCorasickKind::ContiguousNFA);
         let ac = AhoCorasickBuilder::new()
+            .kind(kind)
             .ascii_case_insensitive(!cased)
             .match_kind(MatchKind::LeftmostFirst)
             .build(&contains)
             .map_err(|e| format!("cannot build the contains matcher: {e}"))?;
-        out.push(Test::Contains(Box::new(ac)));
+        let t = Test::Contains(Box::new(ac));
+        spend(&t, budget)?;
+        out.push(t);
     }
     if !wild.is_empty() {
-        out.push(Test::Wildcard(Box::new(build_wildcards(&wild, cased)?)));
+        let t = Test::Wildcard(Box::new(build_wildcards(&wild, cased)?));
+        spend(&t, budget)?;
+        out.push(t);
     }
     if !cidrs.is_empty() {
         out.push(Test::Cidr(cidrs));
@@ -327,11 +382,23 @@ fn shape(s: &SigmaString) -> Shape {
 fn build_wildcards(patterns: &[SigmaString], cased: bool) -> Result<Regex, String> {
     let alts: Vec<String> = patterns.iter().map(|p| wildcard_regex(p, cased)).collect();
     let pattern = format!(r"\A(?:{})\z", alts.join("|"));
+    let limit = crate::rule::limits::MAX_WILDCARD_COMPILED_BYTES;
     Regex::builder()
         .syntax(syntax::Config::new().utf8(false).unicode(false))
-        .configure(Regex::config().utf8_empty(false))
+        .configure(
+            Regex::config()
+                .utf8_empty(false)
+                .nfa_size_limit(Some(limit))
+                .onepass_size_limit(Some(limit))
+                .dfa_size_limit(Some(limit)),
+        )
         .build(&pattern)
-        .map_err(|e| format!("cannot compile wildcard pattern: {e}"))
+        .map_err(|e| {
+            format!(
+                "cannot compile the wildcard patterns: {}",
+                crate::rule::excerpt(&with_sources(&e))
+            )
+        })
 }
 
 /// A wildcard pattern as regex syntax over bytes: `*` any bytes, `?` one UTF-8 character.
@@ -357,16 +424,56 @@ fn wildcard_regex(s: &SigmaString, cased: bool) -> String {
 }
 
 /// Compiles an `re` value: Python-style search, flags from the modifiers.
+///
+/// The compiled size is bounded ([`MAX_REGEX_COMPILED_BYTES`]): `\w{1000}{1000}` is a short
+/// pattern whose automaton would not fit in memory.
+///
+/// [`MAX_REGEX_COMPILED_BYTES`]: crate::rule::limits::MAX_REGEX_COMPILED_BYTES
 pub fn build_regex(pattern: &str, flags: ReFlags) -> Result<Regex, String> {
+    use crate::rule::limits::{MAX_REGEX_BYTES, MAX_REGEX_COMPILED_BYTES, MAX_REGEX_NEST};
+    if pattern.len() > MAX_REGEX_BYTES {
+        return Err(format!(
+            "regular expression '{}' is {} bytes long; the limit is {MAX_REGEX_BYTES}",
+            crate::rule::excerpt(pattern),
+            pattern.len()
+        ));
+    }
+    let limit = MAX_REGEX_COMPILED_BYTES;
     Regex::builder()
         .syntax(
             syntax::Config::new()
+                .nest_limit(MAX_REGEX_NEST)
                 .case_insensitive(flags.insensitive)
                 .multi_line(flags.multiline)
                 .dot_matches_new_line(flags.dotall),
         )
+        .configure(
+            Regex::config()
+                .nfa_size_limit(Some(limit))
+                .onepass_size_limit(Some(limit))
+                .dfa_size_limit(Some(limit)),
+        )
         .build(pattern)
-        .map_err(|e| format!("invalid regular expression '{pattern}': {e}"))
+        .map_err(|e| {
+            format!(
+                "invalid regular expression '{}': {}",
+                crate::rule::excerpt(pattern),
+                crate::rule::excerpt(&with_sources(&e))
+            )
+        })
+}
+
+/// An error and its causes, `: `-separated (regex-automata says "error building NFA" and
+/// keeps the reason, such as the size limit, in its source).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// The longest literal that every match of the pattern must contain, if there is a useful one.
@@ -411,6 +518,20 @@ mod tests {
 
     fn s(text: &str) -> Value {
         Value::Str(SigmaString::parse(text))
+    }
+
+    #[test]
+    fn a_substring_automaton_over_the_budget_is_not_built() {
+        let values: Vec<Value> = (0..10).map(|i| s(&format!("*needle{i}*"))).collect();
+        let mut budget = 1_000; // 10 × 7 bytes × 32 = 2,240 estimated
+        let err = build_any_within(&values, false, &mut |_| FieldId(0), &mut budget)
+            .expect_err("over the budget");
+        assert!(err.contains("need more than"), "{err}");
+        let mut budget = 1 << 20;
+        let tests = build_any_within(&values, false, &mut |_| FieldId(0), &mut budget).unwrap();
+        let spent = (1 << 20) - budget;
+        assert_eq!(spent, tests[0].regex_bytes());
+        assert!(spent > 0);
     }
 
     #[test]

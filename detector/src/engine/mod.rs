@@ -14,7 +14,7 @@ pub use explain::{EntryExplain, Explanation, SearchExplain};
 use crate::event::{Event, FieldId, FieldTable, FieldValue};
 use crate::rule::value::TimePart;
 use crate::rule::{Cond, Level, Rule, RuleError, SearchBody};
-use matcher::{build_any, time_part, Test};
+use matcher::{build_any_within, time_part, Test};
 use rustc_hash::FxHashMap;
 
 /// One compiled detection entry (`field|modifiers: values`).
@@ -92,6 +92,10 @@ pub struct RuleSet {
     pub event_time: FieldId,
     correlations: Vec<CompiledCorrelation>,
     links: Links,
+    /// What compiled regexes and automata may still take ([`MAX_SET_MATCHER_BYTES`]).
+    ///
+    /// [`MAX_SET_MATCHER_BYTES`]: crate::rule::limits::MAX_SET_MATCHER_BYTES
+    matcher_budget: usize,
 }
 
 /// How hits flow into correlations.
@@ -131,6 +135,7 @@ impl RuleSet {
             event_time,
             correlations: Vec::new(),
             links: Links::default(),
+            matcher_budget: crate::rule::limits::MAX_SET_MATCHER_BYTES,
         };
         let mut errors = Vec::new();
         let (corr_rules, rules): (Vec<Rule>, Vec<Rule>) =
@@ -171,6 +176,12 @@ impl RuleSet {
         set.build_index();
         set.links = links(&set.rules, &set.correlations);
         Ok(set)
+    }
+
+    /// Heap bytes of the compiled regexes and substring automata (bounded by
+    /// [`MAX_SET_MATCHER_BYTES`](crate::rule::limits::MAX_SET_MATCHER_BYTES)).
+    pub fn matcher_bytes(&self) -> usize {
+        crate::rule::limits::MAX_SET_MATCHER_BYTES - self.matcher_budget
     }
 
     /// The compiled correlation rules.
@@ -239,11 +250,17 @@ impl RuleSet {
             let err = |m: String| (spec.line, spec.key.clone(), m);
             if spec.all {
                 for g in &values {
-                    groups.push(build_any(g, spec.cased, &mut resolve).map_err(err)?);
+                    groups.push(
+                        build_any_within(g, spec.cased, &mut resolve, &mut self.matcher_budget)
+                            .map_err(err)?,
+                    );
                 }
             } else {
                 let flat: Vec<_> = values.into_iter().flatten().collect();
-                groups.push(build_any(&flat, spec.cased, &mut resolve).map_err(err)?);
+                groups.push(
+                    build_any_within(&flat, spec.cased, &mut resolve, &mut self.matcher_budget)
+                        .map_err(err)?,
+                );
             }
             let cost = groups.iter().flatten().map(Test::cost).max().unwrap_or(1);
             self.leaves.push(Leaf {

@@ -1,5 +1,7 @@
 //! The Sigma condition language: `and`, `or`, `not`, parentheses, `1 of x*`, `all of them`.
 
+use super::error::excerpt;
+
 /// A parsed condition over search identifiers (indexes into the rule's searches).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cond {
@@ -69,7 +71,7 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             "them" => Tok::Them,
             w if w.bytes().all(|b| b.is_ascii_digit()) => Tok::Num(
                 w.parse()
-                    .map_err(|_| format!("number '{w}' is too large"))?,
+                    .map_err(|_| format!("number '{}' is too large", excerpt(w)))?,
             ),
             w => Tok::Ident(w.to_string()),
         });
@@ -77,8 +79,9 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
     Ok(toks)
 }
 
-/// Deepest parenthesis nesting accepted.
-const MAX_NESTING: usize = 64;
+/// Deepest nesting accepted: parentheses and `not`s together (each makes one level of the
+/// condition tree, which compiling and matching walk recursively).
+const MAX_NESTING: usize = super::limits::MAX_CONDITION_DEPTH;
 
 /// Parses `text` against the rule's search names.
 pub fn parse(text: &str, names: &[String]) -> Result<Cond, String> {
@@ -100,6 +103,7 @@ pub fn parse(text: &str, names: &[String]) -> Result<Cond, String> {
     let mut p = Parser {
         toks,
         pos: 0,
+        depth: 0,
         names,
     };
     let cond = p.or()?;
@@ -124,7 +128,7 @@ fn show(t: &Tok) -> String {
         Tok::All => "'all'".into(),
         Tok::Them => "'them'".into(),
         Tok::Num(n) => format!("'{n}'"),
-        Tok::Ident(s) => format!("'{s}'"),
+        Tok::Ident(s) => format!("'{}'", excerpt(s)),
         Tok::Pipe => "'|'".into(),
     }
 }
@@ -132,6 +136,8 @@ fn show(t: &Tok) -> String {
 struct Parser<'n> {
     toks: Vec<Tok>,
     pos: usize,
+    /// Open parentheses and `not`s around the current position.
+    depth: usize,
     names: &'n [String],
 }
 
@@ -172,6 +178,17 @@ impl Parser<'_> {
         })
     }
 
+    /// Enters `levels` more levels of nesting, unless that goes past the limit.
+    fn enter(&mut self, levels: usize) -> Result<(), String> {
+        self.depth += levels;
+        if self.depth > MAX_NESTING {
+            return Err(format!(
+                "the condition nests deeper than {MAX_NESTING} levels (parentheses and 'not' together)"
+            ));
+        }
+        Ok(())
+    }
+
     fn not(&mut self) -> Result<Cond, String> {
         let mut count = 0;
         while self.peek() == Some(&Tok::Not) {
@@ -181,7 +198,10 @@ impl Parser<'_> {
                 return Err(format!("more than {MAX_NESTING} 'not' in a row"));
             }
         }
-        let mut c = self.primary()?;
+        self.enter(count)?;
+        let c = self.primary();
+        self.depth -= count;
+        let mut c = c?;
         for _ in 0..count {
             c = Cond::Not(Box::new(c));
         }
@@ -191,7 +211,10 @@ impl Parser<'_> {
     fn primary(&mut self) -> Result<Cond, String> {
         match self.next() {
             Some(Tok::LParen) => {
-                let c = self.or()?;
+                self.enter(1)?;
+                let c = self.or();
+                self.depth -= 1;
+                let c = c?;
                 match self.next() {
                     Some(Tok::RParen) => Ok(c),
                     Some(t) => Err(format!("expected ')' but found {}", show(&t))),
@@ -201,8 +224,9 @@ impl Parser<'_> {
             Some(Tok::Ident(name)) => match self.names.iter().position(|n| *n == name) {
                 Some(i) => Ok(Cond::Search(i)),
                 None => Err(format!(
-                    "'{name}' is not a search of this rule (searches: {})",
-                    self.names.join(", ")
+                    "'{}' is not a search of this rule (searches: {})",
+                    excerpt(&name),
+                    excerpt(&self.names.join(", "))
                 )),
             },
             Some(Tok::All) => self.quantified(None),
@@ -244,7 +268,10 @@ impl Parser<'_> {
             None => return Err("expected a name pattern or 'them' after 'of'".into()),
         };
         if items.is_empty() {
-            return Err(format!("'{label}' matches no search of this rule"));
+            return Err(format!(
+                "'{}' matches no search of this rule",
+                excerpt(&label)
+            ));
         }
         Ok(match n {
             None => Cond::And(items),
@@ -252,7 +279,8 @@ impl Parser<'_> {
             Some(1) => Cond::Or(items),
             Some(k) if k > items.len() => {
                 return Err(format!(
-                    "'{k} of {label}' can never hold: it names only {} searches",
+                    "'{k} of {}' can never hold: it names only {} searches",
+                    excerpt(&label),
                     items.len()
                 ))
             }
@@ -362,5 +390,31 @@ mod tests {
         assert!(parse(&text, &n).unwrap_err().contains("nest deeper"));
         let text = "not ".repeat(100_000) + "a";
         assert!(parse(&text, &n).is_err());
+    }
+
+    #[test]
+    fn parentheses_and_nots_count_together_toward_the_depth_limit() {
+        let n = names(&["a"]);
+        // Each level alone is within the limit, together they are not: 40 × (1 + 1) = 80.
+        let text = format!("{}a{}", "(not ".repeat(40), ")".repeat(40));
+        let err = parse(&text, &n).unwrap_err();
+        assert!(err.contains("nests deeper than 64"), "{err}");
+        let text = format!("{}a{}", "(not ".repeat(30), ")".repeat(30));
+        let mut c = parse(&text, &n).unwrap();
+        let mut depth = 0;
+        while let Cond::Not(inner) = c {
+            c = *inner;
+            depth += 1;
+        }
+        assert_eq!((depth, c), (30, Cond::Search(0)));
+    }
+
+    #[test]
+    fn unknown_names_are_quoted_short() {
+        let n = names(&["a"]);
+        let long = "x".repeat(1 << 20);
+        let err = parse(&long, &n).unwrap_err();
+        assert!(err.len() < 300, "{} bytes", err.len());
+        assert!(err.contains("'xxxx"), "{err}");
     }
 }

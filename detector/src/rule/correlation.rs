@@ -127,7 +127,8 @@ pub struct GeoSpec {
     pub exceptions: crate::geo::Exceptions,
 }
 
-/// Parses `timespan` (`30s`, `5m`, `1h`, `7d`) into seconds.
+/// Parses `timespan` (`30s`, `5m`, `1h`, `7d`) into seconds; `None` for anything else, and
+/// for spans over [`MAX_TIMESPAN_SECS`](super::limits::MAX_TIMESPAN_SECS) (100 years).
 pub fn parse_timespan(s: &str) -> Option<i64> {
     let s = s.trim();
     // The unit is the last character, which need not be one byte (`5é`).
@@ -143,6 +144,7 @@ pub fn parse_timespan(s: &str) -> Option<i64> {
         _ => return None,
     };
     n.checked_mul(mult)
+        .filter(|&secs| secs <= super::limits::MAX_TIMESPAN_SECS)
 }
 
 #[cfg(test)]
@@ -152,10 +154,33 @@ fn a_timespan_ending_in_a_multibyte_character_is_rejected_not_a_panic() {
     assert_eq!(parse_timespan("é"), None);
     assert_eq!(parse_timespan(""), None);
     assert_eq!(parse_timespan("5m"), Some(300));
+    assert_eq!(
+        parse_timespan("\u{0660}s"),
+        None,
+        "Arabic-Indic zero is no digit"
+    );
+}
+
+#[cfg(test)]
+#[test]
+fn a_timespan_that_would_overflow_event_time_is_rejected() {
+    assert_eq!(parse_timespan("36600d"), Some(36_600 * 86_400));
+    assert_eq!(parse_timespan("36601d"), None);
+    assert_eq!(parse_timespan("9223372036854775807s"), None);
+    assert_eq!(parse_timespan("9223372036854775807w"), None);
+    assert_eq!(parse_timespan("99999999999999999999999s"), None);
 }
 
 fn strings(node: &Node, what: &str) -> Result<Vec<String>, Located> {
+    use super::limits::MAX_CORRELATION_LIST;
     match &node.kind {
+        NodeKind::Seq(items) if items.len() > MAX_CORRELATION_LIST => Err(Located::new(
+            node.line,
+            format!(
+                "'{what}' lists {} entries; the limit is {MAX_CORRELATION_LIST}",
+                items.len()
+            ),
+        )),
         NodeKind::Seq(items) => items
             .iter()
             .map(|i| {
@@ -189,7 +214,7 @@ pub(crate) fn parse(doc: &Node, section: &Node) -> Result<Correlation, Located> 
     let kind = Kind::parse(&kind_text).ok_or_else(|| {
         Located::new(
             type_node.line,
-            format!("correlation type '{kind_text}' is not one of event_count, value_count, temporal, temporal_ordered, value_sum, value_avg, value_percentile"),
+            format!("correlation type '{}' is not one of event_count, value_count, temporal, temporal_ordered, value_sum, value_avg, value_percentile", super::excerpt(&kind_text)),
         )
     })?;
     for (k, _) in map {
@@ -207,7 +232,7 @@ pub(crate) fn parse(doc: &Node, section: &Node) -> Result<Correlation, Located> 
         {
             return Err(Located::new(
                 k.line,
-                format!("unknown correlation key '{}'", k.text),
+                format!("unknown correlation key '{}'", super::excerpt(&k.text)),
             ));
         }
     }
@@ -229,7 +254,10 @@ pub(crate) fn parse(doc: &Node, section: &Node) -> Result<Correlation, Located> 
     let timespan = parse_timespan(&span_text).ok_or_else(|| {
         Located::new(
             span_node.line,
-            format!("timespan '{span_text}' is not a number and a unit (s, m, h, d), e.g. 15m"),
+            format!(
+                "timespan '{}' is not a number and a unit (s, m, h, d, w) of at most 100 years, e.g. 15m",
+                super::excerpt(&span_text)
+            ),
         )
     })?;
     let (condition, field) = parse_condition(get("condition"), kind, rules.len(), section.line)?;
@@ -285,7 +313,11 @@ pub(crate) fn parse_geo(section: &Node) -> Result<Correlation, Located> {
     if let Some((k, _)) = map.iter().find(|(k, _)| !KEYS.contains(&k.text.as_str())) {
         return Err(Located::new(
             k.line,
-            format!("unknown geo key '{}' ({})", k.text, KEYS.join(", ")),
+            format!(
+                "unknown geo key '{}' ({})",
+                super::excerpt(&k.text),
+                KEYS.join(", ")
+            ),
         ));
     }
     let det = get("detector").ok_or_else(|| {
@@ -302,7 +334,7 @@ pub(crate) fn parse_geo(section: &Node) -> Result<Correlation, Located> {
                 det.line,
                 format!(
                     "geo detector '{}' is not new_country or impossible_travel",
-                    other.unwrap_or_default()
+                    super::excerpt(other.unwrap_or_default())
                 ),
             ))
         }
@@ -325,7 +357,10 @@ pub(crate) fn parse_geo(section: &Node) -> Result<Correlation, Located> {
         parse_timespan(&t).ok_or_else(|| {
             Located::new(
                 line,
-                format!("'{k}' must be a duration such as 7d, not '{t}'"),
+                format!(
+                    "'{k}' must be a duration such as 7d, not '{}'",
+                    super::excerpt(&t)
+                ),
             )
         })
     };
@@ -427,8 +462,9 @@ fn parse_condition(
                     return Err(Located::new(
                         k.line,
                         format!(
-                        "unknown condition operator '{other}' (gt, gte, lt, lte, eq, neq, field)"
-                    ),
+                            "unknown condition operator '{}' (gt, gte, lt, lte, eq, neq, field)",
+                            super::excerpt(other)
+                        ),
                     ))
                 }
             }
@@ -469,7 +505,10 @@ fn parse_aliases(
         let inner = per_rule.as_map().ok_or_else(|| {
             Located::new(
                 per_rule.line,
-                format!("alias '{}' must map rule names to fields", alias.text),
+                format!(
+                    "alias '{}' must map rule names to fields",
+                    super::excerpt(&alias.text)
+                ),
             )
         })?;
         let mut fields = BTreeMap::new();

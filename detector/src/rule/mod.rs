@@ -3,6 +3,7 @@
 pub mod condition;
 pub mod correlation;
 mod error;
+pub mod limits;
 pub mod lint;
 pub mod parse;
 pub mod policy;
@@ -10,6 +11,6 @@ pub mod value;
 pub mod yaml;
 
 pub use condition::Cond;
-pub use error::RuleError;
+pub use error::{excerpt, RuleError};
 pub use parse::{load_paths, parse_file, Level, LogSource, Rule, Search, SearchBody};
 pub use value::{FieldSpec, Placeholders, Value};

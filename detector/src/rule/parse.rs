@@ -1,7 +1,11 @@
 //! Sigma YAML documents to [`Rule`]s: metadata, searches and condition.
 
 use super::condition::{self, Cond};
-use super::error::{Located, RuleError};
+use super::error::{excerpt, Located, RuleError};
+use super::limits::{
+    MAX_CONDITION_BYTES, MAX_FILE_BYTES, MAX_FILE_VALUE_BYTES, MAX_MERGED_BYTES, MAX_MERGED_NODES,
+    MAX_RULE_VALUES,
+};
 use super::value::{parse_entry, FieldSpec, Placeholders};
 use super::yaml::{load_documents, Key, Node, NodeKind, Scalar};
 use std::path::{Path, PathBuf};
@@ -128,16 +132,51 @@ pub fn load_paths(paths: &[PathBuf], placeholders: &Placeholders) -> (Vec<Rule>,
     let mut rules = Vec::new();
     let mut errors = Vec::new();
     for file in rule_files(paths, &mut errors) {
-        match std::fs::read_to_string(&file) {
+        match read_rule_file(&file) {
             Ok(text) => {
                 let (r, e) = parse_file(&file, &text, placeholders);
                 rules.extend(r);
                 errors.extend(e);
             }
-            Err(e) => errors.push(RuleError::new(&file, 0, format!("cannot read: {e}"))),
+            Err(e) => errors.push(e),
         }
     }
     (rules, errors)
+}
+
+/// Reads a rule file, refusing one over [`MAX_FILE_BYTES`] without reading it all.
+pub fn read_rule_file(file: &Path) -> Result<String, RuleError> {
+    use std::io::Read as _;
+    let too_big = || {
+        RuleError::new(
+            file,
+            0,
+            format!("the file is larger than {MAX_FILE_BYTES} bytes, the limit of a rule file"),
+        )
+    };
+    let cannot = |e: std::io::Error| RuleError::new(file, 0, format!("cannot read: {e}"));
+    let f = std::fs::File::open(file).map_err(cannot)?;
+    if f.metadata().map_err(cannot)?.len() > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    // The file may grow between the check and the read: read one byte past the limit at most.
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        RuleError::new(
+            file,
+            0,
+            format!(
+                "cannot read: not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
 }
 
 /// Expands directories into their rule files, sorted for a stable order.
@@ -169,6 +208,16 @@ pub fn parse_file(
     text: &str,
     placeholders: &Placeholders,
 ) -> (Vec<Rule>, Vec<RuleError>) {
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return (
+            vec![],
+            vec![RuleError::new(
+                file,
+                0,
+                format!("the file is larger than {MAX_FILE_BYTES} bytes, the limit of a rule file"),
+            )],
+        );
+    }
     let docs = match load_documents(text) {
         Ok(d) => d,
         Err(e) => {
@@ -186,6 +235,8 @@ pub fn parse_file(
     let mut errors = Vec::new();
     let mut global: Option<Node> = None;
     let mut previous: Option<Node> = None;
+    let mut merged = (0usize, 0usize);
+    let mut value_bytes = 0usize;
     for doc in docs {
         if doc.as_map().is_none() {
             errors.push(RuleError::new(
@@ -223,7 +274,10 @@ pub fn parse_file(
                 errors.push(RuleError::new(
                     file,
                     doc.line,
-                    format!("unknown action '{other}' (global, reset or repeat)"),
+                    format!(
+                        "unknown action '{}' (global, reset or repeat)",
+                        excerpt(other)
+                    ),
                 ));
                 continue;
             }
@@ -232,9 +286,40 @@ pub fn parse_file(
                 None => doc,
             },
         };
+        // `global` and `repeat` copy documents into each rule: bound what the copies add up to.
+        let (n, b) = super::yaml::weight(&doc);
+        merged = (merged.0.saturating_add(n), merged.1.saturating_add(b));
+        if merged.0 > MAX_MERGED_NODES || merged.1 > MAX_MERGED_BYTES {
+            errors.push(RuleError::new(
+                file,
+                doc.line,
+                format!(
+                    "the rules of this file hold more than {MAX_MERGED_NODES} YAML nodes or \
+                     {MAX_MERGED_BYTES} bytes once 'action: global' and 'action: repeat' are merged in"
+                ),
+            ));
+            break;
+        }
         previous = Some(doc.clone());
         match parse_rule(file, doc, placeholders) {
-            Ok(r) => rules.push(r),
+            Ok(r) => {
+                value_bytes = value_bytes.saturating_add(rule_value_bytes(&r));
+                if value_bytes > MAX_FILE_VALUE_BYTES {
+                    errors.push(
+                        RuleError::new(
+                            file,
+                            r.line,
+                            format!(
+                                "the values of this file's rules take more than \
+                                 {MAX_FILE_VALUE_BYTES} bytes once modifiers expanded them"
+                            ),
+                        )
+                        .with_rule(Some(r.label())),
+                    );
+                    break;
+                }
+                rules.push(r)
+            }
             Err(e) => errors.push(e),
         }
     }
@@ -333,7 +418,10 @@ fn parse_rule_inner(file: &Path, doc: Node, placeholders: &Placeholders) -> Resu
             let line = doc.get("level").map_or(doc.line, |n| n.line);
             Located::new(
                 line,
-                format!("level '{l}' is not one of informational, low, medium, high, critical"),
+                format!(
+                    "level '{}' is not one of informational, low, medium, high, critical",
+                    excerpt(&l)
+                ),
             )
         })?),
     };
@@ -399,11 +487,25 @@ fn parse_detection(
         .ok_or_else(|| Located::new(detection.line, "'detection' must be a mapping"))?;
     let mut searches = Vec::new();
     let mut cond_node = None;
+    let mut values = 0usize;
     for (key, node) in entries {
         match key.text.as_str() {
             "condition" => cond_node = Some(node),
             "timeframe" => {}
-            _ => searches.push(parse_search(key, node, placeholders)?),
+            _ => {
+                let search = parse_search(key, node, placeholders)?;
+                values = values.saturating_add(search_values(&search));
+                if values > MAX_RULE_VALUES {
+                    return Err(Located::new(
+                        key.line,
+                        format!(
+                            "the rule's searches hold more than {MAX_RULE_VALUES} values \
+                             (after modifiers expanded them)"
+                        ),
+                    ));
+                }
+                searches.push(search);
+            }
         }
     }
     let cond_node =
@@ -430,9 +532,18 @@ fn parse_detection(
     }
     let mut conds = Vec::new();
     for (line, text) in &texts {
+        if text.len() > MAX_CONDITION_BYTES {
+            return Err(Located::new(
+                *line,
+                format!(
+                    "condition '{}' is longer than {MAX_CONDITION_BYTES} bytes",
+                    excerpt(text)
+                ),
+            ));
+        }
         conds.push(
             condition::parse(text, &names)
-                .map_err(|m| Located::new(*line, format!("condition '{text}': {m}")))?,
+                .map_err(|m| Located::new(*line, format!("condition '{}': {m}", excerpt(text))))?,
         );
     }
     let cond = if conds.len() == 1 {
@@ -448,12 +559,39 @@ fn parse_detection(
     Ok((searches, cond, text))
 }
 
+/// The bytes of a rule's values (after modifier expansion).
+fn rule_value_bytes(rule: &Rule) -> usize {
+    let entry = |spec: &FieldSpec| {
+        spec.values
+            .iter()
+            .flatten()
+            .map(super::value::value_len)
+            .sum::<usize>()
+    };
+    rule.searches
+        .iter()
+        .map(|s| match &s.body {
+            SearchBody::AllOf(specs) => specs.iter().map(entry).sum::<usize>(),
+            SearchBody::AnyOf(alts) => alts.iter().flatten().map(entry).sum(),
+        })
+        .sum()
+}
+
+/// The values a search holds (after modifier expansion).
+fn search_values(search: &Search) -> usize {
+    let entry = |spec: &FieldSpec| spec.values.iter().map(Vec::len).sum::<usize>();
+    match &search.body {
+        SearchBody::AllOf(specs) => specs.iter().map(entry).sum(),
+        SearchBody::AnyOf(alts) => alts.iter().flatten().map(entry).sum(),
+    }
+}
+
 fn parse_search(key: &Key, node: &Node, placeholders: &Placeholders) -> Result<Search, Located> {
     let fields = |map: &[(Key, Node)]| -> Result<Vec<FieldSpec>, Located> {
         if map.is_empty() {
             return Err(Located::new(
                 key.line,
-                format!("search '{}' is an empty mapping", key.text),
+                format!("search '{}' is an empty mapping", excerpt(&key.text)),
             ));
         }
         map.iter()
@@ -478,7 +616,7 @@ fn parse_search(key: &Key, node: &Node, placeholders: &Placeholders) -> Result<S
         NodeKind::Seq(items) if items.is_empty() => {
             return Err(Located::new(
                 key.line,
-                format!("search '{}' is an empty list", key.text),
+                format!("search '{}' is an empty list", excerpt(&key.text)),
             ))
         }
         NodeKind::Seq(_) => {
@@ -486,7 +624,7 @@ fn parse_search(key: &Key, node: &Node, placeholders: &Placeholders) -> Result<S
                 key.line,
                 format!(
                     "search '{}' mixes mappings and plain values in one list",
-                    key.text
+                    excerpt(&key.text)
                 ),
             ))
         }
@@ -495,7 +633,7 @@ fn parse_search(key: &Key, node: &Node, placeholders: &Placeholders) -> Result<S
                 key.line,
                 format!(
                     "search '{}' must be a mapping of fields or a list, not a single value",
-                    key.text
+                    excerpt(&key.text)
                 ),
             ))
         }

@@ -75,7 +75,10 @@ pub(crate) fn parse(doc: &Node, correlation: bool) -> Result<AlertPolicy, Locate
     {
         return Err(Located::new(
             ext.line,
-            format!("'{both}' is in both 'fields' and 'clear_fields'"),
+            format!(
+                "'{}' is in both 'fields' and 'clear_fields'",
+                super::excerpt(both)
+            ),
         ));
     }
     Ok(policy)
@@ -101,7 +104,10 @@ fn parse_suppress(node: &Node, correlation: bool, policy: &mut AlertPolicy) -> R
             {
                 return Err(Located::new(
                     k.line,
-                    format!("unknown key '{}' in 'suppress' (window, by)", k.text),
+                    format!(
+                        "unknown key '{}' in 'suppress' (window, by)",
+                        super::excerpt(&k.text)
+                    ),
                 ));
             }
             node.get("window")

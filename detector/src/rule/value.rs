@@ -1,6 +1,7 @@
 //! Sigma values and modifiers: what one `field|mod|mod: value` entry asks of a field.
 
-use super::error::Located;
+use super::error::{excerpt, Located};
+use super::limits::{MAX_ENTRY_VALUES, MAX_REGEX_BYTES, MAX_REGEX_NEST, MAX_VALUE_BYTES};
 use super::yaml::{Node, NodeKind, Scalar};
 use base64::Engine as _;
 use std::collections::BTreeMap;
@@ -290,7 +291,7 @@ pub type Placeholders = BTreeMap<String, Vec<String>>;
 /// Reads a YAML file mapping placeholder names to value lists.
 pub fn load_placeholders(path: &std::path::Path) -> Result<Placeholders, super::RuleError> {
     let err = |line, m: String| super::RuleError::new(path, line, m);
-    let text = std::fs::read_to_string(path).map_err(|e| err(0, e.to_string()))?;
+    let text = super::parse::read_rule_file(path)?;
     let docs = super::yaml::load_documents(&text).map_err(|e| err(e.line, e.message))?;
     let Some(map) = docs.first().and_then(|d| d.as_map()) else {
         return Err(err(
@@ -359,7 +360,8 @@ pub(crate) fn parse_entry(
     for m in &mods {
         if !MODIFIERS.contains(m) {
             return Err(err(format!(
-                "unknown modifier '{m}' (known: {})",
+                "unknown modifier '{}' (known: {})",
+                excerpt(m),
                 MODIFIERS.join(", ")
             )));
         }
@@ -367,6 +369,12 @@ pub(crate) fn parse_entry(
     let raw = raw_values(node).map_err(&err)?;
     if raw.is_empty() {
         return Err(err("empty list of values".into()));
+    }
+    if raw.len() > MAX_ENTRY_VALUES {
+        return Err(err(format!(
+            "{} values; an entry may hold at most {MAX_ENTRY_VALUES}",
+            raw.len()
+        )));
     }
     let has = |m: &str| mods.contains(&m);
     if has("all") && raw.len() < 2 {
@@ -384,8 +392,15 @@ pub(crate) fn parse_entry(
         time_part: None,
         line,
     };
+    let mut count = 0usize;
     for r in raw {
         let expansion = apply_modifiers(r, &mods, placeholders, &mut spec).map_err(&err)?;
+        count += expansion.len();
+        if count > MAX_ENTRY_VALUES {
+            return Err(err(format!(
+                "the modifiers expand the values to more than {MAX_ENTRY_VALUES}"
+            )));
+        }
         spec.values.push(expansion);
     }
     if spec.field.is_none()
@@ -436,6 +451,7 @@ fn apply_modifiers(
         Scalar::Bool(b) => Value::Bool(b),
         Scalar::Null => Value::Null,
     }];
+    check_sizes(&vals)?;
     for &m in mods {
         vals = match m {
             "all" | "cased" | "neq" => vals,
@@ -461,6 +477,7 @@ fn apply_modifiers(
                 vals
             }
         };
+        check_sizes(&vals)?;
     }
     for v in &vals {
         if let Value::Regex(p, flags) = v {
@@ -468,6 +485,44 @@ fn apply_modifiers(
         }
     }
     Ok(vals)
+}
+
+/// Bytes a value takes (its literal text; a wildcard counts one).
+pub(crate) fn value_len(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => s
+            .pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Lit(l) => l.len(),
+                _ => 1,
+            })
+            .sum(),
+        Value::Num(t) | Value::FieldRef(t, _) | Value::Regex(t, _) => t.len(),
+        _ => 0,
+    }
+}
+
+/// Holds every value of one raw value's expansion to [`MAX_VALUE_BYTES`] and
+/// [`MAX_ENTRY_VALUES`]: modifier chains such as `wide|wide|wide|…` double a value each step.
+fn check_sizes(vals: &[Value]) -> Result<(), String> {
+    if vals.len() > MAX_ENTRY_VALUES {
+        return Err(format!(
+            "the modifiers expand one value to more than {MAX_ENTRY_VALUES} values"
+        ));
+    }
+    for v in vals {
+        if matches!(v, Value::Regex(..)) {
+            continue; // a regex has its own, lower, limit (checked with its syntax)
+        }
+        let len = value_len(v);
+        if len > MAX_VALUE_BYTES {
+            return Err(format!(
+                "a value is {len} bytes long (after modifiers); the limit is {MAX_VALUE_BYTES}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn map_each(
@@ -484,6 +539,11 @@ fn flat_each(
     let mut out = Vec::new();
     for v in vals {
         out.extend(f(v)?);
+        if out.len() > MAX_ENTRY_VALUES {
+            return Err(format!(
+                "the modifiers expand one value to more than {MAX_ENTRY_VALUES} values"
+            ));
+        }
     }
     Ok(out)
 }
@@ -660,9 +720,16 @@ fn expand(v: Value, placeholders: &Placeholders) -> Result<Vec<Value>, String> {
         let name = &rest[start + 1..start + 1 + len];
         let Some(values) = placeholders.get(name) else {
             return Err(format!(
-                "placeholder '%{name}%' has no values: define it under [placeholders] in the configuration"
+                "placeholder '%{}%' has no values: define it under [placeholders] in the configuration",
+                excerpt(name)
             ));
         };
+        // Every combination: the count multiplies with each placeholder, so check it first.
+        if results.len().saturating_mul(values.len()) > MAX_ENTRY_VALUES {
+            return Err(format!(
+                "'expand' makes more than {MAX_ENTRY_VALUES} combinations of placeholder values"
+            ));
+        }
         let prefix = &rest[..start];
         results = results
             .into_iter()
@@ -691,7 +758,15 @@ fn re_flag(v: Value, m: &str) -> Result<Value, String> {
 }
 
 fn validate_regex(pattern: &str, flags: ReFlags) -> Result<(), String> {
+    if pattern.len() > MAX_REGEX_BYTES {
+        return Err(format!(
+            "regular expression '{}' is {} bytes long; the limit is {MAX_REGEX_BYTES}",
+            excerpt(pattern),
+            pattern.len()
+        ));
+    }
     regex_syntax::ParserBuilder::new()
+        .nest_limit(MAX_REGEX_NEST)
         .case_insensitive(flags.insensitive)
         .multi_line(flags.multiline)
         .dot_matches_new_line(flags.dotall)
@@ -706,15 +781,18 @@ fn first_line(s: &str) -> String {
         .filter(|l| l.starts_with("error:"))
         .map(|l| l.trim_start_matches("error:").trim().to_string())
         .next()
-        .unwrap_or_else(|| s.replace('\n', " "))
+        .unwrap_or_else(|| excerpt(&s.replace('\n', " ")))
 }
 
 fn cidr(v: Value) -> Result<Value, String> {
     let s = as_string(v, "cidr")?;
     let text = s.display();
-    Cidr::parse(&text)
-        .map(Value::Cidr)
-        .ok_or_else(|| format!("'{text}' is not a network in CIDR notation (e.g. 10.0.0.0/8)"))
+    Cidr::parse(&text).map(Value::Cidr).ok_or_else(|| {
+        format!(
+            "'{}' is not a network in CIDR notation (e.g. 10.0.0.0/8)",
+            excerpt(&text)
+        )
+    })
 }
 
 fn exists(v: Value) -> Result<Value, String> {

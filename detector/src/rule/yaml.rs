@@ -6,6 +6,9 @@ use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 use yaml_rust2::Yaml;
 
+use super::error::excerpt;
+use super::limits::{MAX_ALIAS_BYTES, MAX_ALIAS_NODES};
+
 /// A scalar as written: its text and whether it was quoted (quoted scalars are always strings).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scalar {
@@ -105,18 +108,27 @@ impl Node {
 pub fn load_documents(text: &str) -> Result<Vec<Node>, YamlError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, true).map_err(|e| YamlError {
-        line: e.marker().line(),
-        message: e.info().to_string(),
-    })?;
-    if let Some(err) = builder.error {
-        return Err(err);
+    // The event loop is ours: `Parser::load` recurses once per nesting level of block
+    // collections and overflows the stack on 20,000 nested `- `. The builder keeps its own
+    // stack on the heap and stops at MAX_DEPTH; reading stops at the first error.
+    loop {
+        let (event, mark) = parser.next_token().map_err(|e| YamlError {
+            line: e.marker().line(),
+            message: e.info().to_string(),
+        })?;
+        if event == Event::StreamEnd {
+            break;
+        }
+        builder.on_event(event, mark);
+        if let Some(err) = builder.error.take() {
+            return Err(err);
+        }
     }
     Ok(builder.docs)
 }
 
 /// Deepest nesting a rule file may use.
-pub const MAX_DEPTH: usize = 64;
+pub const MAX_DEPTH: usize = super::limits::MAX_YAML_DEPTH;
 
 enum Frame {
     Seq(usize, Vec<Node>),
@@ -127,9 +139,36 @@ enum Frame {
 struct Builder {
     stack: Vec<Frame>,
     docs: Vec<Node>,
-    anchors: Vec<(usize, Node)>,
+    /// Anchored nodes: (anchor id, node, its node count, its scalar bytes).
+    anchors: Vec<(usize, Node, usize, usize)>,
     pending_anchor: Vec<usize>,
+    /// Nodes and scalar bytes copied in by aliases so far.
+    alias_nodes: usize,
+    alias_bytes: usize,
     error: Option<YamlError>,
+}
+
+/// The number of nodes in `node` and the bytes of its scalar text (keys included).
+pub(crate) fn weight(node: &Node) -> (usize, usize) {
+    match &node.kind {
+        NodeKind::Scalar(s) => (1, scalar_len(s)),
+        NodeKind::Seq(items) => items.iter().map(weight).fold((1, 0), add),
+        NodeKind::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| add((1, k.text.len()), weight(v)))
+            .fold((1, 0), add),
+    }
+}
+
+fn add(a: (usize, usize), b: (usize, usize)) -> (usize, usize) {
+    (a.0.saturating_add(b.0), a.1.saturating_add(b.1))
+}
+
+fn scalar_len(s: &Scalar) -> usize {
+    match s {
+        Scalar::Str(t) | Scalar::Float(t) => t.len(),
+        _ => 8,
+    }
 }
 
 impl Builder {
@@ -153,8 +192,9 @@ impl Builder {
 
     /// Attaches a finished node to its parent (or ends a document).
     fn push(&mut self, node: Node, anchor: usize) {
-        if anchor > 0 {
-            self.anchors.push((anchor, node.clone()));
+        if anchor > 0 && self.error.is_none() {
+            let (nodes, bytes) = weight(&node);
+            self.anchors.push((anchor, node.clone(), nodes, bytes));
         }
         match self.stack.last_mut() {
             None => self.docs.push(node),
@@ -166,7 +206,7 @@ impl Builder {
                         let text = scalar_key_text(s);
                         if entries.iter().any(|(k, _)| k.text == text) {
                             let line = node.line;
-                            self.fail(line, format!("duplicate key '{text}'"));
+                            self.fail(line, format!("duplicate key '{}'", excerpt(&text)));
                         }
                         if let Some(Frame::Map(_, _, key)) = self.stack.last_mut() {
                             *key = Some(Key {
@@ -263,13 +303,34 @@ impl MarkedEventReceiver for Builder {
                 self.push(node, anchor);
             }
             Event::Alias(id) => {
-                match self.anchors.iter().rev().find(|(a, _)| *a == id) {
-                    Some((_, node)) => {
+                if self.error.is_some() {
+                    return;
+                }
+                match self.anchors.iter().rev().find(|(a, ..)| *a == id) {
+                    Some(&(_, ref node, nodes, bytes)) => {
+                        // Count before copying: nested aliases grow exponentially.
+                        self.alias_nodes = self.alias_nodes.saturating_add(nodes);
+                        self.alias_bytes = self.alias_bytes.saturating_add(bytes);
+                        if self.alias_nodes > MAX_ALIAS_NODES || self.alias_bytes > MAX_ALIAS_BYTES
+                        {
+                            self.fail(
+                                line,
+                                format!(
+                                    "YAML aliases expand to more than {MAX_ALIAS_NODES} nodes or \
+                                     {MAX_ALIAS_BYTES} bytes (an alias bomb?)"
+                                ),
+                            );
+                            return;
+                        }
                         let node = node.clone();
                         self.push(node, 0);
                     }
                     None => self.fail(line, "alias to an unknown anchor"),
                 };
+            }
+            Event::DocumentStart => {
+                // Anchors belong to their document.
+                self.anchors.clear();
             }
             Event::DocumentEnd => {
                 // An empty document (`---` with nothing after it) yields no node; skip it.
@@ -348,6 +409,61 @@ mod tests {
             docs[0].get("b").unwrap().kind
         );
         assert!(matches!(docs[0].get("b").unwrap().kind, NodeKind::Seq(ref v) if v.len() == 2));
+    }
+
+    /// The classic "billion laughs": 666 bytes whose aliases expand to 10^9 scalars.
+    pub(crate) fn billion_laughs() -> String {
+        let mut text = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        for (prev, name) in "abcdefgh".chars().zip("bcdefghi".chars()) {
+            let refs = vec![format!("*{prev}"); 9].join(",");
+            text.push_str(&format!("{name}: &{name} [{refs}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn an_alias_bomb_is_rejected_by_the_expansion_limit() {
+        let bomb = billion_laughs();
+        assert!(bomb.len() < 700, "{} bytes", bomb.len());
+        let err = load_documents(&bomb).unwrap_err();
+        assert!(err.message.contains("aliases expand"), "{err}");
+        // The fifth level (9^5 = 59049 nodes) is the first over the limit.
+        assert_eq!(err.line, 5, "{err}");
+        // Few aliases of a big scalar exhaust the byte budget instead.
+        let big = "x".repeat(300_000);
+        let text = format!("a: &a '{big}'\nb: [*a, *a, *a, *a]\n");
+        let err = load_documents(&text).unwrap_err();
+        assert!(err.message.contains("aliases expand"), "{err}");
+        // Modest reuse stays fine.
+        let docs = load_documents("a: &a [1, 2, 3]\nb: [*a, *a, *a]\n").unwrap();
+        assert!(matches!(docs[0].get("b").unwrap().kind, NodeKind::Seq(ref v) if v.len() == 3));
+    }
+
+    #[test]
+    fn twenty_thousand_nested_block_sequences_are_an_error() {
+        // `- - - - … x` on one line, and the same indented one level per line.
+        let inline = format!("{}x\n", "- ".repeat(20_000));
+        let err = load_documents(&inline).unwrap_err();
+        assert!(err.message.contains("nested deeper"), "{err}");
+        let mut indented = String::new();
+        for i in 0..2_000 {
+            indented.push_str(&" ".repeat(i));
+            indented.push_str("-\n");
+        }
+        assert!(load_documents(&indented).is_err());
+        let flow = format!("{}{}", "{a: ".repeat(20_000), "}".repeat(20_000));
+        assert!(load_documents(&flow).is_err());
+        let flow = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
+        assert!(load_documents(&flow).is_err());
+    }
+
+    #[test]
+    fn an_alias_to_an_anchor_of_an_earlier_document_is_an_error() {
+        let err = load_documents("a: &x 1\n---\nb: *x\n").unwrap_err();
+        assert!(err.message.contains("unknown anchor"), "{err}");
+        assert_eq!(err.line, 3);
     }
 
     #[test]

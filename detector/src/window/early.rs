@@ -53,6 +53,32 @@ impl Window {
         self.items.back().map_or(i64::MIN, |i| i.t)
     }
 
+    /// Whether a window read back from a snapshot keeps the invariants `add` relies on: items
+    /// sorted by time, `tail_from` inside them, and `tail` counting exactly the values from
+    /// `tail_from` on (a damaged count would underflow when the value leaves the window).
+    pub fn is_consistent(&self, time_ok: impl Fn(i64) -> bool) -> bool {
+        if !self.items.iter().all(|i| time_ok(i.t))
+            || !self
+                .items
+                .iter()
+                .zip(self.items.iter().skip(1))
+                .all(|(a, b)| a.t <= b.t)
+        {
+            return false;
+        }
+        if self.items.is_empty() {
+            return self.tail_from == 0 && self.tail.is_empty();
+        }
+        if self.tail_from >= self.items.len() {
+            return false;
+        }
+        let mut tail: FxHashMap<u64, u32> = FxHashMap::default();
+        for i in self.items.iter().skip(self.tail_from) {
+            *tail.entry(i.v).or_default() += 1;
+        }
+        tail == self.tail
+    }
+
     /// Events held.
     pub fn held(&self) -> usize {
         self.items.len()

@@ -111,8 +111,13 @@ impl Correlator<'_> {
     }
 
     /// Replaces the state with a snapshot's; on error the state is left untouched.
+    ///
+    /// The checksum only proves the file is as written; what was written is checked too
+    /// ([`check`]): times, counters and window invariants out of range reject the snapshot
+    /// whole, so a damaged or hostile file cannot make later arithmetic overflow.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<Restored, SnapshotError> {
         let body = parse(bytes)?;
+        check(&body, self.set)?;
         let corrs = self.set.correlations();
         let mut groups: Vec<Groups> = (0..corrs.len()).map(|_| Groups::default()).collect();
         let mut report = Restored::default();
@@ -159,6 +164,105 @@ impl Correlator<'_> {
         self.seq = body.seq;
         self.stats = body.stats;
         Ok(report)
+    }
+}
+
+/// Event times a snapshot may hold (Unix seconds): ±2^43, about ±278,000 years, beyond any
+/// `eventTime` the decoder reads (chrono's range ends at year ±262,143), so a snapshot the
+/// correlator wrote always restores.
+const TIME_LIMIT: i64 = 1 << 43;
+
+/// Counters and sequence numbers a snapshot may hold: 2^53, more than a lifetime of events,
+/// and far from the overflow of the `+= 1` that follows.
+const COUNT_LIMIT: u64 = 1 << 53;
+
+fn time_ok(t: i64) -> bool {
+    (-TIME_LIMIT..=TIME_LIMIT).contains(&t)
+}
+
+/// A "latest time" field, which is `i64::MIN` ("never") in a window that saw nothing.
+fn last_ok(t: i64) -> bool {
+    t == i64::MIN || time_ok(t)
+}
+
+/// Rejects a body whose values could not have been written by the correlator.
+fn check(body: &Body, set: &crate::engine::RuleSet) -> Result<(), SnapshotError> {
+    let bad = |what: &str| Err(SnapshotError::Body(format!("{what} out of range")));
+    let s = &body.stats;
+    let counters = [
+        s.late,
+        s.no_time,
+        s.evicted,
+        s.fired,
+        s.peak_keys,
+        s.unlocated,
+    ];
+    if body.seq > COUNT_LIMIT || counters.iter().any(|&c| c > COUNT_LIMIT) {
+        return bad("a counter");
+    }
+    if body.max_time.is_some_and(|t| !time_ok(t)) {
+        return bad("the newest event time");
+    }
+    let corrs = set.correlations();
+    let by_id = |id: &str| corrs.iter().find(|c| c.id() == id);
+    for saved in &body.correlations {
+        let Some(corr) = by_id(&saved.id) else {
+            continue; // dropped on restore
+        };
+        for (_, state) in &saved.groups {
+            if !state_ok(state, corr.inputs.len()) {
+                return bad("a correlation window");
+            }
+        }
+    }
+    for p in &body.pending {
+        let e = &p.entry;
+        if !time_ok(e.time) || e.seq > COUNT_LIMIT || e.origin.input_index > COUNT_LIMIT {
+            return bad("a buffered event");
+        }
+        for (id, f) in &p.feeds {
+            if by_id(id).is_some_and(|c| usize::from(f.pos) >= c.inputs.len()) {
+                return bad("a buffered event's input");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a window's state keeps the invariants its updates rely on.
+fn state_ok(state: &State, n_inputs: usize) -> bool {
+    match state {
+        State::Times(times) => {
+            times.iter().all(|&t| time_ok(t)) && times.windows(2).all(|w| w[0] <= w[1])
+        }
+        State::Values(v) => {
+            let mut counts: rustc_hash::FxHashMap<&str, u32> = Default::default();
+            for (_, value) in &v.order {
+                *counts.entry(value).or_default() += 1;
+            }
+            last_ok(v.last)
+                && v.order.iter().all(|(t, _)| time_ok(*t))
+                && counts.len() == v.counts.len()
+                && v.counts.iter().all(|(k, n)| counts.get(&**k) == Some(n))
+        }
+        State::Numbers(n) => {
+            last_ok(n.last) && n.items.iter().all(|(t, x)| time_ok(*t) && x.is_finite())
+        }
+        State::Seen(m) | State::Chain(m) => {
+            last_ok(m.last) && m.at.len() == n_inputs && m.at.iter().flatten().all(|&t| time_ok(t))
+        }
+        // `first` is read (`t - first`) once a principal has events.
+        State::Countries(c) => {
+            let times = if c.events == 0 {
+                last_ok(c.first) && last_ok(c.last)
+            } else {
+                time_ok(c.first) && time_ok(c.last)
+            };
+            times && c.events < 1 << 31
+        }
+        // `at` is `i64::MIN` until the first located event, and read only after it.
+        State::Travel(t) => last_ok(t.at) && t.lat.is_finite() && t.lon.is_finite(),
+        State::Early(w) => w.is_consistent(time_ok),
     }
 }
 
