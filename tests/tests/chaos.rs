@@ -96,13 +96,16 @@ fn poison(k: usize) -> (Option<Value>, String) {
     }
 }
 
-/// Rule files a tired operator or an attacker drops into the watched folder.
+/// Rule files a tired operator or an attacker drops into the watched folder, among them an
+/// alias bomb and 20,000 nested sequences that once exhausted memory and the stack.
 fn hostile_rules(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let files = [
         ("bad_timespan.yml", "title: t\nid: t\ncorrelation:\n  type: event_count\n  rules: [x]\n  timespan: 5é\n  condition: {gte: 1}\n".as_bytes().to_vec()),
         ("garbage.yml", vec![0xff, 0xfe, 0x00, 0x9f, b'{', b'\n']),
         ("broken.yml", b"title: [unclosed\ndetection: {sel: {a: 1}\n".to_vec()),
         ("unknown_field.yml", b"title: u\nid: u\nlogsource: {product: aws}\ndetection:\n  sel: {eventName|nosuchmodifier: x}\n  condition: sel\n".to_vec()),
+        ("alias_bomb.yml", alias_bomb().into_bytes()),
+        ("deep.yml", format!("title: deep\nx:\n{}1\n", "- ".repeat(20_000)).into_bytes()),
     ];
     files
         .into_iter()
@@ -112,6 +115,18 @@ fn hostile_rules(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
             p
         })
         .collect()
+}
+
+/// "Billion laughs": under 700 bytes, 10^9 nodes once its aliases are expanded.
+fn alias_bomb() -> String {
+    let mut bomb = format!("a: &a [{}]\n", ["\"lol\""; 9].join(","));
+    for (prev, name) in "abcdefgh".chars().zip("bcdefghi".chars()) {
+        bomb.push_str(&format!(
+            "{name}: &{name} [{}]\n",
+            vec![format!("*{prev}"); 9].join(",")
+        ));
+    }
+    bomb
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
