@@ -160,8 +160,12 @@ impl<'s> KafkaWorker<'s> {
             };
             let mut batch = Vec::new();
             match first {
-                Ok(m) => batch.push(m.detach()),
+                Ok(m) => {
+                    ctx.metrics.source_ok();
+                    batch.push(m.detach())
+                }
                 Err(e) => {
+                    ctx.metrics.source_failed();
                     tracing::warn!(error = %e, "receiving from Kafka failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
@@ -387,6 +391,7 @@ impl<'s> KafkaWorker<'s> {
         // the alerts of everything up to here as delivered.
         if tpl.count() > 0 {
             if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+                self.metrics.source_failed();
                 tracing::warn!(error = %e, "committing offsets failed; these events may be read again and their alerts repeated");
             }
         }

@@ -49,9 +49,12 @@ impl Sinks {
                 result = jsonl.publish(alerts, self.format);
             }
             match result {
-                Ok(()) => return,
+                Ok(()) => {
+                    metrics.sink_ok();
+                    return;
+                }
                 Err(e) => {
-                    metrics.sink_errors.inc();
+                    metrics.sink_failed();
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "delivering alerts failed");
                     let jitter = Duration::from_millis(
                         rand::random::<u64>() % (delay.as_millis() as u64 / 2 + 1),
@@ -197,6 +200,7 @@ impl<'s> Worker<'s> {
             .sink_latency
             .observe(started.elapsed().as_secs_f64());
         if let Err(e) = sqs::delete(&out.sqs, &out.queue_url, &done).await {
+            self.metrics.source_failed();
             tracing::warn!(error = %e, "deleting processed messages failed; they will be redelivered and deduplicated");
         } else {
             self.metrics.messages_deleted.inc_by(done.len() as u64);
