@@ -56,7 +56,15 @@ pub(super) async fn preflight(
         )
     };
     if let Some(sqs) = &config.source.sqs {
+        // One attempt a call: this loop retries, and keeps each attempt's error.
         let client = super::sqs_client(sqs, aws);
+        let client = aws_sdk_sqs::Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
+                .build(),
+        );
         let started = Instant::now();
         let what = format!("SQS queue {}{}", sqs.queue_url, via(&sqs.endpoint_url));
         answer(deadline, timeout, || {
@@ -102,6 +110,13 @@ pub(super) async fn preflight(
     }
     if let Some(sns) = &config.sink.sns {
         let client = super::sns_client(sns, aws);
+        let client = aws_sdk_sns::Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .retry_config(aws_sdk_sns::config::retry::RetryConfig::disabled())
+                .build(),
+        );
         let started = Instant::now();
         let what = format!("SNS topic {}{}", sns.topic_arn, via(&sns.endpoint_url));
         answer(deadline, timeout, || {
@@ -147,7 +162,9 @@ where
                 return Err(format!("the service refused: {}", causes(e.err())))
             }
             Ok(Err(e)) => causes(&e),
-            Err(_) => last.take().unwrap_or_else(|| "no answer".to_string()),
+            Err(_) => last
+                .take()
+                .unwrap_or_else(|| "no answer to the first call".to_string()),
         };
         if Instant::now() + pause >= deadline {
             return Err(format!(
