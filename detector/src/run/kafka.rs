@@ -165,9 +165,16 @@ impl<'s> KafkaWorker<'s> {
                     batch.push(m.detach())
                 }
                 Err(e) => {
-                    ctx.metrics.source_failed();
+                    if kafka::topic_missing(&e) {
+                        ctx.metrics.source_errors.inc();
+                    } else {
+                        ctx.metrics.source_failed();
+                    }
                     tracing::warn!(error = %e, "receiving from Kafka failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = stop.changed() => return Next::Stop,
+                    }
                     continue;
                 }
             }

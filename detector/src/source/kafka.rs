@@ -118,7 +118,12 @@ impl ClientContext for GroupContext {
     /// librdkafka's client errors (a broker down or unresolvable, all brokers down, ...):
     /// logged and counted; the client keeps reconnecting.
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        self.metrics.source_failed();
+        if topic_missing(&error) {
+            // Waiting for the topic to be created is not an outage.
+            self.metrics.source_errors.inc();
+        } else {
+            self.metrics.source_failed();
+        }
         tracing::warn!(error = %error, reason, "Kafka client error; reconnecting");
     }
 
@@ -348,6 +353,11 @@ fn client_config(config: &KafkaConfig, group_consumer: bool) -> ClientConfig {
         }
     }
     c
+}
+
+/// Whether `e` says the events topic does not exist (yet).
+pub fn topic_missing(e: &rdkafka::error::KafkaError) -> bool {
+    e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition)
 }
 
 /// What a start-up probe of the brokers found.
