@@ -274,6 +274,27 @@ fn unreachable_kafka_at_start_exits_2_within_the_startup_timeout() {
         "{err}"
     );
     assert!(took < Duration::from_secs(6), "{took:?}");
+
+    // SIGTERM while it still waits for the brokers: it stops at once.
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("startup_timeout = \"2s\"", "startup_timeout = \"60s\""),
+    )
+    .unwrap();
+    let log = dir.path().join("log");
+    let child = Command::new(trailwatch_bin())
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("AWS_REGION", "us-east-1")
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut service = Service(child);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, took) = terminate(&mut service, Duration::from_secs(10));
+    eprintln!("SIGTERM while waiting for a dead Kafka: exited ({status}) after {took:?}");
+    assert!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
 }
 
 /// `run --check` against real services: exit 0 and a line per check; a queue that does not
