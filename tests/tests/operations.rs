@@ -244,6 +244,28 @@ fn unreachable_sqs_at_start_exits_2_within_the_startup_timeout() {
             "retried until the start-up timeout, no longer: {took:?}"
         );
     }
+    // Meanwhile the process is alive but not ready.
+    let child = Command::new(trailwatch_bin())
+        .args(["run", "--config", config])
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut service = Service(child);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut health = String::new();
+    while !health.starts_with("HTTP/1.1 200") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        health = http_get(&metrics, "/healthz");
+    }
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let ready = http_get(&metrics, "/readyz");
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(ready.ends_with("not ready: starting\n"), "{ready}");
+    let status = service.0.wait().unwrap();
+    assert_eq!(status.code(), Some(2));
 }
 
 /// Kafka at a dead address: exit code 2 after the start-up timeout, naming the brokers key.

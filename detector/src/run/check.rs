@@ -25,6 +25,13 @@ pub(super) async fn preflight(
     config: &Config,
     aws: &aws_config::SdkConfig,
 ) -> Result<Checked, ConfigError> {
+    let mut checked = local(config)?;
+    reach(config, aws, &mut checked.lines).await?;
+    Ok(checked)
+}
+
+/// The checks that need no service: paths, the HMAC key, the rules.
+pub(super) fn local(config: &Config) -> Result<Checked, ConfigError> {
     let mut lines = config.check_paths()?;
     let hmac_key = match &config.alerts.hmac_key_file {
         Some(p) => Some(crate::alert::read_hmac_key(p).map_err(|e| {
@@ -45,6 +52,20 @@ pub(super) async fn preflight(
         prepared.set.rules().len(),
         prepared.set.correlations().len()
     ));
+    Ok(Checked {
+        lines,
+        prepared,
+        hmac_key,
+    })
+}
+
+/// Whether the source and the sinks answer within `service.startup_timeout`; a line per
+/// service that did is added to `lines`.
+pub(super) async fn reach(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+    lines: &mut Vec<String>,
+) -> Result<(), ConfigError> {
     let timeout = config.startup_timeout();
     let deadline = Instant::now() + timeout;
     let unreachable = |key: &str, what: &str, why: String| {
@@ -132,11 +153,7 @@ pub(super) async fn preflight(
             started.elapsed().as_millis()
         ));
     }
-    Ok(Checked {
-        lines,
-        prepared,
-        hmac_key,
-    })
+    Ok(())
 }
 
 /// Calls an AWS API until it answers or `deadline` passes. An error the service itself

@@ -233,16 +233,13 @@ async fn serve(
     metrics: Metrics,
 ) -> Result<(), RunError> {
     metrics.set_unready_after(config.unready_after());
-    let aws = aws_config::load_from_env().await;
-    let mut stop = stop_rx.clone();
-    let checked = tokio::select! {
-        checked = check::preflight(&config, &aws) => checked?,
-        _ = stop.wait_for(|s| *s) => return Ok(()),
-    };
-    for line in &checked.lines {
-        tracing::info!("checked {line}");
-    }
-    let (prepared, hmac_key) = (checked.prepared, checked.hmac_key);
+    let check::Checked {
+        mut lines,
+        prepared,
+        hmac_key,
+    } = check::local(&config)?;
+    // Up before the services are checked: /healthz answers (and /readyz says "starting")
+    // while a slow service is waited for.
     let listener = tokio::net::TcpListener::bind(&config.metrics.listen)
         .await
         .map_err(|e| {
@@ -254,6 +251,15 @@ async fn serve(
             )
         })?;
     tokio::spawn(metrics.clone().serve(listener));
+    let aws = aws_config::load_from_env().await;
+    let mut stop = stop_rx.clone();
+    tokio::select! {
+        reached = check::reach(&config, &aws, &mut lines) => reached?,
+        _ = stop.wait_for(|s| *s) => return Ok(()),
+    };
+    for line in &lines {
+        tracing::info!("checked {line}");
+    }
     Ok(serve_checked(config, stop_rx, metrics, aws, prepared, hmac_key).await?)
 }
 
