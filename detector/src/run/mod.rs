@@ -19,7 +19,6 @@ use crate::engine::RuleSet;
 use crate::metrics::Metrics;
 use crate::sink::{JsonlSink, SnsSink};
 use crate::source::sqs::{self, Batch, Queue};
-use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -44,15 +43,57 @@ pub enum RunError {
     /// that does not answer at start.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The service failed after its checks passed (the message carries its causes).
-    #[error("{0}")]
-    Failed(String),
-}
-
-impl From<anyhow::Error> for RunError {
-    fn from(e: anyhow::Error) -> Self {
-        RunError::Failed(format!("{e:#}"))
-    }
+    /// A file beside `windows.state_file` cannot be read.
+    #[error("reading {path}")]
+    StateUnreadable {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state left by the last run (or rule set) cannot be used.
+    #[error("{path}: {what} (move the file away to start without it)")]
+    StateDamaged {
+        /// The file (or `state` when carried over in memory).
+        path: String,
+        /// Which state.
+        what: &'static str,
+        /// What is wrong with it.
+        source: crate::pipeline::StateError,
+    },
+    /// The published-alerts ledger (`<state_file>.published`) cannot be opened.
+    #[error("opening the published-alerts ledger {path}")]
+    Ledger {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A GeoIP database cannot be opened.
+    #[error("[geoip]")]
+    Geo(#[from] crate::geo::GeoDbError),
+    /// Kafka refused something the service needs (the consumer, the state topic).
+    #[error("{what}")]
+    Kafka {
+        /// What was being done.
+        what: &'static str,
+        /// Kafka's error.
+        source: rdkafka::error::KafkaError,
+    },
+    /// The rule files cannot be watched for changes (set `rules.watch = false` to do without).
+    #[error("watching {path} for rule changes")]
+    Watch {
+        /// The path, if the watcher itself did not start.
+        path: String,
+        /// Why.
+        source: notify::Error,
+    },
+    /// The async runtime did not start.
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The service task ended abnormally (a panic).
+    #[error("the service stopped unexpectedly: {0}")]
+    Aborted(String),
 }
 
 /// How long past `service.shutdown_timeout` a shutdown stuck in a call that cannot be
@@ -69,7 +110,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| RunError::Failed(format!("starting the async runtime: {e}")))?;
+        .map_err(RunError::Runtime)?;
     let shutdown_timeout = config.shutdown_timeout();
     let (stop_tx, stop_rx) = watch::channel(false);
     let result = runtime.block_on(async move {
@@ -96,7 +137,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
         tokio::select! {
             done = &mut service => match done {
                 Ok(result) => result,
-                Err(e) => Err(RunError::Failed(format!("the service failed: {e}"))),
+                Err(e) => Err(RunError::Aborted(e.to_string())),
             },
             () = deadline => {
                 service.abort();
@@ -132,7 +173,7 @@ pub fn check(config: &Config) -> Result<Vec<String>, RunError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| RunError::Failed(format!("starting the async runtime: {e}")))?;
+        .map_err(RunError::Runtime)?;
     let lines = runtime.block_on(async {
         let aws = aws_config::load_from_env().await;
         check::preflight(config, &aws).await.map(|c| c.lines)
@@ -260,7 +301,7 @@ async fn serve(
     for line in &lines {
         tracing::info!("checked {line}");
     }
-    Ok(serve_checked(config, stop_rx, metrics, aws, prepared, hmac_key).await?)
+    serve_checked(config, stop_rx, metrics, aws, prepared, hmac_key).await
 }
 
 /// The service, once its checks passed and the metrics endpoint is up.
@@ -271,7 +312,7 @@ async fn serve_checked(
     aws: aws_config::SdkConfig,
     mut prepared: Prepared,
     hmac_key: Option<Vec<u8>>,
-) -> Result<()> {
+) -> Result<(), RunError> {
     let locator = open_locator(&config, &prepared.set)?;
     let (reload_tx, mut reload_rx) = mpsc::channel(8);
     reload::on_sighup(reload_tx.clone());
@@ -289,7 +330,10 @@ async fn serve_checked(
         };
         return kafka::serve(&ctx, k, prepared, locator, stop_rx, reload_rx).await;
     }
-    let (out, queue) = connect(&config, &aws)?;
+    let Some(sqs_config) = &config.source.sqs else {
+        return Ok(()); // validation makes this unreachable: one source is configured
+    };
+    let (out, queue) = connect(&config, sqs_config, &aws);
     let pollers = config.source.sqs.as_ref().map_or(1, |s| s.pollers);
     let (tx, mut rx) = mpsc::channel::<Batch>(pollers * 2);
     for _ in 0..pollers {
@@ -439,9 +483,8 @@ pub(super) fn sns_client(sink: &SnsConfig, aws: &aws_config::SdkConfig) -> aws_s
 }
 
 /// The AWS clients: the sinks and the queue.
-fn connect(config: &Config, aws: &aws_config::SdkConfig) -> Result<(Outputs, Queue)> {
-    let source = config.source.sqs.clone().context("no source")?;
-    let sqs_client = sqs_client(&source, aws);
+fn connect(config: &Config, source: &SqsConfig, aws: &aws_config::SdkConfig) -> (Outputs, Queue) {
+    let sqs_client = sqs_client(source, aws);
     let queue = Queue {
         client: sqs_client.clone(),
         url: source.queue_url.clone(),
@@ -451,9 +494,9 @@ fn connect(config: &Config, aws: &aws_config::SdkConfig) -> Result<(Outputs, Que
     let out = Outputs {
         sinks: sinks(config, aws),
         sqs: sqs_client,
-        queue_url: source.queue_url,
+        queue_url: source.queue_url.clone(),
     };
-    Ok((out, queue))
+    (out, queue)
 }
 
 /// The configured sinks.
@@ -484,7 +527,10 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn open_locator(config: &Config, set: &RuleSet) -> Result<Option<Arc<dyn crate::geo::Locate>>> {
+fn open_locator(
+    config: &Config,
+    set: &RuleSet,
+) -> Result<Option<Arc<dyn crate::geo::Locate>>, RunError> {
     if config.geoip.cities.is_empty() {
         if set.correlations().iter().any(|c| c.kind.is_geo()) {
             tracing::warn!("geo rules are inactive: no [geoip] cities configured");
