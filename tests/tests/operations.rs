@@ -61,7 +61,7 @@ fn stderr(out: &Output) -> String {
 }
 
 /// The value of an unlabelled metric in `text` (0 when absent).
-fn metric(text: &str, name: &str) -> f64 {
+fn value_in(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
@@ -387,7 +387,7 @@ async fn readyz_turns_503_during_an_sqs_outage_and_200_after() {
     let (sqs, sns) = clients(&url);
     let q = queues(&sqs, &sns, &format!("ready-{}", std::process::id())).await;
     let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let proxy = flaky_proxy(url.trim_start_matches("http://").to_string(), up.clone()).await;
+    let proxy = outage_proxy(url.trim_start_matches("http://").to_string(), up.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
     let sns_direct = format!("endpoint_url = {url:?}\n");
@@ -424,10 +424,14 @@ async fn readyz_turns_503_during_an_sqs_outage_and_200_after() {
     assert!(unready >= Duration::from_secs(2), "{unready:?}");
     let text = http_get(&metrics, "/metrics");
     assert!(
-        metric(&text, "trailwatch_source_errors_total") >= 1.0,
+        value_in(&text, "trailwatch_source_errors_total") >= 1.0,
         "{text}"
     );
-    assert_eq!(metric(&text, "trailwatch_sink_errors_total"), 0.0, "{text}");
+    assert_eq!(
+        value_in(&text, "trailwatch_sink_errors_total"),
+        0.0,
+        "{text}"
+    );
     assert!(text.contains("HTTP/1.1 200"), "/metrics still served");
 
     up.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -461,7 +465,7 @@ async fn sigterm_during_an_sns_outage_exits_in_time_and_leaves_the_message() {
     let (sqs, sns) = clients(&url);
     let q = queues(&sqs, &sns, &format!("term-{}", std::process::id())).await;
     let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let proxy = flaky_proxy(url.trim_start_matches("http://").to_string(), up.clone()).await;
+    let proxy = outage_proxy(url.trim_start_matches("http://").to_string(), up.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
     let sns_extra = format!("endpoint_url = {proxy:?}\n");
@@ -485,11 +489,11 @@ async fn sigterm_during_an_sns_outage_exits_in_time_and_leaves_the_message() {
     .await;
     let text = metrics_with(&metrics, &["trailwatch_sink_errors_total 2".to_string()]);
     assert!(
-        metric(&text, "trailwatch_sink_errors_total") >= 2.0,
+        value_in(&text, "trailwatch_sink_errors_total") >= 2.0,
         "{text}"
     );
     assert_eq!(
-        metric(&text, "trailwatch_messages_deleted_total"),
+        value_in(&text, "trailwatch_messages_deleted_total"),
         0.0,
         "{text}"
     );
@@ -528,7 +532,7 @@ async fn sigterm_during_an_sns_outage_exits_in_time_and_leaves_the_message() {
         &["trailwatch_messages_deleted_total 1".to_string()],
     );
     assert_eq!(
-        metric(&text, "trailwatch_messages_deleted_total"),
+        value_in(&text, "trailwatch_messages_deleted_total"),
         1.0,
         "{text}"
     );

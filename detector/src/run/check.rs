@@ -88,7 +88,7 @@ pub(super) async fn reach(
         );
         let started = Instant::now();
         let what = format!("SQS queue {}{}", sqs.queue_url, via(&sqs.endpoint_url));
-        answer(deadline, timeout, || {
+        answer(&what, deadline, timeout, || {
             client
                 .get_queue_attributes()
                 .queue_url(&sqs.queue_url)
@@ -140,7 +140,7 @@ pub(super) async fn reach(
         );
         let started = Instant::now();
         let what = format!("SNS topic {}{}", sns.topic_arn, via(&sns.endpoint_url));
-        answer(deadline, timeout, || {
+        answer(&what, deadline, timeout, || {
             client
                 .get_topic_attributes()
                 .topic_arn(&sns.topic_arn)
@@ -160,6 +160,7 @@ pub(super) async fn reach(
 /// returned (no such queue, access denied) is final at once; a connection that fails or
 /// times out is tried again with backoff.
 async fn answer<F, Fut, T, E, R>(
+    what: &str,
     deadline: Instant,
     timeout: Duration,
     mut call: F,
@@ -189,6 +190,7 @@ where
                 timeout.as_secs()
             ));
         }
+        tracing::warn!(error = %why, retry_in_ms = pause.as_millis() as u64, "{what} does not answer yet; retrying until service.startup_timeout");
         last = Some(why);
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(RETRY_MAX);

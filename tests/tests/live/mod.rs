@@ -441,11 +441,28 @@ pub async fn recording_proxy(target: String) -> (String, Recorder) {
     (format!("http://{addr}"), recorder)
 }
 
-/// A TCP proxy to `target` that refuses service while `up` is false; turning it false also
-/// cuts the connections it carries (pooled keep-alive connections go down with it).
+/// A TCP proxy to `target` that refuses new connections while `up` is false (connections it
+/// already carries, such as a client's pooled keep-alive ones, stay up: see [`outage_proxy`]).
 pub async fn flaky_proxy(
     target: String,
     up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> String {
+    proxy(target, up, false).await
+}
+
+/// [`flaky_proxy`] that also cuts the connections it carries when `up` turns false, so an
+/// outage mid-run reaches a client that keeps its connections alive.
+pub async fn outage_proxy(
+    target: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> String {
+    proxy(target, up, true).await
+}
+
+async fn proxy(
+    target: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: bool,
 ) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -462,6 +479,9 @@ pub async fn flaky_proxy(
             tokio::spawn(async move {
                 if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
                     let down = async {
+                        if !cut {
+                            std::future::pending::<()>().await;
+                        }
                         while up.load(std::sync::atomic::Ordering::SeqCst) {
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
