@@ -206,7 +206,7 @@ async fn sns_outage_holds_acknowledgements_until_recovery() {
     // Up for the start-up check (a topic that does not answer at start stops `run` with exit
     // code 2), down before the first message.
     let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let proxy = flaky_proxy(url.trim_start_matches("http://").to_string(), up.clone()).await;
+    let proxy = outage_proxy(url.trim_start_matches("http://").to_string(), up.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let sns_extra = format!("endpoint_url = {proxy:?}\n");
     let extra = Extra {
