@@ -29,6 +29,50 @@ pub struct Config {
     /// Alert format, rate limits and the secret for allow-listed fields.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// Start-up, readiness and shutdown time limits of `trailwatch run`.
+    #[serde(default)]
+    pub service: ServiceConfig,
+    /// The file this configuration was read from (for messages).
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+/// `[service]`: how long `trailwatch run` waits for things before it says so.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// At start, the source and the sinks must answer within this (SQS GetQueueAttributes,
+    /// SNS GetTopicAttributes, Kafka metadata), else `run` exits with code 2. 1s to 10m.
+    #[serde(default = "default_startup_timeout")]
+    pub startup_timeout: String,
+    /// `/readyz` answers 503 once receiving or delivering has failed continuously for this
+    /// long, and 200 again when it works. 1s to 1h.
+    #[serde(default = "default_unready_after")]
+    pub unready_after: String,
+    /// After SIGTERM or SIGINT, what is in flight gets this long to be delivered and
+    /// acknowledged; what is not by then is left unacknowledged (redelivered later). 1s to 10m.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: String,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            startup_timeout: default_startup_timeout(),
+            unready_after: default_unready_after(),
+            shutdown_timeout: default_shutdown_timeout(),
+        }
+    }
+}
+
+fn default_startup_timeout() -> String {
+    "30s".into()
+}
+fn default_unready_after() -> String {
+    "60s".into()
+}
+fn default_shutdown_timeout() -> String {
+    "30s".into()
 }
 
 /// `[alerts]`
@@ -284,25 +328,248 @@ fn default_listen() -> String {
     "127.0.0.1:9898".into()
 }
 
-/// A configuration that cannot be used.
+/// What kind of problem a configuration has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// The file cannot be read.
+    Unreadable,
+    /// Not TOML of the expected shape (unknown or missing keys, wrong types).
+    Syntax,
+    /// A value that cannot work: an empty or malformed URL, ARN, broker list or duration.
+    Invalid,
+    /// A number or duration outside its bounds.
+    OutOfRange,
+    /// A file or directory that is missing, unreadable or not writable.
+    Path,
+    /// The rules do not load, or there are none.
+    Rules,
+    /// A source or sink did not answer within `service.startup_timeout` (or refused).
+    Unreachable,
+}
+
+/// A configuration that cannot be used: the file, the key and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
+#[error("{path}: {}{message}", key.as_deref().map(|k| format!("{k}: ")).unwrap_or_default())]
 pub struct ConfigError {
     /// The file.
     pub path: String,
-    /// What is wrong.
+    /// The key at fault (`source.sqs.queue_url`), when one is.
+    pub key: Option<String>,
+    /// What kind of problem.
+    pub kind: ConfigErrorKind,
+    /// What is wrong, and what would be right.
     pub message: String,
+}
+
+impl ConfigError {
+    /// An error about `key` of the configuration read from `file`.
+    pub fn new(
+        file: &Path,
+        key: impl Into<String>,
+        kind: ConfigErrorKind,
+        message: impl Into<String>,
+    ) -> Self {
+        let key: String = key.into();
+        ConfigError {
+            path: file.display().to_string(),
+            key: (!key.is_empty()).then_some(key),
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// A problem found by validation, before the file name is attached.
+struct Problem(&'static str, ConfigErrorKind, String);
+
+fn invalid(key: &'static str, message: impl Into<String>) -> Problem {
+    Problem(key, ConfigErrorKind::Invalid, message.into())
+}
+
+/// `value` within `min..=max`.
+fn bounded<T: PartialOrd + std::fmt::Display + Copy>(
+    key: &'static str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), Problem> {
+    if value < min || value > max {
+        return Err(Problem(
+            key,
+            ConfigErrorKind::OutOfRange,
+            format!("{value} is out of bounds: use {min} to {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A duration such as `30s`, `5m`, `2h` (or `0s`), in seconds within `min..=max`.
+fn duration(key: &'static str, value: &str, min: i64, max: i64) -> Result<i64, Problem> {
+    let secs = match value.trim() {
+        "0s" | "0m" | "0h" | "0" => Some(0),
+        v => crate::rule::correlation::parse_timespan(v),
+    }
+    .ok_or_else(|| {
+        invalid(
+            key,
+            format!("must be a duration such as 30s, 5m or 2h, not '{value}'"),
+        )
+    })?;
+    if secs < min || secs > max {
+        return Err(Problem(
+            key,
+            ConfigErrorKind::OutOfRange,
+            format!(
+                "'{value}' is out of bounds: use {} to {}",
+                span_text(min),
+                span_text(max)
+            ),
+        ));
+    }
+    Ok(secs)
+}
+
+fn span_text(secs: i64) -> String {
+    match secs {
+        0 => "0s".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// An `http(s)://host[:port]/...` URL; `path` when it must name something (a queue).
+fn http_url(key: &'static str, value: &str, needs_path: bool) -> Result<(), Problem> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(invalid(key, "must not be empty"));
+    }
+    let rest = v
+        .strip_prefix("https://")
+        .or_else(|| v.strip_prefix("http://"))
+        .ok_or_else(|| invalid(key, format!("'{v}' is not an http(s):// URL")))?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (name, port) = match host.strip_prefix('[') {
+        // An IPv6 literal: [::1]:5000
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, rest)) => (addr, rest.strip_prefix(':')),
+            None => ("", None),
+        },
+        None => match host.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host, None),
+        },
+    };
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if name.is_empty() || !port_ok || v.chars().any(char::is_whitespace) {
+        return Err(invalid(key, format!("'{v}' has no usable host[:port]")));
+    }
+    if needs_path && path.trim_matches('/').is_empty() {
+        return Err(invalid(
+            key,
+            format!("'{v}' names no queue: expected https://sqs.REGION.amazonaws.com/ACCOUNT/NAME"),
+        ));
+    }
+    Ok(())
+}
+
+/// `arn:PARTITION:sns:REGION:ACCOUNT:NAME`.
+fn topic_arn(key: &'static str, value: &str) -> Result<(), Problem> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(invalid(key, "must not be empty"));
+    }
+    let parts: Vec<&str> = v.split(':').collect();
+    let name_ok = |n: &str| {
+        let n = n.strip_suffix(".fifo").unwrap_or(n);
+        (1..=256).contains(&n.len())
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    let ok = matches!(parts[..], ["arn", partition, "sns", region, account, name]
+        if !partition.is_empty() && !region.is_empty()
+            && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
+            && name_ok(name));
+    if !ok {
+        return Err(invalid(
+            key,
+            format!("'{v}' is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME, a 12-digit account)"),
+        ));
+    }
+    Ok(())
+}
+
+/// `host:port[,host:port...]`, each optionally with a `proto://` prefix.
+fn broker_list(key: &'static str, value: &str) -> Result<(), Problem> {
+    if value.trim().is_empty() {
+        return Err(invalid(key, "must not be empty"));
+    }
+    for broker in value.split(',').map(str::trim) {
+        let addr = broker.split_once("://").map_or(broker, |(_, a)| a);
+        let good = match addr.rsplit_once(':') {
+            Some((host, port)) => {
+                !host.is_empty()
+                    && !host.contains(char::is_whitespace)
+                    && port.parse::<u16>().is_ok_and(|p| p > 0)
+            }
+            None => false,
+        };
+        if !good {
+            return Err(invalid(
+                key,
+                format!("'{broker}' is not a broker address: expected HOST:PORT[,HOST:PORT...]"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A Kafka topic name: 1 to 249 of `[A-Za-z0-9._-]`.
+fn kafka_topic(key: &'static str, value: &str) -> Result<(), Problem> {
+    let ok = (1..=249).contains(&value.len())
+        && value != "."
+        && value != ".."
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !ok {
+        return Err(invalid(
+            key,
+            format!("'{value}' is not a Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Bounds of the numeric settings (documented in README.md, "Running the service").
+pub mod limits {
+    /// `source.sqs.pollers`.
+    pub const POLLERS: (usize, usize) = (1, 64);
+    /// `source.*.max_body_bytes`: 1 KiB to 16 MiB.
+    pub const MAX_BODY_BYTES: (usize, usize) = (1024, 16 << 20);
+    /// `source.kafka.max_batch`.
+    pub const KAFKA_MAX_BATCH: (usize, usize) = (1, 10_000);
+    /// `windows.max_keys`.
+    pub const MAX_KEYS: (usize, usize) = (1, 100_000_000);
+    /// `windows.dedup_max_ids` (0 turns de-duplication off).
+    pub const DEDUP_MAX_IDS: (usize, usize) = (0, 100_000_000);
 }
 
 impl Config {
     /// Reads and validates a configuration file; relative paths are taken from its folder.
+    ///
+    /// This checks the file alone (shape, values, bounds); [`Config::check_paths`] checks the
+    /// files and directories it names, and `run::check` the services.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let err = |m: String| ConfigError {
-            path: path.display().to_string(),
-            message: m,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let mut c: Config = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, "", ConfigErrorKind::Unreadable, e.to_string()))?;
+        let mut c: Config = toml::from_str(&text).map_err(|e| {
+            ConfigError::new(path, "", ConfigErrorKind::Syntax, e.to_string().trim_end())
+        })?;
+        c.file = path.to_path_buf();
         let base = path.parent().unwrap_or(Path::new("."));
         let fix = |p: &mut PathBuf| {
             if p.is_relative() && p.as_os_str() != "-" {
@@ -316,77 +583,188 @@ impl Config {
         c.geoip.cities.iter_mut().for_each(fix);
         c.geoip.asn.iter_mut().for_each(fix);
         c.alerts.hmac_key_file.iter_mut().for_each(fix);
-        c.validate().map_err(err)?;
+        c.validate()
+            .map_err(|Problem(key, kind, m)| ConfigError::new(path, key, kind, m))?;
         Ok(c)
     }
 
-    fn validate(&self) -> Result<(), String> {
-        let sqs = match (&self.source.sqs, &self.source.kafka) {
-            (Some(sqs), None) => sqs,
-            (None, Some(k)) => return self.validate_kafka(k),
+    fn validate(&self) -> Result<(), Problem> {
+        match (&self.source.sqs, &self.source.kafka) {
+            (Some(sqs), None) => self.validate_sqs(sqs)?,
+            (None, Some(k)) => self.validate_kafka(k)?,
             (Some(_), Some(_)) => {
-                return Err("[source] takes one source: [source.sqs] or [source.kafka]".into())
+                return Err(invalid(
+                    "source",
+                    "[source] takes one source: [source.sqs] or [source.kafka]",
+                ))
             }
             (None, None) => {
-                return Err("[source] needs a source: [source.sqs] or [source.kafka]".into())
+                return Err(invalid(
+                    "source",
+                    "[source] needs a source: [source.sqs] or [source.kafka]",
+                ))
             }
         };
-        if !(1..=20).contains(&sqs.wait_seconds) {
-            return Err("source.sqs.wait_seconds must be 1 to 20".into());
-        }
-        if !(2..=43_200).contains(&sqs.visibility_timeout_seconds) {
-            return Err("source.sqs.visibility_timeout_seconds must be 2 to 43200".into());
-        }
-        if sqs.pollers == 0 {
-            return Err("source.sqs.pollers must be at least 1".into());
-        }
         self.validate_common()
     }
 
-    fn validate_kafka(&self, k: &KafkaConfig) -> Result<(), String> {
-        for (name, v) in [
-            ("brokers", &k.brokers),
-            ("topic", &k.topic),
-            ("group_id", &k.group_id),
-        ] {
-            if v.trim().is_empty() {
-                return Err(format!("source.kafka.{name} must not be empty"));
-            }
+    fn validate_sqs(&self, sqs: &SqsConfig) -> Result<(), Problem> {
+        http_url("source.sqs.queue_url", &sqs.queue_url, true)?;
+        if let Some(url) = &sqs.endpoint_url {
+            http_url("source.sqs.endpoint_url", url, false)?;
         }
-        if k.max_batch == 0 {
-            return Err("source.kafka.max_batch must be at least 1".into());
+        bounded("source.sqs.wait_seconds", sqs.wait_seconds, 1, 20)?;
+        bounded(
+            "source.sqs.visibility_timeout_seconds",
+            sqs.visibility_timeout_seconds,
+            2,
+            43_200,
+        )?;
+        let (lo, hi) = limits::POLLERS;
+        bounded("source.sqs.pollers", sqs.pollers, lo, hi)?;
+        let (lo, hi) = limits::MAX_BODY_BYTES;
+        bounded("source.sqs.max_body_bytes", sqs.max_body_bytes, lo, hi)
+    }
+
+    fn validate_kafka(&self, k: &KafkaConfig) -> Result<(), Problem> {
+        broker_list("source.kafka.brokers", &k.brokers)?;
+        kafka_topic("source.kafka.topic", &k.topic)?;
+        kafka_topic("source.kafka.state_topic", &k.state_topic)?;
+        if k.state_topic == k.topic {
+            return Err(invalid(
+                "source.kafka.state_topic",
+                "must differ from source.kafka.topic",
+            ));
         }
+        if k.group_id.trim().is_empty() {
+            return Err(invalid("source.kafka.group_id", "must not be empty"));
+        }
+        let (lo, hi) = limits::KAFKA_MAX_BATCH;
+        bounded("source.kafka.max_batch", k.max_batch, lo, hi)?;
+        let (lo, hi) = limits::MAX_BODY_BYTES;
+        bounded("source.kafka.max_body_bytes", k.max_body_bytes, lo, hi)?;
         for managed in ["group.id", "enable.auto.offset.store", "enable.auto.commit"] {
             if k.properties.contains_key(managed) {
-                return Err(format!(
-                    "source.kafka.properties: '{managed}' is managed by trailwatch (offsets are stored only after alerts are delivered)"
+                return Err(invalid(
+                    "source.kafka.properties",
+                    format!("'{managed}' is managed by trailwatch (offsets are stored only after alerts are delivered)"),
                 ));
             }
         }
-        self.validate_common()
+        Ok(())
     }
 
-    fn validate_common(&self) -> Result<(), String> {
-        if self.sink.sns.is_none() && self.sink.jsonl.is_none() {
-            return Err(
-                "[sink] needs somewhere to send alerts: [sink.sns] and/or sink.jsonl".into(),
-            );
+    fn validate_common(&self) -> Result<(), Problem> {
+        if self.rules.paths.is_empty() {
+            return Err(Problem(
+                "rules.paths",
+                ConfigErrorKind::Rules,
+                "is empty: name at least one rule file or directory".into(),
+            ));
         }
-        let delay = self.windows.max_delivery_delay.as_ref();
-        for (name, v) in [
-            ("windows.lateness", &self.windows.lateness),
-            ("windows.snapshot_interval", &self.windows.snapshot_interval),
-            ("windows.dedup_horizon", &self.windows.dedup_horizon),
-            (
-                "windows.max_delivery_delay",
-                delay.unwrap_or(&self.windows.lateness),
-            ),
-        ] {
-            if crate::rule::correlation::parse_timespan(v).is_none() && v != "0s" {
-                return Err(format!("{name} must be a duration such as 5m, not '{v}'"));
+        if self.sink.sns.is_none() && self.sink.jsonl.is_none() {
+            return Err(invalid(
+                "sink",
+                "[sink] needs somewhere to send alerts: [sink.sns] and/or sink.jsonl",
+            ));
+        }
+        if let Some(sns) = &self.sink.sns {
+            topic_arn("sink.sns.topic_arn", &sns.topic_arn)?;
+            if let Some(url) = &sns.endpoint_url {
+                http_url("sink.sns.endpoint_url", url, false)?;
             }
         }
+        if let Some(p) = &self.sink.jsonl {
+            if p.as_os_str().is_empty() || p.to_string_lossy().ends_with('/') {
+                return Err(invalid("sink.jsonl", "must name a file (or - for stdout)"));
+            }
+        }
+        if let Some(p) = &self.windows.state_file {
+            if p.to_string_lossy().ends_with('/') {
+                return Err(invalid("windows.state_file", "must name a file"));
+            }
+        }
+        const DAY: i64 = 86_400;
+        let w = &self.windows;
+        duration("windows.lateness", &w.lateness, 0, DAY)?;
+        if let Some(d) = &w.max_delivery_delay {
+            duration("windows.max_delivery_delay", d, 0, DAY)?;
+        }
+        duration("windows.snapshot_interval", &w.snapshot_interval, 1, 3600)?;
+        duration("windows.dedup_horizon", &w.dedup_horizon, 0, 30 * DAY)?;
+        let (lo, hi) = limits::MAX_KEYS;
+        bounded("windows.max_keys", w.max_keys, lo, hi)?;
+        let (lo, hi) = limits::DEDUP_MAX_IDS;
+        bounded("windows.dedup_max_ids", w.dedup_max_ids, lo, hi)?;
+        if self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "metrics.listen",
+                format!(
+                    "'{}' is not an address such as 127.0.0.1:9898",
+                    self.metrics.listen
+                ),
+            ));
+        }
+        let s = &self.service;
+        duration("service.startup_timeout", &s.startup_timeout, 1, 600)?;
+        duration("service.unready_after", &s.unready_after, 1, 3600)?;
+        duration("service.shutdown_timeout", &s.shutdown_timeout, 1, 600)?;
         Ok(())
+    }
+
+    /// Checks the files and directories the configuration names: rule paths exist, the state
+    /// file's and JSON-lines sink's directories are writable, the HMAC key and GeoIP databases
+    /// are readable. Returns one line per thing checked.
+    pub fn check_paths(&self) -> Result<Vec<String>, ConfigError> {
+        let fail =
+            |key: &str, m: String| ConfigError::new(&self.file, key, ConfigErrorKind::Path, m);
+        let mut done = Vec::new();
+        for p in self
+            .rules
+            .paths
+            .iter()
+            .chain(self.rules.placeholders.iter())
+        {
+            if !p.exists() {
+                let key = if self.rules.placeholders.as_ref() == Some(p) {
+                    "rules.placeholders"
+                } else {
+                    "rules.paths"
+                };
+                return Err(ConfigError::new(
+                    &self.file,
+                    key,
+                    ConfigErrorKind::Rules,
+                    format!("{} does not exist", p.display()),
+                ));
+            }
+        }
+        if let Some(p) = self.sink.jsonl.as_ref().filter(|p| p.as_os_str() != "-") {
+            writable_file(p).map_err(|m| fail("sink.jsonl", m))?;
+            done.push(format!("sink.jsonl: {} is writable", p.display()));
+        }
+        if let Some(p) = &self.windows.state_file {
+            writable_file(p).map_err(|m| fail("windows.state_file", m))?;
+            done.push(format!(
+                "windows.state_file: {} is writable",
+                p.parent().unwrap_or(Path::new(".")).display()
+            ));
+        }
+        if let Some(p) = &self.alerts.hmac_key_file {
+            crate::alert::read_hmac_key(p)
+                .map_err(|e| fail("alerts.hmac_key_file", e.to_string()))?;
+            done.push(format!("alerts.hmac_key_file: {} is readable", p.display()));
+        }
+        for (key, p) in self
+            .geoip
+            .cities
+            .iter()
+            .map(|p| ("geoip.cities", p))
+            .chain(self.geoip.asn.iter().map(|p| ("geoip.asn", p)))
+        {
+            std::fs::File::open(p).map_err(|e| fail(key, format!("{}: {e}", p.display())))?;
+        }
+        Ok(done)
     }
 
     /// The allowed lateness, seconds.
@@ -421,9 +799,63 @@ impl Config {
         }
     }
 
+    /// `service.startup_timeout`.
+    pub fn startup_timeout(&self) -> std::time::Duration {
+        service_span(&self.service.startup_timeout, 30)
+    }
+
+    /// `service.unready_after`.
+    pub fn unready_after(&self) -> std::time::Duration {
+        service_span(&self.service.unready_after, 60)
+    }
+
+    /// `service.shutdown_timeout`.
+    pub fn shutdown_timeout(&self) -> std::time::Duration {
+        service_span(&self.service.shutdown_timeout, 30)
+    }
+
     /// The snapshot interval, seconds.
     pub fn snapshot_interval(&self) -> i64 {
         crate::rule::correlation::parse_timespan(&self.windows.snapshot_interval).unwrap_or(60)
+    }
+}
+
+fn service_span(v: &str, default: u64) -> std::time::Duration {
+    let secs = crate::rule::correlation::parse_timespan(v).map_or(default, |s| s.max(1) as u64);
+    std::time::Duration::from_secs(secs)
+}
+
+/// Whether `path` can be written: an existing file opened for appending (nothing is
+/// written), or else a probe file created and removed in its directory.
+fn writable_file(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!("{} is a directory, not a file", path.display()));
+    }
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("{} cannot be written: {e}", path.display()));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!("directory {} does not exist", dir.display()));
+    }
+    let probe = dir.join(format!(".trailwatch-write-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!("directory {} is not writable: {e}", dir.display())),
     }
 }
 
@@ -438,7 +870,7 @@ mod tests {
         Config::load(&p)
     }
 
-    const OK: &str = "[rules]\npaths = [\"rules\"]\n[source.sqs]\nqueue_url = \"http://q\"\n[sink.sns]\ntopic_arn = \"arn:aws:sns:us-east-1:1:t\"\n";
+    const OK: &str = "[rules]\npaths = [\"rules\"]\n[source.sqs]\nqueue_url = \"http://127.0.0.1:5000/123456789012/q\"\n[sink.sns]\ntopic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n";
 
     #[test]
     fn defaults_and_relative_paths() {
@@ -472,7 +904,7 @@ mod tests {
         let e = load(&format!("{OK}{kafka}")).unwrap_err();
         assert!(e.message.contains("one source"), "{e}");
         let only_kafka = format!(
-            "[rules]\npaths = []\n{kafka}[source.kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n[sink]\njsonl = \"-\"\n"
+            "[rules]\npaths = [\"r\"]\n{kafka}[source.kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n[sink]\njsonl = \"-\"\n"
         );
         let c = load(&only_kafka).unwrap();
         let k = c.source.kafka.unwrap();
@@ -485,13 +917,13 @@ mod tests {
             load(&only_kafka.replace("security.protocol", "enable.auto.offset.store")).unwrap_err();
         assert!(e.message.contains("managed by trailwatch"), "{e}");
         let e = load(&OK.replace(
-            "[sink.sns]\ntopic_arn = \"arn:aws:sns:us-east-1:1:t\"\n",
+            "[sink.sns]\ntopic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n",
             "",
         ))
         .unwrap_err();
         assert!(e.message.contains("somewhere to send alerts"), "{e}");
         let e = load(&format!("{OK}[windows]\nlateness = \"soon\"\n")).unwrap_err();
-        assert!(e.message.contains("windows.lateness"), "{e}");
+        assert_eq!(e.key.as_deref(), Some("windows.lateness"), "{e}");
         let e = load(&format!("{OK}[alerts]\nformat = \"xml\"\n")).unwrap_err();
         assert!(e.message.contains("unknown variant"), "{e}");
         let e = load(&OK.replace("queue_url", "queue")).unwrap_err();
@@ -499,5 +931,338 @@ mod tests {
             e.message.contains("unknown field") || e.message.contains("missing field"),
             "{e}"
         );
+    }
+
+    /// Replaces `from` in the valid configuration and returns the error's key and kind.
+    fn broken(from: &str, to: &str) -> (Option<String>, ConfigErrorKind, String) {
+        let text = OK.replace(from, to);
+        assert_ne!(text, OK, "{from} is not in the test configuration");
+        let e = load(&text).expect_err(to);
+        (e.key.clone(), e.kind, e.to_string())
+    }
+
+    fn with(extra: &str) -> (Option<String>, ConfigErrorKind, String) {
+        let e = load(&format!("{OK}{extra}")).expect_err(extra);
+        (e.key.clone(), e.kind, e.to_string())
+    }
+
+    #[test]
+    fn each_impossible_value_names_its_key() {
+        use ConfigErrorKind::*;
+        let q = "\"http://127.0.0.1:5000/123456789012/q\"";
+        for (bad, kind) in [
+            ("\"\"", Invalid),
+            ("\"  \"", Invalid),
+            ("\"sqs.us-east-1.amazonaws.com/1/q\"", Invalid),
+            ("\"http://127.0.0.1:5000/\"", Invalid),
+            ("\"http://:5000/1/q\"", Invalid),
+            ("\"http://host:0/1/q\"", Invalid),
+            ("\"http://host:99999/1/q\"", Invalid),
+        ] {
+            let (key, k, text) = broken(q, bad);
+            assert_eq!(
+                key.as_deref(),
+                Some("source.sqs.queue_url"),
+                "{bad}: {text}"
+            );
+            assert_eq!(k, kind, "{bad}");
+            assert!(text.contains("c.toml: source.sqs.queue_url: "), "{text}");
+        }
+        let arn = "\"arn:aws:sns:us-east-1:123456789012:t\"";
+        for bad in [
+            "\"\"",
+            "\"arn:aws:sqs:us-east-1:123456789012:t\"",
+            "\"arn:aws:sns:us-east-1:1:t\"",
+            "\"arn:aws:sns::123456789012:t\"",
+            "\"arn:aws:sns:us-east-1:123456789012:\"",
+            "\"arn:aws:sns:us-east-1:123456789012:a b\"",
+            "\"https://sns.us-east-1.amazonaws.com/t\"",
+        ] {
+            let (key, k, text) = broken(arn, bad);
+            assert_eq!(key.as_deref(), Some("sink.sns.topic_arn"), "{bad}: {text}");
+            assert_eq!(k, Invalid);
+        }
+        // A FIFO topic and an IPv6 endpoint are fine.
+        load(&OK.replace(":t\"", ":t.fifo\"")).unwrap();
+        load(&format!("{OK}endpoint_url = \"http://[::1]:4566\"\n")).unwrap();
+        let (key, _, _) = with("endpoint_url = \"localhost:4566\"\n");
+        assert_eq!(key.as_deref(), Some("sink.sns.endpoint_url"));
+
+        for (extra, key, kind) in [
+            ("[source.sqs]\n", "", Syntax), // a duplicate table
+            (
+                "[metrics]\nlisten = \"localhost\"\n",
+                "metrics.listen",
+                Invalid,
+            ),
+            (
+                "[windows]\nsnapshot_interval = \"0s\"\n",
+                "windows.snapshot_interval",
+                OutOfRange,
+            ),
+            (
+                "[windows]\nsnapshot_interval = \"2h\"\n",
+                "windows.snapshot_interval",
+                OutOfRange,
+            ),
+            (
+                "[windows]\nlateness = \"8d\"\n",
+                "windows.lateness",
+                OutOfRange,
+            ),
+            (
+                "[windows]\nlateness = \"-5m\"\n",
+                "windows.lateness",
+                Invalid,
+            ),
+            (
+                "[windows]\ndedup_horizon = \"60d\"\n",
+                "windows.dedup_horizon",
+                OutOfRange,
+            ),
+            (
+                "[windows]\nmax_delivery_delay = \"soon\"\n",
+                "windows.max_delivery_delay",
+                Invalid,
+            ),
+            ("[windows]\nmax_keys = 0\n", "windows.max_keys", OutOfRange),
+            (
+                "[windows]\ndedup_max_ids = 1000000000\n",
+                "windows.dedup_max_ids",
+                OutOfRange,
+            ),
+            (
+                "[windows]\nstate_file = \"dir/\"\n",
+                "windows.state_file",
+                Invalid,
+            ),
+            (
+                "[service]\nstartup_timeout = \"0s\"\n",
+                "service.startup_timeout",
+                OutOfRange,
+            ),
+            (
+                "[service]\nstartup_timeout = \"1h\"\n",
+                "service.startup_timeout",
+                OutOfRange,
+            ),
+            (
+                "[service]\nunready_after = \"2h\"\n",
+                "service.unready_after",
+                OutOfRange,
+            ),
+            (
+                "[service]\nshutdown_timeout = \"forever\"\n",
+                "service.shutdown_timeout",
+                Invalid,
+            ),
+            (
+                "[service]\nshutdown_timeout = \"11m\"\n",
+                "service.shutdown_timeout",
+                OutOfRange,
+            ),
+        ] {
+            let (k, got, text) = with(extra);
+            assert_eq!(k.as_deref().unwrap_or(""), key, "{extra}: {text}");
+            assert_eq!(got, kind, "{extra}: {text}");
+        }
+        for (from, to, key) in [
+            ("queue_url", "pollers = 0\nqueue_url", "source.sqs.pollers"),
+            ("queue_url", "pollers = 65\nqueue_url", "source.sqs.pollers"),
+            (
+                "queue_url",
+                "pollers = 100000\nqueue_url",
+                "source.sqs.pollers",
+            ),
+            (
+                "queue_url",
+                "wait_seconds = 21\nqueue_url",
+                "source.sqs.wait_seconds",
+            ),
+            (
+                "queue_url",
+                "visibility_timeout_seconds = 1\nqueue_url",
+                "source.sqs.visibility_timeout_seconds",
+            ),
+            (
+                "queue_url",
+                "visibility_timeout_seconds = 43201\nqueue_url",
+                "source.sqs.visibility_timeout_seconds",
+            ),
+            (
+                "queue_url",
+                "max_body_bytes = 10\nqueue_url",
+                "source.sqs.max_body_bytes",
+            ),
+        ] {
+            let (k, kind, text) = broken(from, to);
+            assert_eq!(k.as_deref(), Some(key), "{to}: {text}");
+            assert_eq!(kind, OutOfRange, "{to}");
+            assert!(text.contains("out of bounds: use"), "{text}");
+        }
+        let (_, _, text) = broken("queue_url", "pollers = 100000\nqueue_url");
+        assert!(
+            text.ends_with("source.sqs.pollers: 100000 is out of bounds: use 1 to 64"),
+            "{text}"
+        );
+        // At the bounds: accepted.
+        let c = load(&OK.replace("queue_url", "pollers = 64\nqueue_url")).unwrap();
+        assert_eq!(c.source.sqs.unwrap().pollers, 64);
+        let c = load(&format!(
+            "{OK}[service]\nshutdown_timeout = \"10m\"\nunready_after = \"1s\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.shutdown_timeout(), std::time::Duration::from_secs(600));
+        assert_eq!(c.unready_after(), std::time::Duration::from_secs(1));
+        assert_eq!(c.startup_timeout(), std::time::Duration::from_secs(30));
+    }
+
+    #[test]
+    fn impossible_kafka_settings_name_their_key() {
+        use ConfigErrorKind::*;
+        let kafka = |brokers: &str, topic: &str, extra: &str| {
+            format!("[rules]\npaths = [\"r\"]\n[source.kafka]\nbrokers = {brokers:?}\ntopic = {topic:?}\n{extra}[sink]\njsonl = \"-\"\n")
+        };
+        load(&kafka("127.0.0.1:9092,b-2.kafka:9094", "cloudtrail", "")).unwrap();
+        load(&kafka("SSL://b-1.kafka:9094", "cloudtrail", "")).unwrap();
+        for (brokers, topic, extra, key, kind) in [
+            ("", "t", "", "source.kafka.brokers", Invalid),
+            (" ", "t", "", "source.kafka.brokers", Invalid),
+            ("127.0.0.1", "t", "", "source.kafka.brokers", Invalid),
+            ("127.0.0.1:9092,", "t", "", "source.kafka.brokers", Invalid),
+            ("127.0.0.1:port", "t", "", "source.kafka.brokers", Invalid),
+            ("a:1", "", "", "source.kafka.topic", Invalid),
+            ("a:1", "bad topic", "", "source.kafka.topic", Invalid),
+            (
+                "a:1",
+                "t",
+                "state_topic = \"t\"\n",
+                "source.kafka.state_topic",
+                Invalid,
+            ),
+            (
+                "a:1",
+                "t",
+                "group_id = \"\"\n",
+                "source.kafka.group_id",
+                Invalid,
+            ),
+            (
+                "a:1",
+                "t",
+                "max_batch = 0\n",
+                "source.kafka.max_batch",
+                OutOfRange,
+            ),
+            (
+                "a:1",
+                "t",
+                "max_batch = 100000\n",
+                "source.kafka.max_batch",
+                OutOfRange,
+            ),
+        ] {
+            let e = load(&kafka(brokers, topic, extra)).expect_err(extra);
+            assert_eq!(
+                e.key.as_deref(),
+                Some(key),
+                "{brokers} {topic} {extra}: {e}"
+            );
+            assert_eq!(e.kind, kind, "{e}");
+        }
+    }
+
+    #[test]
+    fn paths_that_cannot_work_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |text: &str| {
+            let p = dir.path().join("c.toml");
+            std::fs::write(&p, text).unwrap();
+            Config::load(&p).unwrap()
+        };
+        std::fs::create_dir(dir.path().join("rules")).unwrap();
+        std::fs::write(dir.path().join("key"), "0123456789abcdef0123").unwrap();
+        let c = write(&format!(
+            "{OK}[windows]\nstate_file = \"state.snap\"\n[alerts]\nhmac_key_file = \"key\"\n"
+        ));
+        let done = c.check_paths().unwrap();
+        assert_eq!(done.len(), 2, "{done:?}");
+        assert!(!dir
+            .path()
+            .join(format!(".trailwatch-write-check-{}", std::process::id()))
+            .exists());
+
+        let e = write(&OK.replace("\"rules\"", "\"no-such-rules\""))
+            .check_paths()
+            .unwrap_err();
+        assert_eq!(
+            (e.key.as_deref(), e.kind),
+            (Some("rules.paths"), ConfigErrorKind::Rules),
+            "{e}"
+        );
+        assert!(e.message.contains("no-such-rules does not exist"), "{e}");
+
+        let e = write(&format!(
+            "{OK}[windows]\nstate_file = \"missing/state.snap\"\n"
+        ))
+        .check_paths()
+        .unwrap_err();
+        assert_eq!(
+            (e.key.as_deref(), e.kind),
+            (Some("windows.state_file"), ConfigErrorKind::Path),
+            "{e}"
+        );
+        assert!(e.message.contains("does not exist"), "{e}");
+
+        let e = write(&format!("{OK}[windows]\nstate_file = \"rules\"\n"))
+            .check_paths()
+            .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("windows.state_file"), "{e}");
+
+        let e = write(&format!("{OK}[alerts]\nhmac_key_file = \"nokey\"\n"))
+            .check_paths()
+            .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("alerts.hmac_key_file"), "{e}");
+
+        // Under a file, not a directory.
+        let e = write(&OK.replace(
+            "[sink.sns]",
+            "[sink]\njsonl = \"key/alerts.jsonl\"\n[sink.sns]",
+        ))
+        .check_paths()
+        .unwrap_err();
+        assert_eq!(
+            (e.key.as_deref(), e.kind),
+            (Some("sink.jsonl"), ConfigErrorKind::Path),
+            "{e}"
+        );
+
+        // A read-only directory (root may write anyway: then there is nothing to test).
+        let ro = dir.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        let mut perms = std::fs::metadata(&ro).unwrap().permissions();
+        perms.set_readonly(true);
+        std::fs::set_permissions(&ro, perms).unwrap();
+        let root_writes = std::fs::File::create(ro.join("x")).is_ok();
+        let jsonl = OK.replace(
+            "[sink.sns]",
+            "[sink]\njsonl = \"ro/alerts.jsonl\"\n[sink.sns]",
+        );
+        let r = write(&jsonl).check_paths();
+        if root_writes {
+            assert!(r.is_ok());
+        } else {
+            let e = r.unwrap_err();
+            assert_eq!(
+                (e.key.as_deref(), e.kind),
+                (Some("sink.jsonl"), ConfigErrorKind::Path),
+                "{e}"
+            );
+            assert!(e.message.contains("not writable"), "{e}");
+        }
+        let mut perms = std::fs::metadata(&ro).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        std::fs::set_permissions(&ro, perms).unwrap();
     }
 }

@@ -1,13 +1,25 @@
 //! Prometheus metrics and the HTTP endpoint that serves them with `/healthz` and `/readyz`.
 
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Method, Request, Response, StatusCode};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+
+/// Most connections served at once; more are closed unanswered until one finishes.
+const MAX_CONNECTIONS: usize = 32;
+/// How long a client may take to send its request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connection may last, request and response.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest request head read (hyper's minimum buffer).
+const MAX_REQUEST_HEAD: usize = 8192;
 
 /// Seconds the oldest of `sent` (epoch milliseconds) has waited until now; 0 if there is none.
 pub fn oldest_age_seconds(sent: impl Iterator<Item = i64>) -> f64 {
@@ -37,8 +49,11 @@ pub struct Metrics {
     pub alerts_published: IntCounter,
     /// Alerts not sent again because their id was already published.
     pub alerts_deduplicated: IntCounter,
-    /// Failed sink calls (each is retried).
+    /// Failed sink calls (each is retried). Use [`Metrics::sink_failed`].
     pub sink_errors: IntCounter,
+    /// Failed calls to the source: receiving, acknowledging (deleting, committing), broker
+    /// errors (each is retried). Use [`Metrics::source_failed`].
+    pub source_errors: IntCounter,
     /// Time from a batch being ready to its alerts being confirmed.
     pub sink_latency: Histogram,
     /// Messages received and not yet deleted.
@@ -71,7 +86,46 @@ pub struct Metrics {
     pub kafka_lag: prometheus::IntGaugeVec,
     /// Kafka consumer group rebalances, by kind (`assign`, `revoke`).
     pub kafka_rebalances: IntCounterVec,
-    ready: Arc<AtomicBool>,
+    health: Arc<Health>,
+}
+
+/// What `/readyz` answers from: started, and neither receiving nor delivering failing for
+/// longer than `unready_after`.
+#[derive(Debug)]
+struct Health {
+    ready: AtomicBool,
+    unready_after_ms: AtomicU64,
+    /// Since when receiving (or acknowledging) has failed without a success in between.
+    source_failing: Mutex<Option<Instant>>,
+    /// Since when delivering has failed without a success in between.
+    sink_failing: Mutex<Option<Instant>>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            ready: AtomicBool::new(false),
+            unready_after_ms: AtomicU64::new(60_000),
+            source_failing: Mutex::new(None),
+            sink_failing: Mutex::new(None),
+        }
+    }
+}
+
+fn mark(streak: &Mutex<Option<Instant>>, failing: bool) {
+    let mut s = streak.lock().unwrap_or_else(|e| e.into_inner());
+    match (failing, s.is_some()) {
+        (true, false) => *s = Some(Instant::now()),
+        (false, true) => *s = None,
+        _ => {}
+    }
+}
+
+fn failing_for(streak: &Mutex<Option<Instant>>) -> Option<Duration> {
+    streak
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .map(|since| since.elapsed())
 }
 
 impl Default for Metrics {
@@ -197,6 +251,10 @@ impl Metrics {
                 "trailwatch_sink_errors_total",
                 "Failed sink calls (retried)",
             ),
+            source_errors: counter(
+                "trailwatch_source_errors_total",
+                "Failed source calls: receive, delete or commit, broker errors (retried)",
+            ),
             sink_latency,
             sqs_in_flight: gauge(
                 "trailwatch_sqs_in_flight",
@@ -220,7 +278,7 @@ impl Metrics {
                 "Correlation state snapshots written",
             ),
             registry: r,
-            ready: Arc::new(AtomicBool::new(false)),
+            health: Arc::new(Health::default()),
         }
     }
 
@@ -257,9 +315,55 @@ impl Metrics {
         out
     }
 
-    /// Marks the service ready (or not) for `/readyz`.
+    /// Marks the service started (or not) for `/readyz`.
     pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+        self.health.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// How long receiving or delivering may fail continuously before `/readyz` says 503.
+    pub fn set_unready_after(&self, after: Duration) {
+        let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        self.health.unready_after_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// A source call failed (it is retried): counted, and the failure streak starts.
+    pub fn source_failed(&self) {
+        self.source_errors.inc();
+        mark(&self.health.source_failing, true);
+    }
+
+    /// A source call succeeded: the failure streak, if any, ends.
+    pub fn source_ok(&self) {
+        mark(&self.health.source_failing, false);
+    }
+
+    /// A sink call failed (it is retried): counted, and the failure streak starts.
+    pub fn sink_failed(&self) {
+        self.sink_errors.inc();
+        mark(&self.health.sink_failing, true);
+    }
+
+    /// Alerts were delivered: the failure streak, if any, ends.
+    pub fn sink_ok(&self) {
+        mark(&self.health.sink_failing, false);
+    }
+
+    /// Whether the service is ready; if not, why.
+    pub fn readiness(&self) -> Result<(), String> {
+        let h = &self.health;
+        if !h.ready.load(Ordering::Relaxed) {
+            return Err("starting".into());
+        }
+        let limit = Duration::from_millis(h.unready_after_ms.load(Ordering::Relaxed));
+        for (what, streak) in [
+            ("receiving from the source", &h.source_failing),
+            ("delivering alerts", &h.sink_failing),
+        ] {
+            if let Some(d) = failing_for(streak).filter(|d| *d > limit) {
+                return Err(format!("{what} has failed for {}s", d.as_secs()));
+            }
+        }
+        Ok(())
     }
 
     /// The text exposition format.
@@ -269,37 +373,73 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
-    /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the task is dropped.
+    /// The answer to one request: `/metrics`, `/healthz`, `/readyz`; 404 elsewhere.
+    fn respond<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
+        let (status, body) = match (req.method(), req.uri().path()) {
+            (&Method::GET | &Method::HEAD, "/metrics") => (StatusCode::OK, self.render()),
+            (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n".into()),
+            (&Method::GET | &Method::HEAD, "/readyz") => match self.readiness() {
+                Ok(()) => (StatusCode::OK, "ready\n".into()),
+                Err(why) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready: {why}\n"),
+                ),
+            },
+            (_, "/metrics" | "/healthz" | "/readyz") => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed\n".into(),
+            ),
+            _ => (StatusCode::NOT_FOUND, "not found\n".into()),
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            headers.insert(
+                hyper::header::ALLOW,
+                hyper::header::HeaderValue::from_static("GET, HEAD"),
+            );
+        }
+        response
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` over HTTP/1.1 on `listener` until the task
+    /// is dropped. Requests are bounded: at most [`MAX_CONNECTIONS`] at once (more are closed
+    /// at once), 5 s to send the request head, 8 KiB of it, 15 s per connection, one request
+    /// per connection.
     pub async fn serve(self, listener: TcpListener) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
-            let Ok((mut conn, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: do not spin.
+                    tracing::warn!(error = %e, "accepting a metrics connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                continue; // too many at once: this one is closed unanswered
             };
             let me = self.clone();
             tokio::spawn(async move {
-                let mut buf = [0u8; 2048];
-                let n =
-                    tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf))
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
-                        .unwrap_or(0);
-                let request = String::from_utf8_lossy(&buf[..n]);
-                let path = request.split_whitespace().nth(1).unwrap_or("/");
-                let (status, body) = match path {
-                    "/metrics" => ("200 OK", me.render()),
-                    "/healthz" => ("200 OK", "ok\n".to_string()),
-                    "/readyz" if me.ready.load(Ordering::Relaxed) => {
-                        ("200 OK", "ready\n".to_string())
-                    }
-                    "/readyz" => ("503 Service Unavailable", "starting\n".to_string()),
-                    _ => ("404 Not Found", "not found\n".to_string()),
-                };
-                let response = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = conn.write_all(response.as_bytes()).await;
+                let service = hyper::service::service_fn(move |req| {
+                    let response = me.respond(&req);
+                    async move { Ok::<_, std::convert::Infallible>(response) }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .keep_alive(false)
+                    .max_buf_size(MAX_REQUEST_HEAD)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+                drop(permit);
             });
         }
     }
@@ -308,6 +448,122 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut out = String::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out));
+        read.await
+            .expect("the server closes the connection")
+            .unwrap_or(0);
+        out
+    }
+
+    async fn serving(m: &Metrics) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(m.clone().serve(listener));
+        addr
+    }
+
+    #[tokio::test]
+    async fn requests_are_bounded_and_methods_checked() {
+        let m = Metrics::new();
+        let addr = serving(&m).await;
+        let post = raw(
+            addr,
+            b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        )
+        .await;
+        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+        assert!(
+            post.to_ascii_lowercase().contains("allow: get, head"),
+            "{post}"
+        );
+        let head = raw(addr, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(!head.ends_with("ok\n"), "no body for HEAD: {head}");
+        let garbage = raw(addr, b"\x00\x01 not http\r\n\r\n").await;
+        assert!(
+            garbage.is_empty() || garbage.starts_with("HTTP/1.1 400"),
+            "{garbage}"
+        );
+        // A head larger than the limit is refused, not buffered.
+        let huge = format!(
+            "GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n",
+            "a".repeat(64 * 1024)
+        );
+        let answer = raw(addr, huge.as_bytes()).await;
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+            "{answer}"
+        );
+        // A client that sends nothing is dropped after the header timeout.
+        let started = Instant::now();
+        let silent = raw(addr, b"GET /metr").await;
+        let waited = started.elapsed();
+        assert!(
+            silent.is_empty() || silent.starts_with("HTTP/1.1 408"),
+            "{silent}"
+        );
+        assert!(
+            waited >= Duration::from_secs(4) && waited < Duration::from_secs(9),
+            "{waited:?}"
+        );
+        // Still serving.
+        let ok = raw(addr, b"GET /metrics?x=1 HTTP/1.0\r\n\r\n").await;
+        assert!(
+            ok.starts_with("HTTP/1.0 200") || ok.starts_with("HTTP/1.1 200"),
+            "{ok}"
+        );
+        assert!(ok.contains("trailwatch_source_errors_total 0"), "{ok}");
+    }
+
+    #[tokio::test]
+    async fn readyz_turns_503_after_failing_for_unready_after_and_back() {
+        let m = Metrics::new();
+        m.set_unready_after(Duration::from_millis(300));
+        let addr = serving(&m).await;
+        let get = |p: &'static str| {
+            raw(
+                addr,
+                format!("GET {p} HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .leak()
+                    .as_bytes(),
+            )
+        };
+        m.set_ready(true);
+        m.source_failed();
+        m.source_failed();
+        assert!(
+            get("/readyz").await.starts_with("HTTP/1.1 200"),
+            "not yet: within unready_after"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let r = get("/readyz").await;
+        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+        assert!(
+            r.ends_with("not ready: receiving from the source has failed for 0s\n"),
+            "{r}"
+        );
+        m.source_ok();
+        assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+        m.sink_failed();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        m.source_ok(); // the source working does not hide a failing sink
+        let r = get("/readyz").await;
+        assert!(r.contains("not ready: delivering alerts has failed"), "{r}");
+        m.sink_ok();
+        assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+        let text = get("/metrics").await;
+        assert!(
+            text.contains("trailwatch_source_errors_total 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("trailwatch_sink_errors_total 1\n"), "{text}");
+    }
 
     #[tokio::test]
     async fn serves_metrics_and_health() {

@@ -203,14 +203,10 @@ async fn sns_outage_holds_acknowledgements_until_recovery() {
     let Some(url) = moto() else { return };
     let (sqs, sns) = clients(&url);
     let q = queues(&sqs, &sns, &format!("outage-{}", std::process::id())).await;
-    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let proxy = flaky_proxy(url.trim_start_matches("http://").to_string(), up.clone()).await;
-    send(
-        &sqs,
-        &q.events,
-        api_event("ev-outage", "cloudtrail", "StopLogging", "bob"),
-    )
-    .await;
+    // Up for the start-up check (a topic that does not answer at start stops `run` with exit
+    // code 2), down before the first message.
+    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let proxy = outage_proxy(url.trim_start_matches("http://").to_string(), up.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let sns_extra = format!("endpoint_url = {proxy:?}\n");
     let extra = Extra {
@@ -223,6 +219,19 @@ async fn sns_outage_holds_acknowledgements_until_recovery() {
     let (service, metrics) = start_with(&url, &q, dir.path(), extra);
     // (start_with gives SQS its endpoint in the file, not in AWS_ENDPOINT_URL, so that the
     // SNS endpoint above is the only one SNS can use.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !http_get(&metrics, "/readyz").starts_with("HTTP/1.1 200")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    up.store(false, std::sync::atomic::Ordering::SeqCst);
+    send(
+        &sqs,
+        &q.events,
+        api_event("ev-outage", "cloudtrail", "StopLogging", "bob"),
+    )
+    .await;
 
     // Down: the alert cannot be delivered, so the message must stay.
     let text = metrics_with(&metrics, &["trailwatch_sink_errors_total 2".to_string()]);

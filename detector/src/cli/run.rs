@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::ValueEnum;
-use std::io;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,6 +11,11 @@ pub(crate) struct RunArgs {
     /// The configuration file (TOML).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: PathBuf,
+    /// Check the configuration (values, paths, rules) and that the source and sinks answer
+    /// within `service.startup_timeout`, print what was checked, and exit: 0 if `run` would
+    /// start, 2 (with the key and file at fault) if not.
+    #[arg(long)]
+    pub(crate) check: bool,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) log_format: LogFormat,
@@ -33,6 +38,19 @@ pub(crate) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
         LogFormat::Text => builder.init(),
     }
     let config = trailwatch::config::Config::load(&a.config)?;
+    if a.check {
+        let lines = trailwatch::run::check(&config)?;
+        let mut out = io::stdout().lock();
+        for line in lines {
+            writeln!(out, "ok  {line}")?;
+        }
+        writeln!(
+            out,
+            "{}: trailwatch run can start with this configuration",
+            a.config.display()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     trailwatch::run::run(config)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 
 use super::report::Reported;
 use super::worker::{observe_latency, Sinks};
+use super::RunError;
 use super::{Drive, Next, Prepared};
 use crate::alert::{Alert, SummaryFields};
 use crate::config::KafkaConfig;
@@ -11,7 +12,6 @@ use crate::engine::RuleSet;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Settings};
 use crate::source::kafka::{self, PartitionState, Restore, Shared};
-use anyhow::{Context, Result};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -46,13 +46,21 @@ pub(super) async fn serve(
     locator: Option<Arc<dyn crate::geo::Locate>>,
     mut stop: watch::Receiver<bool>,
     mut reload: mpsc::Receiver<&'static str>,
-) -> Result<()> {
+) -> Result<(), RunError> {
     kafka::ensure_state_topic(kafka_config)
         .await
-        .context("connecting to Kafka")?;
+        .map_err(|source| RunError::Kafka {
+            what: "creating the partition state topic",
+            source,
+        })?;
     let shared = Arc::new(Shared::default());
-    let consumer = kafka::consumer(kafka_config, shared.clone(), ctx.metrics.clone())
-        .context("creating the Kafka consumer")?;
+    let consumer =
+        kafka::consumer(kafka_config, shared.clone(), ctx.metrics.clone()).map_err(|source| {
+            RunError::Kafka {
+                what: "creating the Kafka consumer",
+                source,
+            }
+        })?;
     ctx.metrics.set_ready(true);
     tracing::info!(topic = %kafka_config.topic, group = %kafka_config.group_id, "consuming");
     let mut events = 0;
@@ -160,10 +168,21 @@ impl<'s> KafkaWorker<'s> {
             };
             let mut batch = Vec::new();
             match first {
-                Ok(m) => batch.push(m.detach()),
+                Ok(m) => {
+                    ctx.metrics.source_ok();
+                    batch.push(m.detach())
+                }
                 Err(e) => {
+                    if kafka::topic_missing(&e) {
+                        ctx.metrics.source_errors.inc();
+                    } else {
+                        ctx.metrics.source_failed();
+                    }
                     tracing::warn!(error = %e, "receiving from Kafka failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = stop.changed() => return Next::Stop,
+                    }
                     continue;
                 }
             }
@@ -328,7 +347,7 @@ impl<'s> KafkaWorker<'s> {
         }
     }
 
-    fn part_from(&self, restore: Restore) -> Result<Part<'s>> {
+    fn part_from(&self, restore: Restore) -> Result<Part<'s>, crate::pipeline::StateError> {
         let mut pipeline = Pipeline::new(
             self.set,
             Some(self.summaries.clone()),
@@ -387,6 +406,7 @@ impl<'s> KafkaWorker<'s> {
         // the alerts of everything up to here as delivered.
         if tpl.count() > 0 {
             if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+                self.metrics.source_failed();
                 tracing::warn!(error = %e, "committing offsets failed; these events may be read again and their alerts repeated");
             }
         }

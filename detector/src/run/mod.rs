@@ -7,18 +7,18 @@
 //! keeping correlation state (of correlations whose definition is unchanged), suppression
 //! windows and the published-alerts ledger.
 
+mod check;
 mod kafka;
 mod reload;
 mod report;
 mod worker;
 
-use crate::alert::{read_hmac_key, SummaryFields};
-use crate::config::Config;
+use crate::alert::SummaryFields;
+use crate::config::{Config, ConfigError, SnsConfig, SqsConfig};
 use crate::engine::RuleSet;
 use crate::metrics::Metrics;
 use crate::sink::{JsonlSink, SnsSink};
 use crate::source::sqs::{self, Batch, Queue};
-use anyhow::{bail, Context, Result};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -35,13 +35,151 @@ fn compute<R>(work: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Why `run` (or `run --check`) stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The configuration cannot work: a bad value, path or rule set, or a source or sink
+    /// that does not answer at start.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A file beside `windows.state_file` cannot be read.
+    #[error("reading {path}")]
+    StateUnreadable {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state left by the last run (or rule set) cannot be used.
+    #[error("{path}: {what} (move the file away to start without it)")]
+    StateDamaged {
+        /// The file (or `state` when carried over in memory).
+        path: String,
+        /// Which state.
+        what: &'static str,
+        /// What is wrong with it.
+        source: crate::pipeline::StateError,
+    },
+    /// The published-alerts ledger (`<state_file>.published`) cannot be opened.
+    #[error("opening the published-alerts ledger {path}")]
+    Ledger {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A GeoIP database cannot be opened.
+    #[error("[geoip]")]
+    Geo(#[from] crate::geo::GeoDbError),
+    /// Kafka refused something the service needs (the consumer, the state topic).
+    #[error("{what}")]
+    Kafka {
+        /// What was being done.
+        what: &'static str,
+        /// Kafka's error.
+        source: rdkafka::error::KafkaError,
+    },
+    /// The rule files cannot be watched for changes (set `rules.watch = false` to do without).
+    #[error("watching {path} for rule changes")]
+    Watch {
+        /// The path, if the watcher itself did not start.
+        path: String,
+        /// Why.
+        source: notify::Error,
+    },
+    /// The async runtime did not start.
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The service task ended abnormally (a panic).
+    #[error("the service stopped unexpectedly: {0}")]
+    Aborted(String),
+}
+
+/// How long past `service.shutdown_timeout` a shutdown stuck in a call that cannot be
+/// abandoned (a blocking Kafka client call) may take before the process exits anyway.
+const HARD_EXIT_GRACE: Duration = Duration::from_secs(3);
+
 /// Runs the service until SIGTERM or SIGINT.
-pub fn run(config: Config) -> Result<()> {
+///
+/// Before it starts, everything [`check`] checks must pass. After the signal, in-flight work
+/// gets `service.shutdown_timeout` to be delivered and acknowledged; what is not by then is
+/// left unacknowledged (SQS messages undeleted, Kafka offsets uncommitted) for redelivery,
+/// and the state is not snapshotted past it.
+pub fn run(config: Config) -> Result<(), RunError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(serve(config))
+        .map_err(RunError::Runtime)?;
+    let shutdown_timeout = config.shutdown_timeout();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let result = runtime.block_on(async move {
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!(
+                timeout_s = shutdown_timeout.as_secs(),
+                "shutting down: finishing in-flight messages"
+            );
+            let _ = stop_tx.send(true);
+            hard_exit_after(shutdown_timeout + HARD_EXIT_GRACE);
+            // A second signal does not hurry it: the bound above holds either way.
+            wait_for_signal().await;
+        });
+        let metrics = Metrics::new();
+        let mut service = tokio::spawn(serve(config, stop_rx.clone(), metrics.clone()));
+        let mut stop = stop_rx;
+        let deadline = async {
+            if stop.wait_for(|s| *s).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(shutdown_timeout).await;
+        };
+        tokio::select! {
+            done = &mut service => match done {
+                Ok(result) => result,
+                Err(e) => Err(RunError::Aborted(e.to_string())),
+            },
+            () = deadline => {
+                service.abort();
+                tracing::warn!(
+                    timeout_s = shutdown_timeout.as_secs(),
+                    unacknowledged = metrics.sqs_in_flight.get(),
+                    "shutdown_timeout reached: what was not delivered stays unacknowledged and will be redelivered; the state is not snapshotted past it"
+                );
+                Ok(())
+            }
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+/// Exits the process after `after`, whatever is still running: the last resort that keeps a
+/// shutdown bounded when a call cannot be cancelled.
+fn hard_exit_after(after: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        tracing::error!(
+            after_s = after.as_secs(),
+            "shutdown did not finish in time; exiting with work unacknowledged (it will be redelivered)"
+        );
+        std::process::exit(1);
+    });
+}
+
+/// What `run --check` does: the paths, the rules, and the source and sinks answering within
+/// `service.startup_timeout`, without running. Returns a line per thing checked.
+pub fn check(config: &Config) -> Result<Vec<String>, RunError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    let lines = runtime.block_on(async {
+        let aws = aws_config::load_from_env().await;
+        check::preflight(config, &aws).await.map(|c| c.lines)
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(lines)
 }
 
 /// A compiled rule set with the fields its alerts take, ready to run.
@@ -51,9 +189,10 @@ pub(super) struct Prepared {
 }
 
 /// Loads and compiles the configured rules; any error rejects the whole set.
-fn prepare(config: &Config, hmac_key: &Option<Vec<u8>>) -> Result<Prepared> {
+fn prepare(config: &Config, hmac_key: &Option<Vec<u8>>) -> Result<Prepared, PrepareError> {
     let placeholders = match &config.rules.placeholders {
-        Some(p) => crate::rule::value::load_placeholders(p)?,
+        Some(p) => crate::rule::value::load_placeholders(p)
+            .map_err(|e| PrepareError::Placeholders(e.to_string()))?,
         None => Default::default(),
     };
     let (rules, mut errors) = crate::rule::load_paths(&config.rules.paths, &placeholders);
@@ -65,19 +204,59 @@ fn prepare(config: &Config, hmac_key: &Option<Vec<u8>>) -> Result<Prepared> {
         }
     };
     if let Some(first) = errors.first() {
-        bail!("{} rule error(s); the first: {first}", errors.len());
+        return Err(PrepareError::Rules(format!(
+            "{} rule error(s); the first: {first}",
+            errors.len()
+        )));
     }
-    let mut set = set.context("no rules")?;
+    let paths = || {
+        let paths: Vec<String> = config
+            .rules
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        PrepareError::NoRules(paths.join(", "))
+    };
+    let mut set = set.ok_or_else(paths)?;
+    if set.rules().is_empty() && set.correlations().is_empty() {
+        return Err(paths());
+    }
     let summaries = SummaryFields::register(&mut set).with_hmac_key(hmac_key.clone());
     if !summaries.has_hmac_key() {
         if let Some(r) = summaries.rules_with_hashed_fields().next() {
-            bail!(
-                "rule {} allow-lists hashed fields, but no secret is configured: set [alerts] hmac_key_file",
-                set.rules()[r].id()
-            );
+            return Err(PrepareError::NeedsKey(set.rules()[r].id().to_string()));
         }
     }
     Ok(Prepared { set, summaries })
+}
+
+/// Why a rule set cannot run.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum PrepareError {
+    /// The placeholders file does not load.
+    #[error("{0}")]
+    Placeholders(String),
+    /// Rules that do not parse or compile.
+    #[error("{0}")]
+    Rules(String),
+    /// Nothing to run.
+    #[error("no rules found in {0}")]
+    NoRules(String),
+    /// A rule hashes allow-listed fields and there is no key.
+    #[error("rule {0} allow-lists hashed fields, but no secret is configured: set [alerts] hmac_key_file")]
+    NeedsKey(String),
+}
+
+impl PrepareError {
+    /// The configuration key to change.
+    pub(super) fn key(&self) -> &'static str {
+        match self {
+            PrepareError::Placeholders(_) => "rules.placeholders",
+            PrepareError::Rules(_) | PrepareError::NoRules(_) => "rules.paths",
+            PrepareError::NeedsKey(_) => "alerts.hmac_key_file",
+        }
+    }
 }
 
 /// How often a quiet stream is checked for windows the wall clock has closed.
@@ -89,23 +268,51 @@ enum Next {
     Reload(Box<Prepared>),
 }
 
-async fn serve(config: Config) -> Result<()> {
-    let hmac_key = match &config.alerts.hmac_key_file {
-        Some(p) => Some(read_hmac_key(p)?),
-        None => None,
-    };
-    let mut prepared = prepare(&config, &hmac_key)?;
-    let metrics = Metrics::new();
+async fn serve(
+    config: Config,
+    stop_rx: watch::Receiver<bool>,
+    metrics: Metrics,
+) -> Result<(), RunError> {
+    metrics.set_unready_after(config.unready_after());
+    let check::Checked {
+        mut lines,
+        prepared,
+        hmac_key,
+    } = check::local(&config)?;
+    // Up before the services are checked: /healthz answers (and /readyz says "starting")
+    // while a slow service is waited for.
     let listener = tokio::net::TcpListener::bind(&config.metrics.listen)
         .await
-        .with_context(|| format!("binding the metrics endpoint {}", config.metrics.listen))?;
+        .map_err(|e| {
+            ConfigError::new(
+                &config.file,
+                "metrics.listen",
+                crate::config::ConfigErrorKind::Unreachable,
+                format!("cannot listen on {}: {e}", config.metrics.listen),
+            )
+        })?;
     tokio::spawn(metrics.clone().serve(listener));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down: finishing in-flight messages");
-        let _ = stop_tx.send(true);
-    });
+    let aws = aws_config::load_from_env().await;
+    let mut stop = stop_rx.clone();
+    tokio::select! {
+        reached = check::reach(&config, &aws, &mut lines) => reached?,
+        _ = stop.wait_for(|s| *s) => return Ok(()),
+    };
+    for line in &lines {
+        tracing::info!("checked {line}");
+    }
+    serve_checked(config, stop_rx, metrics, aws, prepared, hmac_key).await
+}
+
+/// The service, once its checks passed and the metrics endpoint is up.
+async fn serve_checked(
+    config: Config,
+    stop_rx: watch::Receiver<bool>,
+    metrics: Metrics,
+    aws: aws_config::SdkConfig,
+    mut prepared: Prepared,
+    hmac_key: Option<Vec<u8>>,
+) -> Result<(), RunError> {
     let locator = open_locator(&config, &prepared.set)?;
     let (reload_tx, mut reload_rx) = mpsc::channel(8);
     reload::on_sighup(reload_tx.clone());
@@ -115,7 +322,6 @@ async fn serve(config: Config) -> Result<()> {
         None
     };
     if let Some(k) = &config.source.kafka {
-        let aws = aws_config::load_from_env().await;
         let ctx = Drive {
             config: &config,
             hmac_key: &hmac_key,
@@ -124,7 +330,10 @@ async fn serve(config: Config) -> Result<()> {
         };
         return kafka::serve(&ctx, k, prepared, locator, stop_rx, reload_rx).await;
     }
-    let (out, queue) = connect(&config).await?;
+    let Some(sqs_config) = &config.source.sqs else {
+        return Ok(()); // validation makes this unreachable: one source is configured
+    };
+    let (out, queue) = connect(&config, sqs_config, &aws);
     let pollers = config.source.sqs.as_ref().map_or(1, |s| s.pollers);
     let (tx, mut rx) = mpsc::channel::<Batch>(pollers * 2);
     for _ in 0..pollers {
@@ -255,15 +464,27 @@ impl Drive<'_> {
     }
 }
 
-/// The AWS clients: the sinks and the queue.
-async fn connect(config: &Config) -> Result<(Outputs, Queue)> {
-    let aws = aws_config::load_from_env().await;
-    let source = config.source.sqs.clone().context("no source")?;
-    let mut sqs_config = aws_sdk_sqs::config::Builder::from(&aws);
+/// The SQS client of `[source.sqs]`.
+pub(super) fn sqs_client(source: &SqsConfig, aws: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    let mut c = aws_sdk_sqs::config::Builder::from(aws);
     if let Some(url) = &source.endpoint_url {
-        sqs_config = sqs_config.endpoint_url(url);
+        c = c.endpoint_url(url);
     }
-    let sqs_client = aws_sdk_sqs::Client::from_conf(sqs_config.build());
+    aws_sdk_sqs::Client::from_conf(c.build())
+}
+
+/// The SNS client of `[sink.sns]`.
+pub(super) fn sns_client(sink: &SnsConfig, aws: &aws_config::SdkConfig) -> aws_sdk_sns::Client {
+    let mut c = aws_sdk_sns::config::Builder::from(aws);
+    if let Some(url) = &sink.endpoint_url {
+        c = c.endpoint_url(url);
+    }
+    aws_sdk_sns::Client::from_conf(c.build())
+}
+
+/// The AWS clients: the sinks and the queue.
+fn connect(config: &Config, source: &SqsConfig, aws: &aws_config::SdkConfig) -> (Outputs, Queue) {
+    let sqs_client = sqs_client(source, aws);
     let queue = Queue {
         client: sqs_client.clone(),
         url: source.queue_url.clone(),
@@ -271,25 +492,20 @@ async fn connect(config: &Config) -> Result<(Outputs, Queue)> {
         visibility_timeout: source.visibility_timeout_seconds,
     };
     let out = Outputs {
-        sinks: sinks(config, &aws),
+        sinks: sinks(config, aws),
         sqs: sqs_client,
-        queue_url: source.queue_url,
+        queue_url: source.queue_url.clone(),
     };
-    Ok((out, queue))
+    (out, queue)
 }
 
 /// The configured sinks.
 fn sinks(config: &Config, aws: &aws_config::SdkConfig) -> Sinks {
-    let sns = config.sink.sns.as_ref().map(|s| {
-        let mut c = aws_sdk_sns::config::Builder::from(aws);
-        if let Some(url) = &s.endpoint_url {
-            c = c.endpoint_url(url);
-        }
-        SnsSink::new(
-            aws_sdk_sns::Client::from_conf(c.build()),
-            s.topic_arn.clone(),
-        )
-    });
+    let sns = config
+        .sink
+        .sns
+        .as_ref()
+        .map(|s| SnsSink::new(sns_client(s, aws), s.topic_arn.clone()));
     Sinks {
         sns,
         jsonl: config.sink.jsonl.clone().map(JsonlSink::new),
@@ -311,7 +527,10 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn open_locator(config: &Config, set: &RuleSet) -> Result<Option<Arc<dyn crate::geo::Locate>>> {
+fn open_locator(
+    config: &Config,
+    set: &RuleSet,
+) -> Result<Option<Arc<dyn crate::geo::Locate>>, RunError> {
     if config.geoip.cities.is_empty() {
         if set.correlations().iter().any(|c| c.kind.is_geo()) {
             tracing::warn!("geo rules are inactive: no [geoip] cities configured");

@@ -1,7 +1,7 @@
 //! What asks for a rule reload: SIGHUP, and changes to the rule files (and placeholders).
 
+use super::RunError;
 use crate::config::Config;
-use anyhow::{Context, Result};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
@@ -29,7 +29,7 @@ pub(super) fn on_sighup(tx: mpsc::Sender<&'static str>) {
 pub(super) fn watch_files(
     config: &Config,
     tx: mpsc::Sender<&'static str>,
-) -> Result<notify::RecommendedWatcher> {
+) -> Result<notify::RecommendedWatcher, RunError> {
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = event.is_ok_and(|e| {
             matches!(
@@ -44,7 +44,10 @@ pub(super) fn watch_files(
             let _ = tx.try_send("file change");
         }
     })
-    .context("starting the rule file watcher")?;
+    .map_err(|source| RunError::Watch {
+        path: "(the watcher did not start)".into(),
+        source,
+    })?;
     let paths = config
         .rules
         .paths
@@ -53,7 +56,10 @@ pub(super) fn watch_files(
     for p in paths {
         watcher
             .watch(p, RecursiveMode::Recursive)
-            .with_context(|| format!("watching {}", p.display()))?;
+            .map_err(|source| RunError::Watch {
+                path: p.display().to_string(),
+                source,
+            })?;
     }
     Ok(watcher)
 }

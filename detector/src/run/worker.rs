@@ -2,6 +2,7 @@
 //! acknowledgement that makes a crash lose nothing.
 
 use super::report::Reported;
+use super::RunError;
 use crate::alert::ledger::Ledger;
 use crate::alert::{Alert, AlertKind, Format, SummaryFields};
 use crate::config::Config;
@@ -10,7 +11,6 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Carried, Pipeline};
 use crate::sink::{JsonlSink, SnsSink};
 use crate::source::sqs::{self, Batch};
-use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,9 +49,12 @@ impl Sinks {
                 result = jsonl.publish(alerts, self.format);
             }
             match result {
-                Ok(()) => return,
+                Ok(()) => {
+                    metrics.sink_ok();
+                    return;
+                }
                 Err(e) => {
-                    metrics.sink_errors.inc();
+                    metrics.sink_failed();
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "delivering alerts failed");
                     let jitter = Duration::from_millis(
                         rand::random::<u64>() % (delay.as_millis() as u64 / 2 + 1),
@@ -81,21 +84,32 @@ pub(super) struct Carry {
 
 impl Carry {
     /// Reads what the last run left beside `windows.state_file`.
-    pub fn open(config: &Config) -> Result<Carry> {
+    pub fn open(config: &Config) -> Result<Carry, RunError> {
         let state_file = config.windows.state_file.clone();
-        let read = |path: Option<PathBuf>| -> Result<Option<Vec<u8>>> {
+        let read = |path: Option<PathBuf>| -> Result<Option<Vec<u8>>, RunError> {
             match path.filter(|p| p.exists()) {
-                Some(p) => Ok(Some(
-                    std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
-                )),
+                Some(p) => {
+                    std::fs::read(&p)
+                        .map(Some)
+                        .map_err(|source| RunError::StateUnreadable {
+                            path: p.display().to_string(),
+                            source,
+                        })
+                }
                 None => Ok(None),
             }
         };
         let snapshot = read(state_file.clone())?;
         let gate = read(state_file.as_ref().map(|p| p.with_extension("alerts")))?;
         let ledger_path = state_file.as_ref().map(|p| p.with_extension("published"));
-        let ledger = Ledger::open(ledger_path.as_deref(), REMEMBERED_ALERTS)
-            .context("opening the published-alerts ledger")?;
+        let ledger = Ledger::open(ledger_path.as_deref(), REMEMBERED_ALERTS).map_err(|source| {
+            RunError::Ledger {
+                path: ledger_path
+                    .as_ref()
+                    .map_or_else(|| "(in memory)".into(), |p| p.display().to_string()),
+                source,
+            }
+        })?;
         Ok(Carry {
             carried: None,
             snapshot,
@@ -125,7 +139,7 @@ impl<'s> Worker<'s> {
         config: &Config,
         metrics: Metrics,
         locator: Option<Arc<dyn crate::geo::Locate>>,
-    ) -> Result<Self> {
+    ) -> Result<Self, RunError> {
         let max_body = config
             .source
             .sqs
@@ -133,24 +147,29 @@ impl<'s> Worker<'s> {
             .map_or(1 << 20, |s| s.max_body_bytes);
         let settings = config.pipeline_settings(max_body);
         let mut pipeline = Pipeline::new(set, Some(summaries), &settings, locator);
-        let file = || {
-            let file = carry.state_file.as_ref().map(|p| p.display().to_string());
-            file.unwrap_or_else(|| "state".into())
+        let file = carry.state_file.as_ref().map(|p| p.display().to_string());
+        let damaged = |what: &'static str| {
+            let path = file.clone().unwrap_or_else(|| "state".into());
+            move |source| RunError::StateDamaged { path, what, source }
         };
         if let Some(ledger) = carry.ledger.take() {
             pipeline = pipeline.with_ledger(ledger);
         }
         if let Some(c) = carry.carried.take() {
-            pipeline = pipeline.with_carried(c).with_context(file)?;
+            pipeline = pipeline
+                .with_carried(c)
+                .map_err(damaged("state carried over from the last rule set"))?;
         }
         if let Some(bytes) = carry.snapshot.take() {
-            let r = pipeline.restore(&bytes).with_context(file)?;
+            let r = pipeline
+                .restore(&bytes)
+                .map_err(damaged("damaged state snapshot"))?;
             tracing::info!(groups = r.correlation.groups, pending = r.correlation.pending, dropped = ?r.correlation.dropped, event_ids = r.event_ids, "state restored");
         }
         if let Some(bytes) = carry.gate.take() {
             pipeline
                 .restore_gate(&bytes)
-                .with_context(|| format!("{}: damaged suppression state", file()))?;
+                .map_err(damaged("damaged suppression state"))?;
             carry.gate_saved = bytes;
             tracing::info!(
                 open_windows = pipeline.open_windows(),
@@ -197,6 +216,7 @@ impl<'s> Worker<'s> {
             .sink_latency
             .observe(started.elapsed().as_secs_f64());
         if let Err(e) = sqs::delete(&out.sqs, &out.queue_url, &done).await {
+            self.metrics.source_failed();
             tracing::warn!(error = %e, "deleting processed messages failed; they will be redelivered and deduplicated");
         } else {
             self.metrics.messages_deleted.inc_by(done.len() as u64);

@@ -115,7 +115,28 @@ pub struct GroupContext {
 }
 
 impl ClientContext for GroupContext {
+    /// librdkafka's client errors (a broker down or unresolvable, all brokers down, ...):
+    /// logged and counted; the client keeps reconnecting.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if topic_missing(&error) {
+            // Waiting for the topic to be created is not an outage.
+            self.metrics.source_errors.inc();
+        } else {
+            self.metrics.source_failed();
+        }
+        tracing::warn!(error = %error, reason, "Kafka client error; reconnecting");
+    }
+
     fn stats(&self, stats: Statistics) {
+        // A broker connection is up: the source works again (an idle topic sends nothing
+        // else that would say so).
+        let up = stats
+            .brokers
+            .values()
+            .any(|b| b.state == "UP" && !matches!(b.source.as_str(), "internal" | "logical"));
+        if up {
+            self.metrics.source_ok();
+        }
         let Some(topic) = stats.topics.get(&self.topic) else {
             return;
         };
@@ -332,6 +353,37 @@ fn client_config(config: &KafkaConfig, group_consumer: bool) -> ClientConfig {
         }
     }
     c
+}
+
+/// Whether `e` says the events topic does not exist (yet).
+pub fn topic_missing(e: &rdkafka::error::KafkaError) -> bool {
+    e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition)
+}
+
+/// What a start-up probe of the brokers found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// Brokers in the cluster's metadata.
+    pub brokers: usize,
+    /// Partitions of the events topic; 0 when it does not exist yet.
+    pub partitions: usize,
+}
+
+/// Fetches the cluster's metadata for the events topic within `timeout` (blocking): whether
+/// the brokers answer at all, with these settings (TLS, SASL).
+pub fn probe(config: &KafkaConfig, timeout: Duration) -> KafkaResult<Probe> {
+    let consumer: BaseConsumer = client_config(config, false).create()?;
+    let meta = consumer.fetch_metadata(Some(&config.topic), timeout)?;
+    let partitions = meta
+        .topics()
+        .iter()
+        .filter(|t| t.name() == config.topic && t.error().is_none())
+        .map(|t| t.partitions().len())
+        .sum();
+    Ok(Probe {
+        brokers: meta.brokers().len(),
+        partitions,
+    })
 }
 
 /// Creates the state topic (compacted) if it does not exist yet.

@@ -82,6 +82,7 @@ impl Heartbeat {
                     match result {
                         Ok(_) => metrics.visibility_extensions.inc_by(chunk.len() as u64),
                         Err(e) => {
+                            metrics.source_failed();
                             tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "extending message visibility failed; they may be redelivered and deduplicated")
                         }
                     }
@@ -90,6 +91,10 @@ impl Heartbeat {
         }))
     }
 }
+
+/// First and longest wait before receiving again after a failure (doubling in between).
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The queue a poller reads.
 #[derive(Debug, Clone)]
@@ -114,6 +119,7 @@ pub async fn poll(
     metrics: Metrics,
 ) {
     let (client, queue_url) = (&queue.client, &queue.url);
+    let mut backoff = RETRY_MIN;
     while !*shutdown.borrow() {
         let request = client
             .receive_message()
@@ -128,10 +134,19 @@ pub async fn poll(
             _ = shutdown.changed() => break,
         };
         let messages = match response {
-            Ok(out) => out.messages.unwrap_or_default(),
+            Ok(out) => {
+                metrics.source_ok();
+                backoff = RETRY_MIN;
+                out.messages.unwrap_or_default()
+            }
             Err(e) => {
-                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "receiving from SQS failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                metrics.source_failed();
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), retry_in_ms = backoff.as_millis() as u64, "receiving from SQS failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => break,
+                }
+                backoff = (backoff * 2).min(RETRY_MAX);
                 continue;
             }
         };

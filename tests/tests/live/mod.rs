@@ -205,6 +205,8 @@ pub struct Extra<'a> {
     pub log: Option<&'a std::path::Path>,
     /// Concurrent SQS receivers (else 2).
     pub pollers: Option<u32>,
+    /// Lines for `[service]` (time limits).
+    pub service: &'a str,
 }
 
 /// [`start`], with extra settings.
@@ -216,8 +218,9 @@ pub fn start_with(url: &str, q: &Queues, dir: &std::path::Path, extra: Extra) ->
         .rules
         .map_or(root().join("rules"), |p| p.to_path_buf());
     let text = format!(
-        "[rules]\npaths = [{rules:?}]\n[source.sqs]\nqueue_url = {events:?}\nendpoint_url = {url:?}\npollers = {pollers}\nwait_seconds = 1\n{sqs}[sink.sns]\ntopic_arn = {topic:?}\n{sns}[metrics]\nlisten = {metrics:?}\n[windows]\nstate_file = \"state.snap\"\nsnapshot_interval = \"1s\"\n[alerts]\nhmac_key_file = \"hmac.key\"\n{alerts}",
+        "[rules]\npaths = [{rules:?}]\n[source.sqs]\nqueue_url = {events:?}\nendpoint_url = {url:?}\npollers = {pollers}\nwait_seconds = 1\n{sqs}[sink.sns]\ntopic_arn = {topic:?}\n{sns}[metrics]\nlisten = {metrics:?}\n[windows]\nstate_file = \"state.snap\"\nsnapshot_interval = \"1s\"\n[alerts]\nhmac_key_file = \"hmac.key\"\n{alerts}[service]\n{service}",
         rules = rules.display().to_string(),
+        service = extra.service,
         events = q.events,
         topic = q.topic,
         pollers = extra.pollers.unwrap_or(2),
@@ -438,10 +441,28 @@ pub async fn recording_proxy(target: String) -> (String, Recorder) {
     (format!("http://{addr}"), recorder)
 }
 
-/// A TCP proxy to `target` that refuses service until `up` turns true.
+/// A TCP proxy to `target` that refuses new connections while `up` is false (connections it
+/// already carries, such as a client's pooled keep-alive ones, stay up: see [`outage_proxy`]).
 pub async fn flaky_proxy(
     target: String,
     up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> String {
+    proxy(target, up, false).await
+}
+
+/// [`flaky_proxy`] that also cuts the connections it carries when `up` turns false, so an
+/// outage mid-run reaches a client that keeps its connections alive.
+pub async fn outage_proxy(
+    target: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> String {
+    proxy(target, up, true).await
+}
+
+async fn proxy(
+    target: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: bool,
 ) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -454,10 +475,21 @@ pub async fn flaky_proxy(
                 drop(inbound); // connection closed: SNS is "down"
                 continue;
             }
-            let target = target.clone();
+            let (target, up) = (target.clone(), up.clone());
             tokio::spawn(async move {
                 if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    let down = async {
+                        if !cut {
+                            std::future::pending::<()>().await;
+                        }
+                        while up.load(std::sync::atomic::Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = down => {} // both ends dropped: the connection is cut
+                    }
                 }
             });
         }
