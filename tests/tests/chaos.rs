@@ -219,7 +219,7 @@ async fn sqs_keeps_every_alert_through_poison_hostile_rules_kill_9_and_an_sns_ou
     let rules = dir.path().join("rules");
     copy_dir(&root().join("rules"), &rules);
     let up = Arc::new(AtomicBool::new(true));
-    let proxy = flaky_proxy(url.trim_start_matches("http://").to_string(), up.clone()).await;
+    let proxy = outage_proxy(url.trim_start_matches("http://").to_string(), up.clone()).await;
     let sns_lines = format!("endpoint_url = {proxy:?}\n");
     // Messages a killed process held come back after this visibility timeout.
     let sqs_lines = "visibility_timeout_seconds = 6\n";
@@ -397,7 +397,7 @@ async fn kafka_keeps_every_alert_through_poison_hostile_rules_kill_9_and_an_sns_
     let rules = d("rules");
     copy_dir(&root().join("rules"), &rules);
     let up = Arc::new(AtomicBool::new(true));
-    let proxy = flaky_proxy(url.trim_start_matches("http://").to_string(), up.clone()).await;
+    let proxy = outage_proxy(url.trim_start_matches("http://").to_string(), up.clone()).await;
     let sns_lines = format!("endpoint_url = {proxy:?}\n");
     let extra = Extra {
         sns: &sns_lines,
