@@ -27,9 +27,9 @@ fi
 # moto's server speaks the AWS SQS/SNS protocol on 127.0.0.1 for the live-pipeline tests.
 moto_venv=target/moto-venv
 if [ ! -x "$moto_venv/bin/moto_server" ]; then
-  echo "== installing moto (SQS/SNS server for tests)" >&2
+  echo "== installing moto (SQS/SNS/S3 server for tests)" >&2
   python3 -m venv "$moto_venv"
-  "$moto_venv/bin/pip" install --quiet 'moto[sqs,sns]' flask flask-cors >&2
+  "$moto_venv/bin/pip" install --quiet 'moto[sqs,sns,s3]' flask flask-cors >&2
 fi
 moto_port=${MOTO_PORT:-5000}
 "$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" > target/moto.log 2>&1 &

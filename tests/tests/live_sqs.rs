@@ -102,6 +102,18 @@ async fn eventbridge_events_become_minimal_deduplicated_alerts() {
         dir.path().join("state.snap").exists(),
         "state snapshotted at shutdown"
     );
+    // The state holds open suppression windows (with bob's alert), sealed: no name in it.
+    for file in ["state.snap", "state.alerts"] {
+        let bytes = std::fs::read(dir.path().join(file)).unwrap();
+        assert!(
+            bytes.starts_with(b"TRAILWATCH-SEALED"),
+            "{file} is not sealed"
+        );
+        assert!(
+            !bytes.windows(8).any(|w| w == b"user/bob"),
+            "{file} names bob"
+        );
+    }
 
     // The undecodable message was not deleted: it waits for redrive (in flight or visible again).
     let all = aws_sdk_sqs::types::QueueAttributeName::All;

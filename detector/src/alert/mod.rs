@@ -91,6 +91,11 @@ impl SummaryFields {
         self.hmac_key.is_some()
     }
 
+    /// The secret, if set (state files are sealed with a key derived from it).
+    pub fn hmac_key(&self) -> Option<&[u8]> {
+        self.hmac_key.as_deref()
+    }
+
     /// The rules (by index) that allow-list hashed fields.
     pub fn rules_with_hashed_fields(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.allowed.len()).filter(|&r| self.allowed[r].iter().any(|a| a.hashed))

@@ -13,6 +13,7 @@
 
 pub mod dedup;
 mod handled;
+pub mod seal;
 mod state;
 
 use crate::alert::gate::{Candidate, Gate, Limits as AlertLimits};
@@ -111,6 +112,8 @@ pub struct Stats {
 pub struct Pipeline<'s> {
     decoder: Decoder<'s>,
     stages: Stages<'s>,
+    /// Seals the state it saves (derived from the HMAC secret, when there is one).
+    seal: Option<seal::SealKey>,
 }
 
 /// Everything after decoding.
@@ -158,7 +161,12 @@ impl<'s> Pipeline<'s> {
         if let Some(l) = locator {
             correlator = correlator.with_locator(l);
         }
+        let seal = summaries
+            .as_ref()
+            .and_then(SummaryFields::hmac_key)
+            .map(seal::SealKey::derive);
         Pipeline {
+            seal,
             decoder: Decoder::new(set.fields(), settings.limits),
             stages: Stages {
                 set,
@@ -269,21 +277,35 @@ impl<'s> Pipeline<'s> {
         self.stages.handled.confirm()
     }
 
-    /// The suppression state alone (small; the SQS source saves it after every batch).
+    /// The suppression state alone (small; the SQS source saves it after every batch),
+    /// sealed when an HMAC secret is set.
     pub fn gate_state(&self) -> Vec<u8> {
-        self.stages.gate.save()
+        self.sealed(self.stages.gate.save())
     }
 
-    /// Suppression windows, de-duplication ids and correlation state as one snapshot.
+    /// Suppression windows, de-duplication ids and correlation state as one snapshot, sealed
+    /// when an HMAC secret is set.
     pub fn snapshot(&self) -> Vec<u8> {
         let s = &self.stages;
-        state::encode(&s.correlator.snapshot(), &s.gate.save(), &s.dedup.save())
+        self.sealed(state::encode(
+            &s.correlator.snapshot(),
+            &s.gate.save(),
+            &s.dedup.save(),
+        ))
+    }
+
+    fn sealed(&self, plain: Vec<u8>) -> Vec<u8> {
+        match &self.seal {
+            Some(key) => key.seal(&plain),
+            None => plain,
+        }
     }
 
     /// Continues from a [`Pipeline::snapshot`] (or a correlation snapshot of older versions).
     /// On error nothing is restored.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<Restored, StateError> {
-        let parts = state::decode(bytes)?;
+        let bytes = seal::open(self.seal.as_ref(), bytes)?;
+        let parts = state::decode(&bytes)?;
         let s = &mut self.stages;
         let mut gate = Gate::new(s.gate_limits(), s.correlator_lateness());
         if let Some(g) = parts.gate {
@@ -307,9 +329,10 @@ impl<'s> Pipeline<'s> {
 
     /// Restores the suppression state alone (newer than a snapshot's when both exist).
     pub fn restore_gate(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        let bytes = seal::open(self.seal.as_ref(), bytes)?;
         let s = &mut self.stages;
         let mut gate = Gate::new(s.gate_limits(), s.correlator_lateness());
-        gate.restore(bytes)
+        gate.restore(&bytes)
             .map_err(|e| StateError::Gate(e.to_string()))?;
         s.gate = gate;
         Ok(())

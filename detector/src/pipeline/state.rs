@@ -32,6 +32,9 @@ pub enum StateError {
     /// The de-duplication part.
     #[error("{0}")]
     Dedup(String),
+    /// Sealed state that does not open.
+    #[error(transparent)]
+    Seal(#[from] super::seal::SealError),
 }
 
 /// The parts of a state.

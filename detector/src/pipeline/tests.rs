@@ -374,3 +374,29 @@ fn copied_fields_of_the_wrong_shape_never_reach_an_alert() {
     );
     assert_eq!(summary.account.as_deref(), Some("111122223333"));
 }
+
+#[test]
+fn saved_state_is_sealed_and_names_no_one() {
+    let (set, summaries) = pack();
+    let mut p = Pipeline::new(&set, Some(summaries.clone()), &settings(), None);
+    let mut out = Vec::new();
+    for i in 0..3 {
+        let e = failed(&format!("s{i}"), "111122223333", "mallory", i * 10);
+        p.decode(e.as_bytes(), &mut out).unwrap();
+    }
+    let (snap, gate) = (p.snapshot(), p.gate_state());
+    for bytes in [&snap, &gate] {
+        assert!(seal::is_sealed(bytes));
+        assert!(
+            !bytes.windows(7).any(|w| w == b"mallory"),
+            "a name in the state"
+        );
+    }
+    let mut q = Pipeline::new(&set, Some(summaries), &settings(), None);
+    assert_eq!(q.restore(&snap).unwrap().event_ids, 3);
+    q.restore_gate(&gate).unwrap();
+    let other = SummaryFields::register(&mut pack().0).with_hmac_key(Some(vec![9; 32]));
+    let mut r = Pipeline::new(&set, Some(other), &settings(), None);
+    let err = r.restore(&snap).unwrap_err().to_string();
+    assert!(err.contains("does not open with this HMAC key"), "{err}");
+}
