@@ -176,6 +176,8 @@ enum State {
     Travel(Box<Travel>),
     /// A correlation that fires early: its events in event-time order.
     Early(Box<early::Window>),
+    /// An event_count correlation that fires early: its events' times, inline for two.
+    EarlyCount(early_count::Counts),
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -227,6 +229,7 @@ impl State {
             State::Countries(c) => c.last,
             State::Travel(t) => t.at,
             State::Early(w) => w.last(),
+            State::EarlyCount(w) => early_count::last(w),
         }
     }
 
@@ -237,7 +240,7 @@ impl State {
             State::Numbers(n) => n.last = n.last.max(t),
             State::Seen(m) | State::Chain(m) => m.last = m.last.max(t),
             State::Countries(c) => c.last = c.last.max(t),
-            State::Travel(_) | State::Early(_) => {}
+            State::Travel(_) | State::Early(_) | State::EarlyCount(_) => {}
         }
     }
 }
@@ -494,20 +497,29 @@ impl<'s> Correlator<'s> {
         if !groups.map.contains_key(&feed.key) && groups.map.len() >= self.opts.max_keys {
             self.stats.evicted += evict_oldest(groups);
         }
-        let state = groups
-            .map
-            .entry(feed.key)
-            .or_insert_with(|| State::Early(Box::default()));
-        if !matches!(state, State::Early(_)) {
-            *state = State::Early(Box::default());
-        }
-        let State::Early(window) = state else {
-            return;
+        let fresh = || match measure {
+            early::Measure::Count => State::EarlyCount(early_count::Counts::new()),
+            early::Measure::Distinct => State::Early(Box::default()),
         };
-        window.forget_before(keep_from);
+        let state = groups.map.entry(feed.key).or_insert_with(fresh);
         let mut met = Vec::new();
-        window.add(t, v, span, measure, &condition, &mut met);
-        groups.touched.push_back((feed.key, window.last()));
+        match (state, measure) {
+            (State::EarlyCount(w), early::Measure::Count) => {
+                early_count::forget_before(w, keep_from);
+                early_count::add(w, t, span, &condition, &mut met);
+            }
+            (State::Early(w), early::Measure::Distinct) => {
+                w.forget_before(keep_from);
+                w.add(t, v, span, measure, &condition, &mut met);
+            }
+            // State of another shape (restored from an older build): start over.
+            (state, _) => {
+                *state = fresh();
+                return self.update_early(feed, t, watermark, origin, out);
+            }
+        }
+        let last = groups.map.get(&feed.key).map_or(t, State::last);
+        groups.touched.push_back((feed.key, last));
         for (time, value, window_start) in met {
             self.stats.fired += 1;
             out.push(CorrelationHit {
@@ -710,7 +722,9 @@ impl<'s> Correlator<'s> {
                 )
             }
             // Geo states are fed by update_geo only, early windows by update_early.
-            State::Countries(_) | State::Travel(_) | State::Early(_) => return None,
+            State::Countries(_) | State::Travel(_) | State::Early(_) | State::EarlyCount(_) => {
+                return None
+            }
         };
         let last = state.last();
         groups.touched.push_back((feed.key, last));
@@ -802,6 +816,7 @@ pub fn format_time(t: i64) -> String {
 }
 
 pub mod early;
+mod early_count;
 mod snapshot;
 pub use snapshot::{Restored, SnapshotError};
 

@@ -263,6 +263,9 @@ fn state_ok(state: &State, n_inputs: usize) -> bool {
         // `at` is `i64::MIN` until the first located event, and read only after it.
         State::Travel(t) => last_ok(t.at) && t.lat.is_finite() && t.lon.is_finite(),
         State::Early(w) => w.is_consistent(time_ok),
+        State::EarlyCount(w) => {
+            w.iter().all(|&x| time_ok(x >> 1)) && w.windows(2).all(|p| p[0] >> 1 <= p[1] >> 1)
+        }
     }
 }
 
