@@ -118,6 +118,10 @@ enum Command {
         /// the pause.
         #[arg(long, value_name = "SECS", requires = "check_rules")]
         pause_after_completion: Option<u64>,
+        /// The running trailwatch has a geolocation database placing the scenario addresses
+        /// (`load-test geoip`), so geo expectations count.
+        #[arg(long)]
+        geoip: bool,
     },
     /// Produce the events of a JSON-lines file (from `generate`) to a Kafka topic, keyed by
     /// account, at a target rate; creates the topic first if it is missing.
@@ -153,6 +157,10 @@ enum Command {
         /// the pause.
         #[arg(long, value_name = "SECS", requires = "truth")]
         pause_after_completion: Option<u64>,
+        /// The running trailwatch has a geolocation database placing the scenario addresses
+        /// (`load-test geoip`), so geo expectations count.
+        #[arg(long)]
+        geoip: bool,
         /// The events (one JSON record per line).
         input: PathBuf,
     },
@@ -250,6 +258,7 @@ fn main() -> Result<()> {
             seed,
             check_rules,
             pause_after_completion,
+            geoip,
         } => {
             let run = SqsRun {
                 events_queue: &events_queue,
@@ -260,6 +269,7 @@ fn main() -> Result<()> {
                 seed,
                 check_rules: check_rules.as_deref(),
                 pause: pause_after_completion,
+                geoip,
             };
             let report = tokio::runtime::Runtime::new()?.block_on(run.run())?;
             println!("{report}");
@@ -274,6 +284,7 @@ fn main() -> Result<()> {
             rules,
             quiet_seconds,
             pause_after_completion,
+            geoip,
             input,
         } => {
             let expected = match &truth {
@@ -293,7 +304,7 @@ fn main() -> Result<()> {
                     report["alerts_received"] = alerts.len().into();
                     report["event_to_alert"] = readback::latency(&handed, &alerts);
                     if let Some(truth) = &truth {
-                        report["scenarios"] = readback::check(truth, &rules, &alerts)?;
+                        report["scenarios"] = readback::check(truth, &rules, &alerts, geoip)?;
                         let firing = readback::correlation_firing(&rules)?;
                         report["event_to_page"] =
                             readback::latency_by_kind(&handed, &alerts, &expected, &firing);
@@ -451,6 +462,8 @@ struct SqsRun<'a> {
     check_rules: Option<&'a std::path::Path>,
     /// Seconds of quiet after each event completing an expected correlation.
     pause: Option<u64>,
+    /// Geo expectations count.
+    geoip: bool,
 }
 
 impl SqsRun<'_> {
@@ -516,7 +529,7 @@ impl SqsRun<'_> {
             let truth_file = dir.path().join("truth.jsonl");
             let lines: Vec<String> = truth.iter().map(|e| e.to_json().to_string()).collect();
             std::fs::write(&truth_file, lines.join("\n") + "\n")?;
-            report["scenarios"] = readback::check(&truth_file, rules, &alerts)?;
+            report["scenarios"] = readback::check(&truth_file, rules, &alerts, self.geoip)?;
             let firing = readback::correlation_firing(rules)?;
             report["event_to_page"] = readback::latency_by_kind(&sent, &alerts, &expected, &firing);
         }

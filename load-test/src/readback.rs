@@ -80,17 +80,19 @@ impl Reader {
     }
 }
 
-/// Checks `alerts` against the ground truth of `generate --truth`.
+/// Checks `alerts` against the ground truth of `generate --truth` (`geoip`: the run had a
+/// database placing the scenario addresses, so geo expectations count).
 pub fn check(
     truth: &std::path::Path,
     rules: &std::path::Path,
     alerts: &[Received],
+    geoip: bool,
 ) -> Result<Value> {
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("alerts.jsonl");
     let lines: Vec<String> = alerts.iter().map(|(_, a)| a.to_string()).collect();
     std::fs::write(&file, lines.join("\n") + "\n")?;
-    Ok(crate::check::check(truth, &file, rules, false)?.to_json())
+    Ok(crate::check::check(truth, &file, rules, geoip)?.to_json())
 }
 
 /// Latency percentiles of first alerts whose event load-test sent (`sent`: eventID → seconds
