@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks behind docs/PERFORMANCE.md: trailwatch replay against rsigma 0.23 and against a bare
+# Benchmarks behind docs/PERFORMANCE.md: trailwatch replay against rsigma 0.26 and against a bare
 # serde_json::Value parse of the same file, one thread each, best of N runs; then peak RSS as the
 # input grows. Prints a markdown report on stdout.
 set -euo pipefail
@@ -12,9 +12,14 @@ mkdir -p "$dir"
 cargo build --release --locked -p trailwatch -p load-test >&2
 tw=target/release/trailwatch
 lt=target/release/load-test
-if ! command -v rsigma >/dev/null; then
-  echo "== installing rsigma 0.23.0 (about 10 minutes, once)" >&2
-  cargo install rsigma@0.23.0 --locked >&2
+RSIGMA=0.26.0
+# cargo install puts it in $CARGO_HOME/bin, which may not be on PATH.
+rsigma=$(command -v rsigma || echo "${CARGO_HOME:-$HOME/.cargo}/bin/rsigma")
+if ! "$rsigma" --version 2>/dev/null | grep -qF "$RSIGMA"; then
+  echo "== installing rsigma $RSIGMA (about 10 minutes, once)" >&2
+  # 0.26.0 declares rust-version 1.96; it builds with 1.95 too.
+  cargo install "rsigma@$RSIGMA" --ignore-rust-version >&2
+  rsigma="${CARGO_HOME:-$HOME/.cargo}/bin/rsigma"
 fi
 
 events=$dir/events-200k.jsonl
@@ -25,7 +30,7 @@ best() { # best wall time in seconds of "$@" over $RUNS runs
   local b=""
   for _ in $(seq "$RUNS"); do
     local s e t
-    s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N)
+    s=$(date +%s.%N); "$@" >/dev/null 2>&1 || { echo "error: failed: $*" >&2; exit 1; }; e=$(date +%s.%N)
     t=$(echo "$e - $s" | bc -l)
     if [ -z "$b" ] || [ "$(echo "$t < $b" | bc -l)" = 1 ]; then b=$t; fi
   done
@@ -33,7 +38,7 @@ best() { # best wall time in seconds of "$@" over $RUNS runs
 }
 
 t_tw=$(best taskset -c 0 "$tw" replay --quiet --rules "$RULES" --emit hits --output /dev/null "$events")
-t_rs=$(best taskset -c 0 rsigma engine eval -r "$RULES" -e "@$events")
+t_rs=$(best taskset -c 0 "$rsigma" engine eval -r "$RULES" -e "@$events")
 t_pb=$(best taskset -c 0 "$lt" parse-baseline "$events")
 
 rate() { echo "$n / $1" | bc -l | xargs printf '%.0f'; }
@@ -44,7 +49,7 @@ echo
 echo "| program | seconds | events/s | trailwatch is |"
 echo "|---|---|---|---|"
 echo "| trailwatch replay --emit hits | $(printf '%.3f' "$t_tw") | $(rate "$t_tw") | |"
-echo "| rsigma 0.23 engine eval | $(printf '%.3f' "$t_rs") | $(rate "$t_rs") | $(ratio "$t_rs" "$t_tw")× faster |"
+echo "| rsigma $RSIGMA engine eval | $(printf '%.3f' "$t_rs") | $(rate "$t_rs") | $(ratio "$t_rs" "$t_tw")× faster |"
 echo "| serde_json::Value parse only | $(printf '%.3f' "$t_pb") | $(rate "$t_pb") | $(ratio "$t_pb" "$t_tw")× faster |"
 echo
 echo "## Peak RSS of replay as the input grows"

@@ -44,7 +44,8 @@ impl fmt::Display for Report {
     }
 }
 
-fn json_lines(path: &Path) -> Result<Vec<Value>> {
+/// The JSON values of a JSON-lines file.
+pub(crate) fn json_lines(path: &Path) -> Result<Vec<Value>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
@@ -125,7 +126,8 @@ fn meeting(expect: &Value, id: &str, alerts: &[Value]) -> Option<Vec<usize>> {
     (counted == events.len() as u64).then_some(used)
 }
 
-fn group_of(alert: &Value) -> Value {
+/// The group an alert names (its `group_key`, parsed).
+pub(crate) fn group_of(alert: &Value) -> Value {
     alert["group_key"]
         .as_str()
         .and_then(|g| serde_json::from_str(g).ok())

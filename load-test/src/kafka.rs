@@ -35,13 +35,15 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result
     Ok(())
 }
 
-/// Produces the events of a JSON-lines file at `rate` events/s (0: as fast as possible);
-/// returns the report and when each event was handed over (eventID → seconds since `t0`).
+/// Produces the events of a JSON-lines file at `rate` events/s (0: as fast as possible), quiet
+/// for a while after the events `pauses` names (each delivered before the pause); returns the
+/// report and when each event was handed over (eventID → seconds since `t0`).
 pub async fn produce(
     brokers: &str,
     topic: &str,
     input: &std::path::Path,
     rate: u64,
+    pauses: Option<&crate::pause::Pauses>,
     t0: Instant,
 ) -> Result<(Value, std::collections::HashMap<String, f64>)> {
     let text =
@@ -54,20 +56,37 @@ pub async fn produce(
     let started = Instant::now();
     let mut pending = Vec::new();
     let mut sent = 0u64;
+    // Wall time paused so far; event times after a pause move on by it.
+    let mut paused = Duration::ZERO;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         // A line that is not JSON goes out as it is, keyed "unknown" (tests send poison so).
-        let event: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+        let mut event: Value = serde_json::from_str(line).unwrap_or(Value::Null);
         let key = key(&event);
+        let retimed;
+        let payload = if paused.is_zero() || event.is_null() {
+            line
+        } else {
+            crate::pause::retime(&mut event, paused.as_secs() as i64);
+            retimed = event.to_string();
+            &retimed
+        };
         if rate > 0 {
-            let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
+            let due = started + paused + Duration::from_secs_f64(sent as f64 / rate as f64);
             tokio::time::sleep_until(due.into()).await;
         }
-        let record = FutureRecord::to(topic).key(&key).payload(line);
+        let record = FutureRecord::to(topic).key(&key).payload(payload);
         pending.push(producer.send_result(record).map_err(|(e, _)| e)?);
         if let Some(id) = event["eventID"].as_str() {
             handed.insert(id.to_string(), t0.elapsed().as_secs_f64());
         }
         sent += 1;
+        if let Some(p) = pauses.filter(|p| p.is_after(&event)) {
+            for d in pending.drain(..) {
+                d.await?.map_err(|(e, _)| e)?;
+            }
+            tokio::time::sleep(p.pause).await;
+            paused += p.pause;
+        }
         if pending.len() >= 1000 {
             for d in pending.drain(..) {
                 d.await?.map_err(|(e, _)| e)?;
@@ -79,10 +98,12 @@ pub async fn produce(
     }
     producer.flush(Duration::from_secs(30))?;
     let secs = started.elapsed().as_secs_f64();
+    let busy = secs - paused.as_secs_f64();
     let report = serde_json::json!({
         "produced": sent,
         "seconds": (secs * 1000.0).round() / 1000.0,
-        "events_per_second": (sent as f64 / secs.max(1e-9)).round(),
+        "paused_seconds": paused.as_secs(),
+        "events_per_second": (sent as f64 / busy.max(1e-9)).round(),
     });
     Ok((report, handed))
 }

@@ -4,6 +4,7 @@ mod check;
 mod files;
 mod generate;
 mod kafka;
+mod pause;
 mod readback;
 mod scenario;
 mod sqs;
@@ -112,6 +113,15 @@ enum Command {
         /// directory the running trailwatch uses).
         #[arg(long, value_name = "RULES")]
         check_rules: Option<PathBuf>,
+        /// With --check-rules: after the event that completes each expected correlation, send
+        /// nothing for SECS seconds (a quiet stream), then go on with event times moved on by
+        /// the pause.
+        #[arg(long, value_name = "SECS", requires = "check_rules")]
+        pause_after_completion: Option<u64>,
+        /// The running trailwatch has a geolocation database placing the scenario addresses
+        /// (`load-test geoip`), so geo expectations count.
+        #[arg(long)]
+        geoip: bool,
     },
     /// Produce the events of a JSON-lines file (from `generate`) to a Kafka topic, keyed by
     /// account, at a target rate; creates the topic first if it is missing.
@@ -142,6 +152,15 @@ enum Command {
         /// With --alerts-queue: stop reading after this many seconds without a new alert.
         #[arg(long, default_value_t = 10)]
         quiet_seconds: u64,
+        /// With --truth: after the event that completes each expected correlation, produce
+        /// nothing for SECS seconds (a quiet partition), then go on with event times moved on by
+        /// the pause.
+        #[arg(long, value_name = "SECS", requires = "truth")]
+        pause_after_completion: Option<u64>,
+        /// The running trailwatch has a geolocation database placing the scenario addresses
+        /// (`load-test geoip`), so geo expectations count.
+        #[arg(long)]
+        geoip: bool,
         /// The events (one JSON record per line).
         input: PathBuf,
     },
@@ -238,6 +257,8 @@ fn main() -> Result<()> {
             rate,
             seed,
             check_rules,
+            pause_after_completion,
+            geoip,
         } => {
             let run = SqsRun {
                 events_queue: &events_queue,
@@ -247,6 +268,8 @@ fn main() -> Result<()> {
                 rate,
                 seed,
                 check_rules: check_rules.as_deref(),
+                pause: pause_after_completion,
+                geoip,
             };
             let report = tokio::runtime::Runtime::new()?.block_on(run.run())?;
             println!("{report}");
@@ -260,20 +283,31 @@ fn main() -> Result<()> {
             truth,
             rules,
             quiet_seconds,
+            pause_after_completion,
+            geoip,
             input,
         } => {
+            let expected = match &truth {
+                Some(path) => check::json_lines(path)?,
+                None => Vec::new(),
+            };
+            let pauses = pause_after_completion
+                .map(|secs| pause::Pauses::after_completions(secs, &expected));
             let report = tokio::runtime::Runtime::new()?.block_on(async {
                 kafka::create_topic(&brokers, &topic, partitions).await?;
                 let t0 = std::time::Instant::now();
                 let reader = alerts_queue.clone().map(|q| readback::Reader::start(q, t0));
                 let (mut report, handed) =
-                    kafka::produce(&brokers, &topic, &input, rate, t0).await?;
+                    kafka::produce(&brokers, &topic, &input, rate, pauses.as_ref(), t0).await?;
                 if let Some(reader) = reader {
                     let alerts = reader.finish_after_quiet(quiet_seconds).await?;
                     report["alerts_received"] = alerts.len().into();
                     report["event_to_alert"] = readback::latency(&handed, &alerts);
                     if let Some(truth) = &truth {
-                        report["scenarios"] = readback::check(truth, &rules, &alerts)?;
+                        report["scenarios"] = readback::check(truth, &rules, &alerts, geoip)?;
+                        let firing = readback::correlation_firing(&rules)?;
+                        report["event_to_page"] =
+                            readback::latency_by_kind(&handed, &alerts, &expected, &firing);
                     }
                 }
                 anyhow::Ok(report)
@@ -426,6 +460,10 @@ struct SqsRun<'a> {
     rate: u64,
     seed: u64,
     check_rules: Option<&'a std::path::Path>,
+    /// Seconds of quiet after each event completing an expected correlation.
+    pause: Option<u64>,
+    /// Geo expectations count.
+    geoip: bool,
 }
 
 impl SqsRun<'_> {
@@ -456,9 +494,13 @@ impl SqsRun<'_> {
             let mut tail = Generator::new(self.seed + 1, last + 7200);
             events.extend((0..50).map(|_| tail.next_event()));
         }
+        let expected: Vec<serde_json::Value> = truth.iter().map(|e| e.to_json()).collect();
+        let pauses = self
+            .pause
+            .map(|secs| pause::Pauses::after_completions(secs, &expected));
         let t0 = std::time::Instant::now();
         let reader = readback::Reader::start(self.alerts_queue.to_string(), t0);
-        let sent = sqs::send(self.events_queue, events, self.rate, t0).await?;
+        let sent = sqs::send(self.events_queue, events, self.rate, pauses.as_ref(), t0).await?;
         let send_secs = t0.elapsed().as_secs_f64();
         let done = sqs::drained(self.events_queue, std::time::Duration::from_secs(600)).await?;
         let elapsed = done.duration_since(t0).as_secs_f64();
@@ -487,7 +529,9 @@ impl SqsRun<'_> {
             let truth_file = dir.path().join("truth.jsonl");
             let lines: Vec<String> = truth.iter().map(|e| e.to_json().to_string()).collect();
             std::fs::write(&truth_file, lines.join("\n") + "\n")?;
-            report["scenarios"] = readback::check(&truth_file, rules, &alerts)?;
+            report["scenarios"] = readback::check(&truth_file, rules, &alerts, self.geoip)?;
+            let firing = readback::correlation_firing(rules)?;
+            report["event_to_page"] = readback::latency_by_kind(&sent, &alerts, &expected, &firing);
         }
         Ok(report)
     }

@@ -80,23 +80,25 @@ impl Reader {
     }
 }
 
-/// Checks `alerts` against the ground truth of `generate --truth`.
+/// Checks `alerts` against the ground truth of `generate --truth` (`geoip`: the run had a
+/// database placing the scenario addresses, so geo expectations count).
 pub fn check(
     truth: &std::path::Path,
     rules: &std::path::Path,
     alerts: &[Received],
+    geoip: bool,
 ) -> Result<Value> {
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("alerts.jsonl");
     let lines: Vec<String> = alerts.iter().map(|(_, a)| a.to_string()).collect();
     std::fs::write(&file, lines.join("\n") + "\n")?;
-    Ok(crate::check::check(truth, &file, rules, false)?.to_json())
+    Ok(crate::check::check(truth, &file, rules, geoip)?.to_json())
 }
 
 /// Latency percentiles of first alerts whose event load-test sent (`sent`: eventID → seconds
 /// since the start when it was handed over).
 pub fn latency(sent: &HashMap<String, f64>, alerts: &[Received]) -> Value {
-    let mut ms: Vec<f64> = alerts
+    let ms: Vec<f64> = alerts
         .iter()
         .filter(|(_, a)| a["kind"] == "alert")
         .filter_map(|(at, a)| {
@@ -104,17 +106,130 @@ pub fn latency(sent: &HashMap<String, f64>, alerts: &[Received]) -> Value {
             Some((at - sent.get(id)?) * 1000.0)
         })
         .collect();
+    percentiles(ms)
+}
+
+/// How many, the smallest, the 50th, 90th and 99th percentile (nearest rank) and the largest of
+/// `ms`, in milliseconds.
+fn percentiles(mut ms: Vec<f64>) -> Value {
     ms.sort_by(f64::total_cmp);
     let q = |p: f64| -> Option<f64> {
         let i = ((ms.len() as f64 - 1.0) * p).round() as usize;
-        ms.get(i).map(|v| (v * 10.0).round() / 10.0)
+        ms.get(i).copied().map(tenth)
     };
     json!({
         "measured": ms.len(),
+        "min_ms": q(0.0),
         "p50_ms": q(0.5),
         "p90_ms": q(0.9),
         "p99_ms": q(0.99),
         "max_ms": q(1.0),
+    })
+}
+
+fn tenth(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+/// When a correlation pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firing {
+    /// On the event that completes it (event_count, value_count, temporal with gt/gte).
+    Early,
+    /// Once the watermark passes the completing event (ordered temporal, geo rules, ...).
+    Buffered,
+}
+
+impl Firing {
+    fn name(self) -> &'static str {
+        match self {
+            Firing::Early => "early",
+            Firing::Buffered => "buffered",
+        }
+    }
+}
+
+/// Rule file (relative to `rules`) → (rule id, when it pages) for every correlation of the pack,
+/// as trailwatch compiles it.
+pub fn correlation_firing(
+    rules: &std::path::Path,
+) -> Result<std::collections::BTreeMap<String, (String, Firing)>> {
+    let (loaded, errors) =
+        trailwatch::rule::load_paths(&[rules.to_path_buf()], &Default::default());
+    if let Some(e) = errors.first() {
+        anyhow::bail!("{e}");
+    }
+    let set = trailwatch::engine::RuleSet::compile(loaded).map_err(|errors| {
+        anyhow::anyhow!(
+            "{}",
+            errors.first().map(|e| e.to_string()).unwrap_or_default()
+        )
+    })?;
+    Ok(set
+        .correlations()
+        .iter()
+        .filter_map(|c| {
+            let rel = c.rule.file.strip_prefix(rules).ok()?;
+            let firing = if c.early {
+                Firing::Early
+            } else {
+                Firing::Buffered
+            };
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            Some((rel, (c.id().to_string(), firing)))
+        })
+        .collect())
+}
+
+/// Event-to-page latency by kind of rule. Single-event rules: as [`latency`]. Each correlation
+/// the ground truth expects (a line with a group and `completed_by`): from the handover of the
+/// event that completes it to the arrival of its first alert for that group, summed up over the
+/// correlations that fire early and over those that wait for the watermark, and listed one by
+/// one (`latency_ms` null: no alert arrived).
+pub fn latency_by_kind(
+    sent: &HashMap<String, f64>,
+    alerts: &[Received],
+    truth: &[Value],
+    firing: &std::collections::BTreeMap<String, (String, Firing)>,
+) -> Value {
+    let (mut early, mut buffered, mut each) = (Vec::new(), Vec::new(), Vec::new());
+    for x in truth {
+        let (Some(completing), Some(rule)) = (x["completed_by"].as_str(), x["rule"].as_str())
+        else {
+            continue;
+        };
+        let Some((id, how)) = firing.get(rule) else {
+            continue;
+        };
+        let arrived = alerts
+            .iter()
+            .filter(|(_, a)| {
+                a["kind"] == "alert"
+                    && a["rule"]["id"] == id.as_str()
+                    && crate::check::group_of(a) == x["group"]
+            })
+            .map(|(at, _)| *at)
+            .min_by(f64::total_cmp);
+        let ms = sent
+            .get(completing)
+            .zip(arrived)
+            .map(|(handed, at)| (at - handed) * 1000.0);
+        match how {
+            Firing::Early => early.extend(ms),
+            Firing::Buffered => buffered.extend(ms),
+        }
+        each.push(json!({
+            "scenario": x["scenario"],
+            "rule": rule,
+            "firing": how.name(),
+            "latency_ms": ms.map(tenth),
+        }));
+    }
+    json!({
+        "single_event": latency(sent, alerts),
+        "early_correlation": percentiles(early),
+        "buffered_correlation": percentiles(buffered),
+        "correlations": each,
     })
 }
 
@@ -137,5 +252,60 @@ mod tests {
         assert_eq!(r["p50_ms"], 500.0);
         assert_eq!(r["max_ms"], 500.0);
         assert_eq!(latency(&sent, &[])["p50_ms"], Value::Null);
+    }
+
+    #[test]
+    fn correlations_are_timed_from_their_completing_event_by_kind() {
+        // Handed over at these seconds: single-event "s", the completing events "c1", "c2", "c3".
+        let sent: HashMap<String, f64> = [("s", 1.0), ("c1", 2.0), ("c2", 3.0), ("c3", 4.0)]
+            .map(|(k, v)| (k.to_string(), v))
+            .into();
+        let firing = [
+            ("burst.yml", ("burst", Firing::Early)),
+            ("spray.yml", ("spray", Firing::Early)),
+            ("then.yml", ("then", Firing::Buffered)),
+            ("geo.yml", ("geo", Firing::Buffered)),
+        ]
+        .map(|(f, (id, how))| (f.to_string(), (id.to_string(), how)))
+        .into();
+        let truth = vec![
+            json!({"scenario": "one", "rule": "single.yml", "event_ids": ["s"], "group": null, "completed_by": null}),
+            json!({"scenario": "bf", "rule": "burst.yml", "group": {"u": "a"}, "completed_by": "c1"}),
+            json!({"scenario": "ps", "rule": "spray.yml", "group": {"ip": "b"}, "completed_by": "c2"}),
+            json!({"scenario": "rt", "rule": "then.yml", "group": {"u": "r"}, "completed_by": "c3"}),
+            json!({"scenario": "tr", "rule": "geo.yml", "group": {"u": "t"}, "completed_by": "c9"}),
+        ];
+        let corr = |rule: &str, group: Value, kind: &str| json!({"kind": kind, "rule": {"id": rule}, "group_key": group.to_string(), "events": []});
+        let got = vec![
+            (
+                1.25,
+                json!({"kind": "alert", "rule": {"id": "single"}, "events": [{"eventID": "s"}]}),
+            ),
+            // Another group of the same rule first, then the expected one, then its roll-up.
+            (2.1, corr("burst", json!({"u": "other"}), "alert")),
+            (2.5, corr("burst", json!({"u": "a"}), "alert")),
+            (9.0, corr("burst", json!({"u": "a"}), "rollup")),
+            (3.75, corr("spray", json!({"ip": "b"}), "alert")),
+            // The first of two alerts of one group counts.
+            (16.0, corr("then", json!({"u": "r"}), "alert")),
+            (15.0, corr("then", json!({"u": "r"}), "alert")),
+        ];
+        let r = latency_by_kind(&sent, &got, &truth, &firing);
+        assert_eq!(r["single_event"]["measured"], 1);
+        assert_eq!(r["single_event"]["max_ms"], 250.0);
+        assert_eq!(r["early_correlation"]["measured"], 2);
+        assert_eq!(r["early_correlation"]["min_ms"], 500.0);
+        assert_eq!(r["early_correlation"]["max_ms"], 750.0);
+        assert_eq!(r["buffered_correlation"]["measured"], 1);
+        assert_eq!(r["buffered_correlation"]["max_ms"], 11000.0);
+        let each = r["correlations"].as_array().unwrap();
+        assert_eq!(each.len(), 4, "the single-event line is not a correlation");
+        assert_eq!(each[0]["firing"], "early");
+        assert_eq!(each[2]["firing"], "buffered");
+        assert_eq!(
+            each[3]["latency_ms"],
+            Value::Null,
+            "never handed over, never raised"
+        );
     }
 }

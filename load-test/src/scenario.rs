@@ -22,6 +22,9 @@ pub struct Expect {
     pub principal: Option<String>,
     /// For a correlation or geo rule: its group.
     pub group: Option<Value>,
+    /// For a correlation or geo rule: the id of the event that completes it (its condition
+    /// holds from this event on, not before), which event-to-page latency is measured from.
+    pub completed_by: Option<String>,
     /// Whether the rule needs an IP geolocation database to fire.
     pub needs_geoip: bool,
 }
@@ -34,6 +37,7 @@ impl Expect {
             "rule": self.rule,
             "event_ids": self.event_ids,
             "group": self.group,
+            "completed_by": self.completed_by,
             "needs_geoip": self.needs_geoip,
         })
     }
@@ -122,6 +126,7 @@ impl Builder {
             event_ids: vec![id.to_string()],
             principal,
             group: None,
+            completed_by: None,
             needs_geoip: false,
         });
     }
@@ -131,6 +136,7 @@ impl Builder {
         scenario: &'static str,
         rule: &'static str,
         group: Value,
+        completed_by: &str,
         needs_geoip: bool,
     ) {
         self.expect.push(Expect {
@@ -139,6 +145,7 @@ impl Builder {
             event_ids: Vec::new(),
             principal: None,
             group: Some(group),
+            completed_by: Some(completed_by.to_string()),
             needs_geoip,
         });
     }
@@ -155,7 +162,8 @@ pub fn scenarios(start: i64, gap: i64, account: &str) -> (Vec<(i64, Value)>, Vec
     };
     let mut t = start;
 
-    // Brute force: eight failures for one user in four minutes.
+    // Brute force: eight failures for one user in four minutes; the rule fires at six.
+    let mut ids = Vec::new();
     for i in 0..8 {
         let who = b.user("scenario-bf");
         let e = b.login(t + i * 30, who, "192.0.2.50", false);
@@ -165,17 +173,21 @@ pub fn scenarios(start: i64, gap: i64, account: &str) -> (Vec<(i64, Value)>, Vec
             "cis/06_console_authentication_failures.yml",
             &id,
         );
+        ids.push(id);
     }
     let group = json!({"recipientAccountId": account, "userIdentity.userName": "scenario-bf"});
     b.expect_group(
         "brute_force",
         "correlations/console_login_failure_burst_user.yml",
         group,
+        &ids[5],
         false,
     );
     t += gap;
 
-    // Password spray: twelve users from one address, 100 s apart (never ten in ten minutes).
+    // Password spray: twelve users from one address, 100 s apart (never ten in ten minutes);
+    // the rule fires at the tenth user.
+    let mut ids = Vec::new();
     for i in 0..12 {
         let who = b.user(&format!("scenario-spray-{i:02}"));
         let e = b.login(t + i * 100, who, "192.0.2.77", false);
@@ -185,11 +197,13 @@ pub fn scenarios(start: i64, gap: i64, account: &str) -> (Vec<(i64, Value)>, Vec
             "cis/06_console_authentication_failures.yml",
             &id,
         );
+        ids.push(id);
     }
     b.expect_group(
         "password_spray",
         "correlations/password_spray.yml",
         json!({"sourceIPAddress": "192.0.2.77"}),
+        &ids[9],
         false,
     );
     t += gap;
@@ -209,6 +223,7 @@ pub fn scenarios(start: i64, gap: i64, account: &str) -> (Vec<(i64, Value)>, Vec
         "root_login",
         "correlations/root_login_then_iam_change.yml",
         group,
+        &id,
         false,
     );
     t += gap;
@@ -255,11 +270,12 @@ pub fn scenarios(start: i64, gap: i64, account: &str) -> (Vec<(i64, Value)>, Vec
     let e = b.login(t, who.clone(), "198.51.100.70", true);
     b.push(t, e);
     let e = b.login(t + 600, who.clone(), "203.0.113.80", true);
-    b.push(t + 600, e);
+    let id = b.push(t + 600, e);
     b.expect_group(
         "impossible_travel",
         "geo/impossible_travel_console_login.yml",
         json!({"userIdentity.arn": who["arn"]}),
+        &id,
         true,
     );
 
@@ -284,5 +300,57 @@ mod tests {
             .iter()
             .any(|e| e.scenario == "impossible_travel" && e.needs_geoip));
         assert_eq!(expect.iter().filter(|e| e.group.is_some()).count(), 4);
+    }
+
+    /// Collects the groups each correlation fired for.
+    #[derive(Default)]
+    struct Fired(Vec<(u32, Value)>);
+
+    impl trailwatch::pipeline::Output for Fired {
+        fn correlation(&mut self, hit: &trailwatch::window::CorrelationHit) {
+            self.0.push((hit.correlation, hit.group_json()));
+        }
+    }
+
+    #[test]
+    fn completed_by_names_the_event_from_which_the_shipped_correlation_fires() {
+        let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+        let (loaded, errors) = trailwatch::rule::load_paths(&[rules], &Default::default());
+        assert!(errors.is_empty(), "{errors:?}");
+        let set = trailwatch::engine::RuleSet::compile(loaded).expect("the rule pack compiles");
+        let (events, expect) = scenarios(1_700_000_000, 3600, "111122223333");
+        // Geo rules need a database; the others are decided by their events alone.
+        let groups: Vec<&Expect> = expect
+            .iter()
+            .filter(|x| x.group.is_some() && !x.needs_geoip)
+            .collect();
+        assert_eq!(groups.len(), 3);
+        for x in groups {
+            let c = set
+                .correlations()
+                .iter()
+                .position(|c| c.rule.file.ends_with(x.rule))
+                .expect("the truth names a correlation of the pack") as u32;
+            let completing = x.completed_by.as_deref().expect("a completing event");
+            let at = events
+                .iter()
+                .position(|(_, e)| e["eventID"] == completing)
+                .expect("the completing event is a scenario event");
+            // Fed the events up to `n` (exclusive) and flushed, does it fire for its group?
+            let fires = |n: usize| {
+                let settings = trailwatch::pipeline::Settings::default();
+                let mut p = trailwatch::pipeline::Pipeline::new(&set, None, &settings, None);
+                let mut out = Fired::default();
+                for (_, e) in &events[..n] {
+                    p.decode(e.to_string().as_bytes(), &mut out).unwrap();
+                }
+                p.flush(&mut out);
+                out.0
+                    .iter()
+                    .any(|(k, g)| *k == c && Some(g) == x.group.as_ref())
+            };
+            assert!(fires(at + 1), "{} fires with {completing}", x.rule);
+            assert!(!fires(at), "{} fires before {completing}", x.rule);
+        }
     }
 }

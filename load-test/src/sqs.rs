@@ -66,18 +66,35 @@ pub async fn setup(name: &str) -> Result<Resources> {
     })
 }
 
-/// Sends `events` as EventBridge envelopes, ten a call, at `rate` events/s (0: as fast as possible).
+/// Sends `events` as EventBridge envelopes, ten a call, at `rate` events/s (0: as fast as
+/// possible), quiet for a while after the events `pauses` names (each ends a call).
 /// Returns when each event was handed over (eventID → seconds since `start`).
 pub async fn send(
     queue: &str,
-    events: Vec<serde_json::Value>,
+    mut events: Vec<serde_json::Value>,
     rate: u64,
+    pauses: Option<&crate::pause::Pauses>,
     start: Instant,
 ) -> Result<std::collections::HashMap<String, f64>> {
     let aws = aws_config::load_from_env().await;
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let mut sent = std::collections::HashMap::new();
-    for (k, chunk) in events.chunks(10).enumerate() {
+    // Wall time paused so far; event times after a pause move on by it.
+    let mut paused = Duration::ZERO;
+    let mut from = 0;
+    while from < events.len() {
+        let mut to = (from + 10).min(events.len());
+        let pause = pauses.and_then(|p| {
+            let k = (from..to).find(|&k| p.is_after(&events[k]))?;
+            to = k + 1;
+            Some(p.pause)
+        });
+        let chunk = &mut events[from..to];
+        if !paused.is_zero() {
+            chunk
+                .iter_mut()
+                .for_each(|ev| crate::pause::retime(ev, paused.as_secs() as i64));
+        }
         let entries: Vec<SendMessageBatchRequestEntry> = chunk
             .iter()
             .enumerate()
@@ -94,13 +111,18 @@ pub async fn send(
             .send()
             .await?;
         let at = start.elapsed().as_secs_f64();
-        for ev in chunk {
+        for ev in chunk.iter() {
             if let Some(id) = ev["eventID"].as_str() {
                 sent.insert(id.to_string(), at);
             }
         }
+        from = to;
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+            paused += pause;
+        }
         if rate > 0 {
-            let due = Duration::from_secs_f64(((k + 1) * 10) as f64 / rate as f64);
+            let due = paused + Duration::from_secs_f64(from as f64 / rate as f64);
             if let Some(wait) = due.checked_sub(start.elapsed()) {
                 tokio::time::sleep(wait).await;
             }
