@@ -4,7 +4,8 @@
 //!
 //! Ids are kept as 64-bit hashes with the event time they were seen at, in arrival order. An
 //! id is forgotten once the stream's event time has moved past it by the horizon, or when the
-//! cap is reached (the oldest first), so memory stays bounded: about 24 bytes an id.
+//! cap is reached (the oldest first), so memory stays bounded: about 43 bytes an id (the
+//! set's and queue's spare capacity included; docs/PERFORMANCE.md).
 
 use rustc_hash::FxHashSet;
 use std::collections::VecDeque;
