@@ -39,6 +39,28 @@ fn files(dir: &Path) -> Vec<(String, std::path::PathBuf)> {
     out
 }
 
+/// Creates `bucket` and uploads the trail under `local`/AWSLogs as `prefix`/...; returns the
+/// uploaded (key below AWSLogs, local path) pairs.
+async fn upload_trail(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    local: &Path,
+    prefix: &str,
+) -> Vec<(String, std::path::PathBuf)> {
+    s3.create_bucket().bucket(bucket).send().await.unwrap();
+    let uploaded = files(&local.join("AWSLogs"));
+    for (key, path) in &uploaded {
+        s3.put_object()
+            .bucket(bucket)
+            .key(format!("{prefix}/{key}"))
+            .body(ByteStream::from_path(path).await.unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    uploaded
+}
+
 /// `trailwatch replay` of `input` with the shipped rules; (stdout, stderr).
 fn replay(input: &str, url: &str, dir: &Path) -> (String, String) {
     replay_with(input, &[], url, dir)
@@ -89,19 +111,9 @@ async fn replay_from_s3_gives_the_alerts_of_the_same_files_on_disk() {
     );
     let s3 = s3_client(&url);
     let bucket = format!("trail-{}", std::process::id());
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
     // An organization trail: AWSLogs/<org id>/<account>/CloudTrail/...
-    let uploaded = files(&local.join("AWSLogs"));
+    let uploaded = upload_trail(&s3, &bucket, &local, "AWSLogs/o-abc123").await;
     assert!(uploaded.len() > 100, "{}", uploaded.len());
-    for (key, path) in &uploaded {
-        s3.put_object()
-            .bucket(&bucket)
-            .key(format!("AWSLogs/o-abc123/{key}"))
-            .body(ByteStream::from_path(path).await.unwrap())
-            .send()
-            .await
-            .unwrap();
-    }
     // What replay must skip: digests (not events) and other objects.
     for key in [
         "AWSLogs/o-abc123/111122223333/CloudTrail-Digest/us-east-1/2023/11/14/111122223333_CloudTrail-Digest_us-east-1_x_20231114T2300Z.json.gz",
@@ -219,17 +231,7 @@ async fn s3_replay_requests_only_the_days_asked_and_survives_broken_downloads() 
     }
     let s3 = s3_client(&url);
     let bucket = format!("days-{}", std::process::id());
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let uploaded = files(&local.join("AWSLogs"));
-    for (key, path) in &uploaded {
-        s3.put_object()
-            .bucket(&bucket)
-            .key(format!("AWSLogs/o-org/{key}"))
-            .body(ByteStream::from_path(path).await.unwrap())
-            .send()
-            .await
-            .unwrap();
-    }
+    let uploaded = upload_trail(&s3, &bucket, &local, "AWSLogs/o-org").await;
     let (proxy, recorder) = recording_proxy(url.trim_start_matches("http://").to_string()).await;
     let location = format!("s3://{bucket}/AWSLogs/o-org/");
     let day = [
