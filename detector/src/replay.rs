@@ -315,6 +315,27 @@ struct Writer<'s, 'o> {
     hit_prefixes: Vec<Vec<u8>>,
 }
 
+/// Appends `text` as a JSON string (`null` for none). Ids and times need no escaping: they are
+/// copied as they are, anything else goes through serde_json.
+fn json_string(line: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        // Without an early exit, so it compiles to vector compares.
+        Some(t)
+            if !t.bytes().fold(false, |bad, b| {
+                bad | (b < 0x20) | (b == b'"') | (b == b'\\')
+            }) =>
+        {
+            line.push(b'"');
+            line.extend_from_slice(t.as_bytes());
+            line.push(b'"');
+        }
+        Some(t) => {
+            let _ = serde_json::to_writer(&mut *line, t);
+        }
+        None => line.extend_from_slice(b"null"),
+    }
+}
+
 /// `{"rule_id":…,"rule_title":…,"level":…,"tags":[…],"input_index":` for each rule.
 fn hit_prefixes(set: &RuleSet) -> Vec<Vec<u8>> {
     set.rules()
@@ -350,16 +371,14 @@ impl Output for Writer<'_, '_> {
         self.line.clear();
         // The rule's part of the line never changes: write it pre-serialized.
         self.line.extend_from_slice(&self.hit_prefixes[rule]);
-        self.line.extend_from_slice(index.to_string().as_bytes());
+        // One line a hit: no allocation on this path.
+        let _ = write!(self.line, "{index}");
         self.line.extend_from_slice(b",\"event_id\":");
-        let written = serde_json::to_writer(&mut self.line, &text(set.event_id)).and_then(|_| {
-            self.line.extend_from_slice(b",\"event_time\":");
-            serde_json::to_writer(&mut self.line, &text(set.event_time))
-        });
-        if written.is_ok() {
-            self.line.push(b'}');
-            self.write_line();
-        }
+        json_string(&mut self.line, text(set.event_id));
+        self.line.extend_from_slice(b",\"event_time\":");
+        json_string(&mut self.line, text(set.event_time));
+        self.line.push(b'}');
+        self.write_line();
     }
 
     fn correlation(&mut self, h: &CorrelationHit) {
@@ -408,5 +427,30 @@ impl Writer<'_, '_> {
         if let Err(e) = self.out.write_all(&self.line) {
             self.error = Some(e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_string;
+
+    #[test]
+    fn hit_line_strings_are_what_serde_json_writes() {
+        for text in [
+            "2023-11-14T22:13:20Z",
+            "a\"b",
+            "c\\d",
+            "tab\there",
+            "é€😀",
+            "\u{7f}",
+            "",
+        ] {
+            let mut line = Vec::new();
+            json_string(&mut line, Some(text));
+            assert_eq!(line, serde_json::to_vec(text).unwrap(), "{text:?}");
+        }
+        let mut line = Vec::new();
+        json_string(&mut line, None);
+        assert_eq!(line, b"null");
     }
 }

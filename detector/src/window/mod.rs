@@ -795,27 +795,9 @@ fn evict_oldest(groups: &mut Groups) -> u64 {
     0
 }
 
-/// Parses a CloudTrail `eventTime` (RFC 3339, or `YYYY-MM-DD HH:MM:SS`) into Unix seconds.
-pub fn event_time(text: &str) -> Option<i64> {
-    use chrono::{DateTime, NaiveDateTime};
-    let t = text.trim();
-    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
-        return Some(d.timestamp());
-    }
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(t.trim_end_matches('Z'), f).ok())
-        .map(|d| d.and_utc().timestamp())
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds.
-pub fn format_time(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_default()
-}
-
 pub mod early;
+mod time;
+pub use time::{event_time, format_time};
 mod early_count;
 mod snapshot;
 pub use snapshot::{Restored, SnapshotError};
