@@ -129,6 +129,12 @@ pub struct Stages<'s> {
     fired: Vec<CorrelationHit>,
     gated: Vec<Alert>,
     quiet: Quiet,
+    /// Event times up to this are certainly not in the future: the clock is read only when an
+    /// event passes it, not once an event.
+    future_after: i64,
+    /// The last `eventTime` text read and its time: records come in bursts of the same second,
+    /// which are then parsed once.
+    last_time: (String, Option<i64>),
     /// Counters.
     pub stats: Stats,
 }
@@ -183,6 +189,8 @@ impl<'s> Pipeline<'s> {
                     delay: settings.max_delivery_delay,
                     newest: None,
                 },
+                future_after: i64::MIN,
+                last_time: (String::new(), None),
                 stats: Stats {
                     hits: vec![0; set.rules().len()],
                     correlation_hits: vec![0; set.correlations().len()],
@@ -406,10 +414,10 @@ impl<'s> Stages<'s> {
         let time = ev
             .get(set.event_time)
             .text()
-            .and_then(crate::window::event_time);
+            .and_then(|t| self.parse_time(t));
         // CloudTrail cannot record the future: a time beyond the clock's skew is a broken
         // record (a typo in a year) and must not move any event-time clock or window.
-        let future = time.is_some_and(|t| t > unix_now().saturating_add(FUTURE_SKEW));
+        let future = time.is_some_and(|t| self.is_future(t));
         let time = if future {
             self.count_error("future_event_time");
             None
@@ -468,6 +476,25 @@ impl<'s> Stages<'s> {
             self.gate.advance(&mut self.gated);
         }
         self.release(out);
+    }
+
+    /// The Unix seconds of an `eventTime` text.
+    fn parse_time(&mut self, text: &str) -> Option<i64> {
+        let (last, time) = &mut self.last_time;
+        if text != last.as_str() {
+            *time = crate::window::event_time(text);
+            last.clear();
+            last.push_str(text);
+        }
+        *time
+    }
+
+    /// Whether `t` is later than the clock allows a CloudTrail record to be.
+    fn is_future(&mut self, t: i64) -> bool {
+        if t > self.future_after {
+            self.future_after = unix_now().saturating_add(FUTURE_SKEW);
+        }
+        t > self.future_after
     }
 
     /// Advances a quiet stream: `delay` seconds after the newest event time was first seen,
