@@ -257,7 +257,8 @@ pub struct WindowsConfig {
     /// How long (event time) a record's `eventID` is remembered to drop redeliveries, e.g. `24h`.
     #[serde(default = "default_dedup_horizon")]
     pub dedup_horizon: String,
-    /// Most `eventID`s remembered (about 43 bytes each); the oldest are forgotten first.
+    /// Most `eventID`s remembered (about 15 bytes each); the oldest minutes of event time are
+    /// forgotten first.
     #[serde(default = "default_dedup_max_ids")]
     pub dedup_max_ids: usize,
     /// How long after the newest event a quiet stream (or Kafka partition) waits before its

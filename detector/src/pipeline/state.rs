@@ -45,19 +45,23 @@ pub(super) struct Parts<'a> {
 }
 
 pub(super) fn encode(correlation: &[u8], gate: &[u8], dedup: &[u8]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(correlation.len() + gate.len() + dedup.len());
-    body.extend_from_slice(correlation);
-    body.extend_from_slice(gate);
-    body.extend_from_slice(dedup);
-    let sum = xxhash_rust::xxh3::xxh3_64(&body);
-    let mut out = format!(
-        "{MAGIC} {VERSION} {sum:016x} {} {} {}\n",
+    // Hashed part by part and copied once: a snapshot of a million ids is tens of megabytes,
+    // and each extra copy of it is that much more peak memory.
+    let mut sum = xxhash_rust::xxh3::Xxh3::new();
+    for part in [correlation, gate, dedup] {
+        sum.update(part);
+    }
+    let header = format!(
+        "{MAGIC} {VERSION} {:016x} {} {} {}\n",
+        sum.digest(),
         correlation.len(),
         gate.len(),
         dedup.len()
-    )
-    .into_bytes();
-    out.append(&mut body);
+    );
+    let mut out = Vec::with_capacity(header.len() + correlation.len() + gate.len() + dedup.len());
+    for part in [header.as_bytes(), correlation, gate, dedup] {
+        out.extend_from_slice(part);
+    }
     out
 }
 
