@@ -670,3 +670,75 @@ fn explain_hides_free_form_values_unless_asked() {
     let shown = run(&["--show-free-form"]);
     assert!(shown.contains("patients/Jane Doe.pdf"), "{shown}");
 }
+
+/// `--rule` and `--level` choose which rules report, `--principal` which events count; asking
+/// for nothing that exists is an error, not an empty replay.
+#[test]
+fn rule_level_and_principal_select_what_a_replay_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("root.yml"), RULE).unwrap();
+    let low = RULE
+        .replace("Root usage", "Any bucket listing")
+        .replace("0001", "0002")
+        .replace("level: high", "level: low")
+        .replace("userIdentity.type: Root", "eventName: ListBuckets");
+    std::fs::write(dir.path().join("low.yml"), low).unwrap();
+    let input = dir.path().join("e.jsonl");
+    let alice = r#"{"eventID":"b","eventTime":"2024-01-01T00:00:01Z","eventName":"ListBuckets","userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::1:assumed-role/Admin/alice","principalId":"AROA1:alice"}}"#;
+    std::fs::write(&input, format!("{}\n{alice}\n", root_event("a"))).unwrap();
+    let (r, i) = (dir.path().to_str().unwrap(), input.to_str().unwrap());
+    let hits = |extra: &[&str]| {
+        let mut args = vec!["replay", "-r", r, "--emit", "hits", "--quiet"];
+        args.extend_from_slice(extra);
+        args.push(i);
+        let out = trailwatch(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut got: Vec<String> = json_lines(&out.stdout)
+            .iter()
+            .map(|h| {
+                format!(
+                    "{}:{}",
+                    h["rule_title"].as_str().unwrap(),
+                    h["event_id"].as_str().unwrap()
+                )
+            })
+            .collect();
+        got.sort();
+        got
+    };
+    let all = [
+        "Any bucket listing:a",
+        "Any bucket listing:b",
+        "Root usage:a",
+    ];
+    assert_eq!(hits(&[]), all);
+    assert_eq!(hits(&["--level", "high"]), ["Root usage:a"]);
+    assert_eq!(hits(&["--rule", "any BUCKET listing"]), all[..2]);
+    assert_eq!(
+        hits(&["--rule", "00000000-0000-4000-8000-000000000001"]),
+        ["Root usage:a"]
+    );
+    assert_eq!(hits(&["--principal", "alice"]), ["Any bucket listing:b"]);
+    assert_eq!(
+        hits(&["--principal", "arn:aws:iam::1:root"]),
+        ["Any bucket listing:a", "Root usage:a"]
+    );
+    assert_eq!(
+        hits(&["--principal", "AROA1:alice", "--level", "high"]),
+        Vec::<String>::new()
+    );
+    let out = trailwatch(&["replay", "-r", r, "--rule", "no such rule", i]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such rule"));
+    let out = trailwatch(&["replay", "-r", r, "--level", "severe", i]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -114,15 +114,18 @@ async fn replay_from_s3_gives_the_alerts_of_the_same_files_on_disk() {
     // An organization trail: AWSLogs/<org id>/<account>/CloudTrail/...
     let uploaded = upload_trail(&s3, &bucket, &local, "AWSLogs/o-abc123").await;
     assert!(uploaded.len() > 100, "{}", uploaded.len());
-    // What replay must skip: digests (not events) and other objects.
+    // What replay must skip: digests (not events), other services' logs beside CloudTrail's
+    // (never even listed: they are not JSON here, and reading them would be an error) and
+    // other objects.
     for key in [
         "AWSLogs/o-abc123/111122223333/CloudTrail-Digest/us-east-1/2023/11/14/111122223333_CloudTrail-Digest_us-east-1_x_20231114T2300Z.json.gz",
+        "AWSLogs/o-abc123/111122223333/vpcflowlogs/us-east-1/2023/11/14/flows.json",
         "AWSLogs/o-abc123/README.txt",
     ] {
         s3.put_object()
             .bucket(&bucket)
             .key(key)
-            .body(ByteStream::from_static(b"{\"not\": \"events\"}"))
+            .body(ByteStream::from_static(b"{\"not\": events"))
             .send()
             .await
             .unwrap();
@@ -134,6 +137,7 @@ async fn replay_from_s3_gives_the_alerts_of_the_same_files_on_disk() {
     assert!(from_disk.lines().count() > 20, "{from_disk}");
     assert_eq!(from_s3, from_disk, "{notes}");
     assert!(!notes.contains("Digest"), "{notes}");
+    assert!(!notes.contains("vpcflowlogs"), "{notes}");
 
     // A selection: one account, from half an hour in. S3 (pruned listing) and disk agree, and
     // only that account's events alert.
@@ -306,4 +310,54 @@ async fn s3_replay_requests_only_the_days_asked_and_survives_broken_downloads() 
         from_s3, from_disk,
         "everything but the broken object: {notes}"
     );
+}
+
+/// An exported archive of 9,000 events in one 10 MB object is read from the network as it is
+/// consumed, not held whole; when its download breaks off half way it resumes from where it
+/// stopped (a ranged request), and the alerts equal those of the same file on disk.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_object_is_streamed_and_resumes_where_its_download_broke() {
+    let Some(url) = moto() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("export.jsonl");
+    let out = load_test(&[
+        "generate",
+        "--events",
+        "9000",
+        "--seed",
+        "23",
+        "--output",
+        local.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let size = std::fs::metadata(&local).unwrap().len();
+    assert!(size > 9 << 20, "larger than what is held whole: {size}");
+    let s3 = s3_client(&url);
+    let bucket = format!("export-{}", std::process::id());
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    s3.put_object()
+        .bucket(&bucket)
+        .key("exports/export.jsonl")
+        .body(ByteStream::from_path(&local).await.unwrap())
+        .send()
+        .await
+        .unwrap();
+    let (proxy, recorder) = recording_proxy(url.trim_start_matches("http://").to_string()).await;
+    recorder
+        .cut_once
+        .lock()
+        .unwrap()
+        .push("export.jsonl".to_string());
+    let location = format!("s3://{bucket}/exports/");
+    let (from_s3, notes) = replay_with(&location, &["--s3-endpoint", &proxy], &url, dir.path());
+    let (from_disk, _) = replay(local.to_str().unwrap(), &url, dir.path());
+    assert_eq!(from_s3, from_disk, "{notes}");
+    assert!(from_s3.lines().count() > 20, "{from_s3}");
+    let gets = recorder.matching("export.jsonl");
+    assert_eq!(gets.len(), 2, "one download and one resumption: {gets:?}");
+    assert!(recorder.cut_once.lock().unwrap().is_empty(), "it was cut");
 }

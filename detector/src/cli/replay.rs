@@ -94,6 +94,17 @@ pub(crate) struct ReplayArgs {
     /// Only events of this region (`awsRegion`; repeat for several).
     #[arg(long = "region", value_name = "REGION")]
     pub(crate) regions: Vec<String>,
+    /// Only events of this principal: a `userIdentity` ARN, user name, principal id, or the
+    /// name at the end of its ARN (a role session, a user); repeat for several.
+    #[arg(long = "principal", value_name = "NAME|ARN")]
+    pub(crate) principals: Vec<String>,
+    /// Only alerts (and hits) of this rule or correlation, by id or title; the rules it reads
+    /// are still evaluated. Repeat for several.
+    #[arg(long = "rule", value_name = "ID|TITLE")]
+    pub(crate) only_rules: Vec<String>,
+    /// Only alerts (and hits) of rules of this level or above.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
+    pub(crate) level: Option<trailwatch::rule::Level>,
     /// Only the accounts whose stable hash falls in shard K of N: N replays (processes or
     /// machines) split an archive with nothing shared, and their alerts together equal one
     /// full replay's.
@@ -106,6 +117,38 @@ pub(crate) struct ReplayArgs {
     /// Input files or directories (recursive), `s3://bucket/prefix`; `-` reads stdin.
     #[arg(required = true, value_name = "INPUT")]
     pub(crate) inputs: Vec<PathBuf>,
+}
+
+/// Parses `--level`.
+fn parse_level(text: &str) -> Result<trailwatch::rule::Level, String> {
+    trailwatch::rule::Level::parse(text).ok_or_else(|| {
+        format!("'{text}' is not a level (informational, low, medium, high, critical)")
+    })
+}
+
+/// Applies `--rule` and `--level`: which rules report. Selecting nothing is an error, not an
+/// empty replay.
+fn restrict_reports(set: &mut RuleSet, a: &ReplayArgs) -> Result<()> {
+    if a.only_rules.is_empty() && a.level.is_none() {
+        return Ok(());
+    }
+    let wanted = |id: &str, title: &str| {
+        a.only_rules.is_empty()
+            || a.only_rules
+                .iter()
+                .any(|w| w == id || w.eq_ignore_ascii_case(title))
+    };
+    let reported = set.report_only(|id, title, level| {
+        wanted(id, title) && a.level.is_none_or(|min| level >= min)
+    });
+    if reported == 0 {
+        anyhow::bail!(
+            "no rule or correlation matches --rule {:?} --level {:?} (ids and titles as in the rule files)",
+            a.only_rules,
+            a.level.map(|l| l.as_str())
+        );
+    }
+    Ok(())
 }
 
 /// Opens the geolocation databases; geo rules without one are a usage error.
@@ -138,6 +181,7 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
     let Some(mut set) = compile_rules(&a.rules)? else {
         return Ok(ExitCode::from(2));
     };
+    restrict_reports(&mut set, &a)?;
     // Hits name only the rule and the event; alerts also carry the event's summary fields.
     let hmac_key = match &a.hmac_key_file {
         Some(p) => Some(trailwatch::alert::read_hmac_key(p)?),
@@ -158,6 +202,7 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
         until: a.until,
         accounts: a.accounts.iter().cloned().collect(),
         regions: a.regions.iter().cloned().collect(),
+        principals: a.principals.iter().cloned().collect(),
         shard: a.shard,
         s3_endpoint: a.s3_endpoint.clone(),
     };

@@ -194,6 +194,24 @@ impl RuleSet {
         &self.links
     }
 
+    /// Reports only the rules and correlations `keep` accepts (given id, title and level);
+    /// the others still feed the correlations that read them. Returns how many are reported.
+    pub fn report_only(&mut self, keep: impl Fn(&str, &str, Level) -> bool) -> usize {
+        for (r, rule) in self.rules.iter().enumerate() {
+            self.links.rule_reported[r] &= keep(rule.id(), &rule.rule.title, rule.level());
+        }
+        for (c, corr) in self.correlations.iter().enumerate() {
+            let level = corr.rule.level.unwrap_or(Level::Medium);
+            self.links.corr_reported[c] &= keep(corr.id(), &corr.rule.title, level);
+        }
+        let reported = self
+            .links
+            .rule_reported
+            .iter()
+            .chain(&self.links.corr_reported);
+        reported.filter(|&&r| r).count()
+    }
+
     fn compile_rule(&mut self, rule: Rule, fields: &mut FieldTable) -> Result<(), RuleError> {
         let mut searches = Vec::new();
         for search in &rule.searches {

@@ -170,7 +170,7 @@ pub fn open(
     let raw: Box<dyn Read> = match input {
         Input::File(p) => Box::new(File::open(p)?),
         Input::Stdin => Box::new(io::stdin()),
-        Input::S3(o) => Box::new(io::Cursor::new(o.bytes()?)),
+        Input::S3(o) => o.reader()?,
     };
     let mut reader = BufReader::with_capacity(
         256 << 10,

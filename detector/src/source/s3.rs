@@ -9,7 +9,8 @@
 //! store.
 
 use super::file::{cloudtrail_file_time, is_event_file, Input};
-use super::select::Selection;
+use super::select::{Listing, Selection};
+use aws_sdk_s3::error::DisplayErrorContext;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -17,8 +18,15 @@ use tokio::task::JoinHandle;
 
 /// Objects downloaded at once.
 const PARALLEL: usize = 4;
+/// Folders listed at once.
+const LIST_PARALLEL: usize = 16;
 /// Objects downloaded ahead of the one being read (bounds memory to this many files).
 const AHEAD: usize = 8;
+/// Objects larger than this are not held whole: they are read from the network as replay
+/// consumes them (CloudTrail's own log files are far smaller; an exported archive may not be).
+const STREAM_ABOVE: u64 = 8 << 20;
+/// Times a streamed object's download resumes, from where it broke, before it is given up.
+const RESUMES: u32 = 3;
 
 /// Why an S3 location could not be listed.
 #[derive(Debug, thiserror::Error)]
@@ -72,8 +80,9 @@ impl PartialEq for Object {
 impl Eq for Object {}
 
 impl Object {
-    /// The object's bytes (compressed as stored), downloaded ahead when it was listed.
-    pub fn bytes(&self) -> io::Result<Vec<u8>> {
+    /// The object's bytes (compressed as stored): downloaded ahead when it was listed, or for
+    /// a large object read from the network as it is consumed.
+    pub fn reader(&self) -> io::Result<Box<dyn io::Read>> {
         self.fetcher.take(self.index)
     }
 }
@@ -103,19 +112,13 @@ pub fn list(arg: &str, selection: &Selection) -> Result<Vec<Input>, S3Error> {
     let (bucket, prefix) = parse(arg)?;
     let fetcher = Arc::new(Fetcher::new(selection.s3_endpoint.as_deref())?);
     let client = &fetcher.client;
-    let mut keys = if selection.is_all() {
-        fetcher
-            .runtime
-            .block_on(list_keys(client, &bucket, &prefix, None))?
-    } else {
-        fetcher
-            .runtime
-            .block_on(walk(client, &bucket, &prefix, selection))?
-    };
+    let mut keys = fetcher
+        .runtime
+        .block_on(walk(client, &bucket, &prefix, selection))?;
     keys.retain(|(k, _)| selection.may_hold(k.rsplit('/').next().unwrap_or_default()));
     // As for a local directory: by the time in the file name, across accounts and regions.
     keys.sort_by_cached_key(|(k, _)| (cloudtrail_file_time(std::path::Path::new(k)), k.clone()));
-    fetcher.plan(&bucket, keys.iter().map(|(k, _)| k.clone()).collect());
+    fetcher.plan(&bucket, keys.clone());
     Ok(keys
         .into_iter()
         .enumerate()
@@ -131,7 +134,8 @@ pub fn list(arg: &str, selection: &Selection) -> Result<Vec<Input>, S3Error> {
         .collect())
 }
 
-/// The event files under `prefix` that `selection` may need, descending folder by folder.
+/// The event files under `prefix` that `selection` may need: folder by folder where that
+/// prunes or splits the listing ([`Selection::listing`]), several folders at a time.
 async fn walk(
     client: &aws_sdk_s3::Client,
     bucket: &str,
@@ -140,12 +144,34 @@ async fn walk(
 ) -> Result<Vec<(String, u64)>, S3Error> {
     let mut keys = Vec::new();
     let mut folders = vec![prefix.to_string()];
-    while let Some(folder) = folders.pop() {
-        let mut sub = Vec::new();
-        keys.extend(list_keys(client, bucket, &folder, Some(&mut sub)).await?);
-        folders.extend(sub.into_iter().filter(|f| selection.may_lead_to(f)));
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        while running.len() < LIST_PARALLEL {
+            let Some(folder) = folders.pop() else { break };
+            let flat = match selection.listing(&folder) {
+                // The prefix asked for is listed even when it looks like no trail's folder.
+                Listing::Skip if folder != prefix => continue,
+                Listing::Flat => true,
+                _ => false,
+            };
+            let (client, bucket) = (client.clone(), bucket.to_string());
+            running.spawn(async move {
+                let mut sub = Vec::new();
+                let found = list_keys(&client, &bucket, &folder, (!flat).then_some(&mut sub));
+                Ok::<_, S3Error>((found.await?, sub))
+            });
+        }
+        let Some(done) = running.join_next().await else {
+            return Ok(keys);
+        };
+        let (found, sub) = done.map_err(|e| S3Error::List {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            message: e.to_string(),
+        })??;
+        keys.extend(found);
+        folders.extend(sub);
     }
-    Ok(keys)
 }
 
 /// The event files directly under `prefix` (all below it when `folders` is None; else the
@@ -166,7 +192,7 @@ async fn list_keys(
         let page = page.map_err(|e| S3Error::List {
             bucket: bucket.to_string(),
             prefix: prefix.to_string(),
-            message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+            message: DisplayErrorContext(&e).to_string(),
         })?;
         if let Some(folders) = folders.as_deref_mut() {
             let found = page.common_prefixes().iter().filter_map(|p| p.prefix());
@@ -187,6 +213,9 @@ async fn list_keys(
     Ok(keys)
 }
 
+/// A whole object being downloaded.
+type Download = JoinHandle<io::Result<Vec<u8>>>;
+
 /// Downloads objects in listing order, a bounded number ahead of the reader.
 pub struct Fetcher {
     runtime: tokio::runtime::Runtime,
@@ -198,9 +227,10 @@ pub struct Fetcher {
 #[derive(Default)]
 struct Ahead {
     bucket: String,
-    keys: Vec<String>,
-    /// Downloads started, by index, oldest first.
-    started: VecDeque<(usize, JoinHandle<io::Result<Vec<u8>>>)>,
+    /// Keys and sizes in reading order.
+    keys: Vec<(String, u64)>,
+    /// Downloads started, by index, oldest first (`None`: a large object, streamed when read).
+    started: VecDeque<(usize, Option<Download>)>,
     next: usize,
 }
 
@@ -227,7 +257,7 @@ impl Fetcher {
         })
     }
 
-    fn plan(&self, bucket: &str, keys: Vec<String>) {
+    fn plan(&self, bucket: &str, keys: Vec<(String, u64)>) {
         if let Ok(mut a) = self.ahead.lock() {
             a.bucket = bucket.to_string();
             a.keys = keys;
@@ -235,8 +265,8 @@ impl Fetcher {
     }
 
     /// The bytes of object `index`, starting the downloads of the ones after it.
-    fn take(&self, index: usize) -> io::Result<Vec<u8>> {
-        let handle = {
+    fn take(self: &Arc<Self>, index: usize) -> io::Result<Box<dyn io::Read>> {
+        let (bucket, key, handle) = {
             let mut a = self
                 .ahead
                 .lock()
@@ -247,24 +277,108 @@ impl Fetcher {
                 a.next = index;
             }
             while a.next < a.keys.len() && a.next <= index + AHEAD {
-                let (bucket, key) = (a.bucket.clone(), a.keys[a.next].clone());
-                let handle = self.runtime.spawn(download(
-                    self.client.clone(),
-                    self.limit.clone(),
-                    bucket,
-                    key,
-                ));
+                let (key, size) = a.keys[a.next].clone();
+                let handle = (size <= STREAM_ABOVE).then(|| {
+                    let (client, limit) = (self.client.clone(), self.limit.clone());
+                    self.runtime
+                        .spawn(download(client, limit, a.bucket.clone(), key))
+                });
                 let at = a.next;
                 a.started.push_back((at, handle));
                 a.next += 1;
             }
-            a.started.pop_front().map(|(_, h)| h)
+            let (_, handle) = a
+                .started
+                .pop_front()
+                .ok_or_else(|| io::Error::other("no such object in the listing"))?;
+            (a.bucket.clone(), a.keys[index].0.clone(), handle)
         };
-        let handle = handle.ok_or_else(|| io::Error::other("no such object in the listing"))?;
-        self.runtime
-            .block_on(handle)
-            .map_err(|e| io::Error::other(e.to_string()))?
+        match handle {
+            Some(handle) => {
+                let bytes = self
+                    .runtime
+                    .block_on(handle)
+                    .map_err(|e| io::Error::other(e.to_string()))??;
+                Ok(Box::new(io::Cursor::new(bytes)))
+            }
+            None => {
+                let mut streamed = Streamed {
+                    fetcher: self.clone(),
+                    bucket,
+                    key,
+                    body: None,
+                    chunk: bytes::Bytes::new(),
+                    offset: 0,
+                    resumes: RESUMES,
+                };
+                streamed.open()?;
+                Ok(Box::new(streamed))
+            }
+        }
     }
+}
+
+/// A large object read from the network as it is consumed, resuming from where a broken
+/// download stopped.
+struct Streamed {
+    fetcher: Arc<Fetcher>,
+    bucket: String,
+    key: String,
+    body: Option<aws_sdk_s3::primitives::ByteStream>,
+    chunk: bytes::Bytes,
+    /// Bytes handed out so far.
+    offset: u64,
+    resumes: u32,
+}
+
+impl Streamed {
+    /// Requests the object from `offset` on.
+    fn open(&mut self) -> io::Result<()> {
+        let f = &self.fetcher;
+        let mut request = f.client.get_object().bucket(&self.bucket).key(&self.key);
+        if self.offset > 0 {
+            request = request.range(format!("bytes={}-", self.offset));
+        }
+        let out = f
+            .runtime
+            .block_on(request.send())
+            .map_err(|e| object_error(&self.bucket, &self.key, &DisplayErrorContext(&e)))?;
+        self.body = Some(out.body);
+        Ok(())
+    }
+}
+
+impl io::Read for Streamed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            let Some(body) = self.body.as_mut() else {
+                return Ok(0);
+            };
+            match self.fetcher.runtime.block_on(body.next()) {
+                Some(Ok(chunk)) => self.chunk = chunk,
+                None => self.body = None,
+                Some(Err(e)) if self.resumes == 0 => {
+                    return Err(object_error(&self.bucket, &self.key, &e))
+                }
+                Some(Err(e)) => {
+                    tracing::warn!("s3://{}/{}: {e}; resuming", self.bucket, self.key);
+                    self.resumes -= 1;
+                    self.open()?;
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// A download's error, with what replay needs to be allowed to read it.
+fn object_error(bucket: &str, key: &str, e: &dyn std::fmt::Display) -> io::Error {
+    io::Error::other(format!(
+        "s3://{bucket}/{key}: {e} (replay needs s3:GetObject, and kms:Decrypt for SSE-KMS trails)"
+    ))
 }
 
 async fn download(
@@ -274,24 +388,23 @@ async fn download(
     key: String,
 ) -> io::Result<Vec<u8>> {
     let _permit = limit.acquire_owned().await.map_err(io::Error::other)?;
-    let failed = |e: String| {
-        io::Error::other(format!(
-            "s3://{bucket}/{key}: {e} (replay needs s3:GetObject, and kms:Decrypt for SSE-KMS trails)"
-        ))
-    };
-    let out = client
-        .get_object()
-        .bucket(&bucket)
-        .key(&key)
-        .send()
-        .await
-        .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
-    let body = out
-        .body
-        .collect()
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    Ok(body.into_bytes().to_vec())
+    let mut attempts = 0;
+    loop {
+        let out = client
+            .get_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| object_error(&bucket, &key, &DisplayErrorContext(&e)))?;
+        // The SDK retries failed requests, not a body that breaks off: that is retried here.
+        match out.body.collect().await {
+            Ok(body) => return Ok(body.into_bytes().to_vec()),
+            Err(e) if attempts == RESUMES => return Err(object_error(&bucket, &key, &e)),
+            Err(e) => tracing::warn!("s3://{bucket}/{key}: {e}; downloading it again"),
+        }
+        attempts += 1;
+    }
 }
 
 #[cfg(test)]

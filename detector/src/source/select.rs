@@ -27,11 +27,30 @@ pub struct Selection {
     pub accounts: BTreeSet<String>,
     /// Only these regions (`awsRegion`); empty for all.
     pub regions: BTreeSet<String>,
+    /// Only these principals (a `userIdentity` ARN, user name, principal id, or the name at
+    /// the end of its ARN); empty for all.
+    pub principals: BTreeSet<String>,
     /// Only the accounts of shard K of N (1-based K): N replays split an archive by account,
     /// as correlation state is per account, and together give one full replay's alerts.
     pub shard: Option<(u64, u64)>,
     /// The endpoint of an S3-compatible store (else `AWS_ENDPOINT_URL` or AWS's own).
     pub s3_endpoint: Option<String>,
+}
+
+/// How a folder of a bucket is listed; see [`Selection::listing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// Nothing under it is selected.
+    Skip,
+    /// Its files, then each sub-folder in turn.
+    Descend,
+    /// Every file under it at once.
+    Flat,
+}
+
+/// Whether a key part is an AWS account id (twelve digits).
+fn is_account(part: &str) -> bool {
+    part.len() == 12 && part.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The fields a [`Selection`] reads, captured in a rule set before decoding.
@@ -40,16 +59,26 @@ pub struct SelectionFields {
     time: FieldId,
     account: FieldId,
     region: FieldId,
+    /// `userIdentity.arn`, `.userName`, `.principalId`.
+    principal: [FieldId; 3],
 }
 
 impl SelectionFields {
     /// Makes `set` capture what a selection reads.
     pub fn register(set: &mut RuleSet) -> Self {
-        let ids = set.capture(&["eventTime", "recipientAccountId", "awsRegion"]);
+        let ids = set.capture(&[
+            "eventTime",
+            "recipientAccountId",
+            "awsRegion",
+            "userIdentity.arn",
+            "userIdentity.userName",
+            "userIdentity.principalId",
+        ]);
         SelectionFields {
             time: ids[0],
             account: ids[1],
             region: ids[2],
+            principal: [ids[3], ids[4], ids[5]],
         }
     }
 }
@@ -80,6 +109,21 @@ impl Selection {
         has(&self.accounts, f.account)
             && has(&self.regions, f.region)
             && self.in_shard(ev.get(f.account).text())
+            && self.has_principal(ev, f)
+    }
+
+    /// Whether record `ev` is of a selected principal.
+    fn has_principal(&self, ev: &Event<'_>, f: &SelectionFields) -> bool {
+        if self.principals.is_empty() {
+            return true;
+        }
+        let [arn, name, id] = f.principal.map(|field| ev.get(field).text());
+        // An assumed role's ARN ends in its session name, a user's in the user name.
+        let arn_tail = arn.and_then(|a| a.rsplit('/').next());
+        [arn, name, id, arn_tail]
+            .into_iter()
+            .flatten()
+            .any(|v| self.principals.contains(v))
     }
 
     /// Whether `account` belongs to this replay's shard. Records without an account go to
@@ -119,12 +163,9 @@ impl Selection {
     /// cut anywhere) may lead to selected files.
     pub fn may_lead_to(&self, prefix: &str) -> bool {
         let parts: Vec<&str> = prefix.split('/').filter(|p| !p.is_empty()).collect();
-        let account_ok = parts
-            .iter()
-            .filter(|p| p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()))
-            .all(|p| {
-                (self.accounts.is_empty() || self.accounts.contains(*p)) && self.in_shard(Some(p))
-            });
+        let account_ok = parts.iter().filter(|p| is_account(p)).all(|p| {
+            (self.accounts.is_empty() || self.accounts.contains(*p)) && self.in_shard(Some(p))
+        });
         let Some(at) = parts.iter().position(|p| *p == "CloudTrail") else {
             return account_ok;
         };
@@ -139,6 +180,39 @@ impl Selection {
         account_ok
             && region_ok
             && date_span(&date).is_none_or(|(a, b)| self.overlaps(a - DELIVERY, b))
+    }
+
+    /// How to list folder `prefix` of a bucket: not at all when it cannot lead to selected
+    /// files (another account, region or date, or another service's logs beside CloudTrail's);
+    /// folder by folder while that can skip something or split the listing (down to each
+    /// region, the unit listed in parallel, and down to the day when a time range is asked
+    /// for); else every key below it in one paginated listing.
+    pub fn listing(&self, prefix: &str) -> Listing {
+        if !self.may_lead_to(prefix) {
+            return Listing::Skip;
+        }
+        let parts: Vec<&str> = prefix.split('/').filter(|p| !p.is_empty()).collect();
+        let Some(logs) = parts.iter().rposition(|p| *p == "AWSLogs") else {
+            return Listing::Descend; // above the trail's AWSLogs/ (a trail's own key prefix)
+        };
+        let below = &parts[logs + 1..];
+        // AWSLogs/[o-org/]<account>/CloudTrail/<region>/YYYY/MM/DD/
+        let Some(account) = below.iter().take(2).position(|p| is_account(p)) else {
+            return Listing::Descend;
+        };
+        match below.get(account + 1) {
+            None => Listing::Descend,
+            Some(&"CloudTrail") => {
+                let dates = below.len().saturating_sub(account + 3);
+                let timed = self.since.is_some() || self.until.is_some();
+                if below.len() < account + 3 || (timed && dates < 3) {
+                    Listing::Descend
+                } else {
+                    Listing::Flat
+                }
+            }
+            Some(_) => Listing::Skip,
+        }
     }
 
     /// Whether events of [lo, hi] (Unix seconds) can be in the time range.
@@ -256,6 +330,30 @@ mod tests {
         assert!(s.may_hold("events.jsonl"), "other names are read");
         assert!(!one_day().may_hold("1_CloudTrail_r_20231120T0000Z_x.json.gz"));
         assert!(one_day().may_hold("1_CloudTrail_r_20231114T2215Z_x.json.gz"));
+    }
+
+    #[test]
+    fn listings_descend_to_regions_and_to_days_only_when_dates_prune() {
+        use Listing::*;
+        let all = Selection::default();
+        let region = "trail/AWSLogs/o-abc/111122223333/CloudTrail/us-east-1/";
+        assert_eq!(
+            all.listing(""),
+            Descend,
+            "the bucket's top, to find AWSLogs/"
+        );
+        assert_eq!(all.listing("trail/"), Descend, "a trail's own key prefix");
+        assert_eq!(all.listing("trail/AWSLogs/"), Descend);
+        assert_eq!(all.listing("trail/AWSLogs/o-abc/"), Descend);
+        assert_eq!(all.listing("AWSLogs/111122223333/"), Descend);
+        assert_eq!(all.listing("AWSLogs/111122223333/CloudTrail/"), Descend);
+        assert_eq!(all.listing(region), Flat, "nothing to prune: list it whole");
+        assert_eq!(all.listing("AWSLogs/111122223333/vpcflowlogs/"), Skip);
+        assert_eq!(all.listing("AWSLogs/111122223333/CloudTrail-Digest/"), Skip);
+        assert_eq!(one_day().listing(region), Descend);
+        assert_eq!(one_day().listing(&format!("{region}2023/11/")), Descend);
+        assert_eq!(one_day().listing(&format!("{region}2023/11/14/")), Flat);
+        assert_eq!(one_day().listing(&format!("{region}2023/10/")), Skip);
     }
 
     #[test]

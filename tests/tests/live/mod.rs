@@ -371,6 +371,9 @@ pub struct Recorder {
     pub fail_once: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// Requests whose target contains one of these always fail with a 503.
     pub fail_always: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Responses to requests whose target contains one of these break off after their first
+    /// MiB, once: a download that dies half way.
+    pub cut_once: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Recorder {
@@ -434,7 +437,24 @@ pub async fn recording_proxy(target: String) -> (String, Recorder) {
                 {
                     return;
                 }
-                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                if !fails(&rec.cut_once, true) {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    return;
+                }
+                let mut left = 1usize << 20;
+                while left > 0 {
+                    match outbound.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let n = n.min(left);
+                            if inbound.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                            left -= n;
+                        }
+                    }
+                }
+                // Dropping both ends breaks the response off mid-body.
             });
         }
     });
