@@ -3,18 +3,18 @@
 //! Endpoints and credentials come from the AWS SDK's standard environment (`AWS_ENDPOINT_URL`,
 //! `AWS_REGION`, the default credential chain); the file names the queue and topic.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Rule files and directories.
     pub rules: RulesConfig,
-    /// Where events come from.
+    /// Where events come from: exactly one of the two sources.
     pub source: SourceConfig,
-    /// Where alerts go.
+    /// Where alerts go: SNS, a JSON-lines file, or both.
     #[serde(default)]
     pub sink: SinkConfig,
     /// Correlation windows and state.
@@ -38,7 +38,7 @@ pub struct Config {
 }
 
 /// `[service]`: how long `trailwatch run` waits for things before it says so.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     /// At start, the source and the sinks must answer within this (SQS GetQueueAttributes,
@@ -76,7 +76,7 @@ fn default_shutdown_timeout() -> String {
 }
 
 /// `[alerts]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
     /// `native` (docs/alert-schema.md) or `ocsf` (Detection Finding, class 2004).
@@ -121,7 +121,7 @@ fn default_global() -> u32 {
 }
 
 /// `[rules]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RulesConfig {
     /// Rule files or directories.
@@ -138,7 +138,7 @@ fn yes() -> bool {
 }
 
 /// `[source]`: exactly one source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// An SQS queue fed by EventBridge.
@@ -148,7 +148,7 @@ pub struct SourceConfig {
 }
 
 /// `[source.kafka]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// `bootstrap.servers`.
@@ -161,10 +161,10 @@ pub struct KafkaConfig {
     /// The compacted topic partition state is kept in.
     #[serde(default = "default_state_topic")]
     pub state_topic: String,
-    /// Largest message accepted, bytes; larger ones are counted and skipped.
+    /// Largest message accepted, bytes; larger ones are counted and skipped. 1024 to 16777216.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
-    /// Messages processed (and their alerts delivered) per batch at most.
+    /// Messages processed (and their alerts delivered) per batch at most; 1 to 10000.
     #[serde(default = "default_kafka_batch")]
     pub max_batch: usize,
     /// librdkafka properties passed through as they are: TLS (`security.protocol`,
@@ -184,23 +184,25 @@ fn default_kafka_batch() -> usize {
 }
 
 /// `[source.sqs]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SqsConfig {
     /// The queue URL.
     pub queue_url: String,
     /// Overrides the SQS endpoint (VPC endpoints, proxies, tests); else the SDK's environment.
     pub endpoint_url: Option<String>,
-    /// Concurrent long-polling receivers.
+    /// Concurrent long-polling receivers (batches of 10); 1 to 64.
     #[serde(default = "default_pollers")]
     pub pollers: usize,
-    /// Long-poll wait, seconds (at most 20).
+    /// Long-poll wait, seconds; 1 to 20.
     #[serde(default = "default_wait")]
     pub wait_seconds: i32,
     /// Largest message body accepted, bytes; larger ones are counted and left for redrive.
+    /// 1024 to 16777216.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
     /// How long received messages stay invisible, seconds; extended while still in work.
+    /// 2 to 43200.
     #[serde(default = "default_visibility")]
     pub visibility_timeout_seconds: i32,
 }
@@ -220,7 +222,7 @@ fn default_max_body() -> usize {
 }
 
 /// `[sink]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     /// Publish alerts to an SNS topic.
@@ -230,7 +232,7 @@ pub struct SinkConfig {
 }
 
 /// `[sink.sns]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnsConfig {
     /// The topic ARN.
@@ -240,30 +242,32 @@ pub struct SnsConfig {
 }
 
 /// `[windows]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowsConfig {
-    /// Allowed lateness of events (event time), e.g. `5m`.
+    /// How late (event time) an event may arrive and still count in correlations; 0s to 1d.
     #[serde(default = "default_lateness")]
     pub lateness: String,
-    /// Most group keys per correlation rule.
+    /// Most group keys per correlation rule (the least recently updated are evicted, and
+    /// counted); 1 to 100000000.
     #[serde(default = "default_max_keys")]
     pub max_keys: usize,
     /// Where correlation state is snapshotted (restored on start).
     pub state_file: Option<PathBuf>,
-    /// How often the state is snapshotted while running, e.g. `60s`.
+    /// How often the state is snapshotted while running; 1s to 1h.
     #[serde(default = "default_snapshot_interval")]
     pub snapshot_interval: String,
-    /// How long (event time) a record's `eventID` is remembered to drop redeliveries, e.g. `24h`.
+    /// How long (event time) a record's `eventID` is remembered to drop redeliveries; 0s to
+    /// 30d.
     #[serde(default = "default_dedup_horizon")]
     pub dedup_horizon: String,
     /// Most `eventID`s remembered (about 15 bytes each); the oldest minutes of event time are
-    /// forgotten first.
+    /// forgotten first. 0 turns de-duplication off; at most 100000000.
     #[serde(default = "default_dedup_max_ids")]
     pub dedup_max_ids: usize,
     /// How long after the newest event a quiet stream (or Kafka partition) waits before its
     /// event time follows the wall clock, closing correlation and suppression windows without
-    /// a newer event. Defaults to the lateness.
+    /// a newer event. Defaults to the lateness; 0s to 1d.
     pub max_delivery_delay: Option<String>,
 }
 
@@ -298,7 +302,7 @@ fn default_dedup_max_ids() -> usize {
 }
 
 /// `[geoip]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GeoipConfig {
     /// City databases (MaxMind format).
@@ -309,7 +313,7 @@ pub struct GeoipConfig {
 }
 
 /// `[metrics]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Address of `/metrics`, `/healthz`, `/readyz`; loopback by default.

@@ -378,7 +378,7 @@ impl Alert {
 }
 
 /// How alerts are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// trailwatch's own schema (docs/alert-schema.md).
