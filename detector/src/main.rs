@@ -26,12 +26,16 @@ enum Command {
     #[command(after_help = REPLAY_EXAMPLES)]
     Replay(Box<ReplayArgs>),
     /// Validate and lint rule files; exit 2 if any rule is invalid.
+    #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
     /// Say for each rule whether it matches an event, and which entries decided it.
+    #[command(after_help = EXPLAIN_EXAMPLES)]
     Explain(ExplainArgs),
     /// Run every rule's fixtures (`trailwatch.tests`); fail on a wrong verdict or a rule without any.
+    #[command(after_help = TEST_EXAMPLES)]
     Test(TestArgs),
     /// Run the live service: SQS or Kafka in, deduplicated alerts to SNS and/or a file, /metrics.
+    #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
 }
 
@@ -42,9 +46,30 @@ const REPLAY_EXAMPLES: &str = "Examples:
       --account 111122223333 s3://my-trail-bucket/AWSLogs/o-abc123/
   trailwatch replay --rules rules/ --shard 3/8 --rate-per-rule 0 --rate-global 0 \\
       s3://my-trail-bucket/AWSLogs/
+  trailwatch replay --rules rules/ --principal alice --level high AWSLogs/
 
 S3 needs s3:ListBucket on the prefix, s3:GetObject, and kms:Decrypt for SSE-KMS trails
 (ops/iam/replay-s3-read.json).";
+
+const CHECK_EXAMPLES: &str = "Examples:
+  trailwatch check --rules rules/
+  trailwatch check --rules rules/,my-rules/ --deny-warnings   # in CI: lint warnings fail too";
+
+const EXPLAIN_EXAMPLES: &str = "Examples:
+  trailwatch explain --rules rules/ event.json
+  trailwatch explain --rules rules/ --rule 'Root User Activity' --all events.jsonl
+  aws cloudtrail lookup-events ... | jq -c '.Events[].CloudTrailEvent | fromjson' \\
+      | trailwatch explain --rules rules/ -";
+
+const TEST_EXAMPLES: &str = "Examples:
+  trailwatch test                                 # the rules/ folder
+  trailwatch test --rules my-rules/ --junit results.xml";
+
+const RUN_EXAMPLES: &str = "Examples:
+  trailwatch run --check --config /etc/trailwatch/trailwatch.toml   # check, then exit
+  trailwatch run --config /etc/trailwatch/trailwatch.toml --log-format json
+
+Every configuration key: docs/configuration.md.";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -74,6 +74,22 @@ impl Summary {
         self.hits.iter().sum::<u64>() + self.correlation_hits.iter().sum::<u64>()
     }
 
+    /// What was reported: alerts written, or with `--emit hits` the hits and correlation hits
+    /// of the rules that report (not those that only feed correlations).
+    pub fn reported(&self, set: &RuleSet) -> u64 {
+        if self.emit == Emit::Alerts {
+            return self.alerts;
+        }
+        let links = set.links();
+        let rules = self.hits.iter().zip(&links.rule_reported);
+        let corrs = self.correlation_hits.iter().zip(&links.corr_reported);
+        rules
+            .chain(corrs)
+            .filter(|(_, &r)| r)
+            .map(|(&n, _)| n)
+            .sum()
+    }
+
     /// Total input errors.
     pub fn total_errors(&self) -> u64 {
         self.errors.values().sum()

@@ -742,3 +742,117 @@ fn rule_level_and_principal_select_what_a_replay_reports() {
     let out = trailwatch(&["replay", "-r", r, "--level", "severe", i]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `--fail-on-hit` counts what was reported, not the hits of a rule that only feeds
+/// correlations; `--format ocsf` with `--emit hits` is refused instead of silently ignored.
+#[test]
+fn fail_on_hit_counts_reports_and_ocsf_hits_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed_only = format!("{RULE}trailwatch:\n  alert: false\n");
+    std::fs::write(dir.path().join("feed.yml"), feed_only).unwrap();
+    let input = dir.path().join("e.jsonl");
+    std::fs::write(&input, root_event("a")).unwrap();
+    let (r, i) = (dir.path().to_str().unwrap(), input.to_str().unwrap());
+    for emit in ["hits", "alerts"] {
+        let out = trailwatch(&[
+            "replay",
+            "-r",
+            r,
+            "--emit",
+            emit,
+            "--fail-on-hit",
+            "--quiet",
+            i,
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{emit}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "{emit}");
+    }
+    std::fs::write(dir.path().join("root.yml"), RULE.replace("0001", "0003")).unwrap();
+    for emit in ["hits", "alerts"] {
+        let out = trailwatch(&[
+            "replay",
+            "-r",
+            r,
+            "--emit",
+            emit,
+            "--fail-on-hit",
+            "--quiet",
+            i,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{emit}");
+        assert_eq!(json_lines(&out.stdout).len(), 1, "{emit}");
+    }
+    let out = trailwatch(&["replay", "-r", r, "--emit", "hits", "--format", "ocsf", i]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--format ocsf"));
+}
+
+/// `explain -` reads the event from stdin and heads each record with its eventID and eventName
+/// (escaped: they are the record's own text).
+#[test]
+fn explain_reads_stdin_and_names_each_record() {
+    let rules = rules_dir();
+    let mut child = Command::new(trailwatch_bin())
+        .args(["explain", "--rules", rules.path().to_str().unwrap(), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let evil = root_event("b").replace("ListBuckets", "List\\u001b[31mBuckets");
+    let text = format!("{}\n{evil}\n", root_event("a"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("eventID a eventName ListBuckets"), "{text}");
+    assert!(text.contains("eventID b eventName List"), "{text}");
+    assert!(!text.contains('\u{1b}'), "no terminal controls: {text}");
+    assert!(text.contains("Root usage"), "{text}");
+}
+
+/// Rules are `--rules PATH` for every subcommand (the positional form still works for `check`
+/// and `test`); no rules at all is an error that says how to give them.
+#[test]
+fn every_subcommand_takes_rules_the_same_way() {
+    let rules = rules_dir();
+    let r = rules.path().to_str().unwrap();
+    for args in [
+        vec!["check", "--rules", r],
+        vec!["check", r],
+        vec!["check", "-r", r],
+    ] {
+        let out = trailwatch(&args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("1 rules loaded"),
+            "{args:?}"
+        );
+    }
+    let out = trailwatch(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rules PATH"));
+    let out = trailwatch(&["test", "--rules", r]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("Root usage") || text.contains("fixtures"),
+        "{text}"
+    );
+    for sub in ["replay", "check", "explain", "test", "run"] {
+        let out = trailwatch(&[sub, "--help"]);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Examples:"),
+            "{sub} --help"
+        );
+    }
+}

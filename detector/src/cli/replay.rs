@@ -38,7 +38,8 @@ pub(crate) struct ReplayArgs {
     /// Write to FILE instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,
-    /// Exit with status 1 when any rule hit.
+    /// Exit with status 1 when anything was reported: an alert (with `--emit hits`, a hit of a
+    /// rule that reports). Rules that only feed correlations do not count.
     #[arg(long)]
     pub(crate) fail_on_hit: bool,
     /// Largest document (line, file, message) accepted, in bytes.
@@ -182,6 +183,11 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     };
     restrict_reports(&mut set, &a)?;
+    if matches!((&a.emit, &a.format), (EmitArg::Hits, FormatArg::Ocsf)) {
+        anyhow::bail!(
+            "--format ocsf formats alerts; --emit hits writes trailwatch's hit lines (drop one of the two)"
+        );
+    }
     // Hits name only the rule and the event; alerts also carry the event's summary fields.
     let hmac_key = match &a.hmac_key_file {
         Some(p) => Some(trailwatch::alert::read_hmac_key(p)?),
@@ -276,7 +282,7 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
     if !a.quiet {
         summary.write(&set, &mut io::stderr())?;
     }
-    Ok(if a.fail_on_hit && summary.total_hits() > 0 {
+    Ok(if a.fail_on_hit && summary.reported(&set) > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -18,8 +18,11 @@ pub(crate) struct CheckArgs {
     /// Treat lint warnings as errors.
     #[arg(long)]
     pub(crate) deny_warnings: bool,
-    /// Rule files or directories.
-    #[arg(required = true, value_name = "PATH")]
+    /// Rule file or directory (repeatable, or comma-separated), as for every subcommand.
+    #[arg(short, long = "rules", value_name = "PATH", value_delimiter = ',')]
+    pub(crate) rules: Vec<PathBuf>,
+    /// Rule files or directories, also accepted without `--rules`.
+    #[arg(value_name = "PATH")]
     pub(crate) paths: Vec<PathBuf>,
 }
 
@@ -37,7 +40,8 @@ pub(crate) struct ExplainArgs {
     /// whole event for keyword searches), which may hold PHI; hidden by default.
     #[arg(long)]
     pub(crate) show_free_form: bool,
-    /// A file holding the event (any format replay reads); every record in it is explained.
+    /// A file holding the event (any format replay reads; `-` for stdin); every record in it is
+    /// explained.
     pub(crate) event_file: PathBuf,
 }
 
@@ -49,14 +53,34 @@ pub(crate) struct TestArgs {
     /// Also write the results as JUnit XML to FILE.
     #[arg(long, value_name = "FILE")]
     pub(crate) junit: Option<PathBuf>,
-    /// Rule files or directories.
-    #[arg(value_name = "PATH", default_value = "rules")]
+    /// Rule file or directory (repeatable, or comma-separated), as for every subcommand;
+    /// `rules` when none is given.
+    #[arg(short, long = "rules", value_name = "PATH", value_delimiter = ',')]
+    pub(crate) rules: Vec<PathBuf>,
+    /// Rule files or directories, also accepted without `--rules`.
+    #[arg(value_name = "PATH")]
     pub(crate) paths: Vec<PathBuf>,
+}
+
+/// The rule paths of `--rules` and of the positional arguments, or `default` when there are
+/// none (an error without one).
+fn rule_paths(
+    flag: &[PathBuf],
+    positional: &[PathBuf],
+    default: Option<&str>,
+) -> Result<Vec<PathBuf>> {
+    let paths: Vec<PathBuf> = flag.iter().chain(positional).cloned().collect();
+    match (paths.is_empty(), default) {
+        (false, _) => Ok(paths),
+        (true, Some(d)) => Ok(vec![PathBuf::from(d)]),
+        (true, None) => bail!("no rules given: pass --rules PATH (a rule file or directory)"),
+    }
 }
 
 pub(crate) fn cmd_check(a: CheckArgs) -> Result<ExitCode> {
     let placeholders = load_placeholders(a.placeholders.as_ref())?;
-    let (rules, mut errors) = rule::load_paths(&a.paths, &placeholders);
+    let paths = rule_paths(&a.rules, &a.paths, None)?;
+    let (rules, mut errors) = rule::load_paths(&paths, &placeholders);
     let mut warnings = 0;
     for r in &rules {
         for w in rule::lint::lint(r) {
@@ -90,8 +114,11 @@ pub(crate) fn cmd_check(a: CheckArgs) -> Result<ExitCode> {
 }
 
 pub(crate) fn cmd_explain(a: ExplainArgs) -> Result<ExitCode> {
-    let Some(set) = compile_rules(&a.rules)? else {
+    let Some(mut set) = compile_rules(&a.rules)? else {
         return Ok(ExitCode::from(2));
+    };
+    let [event_id, event_name] = set.capture(&["eventID", "eventName"])[..] else {
+        bail!("capturing eventID and eventName");
     };
     let selected: Vec<usize> = (0..set.rules().len())
         .filter(|&i| {
@@ -104,7 +131,11 @@ pub(crate) fn cmd_explain(a: ExplainArgs) -> Result<ExitCode> {
     if selected.is_empty() {
         bail!("no rule with id or title '{}'", a.rule.unwrap_or_default());
     }
-    let input = Input::File(a.event_file.clone());
+    let input = if a.event_file.as_os_str() == "-" {
+        Input::Stdin
+    } else {
+        Input::File(a.event_file.clone())
+    };
     let reader = file::open(&input, Default::default())
         .with_context(|| format!("reading {}", a.event_file.display()))?;
     let mut decoder = Decoder::new(set.fields(), Limits::default());
@@ -117,7 +148,14 @@ pub(crate) fn cmd_explain(a: ExplainArgs) -> Result<ExitCode> {
         &mut decoder,
         &mut |item, loc| match item {
             Ok(ev) => {
-                let _ = writeln!(out, "# event {index} ({loc})");
+                // Both are the record's own text: shown escaped, never as terminal controls.
+                let shown = |f| trailwatch::escape::shown(ev.get(f).text().unwrap_or("-"), 128);
+                let _ = writeln!(
+                    out,
+                    "# event {index} ({loc}) eventID {} eventName {}",
+                    shown(event_id),
+                    shown(event_name)
+                );
                 index += 1;
                 for &i in &selected {
                     let mut x = set.explain(i, ev);
@@ -138,7 +176,7 @@ pub(crate) fn cmd_explain(a: ExplainArgs) -> Result<ExitCode> {
 
 pub(crate) fn cmd_test(a: TestArgs) -> Result<ExitCode> {
     let args = RuleArgs {
-        rules: a.paths.clone(),
+        rules: rule_paths(&a.rules, &a.paths, Some("rules"))?,
         placeholders: a.placeholders.clone(),
     };
     let Some(set) = compile_rules(&args)? else {
