@@ -75,7 +75,7 @@ echo "== build (the end-to-end tests run the real binary)" >&2
 cargo build --workspace --bins --locked
 
 echo "== the rule pack's fixtures" >&2
-"${CARGO_TARGET_DIR:-target}/debug/trailwatch" test rules/ > /dev/null
+"${CARGO_TARGET_DIR:-target}/debug/trailwatch" test --require-fixtures rules/ > /dev/null
 
 echo "== tests" >&2
 cargo test --workspace --locked

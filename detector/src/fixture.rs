@@ -11,6 +11,10 @@
 //!       event: {eventName: ListBuckets, userIdentity: {type: Root}}
 //! ```
 //!
+//! or beside it, so upstream rules stay untouched: `aws_root_usage.yml`'s fixtures in
+//! `aws_root_usage.tests.yml`, a list of the same items (each may name its `rule:` by id or
+//! title, for a file of several rules).
+//!
 //! Each event goes through the same [`Pipeline`] as live traffic.
 
 use crate::engine::RuleSet;
@@ -20,6 +24,7 @@ use crate::rule::yaml::{Node, NodeKind, Scalar};
 use crate::rule::{Rule, RuleError};
 use serde_json::Value;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 /// One fixture: an event and whether the rule must match it.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,76 +35,136 @@ pub struct Fixture {
     pub expect: bool,
     /// The event as JSON text (for a correlation rule: the events, in arrival order).
     pub events: Vec<String>,
-    /// Line of the fixture in the rule file.
+    /// The file the fixture is in (the rule file or its `.tests.yml`).
+    pub file: PathBuf,
+    /// Line of the fixture in that file.
     pub line: usize,
     /// For geo rules: where each address is (`locations: {ip: [country, lat, lon]}`).
     pub locations: Option<crate::geo::MapLocator>,
 }
 
-/// Reads a rule's fixtures (none when it has no `trailwatch.tests`).
+/// The file beside a rule file that may hold its fixtures: `x.yml` -> `x.tests.yml`.
+pub fn side_file(rule_file: &Path) -> PathBuf {
+    let stem = rule_file.file_stem().unwrap_or_default().to_string_lossy();
+    rule_file.with_file_name(format!("{stem}.tests.yml"))
+}
+
+/// Whether a file holds fixtures rather than rules (`*.tests.yml`, `*.tests.yaml`).
+pub fn is_side_file(path: &Path) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    name.ends_with(".tests.yml") || name.ends_with(".tests.yaml")
+}
+
+/// Reads a rule's fixtures: those under its `trailwatch.tests`, then those in its
+/// [`side_file`] meant for it.
 pub fn fixtures(rule: &Rule) -> Result<Vec<Fixture>, RuleError> {
-    let err = |line, m: &str| RuleError::new(&rule.file, line, m).with_rule(Some(rule.label()));
-    let Some(tests) = rule.doc.get("trailwatch").and_then(|t| t.get("tests")) else {
+    let mut out = Vec::new();
+    if let Some(tests) = rule.doc.get("trailwatch").and_then(|t| t.get("tests")) {
+        let err = |line, m: &str| RuleError::new(&rule.file, line, m).with_rule(Some(rule.label()));
+        let NodeKind::Seq(items) = &tests.kind else {
+            return Err(err(
+                tests.line,
+                "'trailwatch.tests' must be a list of fixtures",
+            ));
+        };
+        for (i, item) in items.iter().enumerate() {
+            out.push(fixture(rule, i, item, &rule.file, &err)?);
+        }
+    }
+    out.extend(side_fixtures(rule)?);
+    Ok(out)
+}
+
+/// The fixtures of `rule` in its [`side_file`], if there is one.
+fn side_fixtures(rule: &Rule) -> Result<Vec<Fixture>, RuleError> {
+    let path = side_file(&rule.file);
+    if !path.is_file() {
         return Ok(Vec::new());
+    }
+    let err = |line, m: &str| RuleError::new(&path, line, m).with_rule(Some(rule.label()));
+    let text = crate::rule::read_rule_file(&path)?;
+    let docs = crate::rule::yaml::load_documents(&text)
+        .map_err(|e| RuleError::new(&path, e.line, e.message))?;
+    let list = match docs.as_slice() {
+        [doc] => doc.get("tests").unwrap_or(doc),
+        _ => {
+            return Err(err(
+                0,
+                "a fixtures file holds one YAML document: a list of fixtures",
+            ))
+        }
     };
-    let NodeKind::Seq(items) = &tests.kind else {
-        return Err(err(
-            tests.line,
-            "'trailwatch.tests' must be a list of fixtures",
-        ));
+    let NodeKind::Seq(items) = &list.kind else {
+        return Err(err(list.line, "a fixtures file is a list of fixtures"));
     };
+    let mine = |item: &&Node| {
+        item.get("rule")
+            .and_then(Node::as_text)
+            .is_none_or(|want| rule.id.as_deref() == Some(want.as_str()) || rule.title == want)
+    };
+    let items: Vec<&Node> = items.iter().filter(mine).collect();
     items
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(i, item)| {
-            let name = item
-                .get("name")
-                .and_then(Node::as_text)
-                .unwrap_or_else(|| format!("fixture {}", i + 1));
-            let expect = match item.get("match").map(|n| &n.kind) {
-                Some(NodeKind::Scalar(Scalar::Bool(b))) => *b,
-                _ => {
-                    return Err(err(
-                        item.line,
-                        "a fixture needs 'match: true' or 'match: false'",
-                    ))
-                }
-            };
-            let events = match (item.get("event"), item.get("events")) {
-                (Some(e), None) if e.as_map().is_some() => vec![to_json(e).to_string()],
-                (
-                    None,
-                    Some(Node {
-                        kind: NodeKind::Seq(list),
-                        ..
-                    }),
-                ) if rule.correlation.is_some() => {
-                    if list.iter().any(|e| e.as_map().is_none()) || list.is_empty() {
-                        return Err(err(item.line, "'events' must list event mappings"));
-                    }
-                    list.iter().map(|e| to_json(e).to_string()).collect()
-                }
-                _ if rule.correlation.is_some() => {
-                    return Err(err(
-                        item.line,
-                        "a correlation fixture needs 'events': a list of event mappings",
-                    ))
-                }
-                _ => return Err(err(item.line, "a fixture needs an 'event' mapping")),
-            };
-            let locations = item
-                .get("locations")
-                .map(|l| locations(l, &err))
-                .transpose()?;
-            Ok(Fixture {
-                name,
-                expect,
-                events,
-                line: item.line,
-                locations,
-            })
-        })
+        .map(|(i, item)| fixture(rule, i, item, &path, &err))
         .collect()
+}
+
+/// One fixture item of `rule`, the `i`th of its list in `file`.
+fn fixture(
+    rule: &Rule,
+    i: usize,
+    item: &Node,
+    file: &Path,
+    err: &dyn Fn(usize, &str) -> RuleError,
+) -> Result<Fixture, RuleError> {
+    let name = item
+        .get("name")
+        .and_then(Node::as_text)
+        .unwrap_or_else(|| format!("fixture {}", i + 1));
+    let expect = match item.get("match").map(|n| &n.kind) {
+        Some(NodeKind::Scalar(Scalar::Bool(b))) => *b,
+        _ => {
+            return Err(err(
+                item.line,
+                "a fixture needs 'match: true' or 'match: false'",
+            ))
+        }
+    };
+    let events = match (item.get("event"), item.get("events")) {
+        (Some(e), None) if e.as_map().is_some() => vec![to_json(e).to_string()],
+        (
+            None,
+            Some(Node {
+                kind: NodeKind::Seq(list),
+                ..
+            }),
+        ) if rule.correlation.is_some() => {
+            if list.iter().any(|e| e.as_map().is_none()) || list.is_empty() {
+                return Err(err(item.line, "'events' must list event mappings"));
+            }
+            list.iter().map(|e| to_json(e).to_string()).collect()
+        }
+        _ if rule.correlation.is_some() => {
+            return Err(err(
+                item.line,
+                "a correlation fixture needs 'events': a list of event mappings",
+            ))
+        }
+        _ => return Err(err(item.line, "a fixture needs an 'event' mapping")),
+    };
+    let locations = item
+        .get("locations")
+        .map(|l| locations(l, err))
+        .transpose()?;
+    Ok(Fixture {
+        name,
+        expect,
+        events,
+        file: file.to_path_buf(),
+        line: item.line,
+        locations,
+    })
 }
 
 /// `{ip: [country, lat, lon]}` (an optional fourth item is the AS number).
@@ -367,14 +432,15 @@ fn reason(x: &crate::engine::Explanation, expected: bool) -> String {
     out
 }
 
-/// JUnit XML for CI systems: one test case per fixture, a failing one per rule without any.
-pub fn junit(results: &[RuleResult]) -> String {
+/// JUnit XML for CI systems: one test case per fixture, and one per rule without any, failing
+/// when fixtures are `required`, else skipped.
+pub fn junit(results: &[RuleResult], required: bool) -> String {
     let cases: usize = results.iter().map(|r| r.cases.len().max(1)).sum();
     let failures = results
         .iter()
         .map(|r| {
             if r.cases.is_empty() {
-                1
+                usize::from(required)
             } else {
                 r.cases.iter().filter(|c| c.failure.is_some()).count()
             }
@@ -385,7 +451,8 @@ pub fn junit(results: &[RuleResult]) -> String {
     for r in results {
         let class = xml(&format!("{} ({})", r.rule_id, r.title));
         if r.cases.is_empty() {
-            let _ = writeln!(x, "  <testcase classname=\"{class}\" name=\"fixtures\"><failure message=\"the rule has no fixtures\"/></testcase>");
+            let verdict = if required { "failure" } else { "skipped" };
+            let _ = writeln!(x, "  <testcase classname=\"{class}\" name=\"fixtures\"><{verdict} message=\"the rule has no fixtures\"/></testcase>");
         }
         for c in &r.cases {
             let name = xml(&c.fixture.name);
@@ -468,7 +535,7 @@ mod tests {
             "{f}"
         );
         assert!(!r[0].passed());
-        let x = junit(&r);
+        let x = junit(&r, true);
         assert!(x.contains("tests=\"3\" failures=\"1\""), "{x}");
         assert!(x.contains("name=\"wrong expectation\"><failure"), "{x}");
     }
@@ -479,7 +546,8 @@ mod tests {
         let set = RuleSet::compile(rules).unwrap();
         let r = run(&set).unwrap();
         assert!(r[0].cases.is_empty() && !r[0].passed());
-        assert!(junit(&r).contains("the rule has no fixtures"));
+        assert!(junit(&r, true).contains("<failure message=\"the rule has no fixtures"));
+        assert!(junit(&r, false).contains("<skipped message=\"the rule has no fixtures"));
     }
 
     #[test]

@@ -856,3 +856,44 @@ fn every_subcommand_takes_rules_the_same_way() {
         );
     }
 }
+
+/// Fixtures may live beside an untouched upstream rule (`x.tests.yml`); a rule without any is
+/// skipped with a warning unless `--require-fixtures`; the fixtures file is never read as a rule.
+#[test]
+fn fixtures_beside_a_rule_and_rules_without_any() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("root.yml"), RULE).unwrap();
+    let fixtures = "- name: root lists buckets\n  match: true\n  event: {eventName: ListBuckets, userIdentity: {type: Root}}\n- name: a user does not\n  match: false\n  event: {eventName: ListBuckets, userIdentity: {type: IAMUser}}\n";
+    std::fs::write(dir.path().join("root.tests.yml"), fixtures).unwrap();
+    let r = dir.path().to_str().unwrap();
+    let out = trailwatch(&["check", "-r", r]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 rules loaded, 0 errors"));
+    let out = trailwatch(&["test", "-r", r, "--require-fixtures"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("PASS") && text.contains("(2 fixtures"),
+        "{text}"
+    );
+
+    // A wrong verdict names the fixtures file and line.
+    std::fs::write(
+        dir.path().join("root.tests.yml"),
+        fixtures.replace("match: false", "match: true"),
+    )
+    .unwrap();
+    let out = trailwatch(&["test", "-r", r]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("root.tests.yml:4"), "{text}");
+
+    // Without fixtures: skipped and warned about, failed when fixtures are required.
+    std::fs::remove_file(dir.path().join("root.tests.yml")).unwrap();
+    let out = trailwatch(&["test", "-r", r]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SKIP"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 rules have no fixtures"));
+    let out = trailwatch(&["test", "-r", r, "--require-fixtures"]);
+    assert_eq!(out.status.code(), Some(1));
+}

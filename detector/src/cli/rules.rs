@@ -53,6 +53,10 @@ pub(crate) struct TestArgs {
     /// Also write the results as JUnit XML to FILE.
     #[arg(long, value_name = "FILE")]
     pub(crate) junit: Option<PathBuf>,
+    /// Fail for a rule without fixtures (by default it is reported and skipped, so upstream
+    /// rule packs can be tested as they come).
+    #[arg(long)]
+    pub(crate) require_fixtures: bool,
     /// Rule file or directory (repeatable, or comma-separated), as for every subcommand;
     /// `rules` when none is given.
     #[arg(short, long = "rules", value_name = "PATH", value_delimiter = ',')]
@@ -190,11 +194,17 @@ pub(crate) fn cmd_test(a: TestArgs) -> Result<ExitCode> {
         }
     };
     let mut out = io::stdout().lock();
-    let (mut failed_rules, mut cases, mut failed_cases) = (0, 0, 0);
+    let (mut failed_rules, mut cases, mut failed_cases, mut untested) = (0, 0, 0, 0);
     for r in &results {
         cases += r.cases.len();
-        let verdict = if r.passed() { "PASS" } else { "FAIL" };
-        if !r.passed() {
+        let skipped = r.cases.is_empty() && !a.require_fixtures;
+        let verdict = match (r.passed(), skipped) {
+            (true, _) => "PASS",
+            (false, true) => "SKIP",
+            (false, false) => "FAIL",
+        };
+        untested += usize::from(r.cases.is_empty());
+        if verdict == "FAIL" {
             failed_rules += 1;
         }
         writeln!(
@@ -208,7 +218,8 @@ pub(crate) fn cmd_test(a: TestArgs) -> Result<ExitCode> {
         if r.cases.is_empty() {
             writeln!(
                 out,
-                "      the rule has no fixtures: add some under trailwatch.tests"
+                "      the rule has no fixtures: add some under trailwatch.tests, or in {}",
+                trailwatch::fixture::side_file(std::path::Path::new(&r.file)).display()
             )?;
         }
         for c in &r.cases {
@@ -216,21 +227,31 @@ pub(crate) fn cmd_test(a: TestArgs) -> Result<ExitCode> {
                 failed_cases += 1;
                 writeln!(
                     out,
-                    "      fixture '{}' (line {}): {f}",
-                    c.fixture.name, c.fixture.line
+                    "      fixture '{}' ({}:{}): {f}",
+                    c.fixture.name,
+                    c.fixture.file.display(),
+                    c.fixture.line
                 )?;
             }
         }
     }
     writeln!(
         out,
-        "{} rules, {cases} fixtures: {} rules passed, {failed_rules} failed ({failed_cases} fixtures failed)",
+        "{} rules, {cases} fixtures: {} rules passed, {failed_rules} failed ({failed_cases} fixtures failed), {untested} without fixtures",
         results.len(),
-        results.len() - failed_rules
+        results.len() - failed_rules - if a.require_fixtures { 0 } else { untested }
     )?;
+    if untested > 0 && !a.require_fixtures {
+        eprintln!(
+            "warning: {untested} rules have no fixtures (--require-fixtures makes that a failure)"
+        );
+    }
     if let Some(path) = &a.junit {
-        std::fs::write(path, trailwatch::fixture::junit(&results))
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(
+            path,
+            trailwatch::fixture::junit(&results, a.require_fixtures),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(if failed_rules > 0 {
         ExitCode::from(1)

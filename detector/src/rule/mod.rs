@@ -12,5 +12,7 @@ pub mod yaml;
 
 pub use condition::Cond;
 pub use error::{excerpt, RuleError};
-pub use parse::{load_paths, parse_file, Level, LogSource, Rule, Search, SearchBody};
+pub use parse::{
+    load_paths, parse_file, read_rule_file, Level, LogSource, Rule, Search, SearchBody,
+};
 pub use value::{FieldSpec, Placeholders, Value};

@@ -190,6 +190,8 @@ pub fn rule_files(paths: &[PathBuf], errors: &mut Vec<RuleError>) -> Vec<PathBuf
                 .filter(|e| e.file_type().is_file())
                 .map(|e| e.into_path())
                 .filter(|f| matches!(f.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
+                // A rule's fixtures beside it (`x.tests.yml`) are not rules.
+                .filter(|f| !crate::fixture::is_side_file(f))
                 .collect();
             found.sort();
             out.extend(found);
