@@ -159,9 +159,24 @@ impl Summary {
     }
 }
 
+/// Alerts written for a person instead of as JSON lines: held until the end, then written in
+/// event-time order with a timeline ([`crate::alert::human`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Human {
+    /// Aligned columns; level colours when `colour` (a terminal without `NO_COLOR`).
+    Table {
+        /// Colour the levels.
+        colour: bool,
+    },
+    /// CSV with a header line.
+    Csv,
+}
+
 /// Options of a replay.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Alerts as a table or CSV instead of JSON lines.
+    pub human: Option<Human>,
     /// What to write.
     pub emit: Emit,
     /// The fields alerts carry (registered with [`SummaryFields::register`]); needed for alerts.
@@ -242,6 +257,7 @@ pub fn replay(
         format: opts.format,
         emit: opts.emit,
         alerts: 0,
+        held: opts.human.map(|_| Vec::new()),
         error: None,
         line: Vec::with_capacity(512),
         hit_prefixes: hit_prefixes(set),
@@ -291,6 +307,15 @@ pub fn replay(
         progress.alerts.store(writer.alerts, Ordering::Relaxed);
     }
     pipeline.flush(&mut writer);
+    if let (Some(human), Some(held)) = (opts.human, writer.held.take()) {
+        let text = match human {
+            Human::Table { colour } => crate::alert::human::table(&held, colour),
+            Human::Csv => crate::alert::human::csv(&held),
+        };
+        if writer.error.is_none() {
+            writer.error = writer.out.write_all(text.as_bytes()).err();
+        }
+    }
     if let Some(path) = &opts.state_file {
         crate::durable::save_atomically(path, &pipeline.snapshot())?;
     }
@@ -326,6 +351,8 @@ struct Writer<'s, 'o> {
     format: Format,
     emit: Emit,
     alerts: u64,
+    /// Alerts kept for a table or CSV, written at the end.
+    held: Option<Vec<Alert>>,
     error: Option<io::Error>,
     line: Vec<u8>,
     hit_prefixes: Vec<Vec<u8>>,
@@ -426,6 +453,10 @@ impl Output for Writer<'_, '_> {
 
     fn alert(&mut self, alert: Alert) {
         self.alerts += 1;
+        if let Some(held) = &mut self.held {
+            held.push(alert);
+            return;
+        }
         self.line.clear();
         if let Ok(text) = self.format.render(&alert) {
             self.line.extend_from_slice(text.as_bytes());

@@ -897,3 +897,51 @@ fn fixtures_beside_a_rule_and_rules_without_any() {
     let out = trailwatch(&["test", "-r", r, "--require-fixtures"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// `--format table` and `--format csv` through a pipe: event-time order (the later event came
+/// first), no colours, the timeline after the table, CSV with CRLF lines; neither goes with
+/// `--emit hits`.
+#[test]
+fn table_and_csv_output_for_an_investigator() {
+    let rules = rules_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("e.jsonl");
+    let event = |id: &str, minute: u32, ip: &str| {
+        format!(
+            r#"{{"eventID":"{id}","eventTime":"2024-01-01T00:{minute:02}:00Z","eventName":"ListBuckets","recipientAccountId":"111122223333","sourceIPAddress":"{ip}","userIdentity":{{"type":"Root","arn":"arn:aws:iam::111122223333:root"}}}}"#
+        )
+    };
+    std::fs::write(
+        &input,
+        format!(
+            "{}\n{}\n",
+            event("b", 9, "203.0.113.7"),
+            event("a", 0, "198.51.100.1")
+        ),
+    )
+    .unwrap();
+    let (r, i) = (rules.path().to_str().unwrap(), input.to_str().unwrap());
+    let out = trailwatch(&["replay", "-r", r, "--format", "table", "--quiet", i]);
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    let expected = "\
+time                  level  rule        principal                       account       source       count  kind
+2024-01-01T00:00:00Z  high   Root usage  arn:aws:iam::111122223333:root  111122223333               2      roll-up
+2024-01-01T00:09:00Z  high   Root usage  arn:aws:iam::111122223333:root  111122223333  203.0.113.7  1      alert
+
+By principal:
+  arn:aws:iam::111122223333:root  1 alerts, 1 roll-ups or storms, 2024-01-01T00:00:00Z to 2024-01-01T00:09:00Z, 1 rules
+By rule:
+  Root usage  1 alerts, 1 roll-ups or storms, 2024-01-01T00:00:00Z to 2024-01-01T00:09:00Z, 1 principals
+";
+    assert_eq!(table, expected);
+    let out = trailwatch(&["replay", "-r", r, "--format", "csv", "--quiet", i]);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "time,level,rule,principal,account,source,count,kind\r\n\
+         2024-01-01T00:00:00Z,high,Root usage,arn:aws:iam::111122223333:root,111122223333,,2,roll-up\r\n\
+         2024-01-01T00:09:00Z,high,Root usage,arn:aws:iam::111122223333:root,111122223333,203.0.113.7,1,alert\r\n"
+    );
+    let out = trailwatch(&["replay", "-r", r, "--format", "csv", "--emit", "hits", i]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -5,6 +5,7 @@
 //! `responseElements`, user agents, error messages) are never copied: they may hold PHI.
 
 pub mod gate;
+pub mod human;
 pub mod ledger;
 pub mod ocsf;
 pub mod shape;

@@ -18,8 +18,14 @@ use trailwatch::source::select;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum FormatArg {
+    /// JSON lines, trailwatch's alert schema (docs/alert-schema.md).
     Native,
+    /// JSON lines, OCSF Detection Finding (class 2004).
     Ocsf,
+    /// Aligned columns in event-time order, then a timeline per principal and per rule.
+    Table,
+    /// CSV in event-time order, a header line first.
+    Csv,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -66,7 +72,8 @@ pub(crate) struct ReplayArgs {
     /// eventID is a redelivery and is counted as a duplicate only).
     #[arg(long)]
     pub(crate) keep_duplicates: bool,
-    /// Alert format: trailwatch's own, or OCSF Detection Finding (class 2004).
+    /// Alert format: JSON lines for machines (trailwatch's own, or OCSF Detection Finding), or
+    /// a table or CSV in event-time order for a person.
     #[arg(long, value_enum, default_value = "native")]
     pub(crate) format: FormatArg,
     /// Most alerts per rule per minute of event time (0: no cap); the rest go into a storm alert.
@@ -183,9 +190,10 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     };
     restrict_reports(&mut set, &a)?;
-    if matches!((&a.emit, &a.format), (EmitArg::Hits, FormatArg::Ocsf)) {
+    if matches!(a.emit, EmitArg::Hits) && !matches!(a.format, FormatArg::Native) {
         anyhow::bail!(
-            "--format ocsf formats alerts; --emit hits writes trailwatch's hit lines (drop one of the two)"
+            "--format {} formats alerts; --emit hits writes trailwatch's hit lines (drop one of the two)",
+            a.format.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string())
         );
     }
     // Hits name only the rule and the event; alerts also carry the event's summary fields.
@@ -255,8 +263,17 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             global_per_minute: a.rate_global,
         },
         format: match a.format {
-            FormatArg::Native => Format::Native,
             FormatArg::Ocsf => Format::Ocsf,
+            _ => Format::Native,
+        },
+        human: match a.format {
+            FormatArg::Table => Some(replay::Human::Table {
+                colour: a.output.is_none()
+                    && io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none(),
+            }),
+            FormatArg::Csv => Some(replay::Human::Csv),
+            _ => None,
         },
         select,
     };
