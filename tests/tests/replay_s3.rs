@@ -61,6 +61,19 @@ async fn upload_trail(
     uploaded
 }
 
+/// `load-test generate` with `args` into `out`; it must succeed.
+fn generate(args: &[&str], out: &Path) {
+    let mut all = vec!["generate"];
+    all.extend_from_slice(args);
+    all.extend(["--output", out.to_str().unwrap()]);
+    let done = load_test(&all);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+}
+
 /// `trailwatch replay` of `input` with the shipped rules; (stdout, stderr).
 fn replay(input: &str, url: &str, dir: &Path) -> (String, String) {
     replay_with(input, &[], url, dir)
@@ -93,21 +106,9 @@ async fn replay_from_s3_gives_the_alerts_of_the_same_files_on_disk() {
     let Some(url) = moto() else { return };
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("trail");
-    let out = load_test(&[
-        "generate",
-        "--events",
-        "3000",
-        "--seed",
-        "21",
-        "--format",
-        "s3",
-        "--output",
-        local.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    generate(
+        &["--events", "3000", "--seed", "21", "--format", "s3"],
+        &local,
     );
     let s3 = s3_client(&url);
     let bucket = format!("trail-{}", std::process::id());
@@ -214,23 +215,11 @@ async fn s3_replay_requests_only_the_days_asked_and_survives_broken_downloads() 
     for day in 0..4 {
         let start = (1_700_010_000 + day * 86_400).to_string();
         let seed = (30 + day).to_string();
-        let out = load_test(&[
-            "generate",
-            "--events",
-            "600",
-            "--seed",
-            &seed,
-            "--start",
-            &start,
-            "--format",
-            "s3",
-            "--output",
-            local.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        generate(
+            &[
+                "--events", "600", "--seed", &seed, "--start", &start, "--format", "s3",
+            ],
+            &local,
         );
     }
     let s3 = s3_client(&url);
@@ -320,20 +309,7 @@ async fn a_large_object_is_streamed_and_resumes_where_its_download_broke() {
     let Some(url) = moto() else { return };
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("export.jsonl");
-    let out = load_test(&[
-        "generate",
-        "--events",
-        "9000",
-        "--seed",
-        "23",
-        "--output",
-        local.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    generate(&["--events", "9000", "--seed", "23"], &local);
     let size = std::fs::metadata(&local).unwrap().len();
     assert!(size > 9 << 20, "larger than what is held whole: {size}");
     let s3 = s3_client(&url);
