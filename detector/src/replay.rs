@@ -258,6 +258,9 @@ pub fn replay(
         emit: opts.emit,
         alerts: 0,
         held: opts.human.map(|_| Vec::new()),
+        source: String::new(),
+        line_no: 0,
+        record: 0,
         error: None,
         line: Vec::with_capacity(512),
         hit_prefixes: hit_prefixes(set),
@@ -265,11 +268,10 @@ pub fn replay(
     let mut unselected = 0;
     for input in inputs {
         let (decoder, stages) = pipeline.parts();
-        let result = read_input(
-            input,
-            progress.bytes.clone(),
-            decoder,
-            &mut |item, _| match item {
+        (writer.source, writer.record) = (input.name(), 0);
+        let result = read_input(input, progress.bytes.clone(), decoder, &mut |item, loc| {
+            (writer.line_no, writer.record) = (loc.line, writer.record + 1);
+            match item {
                 Ok(ev) => {
                     if opts.select.as_ref().is_some_and(|(s, f)| !s.keeps(ev, f)) {
                         unselected += 1;
@@ -281,8 +283,8 @@ pub fn replay(
                     stages.count_error(error_kind(&e));
                     on_error(&e);
                 }
-            },
-        );
+            }
+        });
         if let Err(e) = result {
             let err = InputError {
                 location: crate::source::file::Location {
@@ -353,6 +355,10 @@ struct Writer<'s, 'o> {
     alerts: u64,
     /// Alerts kept for a table or CSV, written at the end.
     held: Option<Vec<Alert>>,
+    /// Where the record being processed is: input name, line, 1-based record in the input.
+    source: String,
+    line_no: usize,
+    record: u64,
     error: Option<io::Error>,
     line: Vec<u8>,
     hit_prefixes: Vec<Vec<u8>>,
@@ -420,7 +426,14 @@ impl Output for Writer<'_, '_> {
         json_string(&mut self.line, text(set.event_id));
         self.line.extend_from_slice(b",\"event_time\":");
         json_string(&mut self.line, text(set.event_time));
-        self.line.push(b'}');
+        // Lineage: where the record is, to find it again (`trailwatch explain FILE`, an editor).
+        self.line.extend_from_slice(b",\"input\":");
+        json_string(&mut self.line, Some(&self.source));
+        let _ = write!(
+            self.line,
+            ",\"line\":{},\"record\":{}}}",
+            self.line_no, self.record
+        );
         self.write_line();
     }
 

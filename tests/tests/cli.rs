@@ -150,6 +150,11 @@ fn stdin_and_malformed_lines_keep_going() {
         vec!["a", "b"]
     );
     assert_eq!(hits[1]["input_index"], 1, "bad lines are not events");
+    // Lineage: where each hit's record is. Unreadable records count in the position: the
+    // array on line 3 holds two.
+    let at = |h: &serde_json::Value| (h["input"].clone(), h["line"].clone(), h["record"].clone());
+    assert_eq!(at(&hits[0]), ("-".into(), 1.into(), 1.into()));
+    assert_eq!(at(&hits[1]), ("-".into(), 6.into(), 7.into()));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("-:2: truncated JSON"), "{err}");
     assert!(err.contains("-:3: expected a CloudTrail record"), "{err}");
