@@ -258,7 +258,7 @@ pub fn replay(
         emit: opts.emit,
         alerts: 0,
         held: opts.human.map(|_| Vec::new()),
-        source: String::new(),
+        source: Vec::new(),
         line_no: 0,
         record: 0,
         error: None,
@@ -268,7 +268,10 @@ pub fn replay(
     let mut unselected = 0;
     for input in inputs {
         let (decoder, stages) = pipeline.parts();
-        (writer.source, writer.record) = (input.name(), 0);
+        writer.source.clear();
+        writer.source.extend_from_slice(b",\"input\":");
+        json_string(&mut writer.source, Some(&input.name()));
+        writer.record = 0;
         let result = read_input(input, progress.bytes.clone(), decoder, &mut |item, loc| {
             (writer.line_no, writer.record) = (loc.line, writer.record + 1);
             match item {
@@ -355,8 +358,9 @@ struct Writer<'s, 'o> {
     alerts: u64,
     /// Alerts kept for a table or CSV, written at the end.
     held: Option<Vec<Alert>>,
-    /// Where the record being processed is: input name, line, 1-based record in the input.
-    source: String,
+    /// Where the record being processed is: input name (as a JSON string, `"input":` before
+    /// it), line, 1-based record in the input.
+    source: Vec<u8>,
     line_no: usize,
     record: u64,
     error: Option<io::Error>,
@@ -420,20 +424,22 @@ impl Output for Writer<'_, '_> {
         self.line.clear();
         // The rule's part of the line never changes: write it pre-serialized.
         self.line.extend_from_slice(&self.hit_prefixes[rule]);
-        // One line a hit: no allocation on this path.
-        let _ = write!(self.line, "{index}");
+        // One line a hit: no allocation and no formatting machinery on this path.
+        let mut number = itoa::Buffer::new();
+        self.line.extend_from_slice(number.format(index).as_bytes());
         self.line.extend_from_slice(b",\"event_id\":");
         json_string(&mut self.line, text(set.event_id));
         self.line.extend_from_slice(b",\"event_time\":");
         json_string(&mut self.line, text(set.event_time));
         // Lineage: where the record is, to find it again (`trailwatch explain FILE`, an editor).
-        self.line.extend_from_slice(b",\"input\":");
-        json_string(&mut self.line, Some(&self.source));
-        let _ = write!(
-            self.line,
-            ",\"line\":{},\"record\":{}}}",
-            self.line_no, self.record
-        );
+        self.line.extend_from_slice(&self.source);
+        self.line.extend_from_slice(b",\"line\":");
+        self.line
+            .extend_from_slice(number.format(self.line_no).as_bytes());
+        self.line.extend_from_slice(b",\"record\":");
+        self.line
+            .extend_from_slice(number.format(self.record).as_bytes());
+        self.line.push(b'}');
         self.write_line();
     }
 
