@@ -10,6 +10,7 @@
 # Prints markdown on stdout, the JSON reports on stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 KAFKA_EVENTS=${KAFKA_EVENTS:-18000}  # from about 17,000 events on, every scenario sits inside the
 KAFKA_RATE=${KAFKA_RATE:-200}        # background traffic, which goes on after it
 SQS_EVENTS=${SQS_EVENTS:-18000}
@@ -25,23 +26,19 @@ METRICS=${METRICS:-127.0.0.1:9971}
 cargo build --release --locked -p trailwatch -p load-test >&2
 tw=target/release/trailwatch
 lt=target/release/load-test
-venv=target/moto-venv
-if [ ! -x "$venv/bin/moto_server" ]; then
-  python3 -m venv "$venv" && "$venv/bin/pip" install --quiet 'moto[sqs,sns]' flask flask-cors >&2
-fi
+moto_install
 tansu_bin=$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")
 [ -x "$tansu_bin" ] || cargo install tansu --locked --no-default-features --features libsql >&2
 
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" ${twpid:-} 2>/dev/null || true; rm -rf "$work"' EXIT
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" > "$work/moto.log" 2>&1 &
-pids+=($!)
+start_moto "$MOTO_PORT" "$work/moto.log"
+pids+=("$MOTO_PID")
 (cd "$work" && exec "$tansu_bin" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
   --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" --storage-engine sqlite://tansu.db) \
   > "$work/tansu.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null && break; sleep 0.2; done
 for _ in $(seq 50); do grep -q "ready in" "$work/tansu.log" && break; sleep 0.2; done
 brokers="127.0.0.1:$KAFKA_PORT"
 export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test \

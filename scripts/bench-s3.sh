@@ -4,27 +4,22 @@
 # bucket and a one-day selection. Prints a markdown report on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 EVENTS=${EVENTS:-200000}
 RUNS=${RUNS:-3}
 PORT=${MOTO_PORT:-5078}
 RULES=${RULES:-../shared/corpus/sigma-cloudtrail}
 
 cargo build --release --locked -p trailwatch -p load-test >&2
-venv=target/moto-venv
-if [ ! -x "$venv/bin/moto_server" ]; then
-  python3 -m venv "$venv" && "$venv/bin/pip" install --quiet 'moto[sqs,sns,s3]' flask flask-cors >&2
-fi
 work=$(mktemp -d)
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$PORT" > "$work/moto.log" 2>&1 &
-moto=$!
-trap 'kill $moto 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/moto-api/" >/dev/null && break; sleep 0.2; done
+trap 'kill ${MOTO_PID:-} 2>/dev/null || true; rm -rf "$work"' EXIT
+start_moto "$PORT" "$work/moto.log"
 export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
 
 trail=$work/trail
 # Two events a second: EVENTS=200000 is about 28 hours over 3 accounts and 4 regions.
 target/release/load-test generate --events "$EVENTS" --seed 42 --format s3 --output "$trail" >&2
-"$venv/bin/python" - "$trail" <<'PY' >&2
+"$MOTO_VENV/bin/python" - "$trail" <<'PY' >&2
 import boto3, os, sys
 from concurrent.futures import ThreadPoolExecutor
 root = sys.argv[1]
@@ -42,16 +37,6 @@ mb=$(du -sm "$trail" | cut -f1)
 first=$(find "$trail" -path '*/CloudTrail/*' -type d -regex '.*/[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9]' | sort -t/ -k1 | head -1)
 day=$(echo "$first" | grep -oE '[0-9]{4}/[0-9]{2}/[0-9]{2}$' | tr / -)
 
-best() { # best wall time in seconds of "$@" over $RUNS runs
-  local b=""
-  for _ in $(seq "$RUNS"); do
-    local s e t
-    s=$(date +%s.%N); "$@" >/dev/null 2>&1 || { echo "error: failed: $*" >&2; exit 1; }; e=$(date +%s.%N)
-    t=$(echo "$e - $s" | bc -l)
-    if [ -z "$b" ] || [ "$(echo "$t < $b" | bc -l)" = 1 ]; then b=$t; fi
-  done
-  echo "$b"
-}
 replay() { target/release/trailwatch replay --quiet --rules "$RULES" --emit hits --output /dev/null "$@"; }
 rate() { echo "$EVENTS / $1" | bc -l | xargs printf '%.0f'; }
 

@@ -6,19 +6,14 @@
 # and the injected attack scenarios found, missing or unexpected. RATE=N sends N events/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 EVENTS=${EVENTS:-20000}
 PORT=${MOTO_PORT:-5077}
 
 cargo build --release --locked -p trailwatch -p load-test >&2
-venv=target/moto-venv
-if [ ! -x "$venv/bin/moto_server" ]; then
-  python3 -m venv "$venv" && "$venv/bin/pip" install --quiet 'moto[sqs,sns]' flask flask-cors >&2
-fi
 work=$(mktemp -d)
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$PORT" > "$work/moto.log" 2>&1 &
-moto=$!
-trap 'kill $moto ${tw:-} 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/moto-api/" >/dev/null && break; sleep 0.2; done
+trap 'kill ${MOTO_PID:-} ${tw:-} 2>/dev/null || true; rm -rf "$work"' EXIT
+start_moto "$PORT" "$work/moto.log"
 
 export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
 res=$(target/release/load-test sqs-setup --name bench)

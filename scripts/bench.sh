@@ -4,6 +4,7 @@
 # input grows. Prints a markdown report on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 RUNS=${RUNS:-3}
 RULES=${RULES:-../shared/corpus/sigma-cloudtrail}
 dir=target/bench
@@ -26,16 +27,6 @@ events=$dir/events-200k.jsonl
 [ -s "$events" ] || "$lt" generate --events 200000 --seed 42 --output "$events"
 n=$(wc -l < "$events")
 
-best() { # best wall time in seconds of "$@" over $RUNS runs
-  local b=""
-  for _ in $(seq "$RUNS"); do
-    local s e t
-    s=$(date +%s.%N); "$@" >/dev/null 2>&1 || { echo "error: failed: $*" >&2; exit 1; }; e=$(date +%s.%N)
-    t=$(echo "$e - $s" | bc -l)
-    if [ -z "$b" ] || [ "$(echo "$t < $b" | bc -l)" = 1 ]; then b=$t; fi
-  done
-  echo "$b"
-}
 
 t_tw=$(best taskset -c 0 "$tw" replay --quiet --rules "$RULES" --emit hits --output /dev/null "$events")
 t_rs=$(best taskset -c 0 "$rsigma" engine eval -r "$RULES" -e "@$events")

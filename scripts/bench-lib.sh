@@ -1,0 +1,34 @@
+# Sourced by the bench scripts: moto's server on 127.0.0.1 and best-of-N timing.
+
+# Installs moto's server under target/ once, with the same extras as scripts/test.sh, so
+# whichever script runs first leaves a server every other script can use.
+moto_install() {
+  MOTO_VENV=target/moto-venv
+  if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
+    python3 -m venv "$MOTO_VENV"
+    "$MOTO_VENV/bin/pip" install --quiet 'moto[sqs,sns,s3]' flask flask-cors >&2
+  fi
+}
+
+# start_moto PORT LOG: starts moto on 127.0.0.1:PORT and waits until it answers; its pid is
+# MOTO_PID (the caller's trap kills it).
+start_moto() {
+  moto_install
+  "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$1" > "$2" 2>&1 &
+  MOTO_PID=$!
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$1/moto-api/" >/dev/null && return 0; sleep 0.2; done
+  echo "error: moto did not start on port $1 ($2)" >&2
+  return 1
+}
+
+# best CMD...: the best wall time in seconds of CMD over $RUNS runs (output discarded).
+best() {
+  local b=""
+  for _ in $(seq "$RUNS"); do
+    local s e t
+    s=$(date +%s.%N); "$@" >/dev/null 2>&1 || { echo "error: failed: $*" >&2; exit 1; }; e=$(date +%s.%N)
+    t=$(echo "$e - $s" | bc -l)
+    if [ -z "$b" ] || [ "$(echo "$t < $b" | bc -l)" = 1 ]; then b=$t; fi
+  done
+  echo "$b"
+}
