@@ -562,4 +562,34 @@ mod tests {
         );
         assert_eq!(errs[0].line, 10);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// A fixtures file beside a rule is whatever an operator (or an attacker with write
+        /// access to the rules folder) put there: never a panic, and running its fixtures
+        /// either works or reports a rule error naming that file.
+        #[test]
+        fn any_fixtures_file_is_a_verdict_or_an_error_naming_it(
+            text in proptest::prop_oneof![
+                "\\PC{0,200}",
+                "(- \\{name: x, match: (true|false|1), (rule: (r1|r2|Root), )?event: \\{userIdentity.type: (Root|User)\\}\\}\n){0,4}",
+                proptest::strategy::Strategy::prop_map(0usize..3000, |n| "- ".repeat(n)),
+                proptest::strategy::Strategy::prop_map(0usize..3000, |n| "[".repeat(n)),
+            ],
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let rule_file = dir.path().join("r.yml");
+            std::fs::write(dir.path().join("r.tests.yml"), &text).unwrap();
+            let (rules, errs) = parse_file(&rule_file, RULE, &Placeholders::new());
+            proptest::prop_assert!(errs.is_empty());
+            let set = RuleSet::compile(rules).unwrap();
+            match run(&set) {
+                Ok(results) => proptest::prop_assert_eq!(results.len(), 1),
+                Err(errors) => proptest::prop_assert!(
+                    errors.iter().all(|e| e.to_string().contains("r.tests.yml")),
+                    "{:?}", errors
+                ),
+            }
+        }
+    }
 }

@@ -388,4 +388,38 @@ mod tests {
         assert_eq!(parse_time("2023-11-14T00:00:10Z").unwrap(), 1_699_920_010);
         assert!(parse_time("yesterday").is_err());
     }
+
+    proptest::proptest! {
+        /// Key prefixes an attacker with write access to the bucket could shape: any mix of
+        /// layout words, accounts, dates and junk. Listing never panics, and never descends into
+        /// or flat-lists what the selection says cannot lead to selected files.
+        #[test]
+        fn listing_any_prefix_is_total_and_agrees_with_pruning(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("AWSLogs".to_string()),
+                    proptest::strategy::Just("CloudTrail".to_string()),
+                    proptest::strategy::Just("111122223333".to_string()),
+                    proptest::strategy::Just("o-abc".to_string()),
+                    proptest::strategy::Just("us-east-1".to_string()),
+                    proptest::strategy::Just("2023".to_string()),
+                    proptest::strategy::Just("11".to_string()),
+                    proptest::strategy::Just("14".to_string()),
+                    proptest::strategy::Just(String::new()),
+                    "\\PC{0,12}",
+                ],
+                0..12,
+            ),
+            trailing in proptest::bool::ANY,
+        ) {
+            let mut prefix = parts.join("/");
+            if trailing {
+                prefix.push('/');
+            }
+            for s in [Selection::default(), one_day()] {
+                let l = s.listing(&prefix);
+                proptest::prop_assert!(l == Listing::Skip || s.may_lead_to(&prefix), "{prefix:?}");
+            }
+        }
+    }
 }
