@@ -630,8 +630,8 @@ struct Mode {
     seconds: f64,
 }
 
-/// (alert id, rule id, kind, count) of an alert.
-type IdTuple = (String, String, String, u64);
+/// (alert id, rule id, kind, count, lineage as JSON) of an alert.
+type IdTuple = (String, String, String, u64, String);
 
 fn text(a: &Value, f: &str) -> String {
     a.pointer(f)
@@ -650,6 +650,7 @@ impl Mode {
                     text(a, "/rule/id"),
                     text(a, "/kind"),
                     a["count"].as_u64().unwrap_or(0),
+                    a["lineage"].to_string(),
                 )
             })
             .collect()
@@ -756,7 +757,7 @@ fn check_same(a: &Mode, b: &Mode, failures: &mut Vec<String>) {
             .collect()
     };
     failures.push(format!(
-        "{} and {} differ by (alert_id, rule, kind, count)\n  only in {}:{}\n  only in {}:{}",
+        "{} and {} differ by (alert_id, rule, kind, count, lineage)\n  only in {}:{}\n  only in {}:{}",
         a.name,
         b.name,
         a.name,
@@ -764,6 +765,65 @@ fn check_same(a: &Mode, b: &Mode, failures: &mut Vec<String>) {
         b.name,
         only(b, &y, &x)
     ));
+}
+
+/// Every alert names the events that made it: each is in the input, has the values of the
+/// alert's group, and there are as many as the alert counts (an event count's window, a
+/// single event, the alerts a roll-up merged).
+fn check_lineage(mode: &Mode, stream: &Stream, failures: &mut Vec<String>) {
+    let by_id: BTreeMap<&str, &Value> = stream
+        .all()
+        .filter_map(|e| Some((e["eventID"].as_str()?, e)))
+        .collect();
+    let field = |e: &Value, path: &str| -> Value {
+        path.split('.')
+            .try_fold(e, |v, k| v.get(k))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    for a in &mode.alerts {
+        let what = mode.describe(&text(a, "/alert_id"));
+        let listed = a["lineage"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let total = a["lineage"]["total"].as_u64().unwrap_or(0);
+        if listed.is_empty() || (listed.len() as u64) > total || listed.len() > 20 {
+            failures.push(format!("{}: {what}: lineage {}", mode.name, a["lineage"]));
+            continue;
+        }
+        // Bursts are event counts and the rest single-event rules (each merged alert one
+        // event), so the total is the count; the temporal correlation's count is of inputs.
+        let count = a["count"].as_u64().unwrap_or(0);
+        let exact = text(a, "/rule/id") != ROOT_THEN_IAM;
+        if (exact && total != count) || total < count {
+            failures.push(format!(
+                "{}: {what}: lineage total {total}, count {count}",
+                mode.name
+            ));
+        }
+        let group: BTreeMap<String, Value> =
+            serde_json::from_str(&text(a, "/group_key")).unwrap_or_default();
+        for r in &listed {
+            let id = r["eventID"].as_str().unwrap_or("?");
+            let Some(event) = by_id.get(id) else {
+                failures.push(format!("{}: {what}: {id} is not in the input", mode.name));
+                continue;
+            };
+            if r["eventTime"] != event["eventTime"] {
+                failures.push(format!("{}: {what}: {id} has another time", mode.name));
+            }
+            for (k, v) in &group {
+                if field(event, k) != *v {
+                    failures.push(format!(
+                        "{}: {what}: {id} has {k}={}, not the group's {v}",
+                        mode.name,
+                        field(event, k)
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// (rule, kind, group) of every expected alert: what a live mode waits for.
@@ -1080,6 +1140,7 @@ async fn replay_sqs_and_kafka_give_the_same_alerts_over_duplicated_reordered_inp
     let mut failures = Vec::new();
     for m in &modes {
         check_mode(m, &want, &mut failures);
+        check_lineage(m, &stream, &mut failures);
     }
     check_same(&modes[0], &modes[1], &mut failures);
     check_same(&modes[0], &modes[2], &mut failures);

@@ -9,6 +9,7 @@
 //! history gives the alerts live processing gives, an alert's id is the same however often its
 //! input is redelivered, and the state is small enough to save after every batch.
 
+use super::lineage::Lineage;
 use super::{alert_id, Alert, AlertKind, AlertRule};
 use crate::window::format_time;
 use governor::clock::FakeRelativeClock;
@@ -83,6 +84,9 @@ struct Open {
     repeats: u64,
     first_seen: Option<String>,
     last_seen: Option<String>,
+    /// The events of the first alert and every repeat.
+    #[serde(default)]
+    lineage: Lineage,
 }
 
 /// Alerts held back within one storm period.
@@ -92,6 +96,9 @@ struct Storm {
     ids: Vec<String>,
     first_seen: Option<String>,
     last_seen: Option<String>,
+    /// The events of the held-back alerts.
+    #[serde(default)]
+    lineage: Lineage,
 }
 
 /// What is saved between runs.
@@ -232,6 +239,7 @@ impl Gate {
         alert.group_key = c.key;
         if let Some(open) = self.open.get_mut(&alert.alert_id) {
             open.repeats += 1;
+            open.lineage.merge(&alert.lineage);
             widen(&mut open.first_seen, &alert.first_seen, true);
             widen(&mut open.last_seen, &alert.last_seen, false);
             self.stats.suppressed += 1;
@@ -247,6 +255,7 @@ impl Gate {
                 repeats: 0,
                 first_seen: alert.first_seen.clone(),
                 last_seen: alert.last_seen.clone(),
+                lineage: alert.lineage.clone(),
             },
         );
         self.admit(alert, out);
@@ -270,6 +279,7 @@ impl Gate {
         }
         widen(&mut storm.first_seen, &alert.first_seen, true);
         widen(&mut storm.last_seen, &alert.last_seen, false);
+        storm.lineage.merge(&alert.lineage);
     }
 
     /// Closes the windows and storm periods the watermark has passed.
@@ -376,6 +386,7 @@ fn rollup(open: Open) -> Alert {
         related_alert_id: Some(first.alert_id),
         held_back: None,
         held_alert_ids: None,
+        lineage: open.lineage,
     }
 }
 
@@ -399,6 +410,7 @@ fn storm_alert(start: i64, storm: Storm) -> Alert {
         related_alert_id: None,
         held_back: Some(storm.held),
         held_alert_ids: Some(storm.ids),
+        lineage: storm.lineage,
     }
 }
 
@@ -426,6 +438,7 @@ mod tests {
             related_alert_id: None,
             held_back: None,
             held_alert_ids: None,
+            lineage: Lineage::default(),
         }
     }
 

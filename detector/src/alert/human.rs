@@ -275,6 +275,7 @@ mod tests {
             related_alert_id: None,
             held_back: None,
             held_alert_ids: None,
+            lineage: Default::default(),
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod gate;
 pub mod human;
 pub mod ledger;
+pub mod lineage;
 pub mod ocsf;
 pub mod shape;
 
@@ -303,13 +304,21 @@ pub struct Alert {
     /// For a storm: the ids of the alerts held back (at most 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_alert_ids: Option<Vec<String>>,
+    /// The events that made the alert: ids and times of at most 20, and how many.
+    #[serde(default)]
+    pub lineage: lineage::Lineage,
 }
 
 impl Alert {
     /// The alert for one stateless rule hit.
     pub fn for_hit(rule: &CompiledRule, summary: EventSummary) -> Alert {
         let group_key = summary.identity();
+        let refs = summary.event_id.clone().map(|event_id| lineage::EventRef {
+            event_time: summary.event_time.clone(),
+            event_id,
+        });
         Alert {
+            lineage: lineage::Lineage::of(refs, 1),
             alert_id: alert_id(rule.id(), &group_key, ""),
             rule: AlertRule {
                 id: rule.id().to_string(),
@@ -370,6 +379,13 @@ impl Alert {
             count: hit.value.max(0.0).round() as u64,
             group_key,
             events: Vec::new(),
+            lineage: lineage::Lineage::of(
+                hit.lineage.iter().map(|(t, id)| lineage::EventRef {
+                    event_time: Some(crate::window::format_time(*t)),
+                    event_id: shape::checked("eventID", id),
+                }),
+                hit.events,
+            ),
             kind: AlertKind::Alert,
             related_alert_id: None,
             held_back: None,

@@ -3,7 +3,8 @@
 //! The mapping keeps the same minimum-necessary content as the native alert: the finding's uid
 //! is the alert id, the analytic is the rule, and each event becomes an evidence with its actor,
 //! source address, API call and cloud account. Roll-ups are "Update" activities of the finding
-//! they count; storms are findings of their own.
+//! they count; storms are findings of their own. The events behind an alert are its
+//! `finding_info.related_events` (by eventID), with times and total under `unmapped.lineage`.
 
 use super::{Alert, AlertKind, EventSummary};
 use serde_json::{json, Map, Value};
@@ -83,6 +84,15 @@ fn finding_info(alert: &Alert, first: Option<i64>, last: Option<i64>) -> Value {
     if let Some(t) = last {
         obj.insert("last_seen_time".into(), t.into());
     }
+    let related: Vec<Value> = alert
+        .lineage
+        .events
+        .iter()
+        .map(|e| json!({"uid": e.event_id, "product_uid": "cloudtrail"}))
+        .collect();
+    if !related.is_empty() {
+        obj.insert("related_events".into(), related.into());
+    }
     info
 }
 
@@ -146,6 +156,7 @@ fn unmapped(alert: &Alert) -> Value {
     if let Some(ids) = &alert.held_alert_ids {
         u["held_alert_ids"] = json!(ids);
     }
+    u["lineage"] = json!(alert.lineage);
     u
 }
 
@@ -189,6 +200,7 @@ mod tests {
             related_alert_id: (kind == AlertKind::Rollup).then(|| "first".into()),
             held_back: None,
             held_alert_ids: None,
+            lineage: Default::default(),
         }
     }
 

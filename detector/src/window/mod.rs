@@ -82,6 +82,11 @@ pub struct CorrelationHit {
     pub origin: Origin,
     /// What a geo detector saw (countries, distance, speed).
     pub detail: Option<String>,
+    /// The group's events in the fired window that the correlation still remembers:
+    /// (event time, eventID), in event-time order.
+    pub lineage: Vec<(i64, String)>,
+    /// How many events the fired window holds (at least `lineage.len()`).
+    pub events: u64,
 }
 
 impl CorrelationHit {
@@ -250,6 +255,8 @@ struct Groups {
     map: FxHashMap<Key, State>,
     /// (key, time) of each update, oldest first; stale entries are skipped when popped.
     touched: VecDeque<(Key, i64)>,
+    /// The events that fed the groups lately, for alert lineage.
+    recent: lineage::Recent,
 }
 
 /// The group values back from their JSON text.
@@ -436,30 +443,41 @@ impl<'s> Correlator<'s> {
             let Some(feed) = p.feeds.iter().find(|f| f.corr == c && f.pos == pos) else {
                 continue;
             };
-            if self.set.correlations()[c as usize].early {
+            let corr = &self.set.correlations()[c as usize];
+            if corr.early {
                 continue; // fed on arrival
             }
-            let fired = if self.set.correlations()[c as usize].kind.is_geo() {
+            let geo = corr.kind.is_geo();
+            self.note(feed, p.time, &p.origin);
+            let fired = if geo {
                 self.update_geo(feed, p.time)
             } else {
                 self.update(feed, p.time).map(|(s, v)| (s, v, None))
             };
             if let Some((window_start, value, detail)) = fired {
                 self.stats.fired += 1;
+                let recent = &mut self.groups[c as usize].recent;
+                let lineage = recent.between(&feed.key, window_start, p.time);
+                if !geo {
+                    recent.forget(&feed.key); // the window was reset
+                }
                 let corr = &self.set.correlations()[c as usize];
-                let names = &corr.spec().group_by;
                 out.push(CorrelationHit {
                     correlation: c,
                     time: p.time,
                     window_start,
                     value,
-                    group: names
+                    group: corr
+                        .spec()
+                        .group_by
                         .iter()
                         .cloned()
                         .zip(group_values(&feed.values))
                         .collect(),
                     origin: p.origin.clone(),
                     detail,
+                    events: events_in_window(corr.kind, value, lineage.len()),
+                    lineage,
                 });
                 queue.extend(links.corr_feeds[c as usize].iter().copied());
             }
@@ -520,8 +538,13 @@ impl<'s> Correlator<'s> {
         }
         let last = groups.map.get(&feed.key).map_or(t, State::last);
         groups.touched.push_back((feed.key, last));
+        self.note(feed, t, origin);
         for (time, value, window_start) in met {
             self.stats.fired += 1;
+            let lineage =
+                self.groups[feed.corr as usize]
+                    .recent
+                    .between(&feed.key, window_start, time);
             out.push(CorrelationHit {
                 correlation: feed.corr,
                 time,
@@ -536,9 +559,18 @@ impl<'s> Correlator<'s> {
                     .collect(),
                 origin: origin.clone(),
                 detail: None,
+                events: events_in_window(kind, value, lineage.len()),
+                lineage,
             });
         }
         self.stats.peak_keys = self.stats.peak_keys.max(self.keys() as u64);
+    }
+
+    /// Remembers that the event `origin` fed the feed's group, for alert lineage.
+    fn note(&mut self, feed: &Feed, t: i64, origin: &Origin) {
+        if let Some(id) = origin.event_id.as_deref() {
+            self.groups[feed.corr as usize].recent.note(feed.key, t, id);
+        }
     }
 
     /// Feeds a geo detector; returns (window start, value, what it saw) when it fires.
@@ -736,6 +768,15 @@ impl<'s> Correlator<'s> {
     }
 }
 
+/// How many events a fired window holds: an event count is the value itself; otherwise the
+/// events the lineage remembers.
+fn events_in_window(kind: Kind, value: f64, remembered: usize) -> u64 {
+    match kind {
+        Kind::EventCount => (value.max(0.0) as u64).max(remembered as u64),
+        _ => remembered as u64,
+    }
+}
+
 fn new_state(kind: Kind, n_inputs: usize) -> State {
     match kind {
         Kind::EventCount => State::Times(smallvec::SmallVec::new()),
@@ -796,6 +837,7 @@ fn evict_oldest(groups: &mut Groups) -> u64 {
 }
 
 pub mod early;
+mod lineage;
 mod time;
 pub use time::{event_time, format_time};
 mod early_count;

@@ -51,6 +51,9 @@ struct CorrelationState {
     id: String,
     fingerprint: String,
     groups: Vec<((u64, u64), State)>,
+    /// The events that fed the groups lately (alert lineage); absent in older snapshots.
+    #[serde(default)]
+    recent: Vec<super::lineage::Saved>,
 }
 
 /// A buffered hit, with its rule and correlations named by id.
@@ -87,6 +90,7 @@ impl Correlator<'_> {
                     id: c.id().to_string(),
                     fingerprint: fingerprint(c),
                     groups: g.map.iter().map(|(k, s)| (*k, s.clone())).collect(),
+                    recent: g.recent.save(),
                 })
                 .collect(),
             pending: self
@@ -129,6 +133,7 @@ impl Correlator<'_> {
                 report.dropped.push(saved.id);
                 continue;
             };
+            groups[i].recent = super::lineage::Recent::restore(saved.recent);
             let mut entries: Vec<((u64, u64), State)> = saved.groups;
             entries.sort_by_key(|(_, s)| s.last());
             for (k, s) in entries {

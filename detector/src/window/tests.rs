@@ -31,29 +31,10 @@ fn run_with(set: &RuleSet, opts: Options, events: &[String]) -> (Vec<Correlation
     feed_all(Correlator::new(set, opts), events)
 }
 
-/// Matches each event and feeds the hits to `corr`; returns what fired and the counters.
+/// Matches each event and feeds the hits to `corr`, then flushes; returns what fired and the
+/// counters.
 fn feed_all(mut corr: Correlator<'_>, events: &[String]) -> (Vec<CorrelationHit>, Stats) {
-    let set = corr.set;
-    let mut decoder = Decoder::new(set.fields(), Limits::default());
-    let mut scratch = MatchScratch::default();
-    let mut hits = Vec::new();
-    let mut out = Vec::new();
-    for (i, e) in events.iter().enumerate() {
-        decoder
-            .decode(e.as_bytes(), &mut |item| {
-                let ev = item.unwrap();
-                set.matches(ev, &mut scratch, &mut hits);
-                for &r in &hits {
-                    let origin = Origin {
-                        input_index: i as u64,
-                        event_id: ev.get(set.event_id).text().map(str::to_string),
-                        event_time: None,
-                    };
-                    corr.push(ev, r, origin, &mut out);
-                }
-            })
-            .unwrap();
-    }
+    let (mut out, _) = feed_all_keep(&mut corr, events);
     corr.flush(&mut out);
     (out, corr.stats)
 }
@@ -144,6 +125,91 @@ fn a_buffered_window_that_fires_starts_again() {
         2,
         "0+1 fire, 2 has no failure before it, 3+4 fire"
     );
+}
+
+/// The eventIDs a hit names.
+fn lineage_of(hit: &CorrelationHit) -> Vec<String> {
+    hit.lineage.iter().map(|(_, id)| id.clone()).collect()
+}
+
+#[test]
+fn hits_name_the_events_of_their_group_and_window() {
+    // Early: bob's events interleaved with alice's; each hit names bob's window only.
+    let s = brute_force(3);
+    let mut events = Vec::new();
+    for i in 0..4 {
+        events.push(login(i * 60, "bob", "1.1.1.1", false));
+        events.push(login(i * 60 + 1, "alice", "1.1.1.1", false));
+    }
+    let hits = run_with(&s, Options::default(), &events[..7]).0;
+    let bob: Vec<_> = hits
+        .iter()
+        .filter(|h| h.group[0].1.as_deref() == Some("bob"))
+        .collect();
+    assert_eq!(bob.len(), 2);
+    assert_eq!(
+        lineage_of(bob[0]),
+        ["bob-0-false", "bob-60-false", "bob-120-false"]
+    );
+    assert_eq!(bob[0].events, 3);
+    assert_eq!(bob[1].events, 4);
+    assert_eq!(lineage_of(bob[1]).len(), 4);
+    // Buffered: a window that fired starts again, and so does its list.
+    let corr = "title: fts\nid: fts\ncorrelation:\n  type: temporal_ordered\n  rules: [failed_login, successful_login]\n  group-by: [userIdentity.userName]\n  timespan: 10m\n";
+    let s = set(&[FAILED, SUCCESS, corr]);
+    let events = [
+        login(0, "bob", "1.1.1.1", false),
+        login(1, "bob", "1.1.1.1", true),
+        login(3, "bob", "1.1.1.1", false),
+        login(4, "bob", "1.1.1.1", true),
+    ];
+    let hits = run(&s, &events);
+    assert_eq!(lineage_of(&hits[0]), ["bob-0-false", "bob-1-true"]);
+    assert_eq!(lineage_of(&hits[1]), ["bob-3-false", "bob-4-true"]);
+}
+
+#[test]
+fn a_restart_keeps_what_a_window_is_made_of() {
+    let s = brute_force(3);
+    let first: Vec<String> = (0..2).map(|i| login(i, "bob", "1.1.1.1", false)).collect();
+    let (_, before) = {
+        let mut c = Correlator::new(&s, Options::default());
+        let (hits, _) = feed_all_keep(&mut c, &first);
+        (hits, c.snapshot())
+    };
+    let mut after = Correlator::new(&s, Options::default());
+    after.restore(&before).unwrap();
+    let (hits, _) = feed_all_keep(&mut after, &[login(2, "bob", "1.1.1.1", false)]);
+    assert_eq!(
+        lineage_of(&hits[0]),
+        ["bob-0-false", "bob-1-false", "bob-2-false"]
+    );
+}
+
+/// Matches each event and feeds the hits to `corr` (not flushed).
+fn feed_all_keep(corr: &mut Correlator<'_>, events: &[String]) -> (Vec<CorrelationHit>, Stats) {
+    let set = corr.set;
+    let mut decoder = Decoder::new(set.fields(), Limits::default());
+    let mut scratch = MatchScratch::default();
+    let mut hits = Vec::new();
+    let mut out = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        decoder
+            .decode(e.as_bytes(), &mut |item| {
+                let ev = item.unwrap();
+                set.matches(ev, &mut scratch, &mut hits);
+                for &r in &hits {
+                    let origin = Origin {
+                        input_index: i as u64,
+                        event_id: ev.get(set.event_id).text().map(str::to_string),
+                        event_time: None,
+                    };
+                    corr.push(ev, r, origin, &mut out);
+                }
+            })
+            .unwrap();
+    }
+    (out, corr.stats)
 }
 
 #[test]
