@@ -1,4 +1,4 @@
-//! The `trailwatch` command line: replay, check, explain, test, run.
+//! The `trailwatch` command line: replay, check, explain, test, run, show.
 
 mod cli;
 
@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use cli::replay::{cmd_replay, ReplayArgs};
 use cli::rules::{cmd_check, cmd_explain, cmd_test, CheckArgs, ExplainArgs, TestArgs};
 use cli::run::{cmd_run, RunArgs};
+use cli::show::{cmd_show, ShowArgs};
 use std::io;
 use std::process::ExitCode;
 
@@ -37,6 +38,9 @@ enum Command {
     /// Run the live service: SQS or Kafka in, deduplicated alerts to SNS and/or a file, /metrics.
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
+    /// Print the CloudTrail records behind alerts (by eventID); needs --allow-phi.
+    #[command(after_help = SHOW_EXAMPLES)]
+    Show(ShowArgs),
 }
 
 const REPLAY_EXAMPLES: &str = "Examples:
@@ -71,6 +75,14 @@ const RUN_EXAMPLES: &str = "Examples:
 
 Every configuration key: docs/configuration.md.";
 
+const SHOW_EXAMPLES: &str = "Examples:
+  trailwatch show --allow-phi 3038ebd2-c98a-4c65-9b6e-e22506292313 AWSLogs/
+  trailwatch show --allow-phi --alerts alerts.jsonl --alert-id 9300166c62b61633a62a3515dabcdc88 \\
+      s3://my-trail-bucket/AWSLogs/o-abc123/
+
+Records may hold PHI: only an investigator authorised to see them should pass --allow-phi.
+With --alerts, only the log files of the alerts' event times are read.";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -79,6 +91,7 @@ fn main() -> ExitCode {
         Command::Explain(a) => cmd_explain(a),
         Command::Test(a) => cmd_test(a),
         Command::Run(a) => cmd_run(a),
+        Command::Show(a) => cmd_show(a),
     };
     match result {
         Ok(code) => code,

@@ -940,3 +940,80 @@ By rule:
     let out = trailwatch(&["replay", "-r", r, "--format", "csv", "--emit", "hits", i]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A failed console sign-in of `user` at `minute` past 10:00 (a UUID eventID, as CloudTrail's).
+fn failed_sign_in(n: u32, user: &str, minute: u32) -> String {
+    format!(
+        r#"{{"eventVersion":"1.09","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/{user}","accountId":"111122223333","userName":"{user}"}},"eventTime":"2026-11-01T10:{minute:02}:00Z","eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.7","userAgent":"Mozilla/5.0","requestParameters":null,"responseElements":{{"ConsoleLogin":"Failure"}},"additionalEventData":{{"MFAUsed":"No"}},"errorMessage":"Failed authentication","eventID":"00000000-0000-4000-8000-{n:012}","eventType":"AwsConsoleSignIn","recipientAccountId":"111122223333"}}"#
+    )
+}
+
+#[test]
+fn a_burst_alert_leads_to_its_records_and_only_with_allow_phi() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("e.jsonl");
+    // mallory fails seven times, bob twice in between: one burst, for mallory.
+    let mut lines = Vec::new();
+    for i in 0..7 {
+        lines.push(failed_sign_in(i, "mallory", i));
+        if i < 2 {
+            lines.push(failed_sign_in(100 + i, "bob", i));
+        }
+    }
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let rules = trailwatch_e2e::root().join("rules");
+    let (r, i) = (rules.to_str().unwrap(), input.to_str().unwrap());
+    let out = trailwatch(&["replay", "-r", r, i]);
+    assert_eq!(out.status.code(), Some(0));
+    let alerts_file = dir.path().join("alerts.jsonl");
+    std::fs::write(&alerts_file, &out.stdout).unwrap();
+    let alerts = json_lines(&out.stdout);
+    let burst = alerts
+        .iter()
+        .find(|a| a["rule"]["id"] == "6872cb6b-605f-577a-8eb3-14a222980228")
+        .expect("the burst alert");
+    let ids: Vec<&str> = burst["lineage"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["eventID"].as_str().unwrap())
+        .collect();
+    let want: Vec<String> = (0..6)
+        .map(|n| format!("00000000-0000-4000-8000-{n:012}"))
+        .collect();
+    assert_eq!(ids, want, "mallory's six, in time order; not bob's");
+    assert_eq!(burst["lineage"]["total"], 6);
+    for a in &alerts {
+        assert!(
+            a["lineage"]["total"].as_u64().unwrap() >= 1,
+            "every alert names its events: {a}"
+        );
+    }
+
+    let a = alerts_file.to_str().unwrap();
+    let id = burst["alert_id"].as_str().unwrap();
+    let refused = trailwatch(&["show", "--alerts", a, "--alert-id", id, i]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(refused.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--allow-phi"));
+
+    let shown = trailwatch(&["show", "--allow-phi", "--alerts", a, "--alert-id", id, i]);
+    assert_eq!(
+        shown.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let records = json_lines(&shown.stdout);
+    let got: Vec<&str> = records
+        .iter()
+        .map(|r| r["eventID"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, want, "the whole records, each once");
+    assert_eq!(records[0]["userAgent"], "Mozilla/5.0");
+
+    let missing = trailwatch(&["show", "--allow-phi", &want[0], "no-such-event", i]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(json_lines(&missing.stdout).len(), 1);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found: no-such-event"));
+}

@@ -180,6 +180,46 @@ async fn replay_from_s3_gives_the_alerts_of_the_same_files_on_disk() {
     union.sort();
     assert_eq!(union, full);
 
+    // From an alert to its records in the bucket: `show` reads only the log files around the
+    // alerts' times and prints each record its lineage names.
+    let alerts_file = dir.path().join("alerts.jsonl");
+    std::fs::write(&alerts_file, &from_s3).unwrap();
+    let rollup = trailwatch_e2e::json_lines(from_s3.as_bytes())
+        .into_iter()
+        .find(|a| a["kind"] == "rollup")
+        .expect("a roll-up");
+    let out = std::process::Command::new(trailwatch_bin())
+        .args(["show", "--allow-phi", "--alerts"])
+        .arg(&alerts_file)
+        .args([
+            "--alert-id",
+            rollup["alert_id"].as_str().unwrap(),
+            &location,
+        ])
+        .env("AWS_ENDPOINT_URL", &url)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let mut shown: Vec<String> = trailwatch_e2e::json_lines(&out.stdout)
+        .iter()
+        .map(|r| r["eventID"].as_str().unwrap().to_string())
+        .collect();
+    let mut named: Vec<String> = rollup["lineage"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["eventID"].as_str().unwrap().to_string())
+        .collect();
+    shown.sort();
+    named.sort();
+    assert!(named.len() >= 2, "{rollup}");
+    assert_eq!(shown, named, "{stderr}");
+
     // A location that does not exist is an error that names it, not an empty replay (the
     // endpoint given by flag this time).
     let out = std::process::Command::new(trailwatch_bin())

@@ -3,6 +3,7 @@
 pub(crate) mod replay;
 pub(crate) mod rules;
 pub(crate) mod run;
+pub(crate) mod show;
 
 use anyhow::{bail, Result};
 use std::path::PathBuf;
