@@ -261,9 +261,17 @@ fn explain_names_the_deciding_entries() {
         text.contains("MATCH  00000000-0000-4000-8000-000000000001  Root usage"),
         "{text}"
     );
-    assert!(text.contains("✓ userIdentity.type = \"Root\""), "{text}");
+    assert!(
+        text.contains("✓ userIdentity.type\n          event: \"Root\"\n          rule:  ✓'Root'\n"),
+        "{text}"
+    );
     assert!(text.contains("no match  00000000"), "{text}");
-    assert!(text.contains("✗ userIdentity.type = \"IAMUser\""), "{text}");
+    assert!(
+        text.contains(
+            "✗ userIdentity.type\n          event: \"IAMUser\"\n          rule:  'Root'\n"
+        ),
+        "{text}"
+    );
 }
 
 fn failed_login(secs: u32, user: &str) -> String {
@@ -665,7 +673,7 @@ fn explain_hides_free_form_values_unless_asked() {
     assert!(hidden.contains("MATCH"), "{hidden}");
     assert!(!hidden.contains("Jane"), "{hidden}");
     assert!(
-        hidden.contains("requestParameters.key|contains = <free-form value hidden"),
+        hidden.contains("requestParameters.key|contains\n          event: <free-form value hidden"),
         "{hidden}"
     );
     assert!(
@@ -1016,4 +1024,50 @@ fn a_burst_alert_leads_to_its_records_and_only_with_allow_phi() {
     assert_eq!(missing.status.code(), Some(1));
     assert_eq!(json_lines(&missing.stdout).len(), 1);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found: no-such-event"));
+}
+
+/// `explain` puts the rule's values beside the event's and marks which of them matched
+/// (lists, `|all`, CIDR, regular expressions, null), under a header naming the record.
+#[test]
+fn explain_shows_the_rule_values_and_which_matched() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = dir.path().join("r.yml");
+    std::fs::write(
+        &rule,
+        "title: trail tampering\nid: 00000000-0000-4000-8000-0000000000cc\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  sel:\n    eventName:\n      - StopLogging\n      - DeleteTrail\n      - UpdateTrail\n    sourceIPAddress|cidr:\n      - 10.0.0.0/8\n      - 192.0.2.0/24\n    userAgent|contains|all:\n      - aws-cli\n      - Linux\n  filter:\n    userIdentity.arn|re: ':role/(admin|ops)$'\n    errorCode: null\n  condition: sel and not filter\nlevel: high\n",
+    )
+    .unwrap();
+    let input = dir.path().join("e.json");
+    std::fs::write(
+        &input,
+        r#"{"eventID":"e1","eventName":"DeleteTrail","sourceIPAddress":"192.0.2.9","userAgent":"aws-cli/2 Windows","userIdentity":{"arn":"arn:aws:iam::1:role/ops"}}"#,
+    )
+    .unwrap();
+    let i = input.to_str().unwrap();
+    let out = trailwatch(&["explain", "--all", "-r", rule.to_str().unwrap(), i]);
+    assert_eq!(out.status.code(), Some(0));
+    let want = format!(
+        "# event 0 ({i}:1) eventID e1 eventName DeleteTrail
+no match  00000000-0000-4000-8000-0000000000cc  trail tampering
+  condition: sel and not filter
+  ✗ sel
+      ✓ eventName
+          event: \"DeleteTrail\"
+          rule:  any of 'StopLogging', ✓'DeleteTrail', 'UpdateTrail'
+      ✓ sourceIPAddress|cidr
+          event: \"192.0.2.9\"
+          rule:  any of cidr 10.0.0.0/8, ✓cidr 192.0.2.0/24
+      ✗ userAgent|contains|all
+          event: \"aws-cli/2 Windows\"
+          rule:  all of ✓'*aws-cli*', '*Linux*'
+  ✓ filter
+      ✓ userIdentity.arn|re
+          event: \"arn:aws:iam::1:role/ops\"
+          rule:  ✓/:role/(admin|ops)$/
+      ✓ errorCode
+          event: <missing>
+          rule:  ✓null
+"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
 }

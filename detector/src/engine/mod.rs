@@ -31,6 +31,16 @@ pub struct Leaf {
     cost: u32,
 }
 
+/// A leaf's values before compiling: what `explain` shows and tries one by one.
+#[derive(Debug, Clone)]
+struct LeafSource {
+    /// Every value (expansions included), in order.
+    values: Vec<crate::rule::Value>,
+    cased: bool,
+    /// Whether every value must hold (`|all`), else any.
+    all: bool,
+}
+
 /// A compiled condition.
 #[derive(Debug, Clone)]
 pub enum Expr {
@@ -81,6 +91,8 @@ pub struct RuleSet {
     fields: FieldTable,
     rules: Vec<CompiledRule>,
     leaves: Vec<Leaf>,
+    /// Each leaf's values as written, for explanations only (kept apart from the hot leaves).
+    sources: Vec<LeafSource>,
     by_name: FxHashMap<Box<[u8]>, Vec<u32>>,
     by_source: FxHashMap<Box<[u8]>, Vec<u32>>,
     always: Vec<u32>,
@@ -126,6 +138,7 @@ impl RuleSet {
             fields: FieldTable::new(),
             rules: Vec::new(),
             leaves: Vec::new(),
+            sources: Vec::new(),
             by_name: FxHashMap::default(),
             by_source: FxHashMap::default(),
             always: Vec::new(),
@@ -281,6 +294,11 @@ impl RuleSet {
                 );
             }
             let cost = groups.iter().flatten().map(Test::cost).max().unwrap_or(1);
+            self.sources.push(LeafSource {
+                values: spec.values.iter().flatten().cloned().collect(),
+                cased: spec.cased,
+                all: spec.all,
+            });
             self.leaves.push(Leaf {
                 field,
                 key: spec.key.clone(),
@@ -451,32 +469,44 @@ impl RuleSet {
     }
 
     fn eval_leaf(&self, leaf: &Leaf, ev: &Event<'_>) -> bool {
-        let (value, present) = match leaf.field {
-            Some(f) => match ev.get(f) {
-                FieldValue::Missing => (None, false),
-                FieldValue::Null => (None, true),
-                FieldValue::Text(t) => (Some(t), true),
-            },
-            None => {
-                let t = ev.whole_text();
-                (t, t.is_some())
-            }
-        };
-        let part;
-        let value = match leaf.time_part {
-            Some(p) => {
-                part = value.and_then(|v| time_part(v, p));
-                part.as_deref()
-            }
-            None => value,
-        };
         let other = |id: FieldId| ev.get(id).text().map(str::to_string);
-        let held = leaf
-            .groups
-            .iter()
-            .all(|g| g.iter().any(|t| t.test(value, present, &other)));
+        let held = with_leaf_value(leaf, ev, |value, present| {
+            leaf.groups
+                .iter()
+                .all(|g| g.iter().any(|t| t.test(value, present, &other)))
+        });
         held != leaf.neq
     }
+}
+
+/// Calls `f` with what leaf `leaf` tests in `ev` (the field's text, or the time part it asks
+/// for, or the whole record for keywords) and whether the field is present.
+#[inline]
+fn with_leaf_value<R>(
+    leaf: &Leaf,
+    ev: &Event<'_>,
+    then: impl FnOnce(Option<&str>, bool) -> R,
+) -> R {
+    let (value, present) = match leaf.field {
+        Some(id) => match ev.get(id) {
+            FieldValue::Missing => (None, false),
+            FieldValue::Null => (None, true),
+            FieldValue::Text(t) => (Some(t), true),
+        },
+        None => {
+            let t = ev.whole_text();
+            (t, t.is_some())
+        }
+    };
+    let part;
+    let value = match leaf.time_part {
+        Some(p) => {
+            part = value.and_then(|v| time_part(v, p));
+            part.as_deref()
+        }
+        None => value,
+    };
+    then(value, present)
 }
 
 /// Works out which correlations each rule feeds and which hits are reported on their own.

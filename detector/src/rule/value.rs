@@ -161,6 +161,79 @@ impl CmpOp {
     }
 }
 
+impl std::fmt::Display for SigmaString {
+    /// The pattern as a rule would write it: wildcards as `*` and `?`, literal ones escaped,
+    /// bytes that are not UTF-8 (from encoding modifiers) as `\xNN`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for piece in &self.pieces {
+            match piece {
+                Piece::Any => f.write_str("*")?,
+                Piece::One => f.write_str("?")?,
+                Piece::Lit(bytes) => {
+                    for chunk in bytes.utf8_chunks() {
+                        for c in chunk.valid().chars() {
+                            match c {
+                                '*' | '?' | '\\' => write!(f, "\\{c}")?,
+                                c if c.is_control() => write!(f, "{}", c.escape_default())?,
+                                c => write!(f, "{c}")?,
+                            }
+                        }
+                        for b in chunk.invalid() {
+                            write!(f, "\\x{b:02x}")?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Value {
+    /// The value as `explain` shows it beside the event's: strings quoted, other tests named.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Str(s) => write!(f, "'{s}'"),
+            Value::Num(n) => f.write_str(n),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Null => f.write_str("null"),
+            Value::Regex(p, flags) => {
+                let flags: String = [
+                    (flags.insensitive, 'i'),
+                    (flags.multiline, 'm'),
+                    (flags.dotall, 's'),
+                ]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, c)| *c)
+                .collect();
+                write!(f, "/{}/{flags}", p.escape_default())
+            }
+            Value::Cidr(c) => write!(f, "cidr {}/{}", c.addr, c.prefix),
+            Value::Compare(op, x) => {
+                let op = match op {
+                    CmpOp::Lt => "<",
+                    CmpOp::Lte => "<=",
+                    CmpOp::Gt => ">",
+                    CmpOp::Gte => ">=",
+                };
+                write!(f, "{op} {x}")
+            }
+            Value::FieldRef(field, pos) => {
+                let how = match pos {
+                    Position::Whole => "equal to",
+                    Position::Start => "starting with",
+                    Position::End => "ending with",
+                    Position::Anywhere => "containing",
+                };
+                write!(f, "{how} field {field}")
+            }
+            Value::Exists(true) => f.write_str("present"),
+            Value::Exists(false) => f.write_str("absent"),
+        }
+    }
+}
+
 /// Where a string must occur (for field references).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
@@ -856,6 +929,24 @@ fn time_part(m: &str) -> TimePart {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn values_display_as_a_rule_writes_them() {
+        let s = |t: &str| Value::Str(SigmaString::parse(t)).to_string();
+        assert_eq!(s("*Delete?Trail*"), "'*Delete?Trail*'");
+        assert_eq!(s("a\\*b"), "'a\\*b'", "an escaped wildcard stays escaped");
+        let bytes = Value::Str(SigmaString {
+            pieces: vec![Piece::Lit(vec![b'a', 0xff])],
+        });
+        assert_eq!(bytes.to_string(), "'a\\xff'");
+        assert_eq!(Value::Compare(CmpOp::Gte, 5.0).to_string(), ">= 5");
+        assert_eq!(Value::Exists(false).to_string(), "absent");
+        assert_eq!(
+            Value::FieldRef("userIdentity.arn".into(), Position::Start).to_string(),
+            "starting with field userIdentity.arn"
+        );
+    }
+
     use super::*;
     use crate::rule::yaml::load_documents;
 
