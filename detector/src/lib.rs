@@ -6,6 +6,7 @@
 
 pub mod alert;
 pub mod config;
+pub mod diff;
 pub mod durable;
 pub mod engine;
 pub mod escape;

@@ -1,8 +1,9 @@
-//! The `trailwatch` command line: replay, check, explain, test, run, show.
+//! The `trailwatch` command line: replay, check, explain, test, run, show, diff.
 
 mod cli;
 
 use clap::{Parser, Subcommand};
+use cli::diff::{cmd_diff, DiffArgs};
 use cli::replay::{cmd_replay, ReplayArgs};
 use cli::rules::{cmd_check, cmd_explain, cmd_test, CheckArgs, ExplainArgs, TestArgs};
 use cli::run::{cmd_run, RunArgs};
@@ -41,6 +42,9 @@ enum Command {
     /// Print the CloudTrail records behind alerts (by eventID); needs --allow-phi.
     #[command(after_help = SHOW_EXAMPLES)]
     Show(ShowArgs),
+    /// Replay history through old and new rules in one pass: alerts gained and lost per rule.
+    #[command(after_help = DIFF_EXAMPLES)]
+    Diff(DiffArgs),
 }
 
 const REPLAY_EXAMPLES: &str = "Examples:
@@ -83,6 +87,15 @@ const SHOW_EXAMPLES: &str = "Examples:
 Records may hold PHI: only an investigator authorised to see them should pass --allow-phi.
 With --alerts, only the log files of the alerts' event times are read.";
 
+const DIFF_EXAMPLES: &str = "Examples:
+  trailwatch diff --before rules/ --after my-branch/rules/ AWSLogs/
+  git worktree add /tmp/main main && \\
+      trailwatch diff --before /tmp/main/rules --after rules/ --fail-on-change samples/
+  trailwatch diff --before old.yml --after new.yml --format json s3://my-trail-bucket/AWSLogs/
+
+Rate caps are off (each rule's suppression stays), so a change to one rule does not move
+other rules' alerts in and out of storms. Exit 1 with --fail-on-change when anything differs.";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -92,6 +105,7 @@ fn main() -> ExitCode {
         Command::Test(a) => cmd_test(a),
         Command::Run(a) => cmd_run(a),
         Command::Show(a) => cmd_show(a),
+        Command::Diff(a) => cmd_diff(a),
     };
     match result {
         Ok(code) => code,

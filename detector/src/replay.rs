@@ -342,7 +342,7 @@ pub fn replay(
     })
 }
 
-fn error_kind(e: &InputError) -> &'static str {
+pub(crate) fn error_kind(e: &InputError) -> &'static str {
     match &e.kind {
         crate::source::file::InputErrorKind::Decode(d) => d.kind(),
         crate::source::file::InputErrorKind::Io(_) => "io",

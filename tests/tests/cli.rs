@@ -851,7 +851,7 @@ fn every_subcommand_takes_rules_the_same_way() {
         text.contains("Root usage") || text.contains("fixtures"),
         "{text}"
     );
-    for sub in ["replay", "check", "explain", "test", "run"] {
+    for sub in ["replay", "check", "explain", "test", "run", "show", "diff"] {
         let out = trailwatch(&[sub, "--help"]);
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("Examples:"),
@@ -1070,4 +1070,78 @@ no match  00000000-0000-4000-8000-0000000000cc  trail tampering
 "
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+}
+
+/// `diff` replays one input through old and new rules: a changed rule loses the alerts it no
+/// longer gives and gains new ones; an unchanged rule is not listed; `--fail-on-change` exits
+/// 1 only when something differs.
+#[test]
+fn diff_reports_alerts_gained_and_lost_per_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let (before, after) = (dir.path().join("before"), dir.path().join("after"));
+    for d in [&before, &after] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(
+            d.join("list.yml"),
+            RULE.replace("Root usage", "Bucket listing")
+                .replace("0001", "0002")
+                .replace("userIdentity.type: Root", "eventName: ListBuckets"),
+        )
+        .unwrap();
+    }
+    std::fs::write(before.join("root.yml"), RULE).unwrap();
+    std::fs::write(
+        after.join("root.yml"),
+        RULE.replace("userIdentity.type: Root", "userIdentity.type: IAMUser"),
+    )
+    .unwrap();
+    let input = dir.path().join("e.jsonl");
+    let user = root_event("u")
+        .replace("\"Root\"", "\"IAMUser\"")
+        .replace(":root", ":user/u");
+    std::fs::write(&input, format!("{}\n{user}\n", root_event("r"))).unwrap();
+    let (b, a, i) = (
+        before.to_str().unwrap(),
+        after.to_str().unwrap(),
+        input.to_str().unwrap(),
+    );
+    let out = trailwatch(&["diff", "--before", b, "--after", a, "--fail-on-change", i]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = "\
+rule                                  title                                      before    after   gained     lost  changed
+00000000-0000-4000-8000-000000000001  Root usage                                      1        1        1        1        0
+1 rules changed: 1 alerts gained, 1 lost, 0 changed; 1 rules unchanged; 2 events read, 0 unreadable
+
+gained:
+  2024-01-01T00:00:00Z  alert       1  Root usage  {\"recipientAccountId\":null,\"userIdentity.arn\":\"arn:aws:iam::1:user/u\"}
+
+lost:
+  2024-01-01T00:00:00Z  alert       1  Root usage  {\"recipientAccountId\":null,\"userIdentity.arn\":\"arn:aws:iam::1:root\"}
+";
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+
+    let out = trailwatch(&["diff", "--before", b, "--after", a, "--format", "json", i]);
+    assert_eq!(out.status.code(), Some(0), "without --fail-on-change");
+    let lines = json_lines(&out.stdout);
+    let changes: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["change"].as_str().unwrap(),
+                l["alert"]["lineage"]["events"][0]["eventID"]
+                    .as_str()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(changes, [("gained", "u"), ("lost", "r")]);
+
+    let same = trailwatch(&["diff", "--before", b, "--after", b, "--fail-on-change", i]);
+    assert_eq!(same.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&same.stdout).contains("0 rules changed"));
 }
