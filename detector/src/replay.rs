@@ -195,6 +195,8 @@ pub struct Options {
     pub alert_limits: AlertLimits,
     /// How alerts are written.
     pub format: Format,
+    /// Write alerts as they are made instead of holding them for event-time order.
+    pub unordered: bool,
     /// Which records to evaluate (none: all), with the fields it reads.
     pub select: Option<(
         crate::source::select::Selection,
@@ -258,6 +260,8 @@ pub fn replay(
         emit: opts.emit,
         alerts: 0,
         held: opts.human.map(|_| Vec::new()),
+        ordered: (opts.human.is_none() && !opts.unordered)
+            .then(|| crate::alert::order::Ordered::new(crate::alert::order::BUDGET)),
         source: Vec::new(),
         line_no: 0,
         record: 0,
@@ -312,6 +316,11 @@ pub fn replay(
         progress.alerts.store(writer.alerts, Ordering::Relaxed);
     }
     pipeline.flush(&mut writer);
+    if let Some(ordered) = writer.ordered.take() {
+        if writer.error.is_none() {
+            writer.error = ordered.finish(&mut writer.out).err();
+        }
+    }
     if let (Some(human), Some(held)) = (opts.human, writer.held.take()) {
         let text = match human {
             Human::Table { colour } => crate::alert::human::table(&held, colour),
@@ -358,6 +367,8 @@ struct Writer<'s, 'o> {
     alerts: u64,
     /// Alerts kept for a table or CSV, written at the end.
     held: Option<Vec<Alert>>,
+    /// Alert lines held to be written in event-time order at the end.
+    ordered: Option<crate::alert::order::Ordered>,
     /// Where the record being processed is: input name (as a JSON string, `"input":` before
     /// it), line, 1-based record in the input.
     source: Vec<u8>,
@@ -478,8 +489,16 @@ impl Output for Writer<'_, '_> {
         }
         self.line.clear();
         if let Ok(text) = self.format.render(&alert) {
-            self.line.extend_from_slice(text.as_bytes());
-            self.write_line();
+            match &mut self.ordered {
+                Some(o) if self.error.is_none() => {
+                    self.error = o.push(&alert, text.as_bytes()).err();
+                }
+                Some(_) => {}
+                None => {
+                    self.line.extend_from_slice(text.as_bytes());
+                    self.write_line();
+                }
+            }
         }
     }
 }

@@ -1145,3 +1145,59 @@ lost:
     assert_eq!(same.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&same.stdout).contains("0 rules changed"));
 }
+
+/// JSON alerts come out in event-time order (by when each incident began, a roll-up right
+/// after its alert) although the pipeline makes a roll-up only when its window closes, after
+/// later alerts; `--unordered` writes the same alerts as they are made.
+#[test]
+fn json_alerts_are_in_event_time_order() {
+    let rules = rules_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let at = |id: &str, hm: &str| root_event(id).replace("00:00:00Z", &format!("{hm}:00Z"));
+    let input = dir.path().join("e.jsonl");
+    let events = [
+        at("a", "00:00"),
+        at("b", "00:10"),
+        at("c", "01:10"),
+        at("d", "01:20"),
+    ];
+    std::fs::write(&input, events.join("\n") + "\n").unwrap();
+    let r = rules.path().to_str().unwrap();
+    let i = input.to_str().unwrap();
+    let run = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["replay", "-r", r];
+        args.extend_from_slice(extra);
+        args.push(i);
+        let out = trailwatch(&args);
+        assert_eq!(out.status.code(), Some(0));
+        json_lines(&out.stdout)
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {} {}",
+                    a["first_seen"].as_str().unwrap(),
+                    a["kind"].as_str().unwrap(),
+                    a["count"]
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        run(&[]),
+        [
+            "2024-01-01T00:00:00Z alert 1",
+            "2024-01-01T00:00:00Z rollup 2",
+            "2024-01-01T01:10:00Z alert 1",
+            "2024-01-01T01:10:00Z rollup 2",
+        ]
+    );
+    assert_eq!(
+        run(&["--unordered"]),
+        [
+            "2024-01-01T00:00:00Z alert 1",
+            "2024-01-01T01:10:00Z alert 1",
+            "2024-01-01T00:00:00Z rollup 2",
+            "2024-01-01T01:10:00Z rollup 2",
+        ]
+    );
+}

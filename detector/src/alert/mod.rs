@@ -9,6 +9,7 @@ pub mod human;
 pub mod ledger;
 pub mod lineage;
 pub mod ocsf;
+pub mod order;
 pub mod shape;
 
 use crate::engine::{CompiledRule, RuleSet};

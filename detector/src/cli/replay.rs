@@ -76,6 +76,10 @@ pub(crate) struct ReplayArgs {
     /// a table or CSV in event-time order for a person.
     #[arg(long, value_enum, default_value = "native")]
     pub(crate) format: FormatArg,
+    /// Write alerts as they are made (a long replay's first alerts sooner) instead of in
+    /// event-time order at the end (held in memory, spilled to temporary files past 64 MiB).
+    #[arg(long)]
+    pub(crate) unordered: bool,
     /// Most alerts per rule per minute of event time (0: no cap); the rest go into a storm alert.
     #[arg(long, default_value_t = AlertLimits::default().per_rule_per_minute, value_name = "N")]
     pub(crate) rate_per_rule: u32,
@@ -266,6 +270,7 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             FormatArg::Ocsf => Format::Ocsf,
             _ => Format::Native,
         },
+        unordered: a.unordered,
         human: match a.format {
             FormatArg::Table => Some(replay::Human::Table {
                 colour: a.output.is_none()
