@@ -557,20 +557,20 @@ fn suppression_follows_the_rules_key_and_window() {
             )
         })
         .collect();
-    // 00:00-00:10 alice: events 1, 2, 4 -> one alert and a roll-up of 3; bob alone; 00:10- a new
-    // window for alice.
+    // 00:00-00:10 alice: events 1, 2, 4 -> one alert and a roll-up of 3 (written after it: in
+    // event-time order); bob alone; 00:10- a new window for alice.
     assert_eq!(
         kinds,
         vec![
             ("alert", "1"),
+            ("rollup", "-"),
             ("alert", "3"),
-            ("alert", "5"),
-            ("rollup", "-")
+            ("alert", "5")
         ],
         "{alerts:?}"
     );
-    assert_eq!(alerts[3]["count"], 3);
-    assert_eq!(alerts[3]["related_alert_id"], alerts[0]["alert_id"]);
+    assert_eq!(alerts[1]["count"], 3);
+    assert_eq!(alerts[1]["related_alert_id"], alerts[0]["alert_id"]);
     let fields = &alerts[0]["events"][0]["fields"];
     assert_eq!(fields["requestParameters.serialNumber"], "mfa-alice");
     let hashed = fields["requestParameters.userName"].as_str().unwrap();
@@ -579,7 +579,7 @@ fn suppression_follows_the_rules_key_and_window() {
         "{hashed}"
     );
     assert_eq!(
-        alerts[2]["events"][0]["fields"]["requestParameters.userName"], hashed,
+        alerts[3]["events"][0]["fields"]["requestParameters.userName"], hashed,
         "equal values hash equally, so alerts stay comparable"
     );
 }

@@ -9,7 +9,7 @@
 //! history gives the alerts live processing gives, an alert's id is the same however often its
 //! input is redelivered, and the state is small enough to save after every batch.
 
-use super::lineage::Lineage;
+use super::lineage::Merged;
 use super::{alert_id, Alert, AlertKind, AlertRule};
 use crate::window::format_time;
 use governor::clock::FakeRelativeClock;
@@ -86,7 +86,7 @@ struct Open {
     last_seen: Option<String>,
     /// The events of the first alert and every repeat.
     #[serde(default)]
-    lineage: Lineage,
+    lineage: Merged,
 }
 
 /// Alerts held back within one storm period.
@@ -98,7 +98,7 @@ struct Storm {
     last_seen: Option<String>,
     /// The events of the held-back alerts.
     #[serde(default)]
-    lineage: Lineage,
+    lineage: Merged,
 }
 
 /// What is saved between runs.
@@ -239,7 +239,7 @@ impl Gate {
         alert.group_key = c.key;
         if let Some(open) = self.open.get_mut(&alert.alert_id) {
             open.repeats += 1;
-            open.lineage.merge(&alert.lineage);
+            open.lineage.add(&alert.lineage);
             widen(&mut open.first_seen, &alert.first_seen, true);
             widen(&mut open.last_seen, &alert.last_seen, false);
             self.stats.suppressed += 1;
@@ -255,7 +255,11 @@ impl Gate {
                 repeats: 0,
                 first_seen: alert.first_seen.clone(),
                 last_seen: alert.last_seen.clone(),
-                lineage: alert.lineage.clone(),
+                lineage: {
+                    let mut m = Merged::default();
+                    m.add(&alert.lineage);
+                    m
+                },
             },
         );
         self.admit(alert, out);
@@ -279,7 +283,7 @@ impl Gate {
         }
         widen(&mut storm.first_seen, &alert.first_seen, true);
         widen(&mut storm.last_seen, &alert.last_seen, false);
-        storm.lineage.merge(&alert.lineage);
+        storm.lineage.add(&alert.lineage);
     }
 
     /// Closes the windows and storm periods the watermark has passed.
@@ -386,7 +390,7 @@ fn rollup(open: Open) -> Alert {
         related_alert_id: Some(first.alert_id),
         held_back: None,
         held_alert_ids: None,
-        lineage: open.lineage,
+        lineage: open.lineage.lineage(),
     }
 }
 
@@ -410,7 +414,7 @@ fn storm_alert(start: i64, storm: Storm) -> Alert {
         related_alert_id: None,
         held_back: Some(storm.held),
         held_alert_ids: Some(storm.ids),
-        lineage: storm.lineage,
+        lineage: storm.lineage.lineage(),
     }
 }
 
@@ -438,7 +442,7 @@ mod tests {
             related_alert_id: None,
             held_back: None,
             held_alert_ids: None,
-            lineage: Lineage::default(),
+            lineage: Default::default(),
         }
     }
 

@@ -400,3 +400,130 @@ fn saved_state_is_sealed_and_names_no_one() {
     let err = r.restore(&snap).unwrap_err().to_string();
     assert!(err.contains("does not open with this HMAC key"), "{err}");
 }
+
+/// A successful console sign-in of `arn` from `ip`, `secs` after 10:00.
+fn signed_in(id: &str, arn: &str, ip: &str, secs: i64) -> String {
+    serde_json::json!({
+        "eventVersion": "1.09", "eventID": id, "eventTime": crate::window::format_time(BASE + secs),
+        "eventSource": "signin.amazonaws.com", "eventName": "ConsoleLogin", "eventType": "AwsConsoleSignIn",
+        "awsRegion": "us-east-1", "sourceIPAddress": ip, "recipientAccountId": "111122223333",
+        "userIdentity": {"type": "IAMUser", "accountId": "111122223333", "arn": arn, "userName": "x"},
+        "responseElements": {"ConsoleLogin": "Success"}, "additionalEventData": {"MFAUsed": "Yes"}
+    })
+    .to_string()
+}
+
+/// Every kind of alert names the events that made it, and only events of its own: a geo
+/// alert the two sign-ins of its principal, a correlation its group's failures, a roll-up the
+/// repeats it merges, a storm the alerts it held back.
+#[test]
+fn every_alert_kind_names_its_own_events() {
+    let (set, summaries) = pack();
+    let place = |ip: &str, country: &str, lat: f64, lon: f64| {
+        let loc = crate::geo::Location {
+            country: country.into(),
+            lat,
+            lon,
+            asn: None,
+        };
+        (ip.parse().unwrap(), loc)
+    };
+    let locator = crate::geo::MapLocator(
+        [
+            place("198.51.100.10", "US", 39.96, -83.0),
+            place("203.0.113.30", "DE", 50.11, 8.68),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let alice = "arn:aws:iam::111122223333:user/alice";
+    let bob = "arn:aws:iam::111122223333:user/bob";
+    let mut events = vec![
+        signed_in("g1", alice, "198.51.100.10", 0),
+        signed_in("g2", bob, "198.51.100.10", 10),
+        signed_in("g3", alice, "203.0.113.30", 600), // Ohio to Frankfurt in 10 minutes
+    ];
+    for i in 0..6 {
+        events.push(failed(&format!("f{i}"), "111122223333", "carol", 700 + i));
+        events.push(failed(
+            &format!("n{i}"),
+            "111122223333",
+            "dave",
+            700 + i * 20,
+        ));
+    }
+    // Root in three accounts within a minute: over the cap of two alerts a rule.
+    for (i, account) in ["111111111111", "222222222222", "333333333333"]
+        .iter()
+        .enumerate()
+    {
+        events.push(root_call(&format!("r{i}"), account, 800 + i as i64));
+    }
+    let limits = AlertLimits {
+        per_rule_per_minute: 2,
+        global_per_minute: 0,
+    };
+    let mut p = Pipeline::new(
+        &set,
+        Some(summaries),
+        &Settings {
+            alert_limits: limits,
+            ..Settings::default()
+        },
+        Some(Arc::new(locator)),
+    );
+    let mut out: Vec<Alert> = Vec::new();
+    for e in &events {
+        p.decode(e.as_bytes(), &mut out).unwrap();
+    }
+    p.flush(&mut out);
+    let ids = |a: &Alert| -> Vec<String> {
+        a.lineage
+            .events
+            .iter()
+            .map(|e| e.event_id.clone())
+            .collect()
+    };
+    let travel = out
+        .iter()
+        .find(|a| a.rule.title.starts_with("Impossible Travel"))
+        .expect("impossible travel");
+    assert_eq!(ids(travel), ["g1", "g3"], "alice's two sign-ins, not bob's");
+    let titles: Vec<(&str, AlertKind, u64)> = out
+        .iter()
+        .map(|a| (a.rule.title.as_str(), a.kind, a.count))
+        .collect();
+    let burst = out
+        .iter()
+        .find(|a| a.rule.title == BURST)
+        .unwrap_or_else(|| panic!("the burst: {titles:?}"));
+    assert_eq!(ids(burst), ["f0", "f1", "f2", "f3", "f4", "f5"]);
+    assert_eq!(burst.lineage.total, 6);
+    let storm = out
+        .iter()
+        .find(|a| a.kind == AlertKind::Storm)
+        .expect("a storm");
+    assert!(storm.lineage.total >= storm.count, "{storm:?}");
+    let rollup = |title: &str| {
+        out.iter()
+            .find(|a| a.kind == AlertKind::Rollup && a.rule.title == title)
+            .unwrap_or_else(|| panic!("a roll-up of {title}: {titles:?}"))
+    };
+    // A single-event rule's repeats are one event each; a burst's overlapping windows share
+    // events, counted once: the twelve failures from the address.
+    let single = rollup("Console Authentication Failure");
+    assert_eq!((single.count, single.lineage.total), (12, 12));
+    let windows = rollup("Console Sign-In Failures Burst from One Address");
+    assert_eq!((windows.count, windows.lineage.total), (3, 12));
+    let input: BTreeSet<String> = events
+        .iter()
+        .map(|e| serde_json::from_str::<serde_json::Value>(e).unwrap()["eventID"].to_string())
+        .map(|s| s.trim_matches('"').to_string())
+        .collect();
+    for a in &out {
+        assert!(!a.lineage.events.is_empty(), "{a:?}");
+        for id in ids(a) {
+            assert!(input.contains(&id), "{id} of {a:?}");
+        }
+    }
+}
