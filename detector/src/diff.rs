@@ -173,27 +173,11 @@ fn row<'r>(rules: &'r mut BTreeMap<String, RuleChange>, a: &Alert) -> &'r mut Ru
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{AlertKind, AlertRule};
 
     fn alert(rule: &str, id: &str, count: u64) -> Alert {
         Alert {
-            alert_id: id.into(),
-            kind: AlertKind::Alert,
-            rule: AlertRule {
-                id: rule.into(),
-                title: format!("title {rule}"),
-                level: "high".into(),
-                tags: vec![],
-            },
-            first_seen: Some(format!("2026-01-01T00:00:0{count}Z")),
-            last_seen: None,
             count,
-            group_key: String::new(),
-            events: vec![],
-            related_alert_id: None,
-            held_back: None,
-            held_alert_ids: None,
-            lineage: Default::default(),
+            ..Alert::bare(rule, id, &format!("2026-01-01T00:00:0{count}Z"))
         }
     }
 

@@ -49,6 +49,21 @@ pub fn trailwatch(args: &[&str]) -> Output {
         .expect("running trailwatch")
 }
 
+/// `trailwatch` with test AWS credentials and region, never the instance metadata service; the
+/// endpoint is `endpoint` (moto's), or none at all.
+pub fn trailwatch_aws(endpoint: Option<&str>) -> Command {
+    let mut cmd = Command::new(trailwatch_bin());
+    match endpoint {
+        Some(url) => cmd.env("AWS_ENDPOINT_URL", url),
+        None => cmd.env_remove("AWS_ENDPOINT_URL"),
+    };
+    cmd.env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    cmd
+}
+
 /// Parses JSON lines.
 pub fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(bytes)

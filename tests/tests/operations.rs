@@ -33,13 +33,8 @@ fn sqs_config(dir: &Path, queue_url: &str, endpoint: &str, extra: &str) -> std::
 /// `trailwatch ARGS` with the test AWS environment, within 60 s; its output and how long it took.
 fn run(args: &[&str]) -> (Output, Duration) {
     let started = Instant::now();
-    let child = Command::new(trailwatch_bin())
+    let child = trailwatch_e2e::trailwatch_aws(None)
         .args(args)
-        .env_remove("AWS_ENDPOINT_URL")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -245,11 +240,8 @@ fn unreachable_sqs_at_start_exits_2_within_the_startup_timeout() {
         );
     }
     // Meanwhile the process is alive but not ready.
-    let child = Command::new(trailwatch_bin())
+    let child = trailwatch_e2e::trailwatch_aws(None)
         .args(["run", "--config", config])
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

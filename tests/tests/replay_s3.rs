@@ -7,7 +7,7 @@ mod live;
 use aws_sdk_s3::primitives::ByteStream;
 use live::*;
 use std::path::Path;
-use trailwatch_e2e::{load_test, root, trailwatch_bin};
+use trailwatch_e2e::{load_test, root, trailwatch_aws};
 
 fn s3_client(url: &str) -> aws_sdk_s3::Client {
     let creds = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "static");
@@ -82,18 +82,13 @@ fn replay(input: &str, url: &str, dir: &Path) -> (String, String) {
 /// [`replay`] with more arguments.
 fn replay_with(input: &str, args: &[&str], url: &str, dir: &Path) -> (String, String) {
     std::fs::write(dir.join("hmac.key"), "test-secret-0123456789abcdef\n").unwrap();
-    let out = std::process::Command::new(trailwatch_bin())
+    let out = trailwatch_aws(Some(url))
         .args(["replay", "--rules"])
         .arg(root().join("rules"))
         .arg("--hmac-key-file")
         .arg(dir.join("hmac.key"))
         .args(args)
         .arg(input)
-        .env("AWS_ENDPOINT_URL", url)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -188,7 +183,7 @@ async fn replay_from_s3_gives_the_alerts_of_the_same_files_on_disk() {
         .into_iter()
         .find(|a| a["kind"] == "rollup")
         .expect("a roll-up");
-    let out = std::process::Command::new(trailwatch_bin())
+    let out = trailwatch_aws(Some(&url))
         .args(["show", "--allow-phi", "--alerts"])
         .arg(&alerts_file)
         .args([
@@ -196,11 +191,6 @@ async fn replay_from_s3_gives_the_alerts_of_the_same_files_on_disk() {
             rollup["alert_id"].as_str().unwrap(),
             &location,
         ])
-        .env("AWS_ENDPOINT_URL", &url)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -222,16 +212,11 @@ async fn replay_from_s3_gives_the_alerts_of_the_same_files_on_disk() {
 
     // A location that does not exist is an error that names it, not an empty replay (the
     // endpoint given by flag this time).
-    let out = std::process::Command::new(trailwatch_bin())
+    let out = trailwatch_aws(None)
         .args(["replay", "--rules"])
         .arg(root().join("rules"))
         .args(["--s3-endpoint", &url])
         .arg("s3://no-such-bucket-here/AWSLogs/")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

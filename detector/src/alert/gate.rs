@@ -425,25 +425,7 @@ mod tests {
     const T0: i64 = 1_700_000_000 / 3600 * 3600;
 
     fn alert(rule: &str, id: &str, t: i64) -> Alert {
-        Alert {
-            alert_id: id.into(),
-            kind: AlertKind::Alert,
-            rule: AlertRule {
-                id: rule.into(),
-                title: "t".into(),
-                level: "high".into(),
-                tags: vec![],
-            },
-            first_seen: Some(format_time(t)),
-            last_seen: Some(format_time(t)),
-            count: 1,
-            group_key: id.into(),
-            events: vec![],
-            related_alert_id: None,
-            held_back: None,
-            held_alert_ids: None,
-            lineage: Default::default(),
-        }
+        Alert::bare(rule, id, &format_time(t))
     }
 
     fn cand(rule: &str, key: &str, t: i64, suppress: i64) -> Candidate {

@@ -395,6 +395,33 @@ impl Alert {
     }
 }
 
+#[cfg(test)]
+impl Alert {
+    /// A plain alert for tests: rule `rule` (also its title), id and group key `id`, one event
+    /// at `time`, nothing else.
+    pub(crate) fn bare(rule: &str, id: &str, time: &str) -> Alert {
+        Alert {
+            alert_id: id.into(),
+            kind: AlertKind::Alert,
+            rule: AlertRule {
+                id: rule.into(),
+                title: rule.into(),
+                level: "high".into(),
+                tags: vec![],
+            },
+            first_seen: Some(time.into()),
+            last_seen: Some(time.into()),
+            count: 1,
+            group_key: id.into(),
+            events: vec![],
+            related_alert_id: None,
+            held_back: None,
+            held_alert_ids: None,
+            lineage: Default::default(),
+        }
+    }
+}
+
 /// How alerts are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

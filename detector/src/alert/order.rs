@@ -154,28 +154,13 @@ fn part(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::AlertRule;
     use proptest::prelude::*;
 
     fn alert(t: u32, kind: AlertKind, id: u32) -> Alert {
+        let time = format!("2026-01-01T00:{:02}:{:02}Z", t / 60, t % 60);
         Alert {
-            alert_id: format!("{id:04}"),
             kind,
-            rule: AlertRule {
-                id: "r".into(),
-                title: "t".into(),
-                level: "high".into(),
-                tags: vec![],
-            },
-            first_seen: Some(format!("2026-01-01T00:{:02}:{:02}Z", t / 60, t % 60)),
-            last_seen: None,
-            count: 1,
-            group_key: String::new(),
-            events: vec![],
-            related_alert_id: None,
-            held_back: None,
-            held_alert_ids: None,
-            lineage: Default::default(),
+            ..Alert::bare("r", &format!("{id:04}"), &time)
         }
     }
 
