@@ -172,13 +172,13 @@ pub(crate) fn open_geoip(
     let geo_rules: Vec<&str> = set
         .correlations()
         .iter()
-        .filter(|c| c.kind.is_geo())
+        .filter(|c| c.spec().needs_locator())
         .map(|c| c.id())
         .collect();
     if cities.is_empty() {
         if !geo_rules.is_empty() {
             eprintln!(
-                "warning: geo rules are inactive without an IP geolocation database (pass --geoip FILE): {}",
+                "warning: geo rules (and first_seen rules by location) are inactive without an IP geolocation database (pass --geoip FILE): {}",
                 geo_rules.join(", ")
             );
         }

@@ -26,6 +26,8 @@ pub enum Kind {
     NewCountry,
     /// trailwatch geo detector: two consecutive events of a principal too far apart for the time.
     ImpossibleTravel,
+    /// trailwatch first-seen detector: a combination of values never seen before.
+    FirstSeen,
 }
 
 impl Kind {
@@ -50,9 +52,15 @@ impl Kind {
         )
     }
 
-    /// Whether this is a geo detector (state per principal that a hit never resets).
+    /// Whether this is a geo detector.
     pub fn is_geo(self) -> bool {
         matches!(self, Kind::NewCountry | Kind::ImpossibleTravel)
+    }
+
+    /// Whether its state is a baseline that firing never resets (geo and first-seen
+    /// detectors), not a window.
+    pub fn is_baseline(self) -> bool {
+        self.is_geo() || self == Kind::FirstSeen
     }
 }
 
@@ -110,6 +118,19 @@ pub struct Correlation {
     pub generate: bool,
     /// Settings of a geo detector (`trailwatch: geo:` rules).
     pub geo: Option<GeoSpec>,
+    /// Settings of a first-seen detector (`trailwatch: first_seen:` rules).
+    pub first_seen: Option<super::first_seen::FirstSeenSpec>,
+}
+
+impl Correlation {
+    /// Whether it places addresses, so needs an IP geolocation database.
+    pub fn needs_locator(&self) -> bool {
+        self.kind.is_geo()
+            || self
+                .first_seen
+                .as_ref()
+                .is_some_and(|f| f.location.is_some())
+    }
 }
 
 /// Settings of the geo detectors.
@@ -171,7 +192,7 @@ fn a_timespan_that_would_overflow_event_time_is_rejected() {
     assert_eq!(parse_timespan("99999999999999999999999s"), None);
 }
 
-fn strings(node: &Node, what: &str) -> Result<Vec<String>, Located> {
+pub(super) fn strings(node: &Node, what: &str) -> Result<Vec<String>, Located> {
     use super::limits::MAX_CORRELATION_LIST;
     match &node.kind {
         NodeKind::Seq(items) if items.len() > MAX_CORRELATION_LIST => Err(Located::new(
@@ -289,6 +310,7 @@ pub(crate) fn parse(doc: &Node, section: &Node) -> Result<Correlation, Located> 
         field,
         generate,
         geo: None,
+        first_seen: None,
     })
 }
 
@@ -388,6 +410,7 @@ pub(crate) fn parse_geo(section: &Node) -> Result<Correlation, Located> {
         field: Some(text("address", "sourceIPAddress")),
         generate: true,
         geo: Some(spec),
+        first_seen: None,
     })
 }
 

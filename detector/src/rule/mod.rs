@@ -3,6 +3,7 @@
 pub mod condition;
 pub mod correlation;
 mod error;
+pub mod first_seen;
 pub mod limits;
 pub mod lint;
 pub mod parse;

@@ -8,6 +8,7 @@ use super::limits::{
 };
 use super::value::{parse_entry, FieldSpec, Placeholders};
 use super::yaml::{load_documents, Key, Node, NodeKind, Scalar};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Sigma severity levels.
@@ -131,10 +132,13 @@ impl Rule {
 pub fn load_paths(paths: &[PathBuf], placeholders: &Placeholders) -> (Vec<Rule>, Vec<RuleError>) {
     let mut rules = Vec::new();
     let mut errors = Vec::new();
+    let mut folders = HashMap::new();
     for file in rule_files(paths, &mut errors) {
+        let mut values = folder_placeholders(&file, paths, &mut folders, &mut errors);
+        values.extend(placeholders.iter().map(|(k, v)| (k.clone(), v.clone())));
         match read_rule_file(&file) {
             Ok(text) => {
-                let (r, e) = parse_file(&file, &text, placeholders);
+                let (r, e) = parse_file(&file, &text, &values);
                 rules.extend(r);
                 errors.extend(e);
             }
@@ -142,6 +146,36 @@ pub fn load_paths(paths: &[PathBuf], placeholders: &Placeholders) -> (Vec<Rule>,
         }
     }
     (rules, errors)
+}
+
+/// The file in a rule folder that gives its rules' placeholder values: defaults for the rules
+/// in and below the folder (a nearer folder's win), which `--placeholders` overrides by name.
+pub const PLACEHOLDER_FILE: &str = "placeholders.yml";
+
+/// The placeholder values the folders of `file` give, from the folder given in `roots` down.
+fn folder_placeholders(
+    file: &Path,
+    roots: &[PathBuf],
+    cache: &mut HashMap<PathBuf, Placeholders>,
+    errors: &mut Vec<RuleError>,
+) -> Placeholders {
+    let inside = |d: &Path| roots.iter().any(|r| r.is_dir() && d.starts_with(r));
+    let folders: Vec<&Path> = file.ancestors().skip(1).take_while(|d| inside(d)).collect();
+    let mut values = Placeholders::new();
+    for dir in folders.into_iter().rev() {
+        let own = cache.entry(dir.to_path_buf()).or_insert_with(|| {
+            let path = dir.join(PLACEHOLDER_FILE);
+            if !path.is_file() {
+                return Placeholders::new();
+            }
+            super::value::load_placeholders(&path).unwrap_or_else(|e| {
+                errors.push(e);
+                Placeholders::new()
+            })
+        });
+        values.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    values
 }
 
 /// Reads a rule file, refusing one over [`MAX_FILE_BYTES`] without reading it all.
@@ -190,8 +224,10 @@ pub fn rule_files(paths: &[PathBuf], errors: &mut Vec<RuleError>) -> Vec<PathBuf
                 .filter(|e| e.file_type().is_file())
                 .map(|e| e.into_path())
                 .filter(|f| matches!(f.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
-                // A rule's fixtures beside it (`x.tests.yml`) are not rules.
+                // A rule's fixtures beside it (`x.tests.yml`) and a folder's placeholder
+                // values are not rules.
                 .filter(|f| !crate::fixture::is_side_file(f))
+                .filter(|f| f.file_name().is_none_or(|n| n != PLACEHOLDER_FILE))
                 .collect();
             found.sort();
             out.extend(found);
@@ -427,17 +463,20 @@ fn parse_rule_inner(file: &Path, doc: Node, placeholders: &Placeholders) -> Resu
             )
         })?),
     };
-    let geo = doc.get("trailwatch").and_then(|t| t.get("geo"));
-    let correlation = match (doc.get("correlation"), geo) {
-        (Some(_), Some(g)) => {
-            return Err(Located::new(
-                g.line,
-                "a rule is either a correlation or a geo rule, not both",
-            ))
-        }
-        (Some(section), None) => Some(super::correlation::parse(&doc, section)?),
-        (None, Some(g)) => Some(super::correlation::parse_geo(g)?),
-        (None, None) => None,
+    let extension = |k: &str| doc.get("trailwatch").and_then(|t| t.get(k));
+    let (geo, first_seen) = (extension("geo"), extension("first_seen"));
+    let kinds = [doc.get("correlation"), geo, first_seen];
+    if let Some(second) = kinds.iter().flatten().nth(1) {
+        return Err(Located::new(
+            second.line,
+            "a rule is one of a correlation, a geo rule or a first_seen rule",
+        ));
+    }
+    let correlation = match (doc.get("correlation"), geo, first_seen) {
+        (Some(section), _, _) => Some(super::correlation::parse(&doc, section)?),
+        (_, Some(g), _) => Some(super::correlation::parse_geo(g)?),
+        (_, _, Some(f)) => Some(super::first_seen::parse(f)?),
+        _ => None,
     };
     let logsource = match doc.get("logsource") {
         None if correlation.is_some() => LogSource::default(),

@@ -532,8 +532,8 @@ fn open_locator(
     set: &RuleSet,
 ) -> Result<Option<Arc<dyn crate::geo::Locate>>, RunError> {
     if config.geoip.cities.is_empty() {
-        if set.correlations().iter().any(|c| c.kind.is_geo()) {
-            tracing::warn!("geo rules are inactive: no [geoip] cities configured");
+        if set.correlations().iter().any(|c| c.spec().needs_locator()) {
+            tracing::warn!("geo rules (and first_seen rules by location) are inactive: no [geoip] cities configured");
         }
         return Ok(None);
     }

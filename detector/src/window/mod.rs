@@ -183,6 +183,8 @@ enum State {
     Early(Box<early::Window>),
     /// An event_count correlation that fires early: its events' times, inline for two.
     EarlyCount(early_count::Counts),
+    /// first_seen: the latest time the combination was seen.
+    Known(i64),
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -235,6 +237,7 @@ impl State {
             State::Travel(t) => t.at,
             State::Early(w) => w.last(),
             State::EarlyCount(w) => early_count::last(w),
+            State::Known(t) => *t,
         }
     }
 
@@ -245,6 +248,7 @@ impl State {
             State::Numbers(n) => n.last = n.last.max(t),
             State::Seen(m) | State::Chain(m) => m.last = m.last.max(t),
             State::Countries(c) => c.last = c.last.max(t),
+            State::Known(last) => *last = (*last).max(t),
             State::Travel(_) | State::Early(_) | State::EarlyCount(_) => {}
         }
     }
@@ -257,6 +261,9 @@ struct Groups {
     touched: VecDeque<(Key, i64)>,
     /// The events that fed the groups lately, for alert lineage.
     recent: lineage::Recent,
+    /// The earliest event time the correlation has seen (a first-seen detector learns from
+    /// then).
+    started: Option<i64>,
 }
 
 /// The group values back from their JSON text.
@@ -447,33 +454,37 @@ impl<'s> Correlator<'s> {
             if corr.early {
                 continue; // fed on arrival
             }
-            let geo = corr.kind.is_geo();
+            let kind = corr.kind;
             self.note(feed, p.time, &p.origin);
-            let fired = if geo {
-                self.update_geo(feed, p.time)
-            } else {
-                self.update(feed, p.time).map(|(s, v)| (s, v, None))
+            let fired = match kind {
+                Kind::FirstSeen => self.update_first_seen(feed, p.time),
+                _ if kind.is_geo() => self
+                    .update_geo(feed, p.time)
+                    .map(|(s, v, d)| (s, v, d, None)),
+                _ => self.update(feed, p.time).map(|(s, v)| (s, v, None, None)),
             };
-            if let Some((window_start, value, detail)) = fired {
+            if let Some((window_start, value, detail, place)) = fired {
                 self.stats.fired += 1;
                 let recent = &mut self.groups[c as usize].recent;
                 let lineage = recent.between(&feed.key, window_start, p.time);
-                if !geo {
+                if !kind.is_baseline() {
                     recent.forget(&feed.key); // the window was reset
                 }
                 let corr = &self.set.correlations()[c as usize];
+                let mut group: Vec<(String, Option<String>)> = corr
+                    .spec()
+                    .group_by
+                    .iter()
+                    .cloned()
+                    .zip(group_values(&feed.values))
+                    .collect();
+                group.extend(place);
                 out.push(CorrelationHit {
                     correlation: c,
                     time: p.time,
                     window_start,
                     value,
-                    group: corr
-                        .spec()
-                        .group_by
-                        .iter()
-                        .cloned()
-                        .zip(group_values(&feed.values))
-                        .collect(),
+                    group,
                     origin: p.origin.clone(),
                     detail,
                     events: events_in_window(corr.kind, value, lineage.len()),
@@ -571,6 +582,75 @@ impl<'s> Correlator<'s> {
         if let Some(id) = origin.event_id.as_deref() {
             self.groups[feed.corr as usize].recent.note(feed.key, t, id);
         }
+    }
+
+    /// Feeds a first-seen detector; returns (its time, 1, what it saw, the place added to the
+    /// group) when the combination is new and the learning period is over.
+    fn update_first_seen(&mut self, feed: &Feed, t: i64) -> Option<Fired> {
+        let corr = &self.set.correlations()[feed.corr as usize];
+        let spec = corr.spec().first_seen.as_ref()?;
+        let names = &corr.spec().group_by;
+        if !spec.exceptions.is_empty() {
+            let values = group_values(&feed.values);
+            let exempt = names.iter().zip(&values).any(|(name, v)| {
+                let list = spec.exceptions.get(name);
+                v.as_ref()
+                    .is_some_and(|v| list.is_some_and(|l| l.contains(v)))
+            });
+            if exempt {
+                return None;
+            }
+        }
+        let (key, place) = match spec.location {
+            None => (feed.key, None),
+            Some(kind) => {
+                let ip = crate::geo::Exceptions::default().address(feed.value.as_deref()?)?;
+                let Some(loc) = self.locator.as_ref().and_then(|l| l.locate(ip)) else {
+                    self.stats.unlocated += 1;
+                    return None;
+                };
+                let text = match kind {
+                    crate::rule::first_seen::Place::Country => loc.country,
+                    crate::rule::first_seen::Place::Asn => format!("AS{}", loc.asn?),
+                };
+                let mut bytes = feed.values.as_bytes().to_vec();
+                bytes.push(0x1f);
+                bytes.extend_from_slice(text.as_bytes());
+                let hash = xxhash_rust::xxh3::xxh3_128(&bytes);
+                let key = ((hash >> 64) as u64, hash as u64);
+                (key, Some((kind.name().to_string(), Some(text))))
+            }
+        };
+        let (history, retention) = (spec.history, corr.timespan);
+        let groups = &mut self.groups[feed.corr as usize];
+        // Hits come in event-time order (the reorder buffer), so the first is the earliest.
+        let started = *groups.started.get_or_insert(t);
+        expire(groups, t.saturating_sub(retention));
+        let fired = match groups.map.get_mut(&key) {
+            Some(state) => {
+                if !matches!(state, State::Known(_)) {
+                    *state = State::Known(t); // restored from an older build: start over
+                }
+                state.touch(t);
+                None
+            }
+            None => {
+                if groups.map.len() >= self.opts.max_keys {
+                    self.stats.evicted += evict_oldest(groups);
+                }
+                groups.map.insert(key, State::Known(t));
+                let learnt = t >= started.saturating_add(history);
+                learnt.then(|| {
+                    let detail = format!(
+                        "first seen since learning began at {}",
+                        format_time(started)
+                    );
+                    (t, 1.0, Some(detail), place)
+                })
+            }
+        };
+        groups.touched.push_back((key, t));
+        fired
     }
 
     /// Feeds a geo detector; returns (window start, value, what it saw) when it fires.
@@ -753,10 +833,13 @@ impl<'s> Correlator<'s> {
                     done as f64,
                 )
             }
-            // Geo states are fed by update_geo only, early windows by update_early.
-            State::Countries(_) | State::Travel(_) | State::Early(_) | State::EarlyCount(_) => {
-                return None
-            }
+            // Baselines are fed by update_geo and update_first_seen, early windows by
+            // update_early.
+            State::Countries(_)
+            | State::Travel(_)
+            | State::Early(_)
+            | State::EarlyCount(_)
+            | State::Known(_) => return None,
         };
         let last = state.last();
         groups.touched.push_back((feed.key, last));
@@ -804,12 +887,17 @@ fn new_state(kind: Kind, n_inputs: usize) -> State {
             lon: 0.0,
             country: String::new(),
         })),
+        Kind::FirstSeen => State::Known(i64::MIN),
         Kind::TemporalOrdered => State::Chain(Box::new(Marks {
             at: vec![None; n_inputs].into_boxed_slice(),
             last: i64::MIN,
         })),
     }
 }
+
+/// What a baseline or window update gives when it fires: (window start, value, what it saw,
+/// a group entry it adds).
+type Fired = (i64, f64, Option<String>, Option<(String, Option<String>)>);
 
 /// Drops groups whose last update is older than `lo`: nothing in them can count any more.
 fn expire(groups: &mut Groups, lo: i64) {

@@ -54,6 +54,9 @@ struct CorrelationState {
     /// The events that fed the groups lately (alert lineage); absent in older snapshots.
     #[serde(default)]
     recent: Vec<super::lineage::Saved>,
+    /// The earliest event time the correlation saw (first-seen learning).
+    #[serde(default)]
+    started: Option<i64>,
 }
 
 /// A buffered hit, with its rule and correlations named by id.
@@ -91,6 +94,7 @@ impl Correlator<'_> {
                     fingerprint: fingerprint(c),
                     groups: g.map.iter().map(|(k, s)| (*k, s.clone())).collect(),
                     recent: g.recent.save(),
+                    started: g.started,
                 })
                 .collect(),
             pending: self
@@ -134,6 +138,7 @@ impl Correlator<'_> {
                 continue;
             };
             groups[i].recent = super::lineage::Recent::restore(saved.recent);
+            groups[i].started = saved.started;
             let mut entries: Vec<((u64, u64), State)> = saved.groups;
             entries.sort_by_key(|(_, s)| s.last());
             for (k, s) in entries {
@@ -208,6 +213,13 @@ fn check(body: &Body, set: &crate::engine::RuleSet) -> Result<(), SnapshotError>
     if body.max_time.is_some_and(|t| !time_ok(t)) {
         return bad("the newest event time");
     }
+    if body
+        .correlations
+        .iter()
+        .any(|c| c.started.is_some_and(|t| !time_ok(t)))
+    {
+        return bad("a first-seen learning start");
+    }
     let corrs = set.correlations();
     let by_id = |id: &str| corrs.iter().find(|c| c.id() == id);
     for saved in &body.correlations {
@@ -271,6 +283,7 @@ fn state_ok(state: &State, n_inputs: usize) -> bool {
         State::EarlyCount(w) => {
             w.iter().all(|&x| time_ok(x >> 1)) && w.windows(2).all(|p| p[0] >> 1 <= p[1] >> 1)
         }
+        State::Known(t) => time_ok(*t),
     }
 }
 

@@ -654,14 +654,12 @@ mod snapshots {
     }
 }
 
-mod geo_detectors {
-    use super::*;
+/// Addresses placed for the geo and first-seen tests.
+mod geo_detectors_support {
     use crate::geo::{Location, MapLocator};
     use std::sync::Arc;
 
-    const SUCCESS_ANY: &str = "title: login\nid: ok\nname: console_login_success\nlogsource: {product: aws}\ndetection:\n  sel: {eventName: ConsoleLogin, responseElements.ConsoleLogin: Success}\n  condition: sel\n";
-
-    fn locator() -> Arc<MapLocator> {
+    pub fn locator() -> Arc<MapLocator> {
         let mut m = MapLocator::default();
         let mut put = |ip: &str, c: &str, lat: f64, lon: f64, asn: Option<u32>| {
             m.0.insert(
@@ -680,6 +678,13 @@ mod geo_detectors {
         put("192.0.2.1", "FR", 48.86, 2.35, None); // Paris
         Arc::new(m)
     }
+}
+
+mod geo_detectors {
+    use super::geo_detectors_support::locator;
+    use super::*;
+
+    const SUCCESS_ANY: &str = "title: login\nid: ok\nname: console_login_success\nlogsource: {product: aws}\ndetection:\n  sel: {eventName: ConsoleLogin, responseElements.ConsoleLogin: Success}\n  condition: sel\n";
 
     fn run_geo(rule: &str, events: &[String]) -> (Vec<CorrelationHit>, Stats) {
         let s = set(&[SUCCESS_ANY, rule]);
@@ -810,5 +815,133 @@ mod geo_detectors {
             errs[0].message.contains("'nope' is not a network"),
             "{errs:?}"
         );
+    }
+}
+
+mod first_seen {
+    use super::geo_detectors_support::*;
+    use super::*;
+
+    const API: &str = "title: api\nid: api\nname: any_call\nlogsource: {product: aws}\ndetection:\n  sel: {eventName|exists: true}\n  condition: sel\n";
+    const DAY: i64 = 86_400;
+
+    fn rule(extra: &str) -> String {
+        format!("title: new api\nid: fs\ntrailwatch:\n  first_seen:\n    rules: [any_call]\n    fields: [userIdentity.arn, eventName]\n    history: 2d\n    retention: 10d\n{extra}")
+    }
+
+    fn call(t: i64, arn: &str, name: &str, ip: &str) -> String {
+        format!(
+            r#"{{"eventID":"{arn}-{name}-{t}","eventTime":"{}","eventName":"{name}","userIdentity":{{"arn":"{arn}"}},"sourceIPAddress":"{ip}"}}"#,
+            format_time(1_704_067_200 + t)
+        )
+    }
+
+    fn fired(rule: &str, events: &[String]) -> Vec<(String, i64)> {
+        let s = set(&[API, rule]);
+        let c = Correlator::new(&s, Options::default()).with_locator(locator());
+        feed_all(c, events)
+            .0
+            .iter()
+            .map(|h| {
+                let values: Vec<String> = h
+                    .group
+                    .iter()
+                    .map(|(_, v)| v.clone().unwrap_or_default())
+                    .collect();
+                (values.join("/"), (h.time - 1_704_067_200) / DAY)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn new_combinations_alert_once_after_the_learning_period() {
+        let events = [
+            call(0, "alice", "ListBuckets", "10.0.0.1"),
+            call(DAY, "alice", "GetObject", "10.0.0.1"), // learning: no alert
+            call(3 * DAY, "alice", "GetObject", "10.0.0.1"), // known
+            call(3 * DAY + 1, "alice", "DeleteBucket", "10.0.0.1"), // new
+            call(4 * DAY, "alice", "DeleteBucket", "10.0.0.1"), // known now
+            call(4 * DAY + 1, "bob", "ListBuckets", "10.0.0.1"), // new principal
+            // Unseen for longer than the retention: forgotten, so new again.
+            call(20 * DAY, "alice", "GetObject", "10.0.0.1"),
+        ];
+        assert_eq!(
+            fired(&rule(""), &events),
+            [
+                ("alice/DeleteBucket".to_string(), 3),
+                ("bob/ListBuckets".to_string(), 4),
+                ("alice/GetObject".to_string(), 20),
+            ]
+        );
+        let exempt = rule("    exceptions: {userIdentity.arn: [bob]}\n");
+        assert_eq!(fired(&exempt, &events).len(), 2, "bob never alerts");
+    }
+
+    #[test]
+    fn a_combination_can_include_where_the_address_is() {
+        let by_country = rule("    location: country\n");
+        let events = [
+            call(0, "alice", "GetObject", "198.51.100.1"),
+            call(3 * DAY, "alice", "GetObject", "198.51.100.2"), // US again
+            call(3 * DAY + 1, "alice", "GetObject", "203.0.113.1"), // DE: new
+            call(3 * DAY + 2, "alice", "GetObject", "10.0.0.1"), // private: never placed
+        ];
+        assert_eq!(
+            fired(&by_country, &events),
+            [("alice/GetObject/DE".to_string(), 3)]
+        );
+    }
+
+    #[test]
+    fn a_restart_keeps_what_was_learnt_and_when_learning_began() {
+        let s = set(&[API, &rule("")]);
+        let mut before = Correlator::new(&s, Options::default());
+        let (mut out, _) =
+            feed_all_keep(&mut before, &[call(0, "alice", "ListBuckets", "10.0.0.1")]);
+        before.flush(&mut out);
+        assert!(out.is_empty());
+        let mut after = Correlator::new(&s, Options::default());
+        after.restore(&before.snapshot()).unwrap();
+        let (mut out, _) = feed_all_keep(
+            &mut after,
+            &[
+                call(3 * DAY, "alice", "ListBuckets", "10.0.0.1"),
+                call(3 * DAY, "alice", "PutObject", "10.0.0.1"),
+            ],
+        );
+        after.flush(&mut out);
+        let groups: Vec<String> = out.iter().map(|h| h.group_json().to_string()).collect();
+        assert_eq!(
+            groups,
+            [r#"{"userIdentity.arn":"alice","eventName":"PutObject"}"#],
+            "the learning period counts from before the restart; ListBuckets is known"
+        );
+    }
+
+    #[test]
+    fn rule_errors_name_the_key() {
+        for (extra, says) in [
+            ("    location: city\n", "location 'city'"),
+            (
+                "    address: ip\n",
+                "'address' is read only with 'location'",
+            ),
+            (
+                "    exceptions: {eventSource: [x]}\n",
+                "exception field 'eventSource'",
+            ),
+            ("    colour: red\n", "unknown first_seen key 'colour'"),
+            ("", "'history' must be a duration"),
+        ] {
+            let text = match extra {
+                "" => rule("").replace("history: 2d", "history: soon"),
+                _ => rule(extra),
+            };
+            let (_, errs) = parse_file(Path::new("f.yml"), &text, &Placeholders::new());
+            assert!(
+                errs.iter().any(|e| e.to_string().contains(says)),
+                "{extra}: {errs:?}"
+            );
+        }
     }
 }
