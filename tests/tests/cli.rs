@@ -1201,3 +1201,59 @@ fn json_alerts_are_in_event_time_order() {
         ]
     );
 }
+
+/// A rule folder's `placeholders.yml` gives values to the rules in and below it (a nearer
+/// folder's win), `--placeholders` wins over both, and the file is never read as a rule.
+#[test]
+fn folder_placeholders_are_defaults_an_operator_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    let sub = rules.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let rule = |id: &str| {
+        format!("title: bucket {id}\nid: 00000000-0000-4000-8000-00000000000{id}\nlogsource: {{product: aws}}\ndetection:\n  sel:\n    requestParameters.bucketName|expand: '%buckets%'\n  condition: sel\nlevel: low\n")
+    };
+    std::fs::write(rules.join("top.yml"), rule("1")).unwrap();
+    std::fs::write(sub.join("below.yml"), rule("2")).unwrap();
+    std::fs::write(rules.join("placeholders.yml"), "buckets: [a]\n").unwrap();
+    std::fs::write(sub.join("placeholders.yml"), "buckets: [b]\n").unwrap();
+    let input = dir.path().join("e.jsonl");
+    let events: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|b| format!(r#"{{"eventID":"{b}","requestParameters":{{"bucketName":"{b}"}}}}"#))
+        .collect();
+    std::fs::write(&input, events.join("\n")).unwrap();
+    let hits = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["replay", "--emit", "hits", "-r", rules.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(input.to_str().unwrap());
+        let out = trailwatch(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut hits: Vec<String> = json_lines(&out.stdout)
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} {}",
+                    &h["rule_id"].as_str().unwrap()[35..],
+                    h["event_id"].as_str().unwrap()
+                )
+            })
+            .collect();
+        hits.sort();
+        hits
+    };
+    assert_eq!(hits(&[]), ["1 a", "2 b"]);
+    let mine = dir.path().join("mine.yml");
+    std::fs::write(&mine, "buckets: [c]\n").unwrap();
+    assert_eq!(
+        hits(&["--placeholders", mine.to_str().unwrap()]),
+        ["1 c", "2 c"]
+    );
+    let check = trailwatch(&["check", rules.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&check.stdout).contains("2 rules loaded, 0 errors"));
+}

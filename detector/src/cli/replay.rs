@@ -178,7 +178,7 @@ pub(crate) fn open_geoip(
     if cities.is_empty() {
         if !geo_rules.is_empty() {
             eprintln!(
-                "warning: geo rules (and first_seen rules by location) are inactive without an IP geolocation database (pass --geoip FILE): {}",
+                "warning: geo rules are inactive without an IP geolocation database (pass --geoip FILE), as are first_seen rules by location: {}",
                 geo_rules.join(", ")
             );
         }

@@ -533,7 +533,7 @@ fn open_locator(
 ) -> Result<Option<Arc<dyn crate::geo::Locate>>, RunError> {
     if config.geoip.cities.is_empty() {
         if set.correlations().iter().any(|c| c.spec().needs_locator()) {
-            tracing::warn!("geo rules (and first_seen rules by location) are inactive: no [geoip] cities configured");
+            tracing::warn!("geo rules are inactive, as are first_seen rules by location: no [geoip] cities configured");
         }
         return Ok(None);
     }
