@@ -84,6 +84,8 @@ pub struct Metrics {
     pub source_lag: prometheus::Gauge,
     /// Kafka consumer lag (messages behind the partition's end), by partition.
     pub kafka_lag: prometheus::IntGaugeVec,
+    /// Wall-clock seconds since the latest event time of each account and region.
+    pub source_age: prometheus::GaugeVec,
     /// Kafka consumer group rebalances, by kind (`assign`, `revoke`).
     pub kafka_rebalances: IntCounterVec,
     health: Arc<Health>,
@@ -194,8 +196,19 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(kafka_lag.clone()))
             .expect("unique metric");
+        let source_age = prometheus::GaugeVec::new(
+            Opts::new(
+                "trailwatch_source_last_event_age_seconds",
+                "Seconds of wall-clock time since the latest event time of each account and region",
+            ),
+            &["account", "region"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(source_age.clone()))
+            .expect("unique metric");
         Metrics {
             kafka_lag,
+            source_age,
             kafka_rebalances: vec(
                 "trailwatch_kafka_rebalances_total",
                 "Consumer group rebalances, by kind",
@@ -295,6 +308,7 @@ impl Metrics {
             v.with_label_values(&["x"]);
         }
         m.kafka_lag.with_label_values(&["0"]);
+        m.source_age.with_label_values(&["0", "0"]);
         m.registry
             .gather()
             .iter()

@@ -96,6 +96,18 @@ async fn eventbridge_events_become_minimal_deduplicated_alerts() {
         "{text}"
     );
     assert!(http_get(&metrics, "/readyz").starts_with("HTTP/1.1 200"));
+    // How long ago the account's region last delivered, by the wall clock (its events carry
+    // 2026-11 times: days, not seconds).
+    let age = text
+        .lines()
+        .find(|l| {
+            l.starts_with("trailwatch_source_last_event_age_seconds{")
+                && l.contains("account=\"111122223333\"")
+                && l.contains("region=\"us-east-1\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no source age in {text}"));
+    assert!(age > 3600.0, "{age}");
 
     stop_service(service);
     assert!(

@@ -102,6 +102,9 @@ pub struct RuleSet {
     pub event_id: FieldId,
     /// `eventTime`.
     pub event_time: FieldId,
+    /// `recipientAccountId` and `awsRegion`, when every event's source is tracked (silence
+    /// rules, the live service's per-source metric).
+    pub delivery: Option<(FieldId, FieldId)>,
     correlations: Vec<CompiledCorrelation>,
     links: Links,
     /// What compiled regexes and automata may still take ([`MAX_SET_MATCHER_BYTES`]).
@@ -146,6 +149,7 @@ impl RuleSet {
             event_source,
             event_id,
             event_time,
+            delivery: None,
             correlations: Vec::new(),
             links: Links::default(),
             matcher_budget: crate::rule::limits::MAX_SET_MATCHER_BYTES,
@@ -186,9 +190,18 @@ impl RuleSet {
         let detection: Vec<Rule> = set.rules.iter().map(|r| r.rule.clone()).collect();
         set.correlations = correlation::compile(&detection, corr_rules, &mut fields)?;
         set.fields = fields;
+        if set.correlations.iter().any(|c| c.spec().silence.is_some()) {
+            set.track_delivery();
+        }
         set.build_index();
         set.links = links(&set.rules, &set.correlations);
         Ok(set)
+    }
+
+    /// Makes every event's account and region read, so pipelines track who delivers.
+    pub fn track_delivery(&mut self) {
+        let ids = self.capture(&["recipientAccountId", "awsRegion"]);
+        self.delivery = Some((ids[0], ids[1]));
     }
 
     /// Heap bytes of the compiled regexes and substring automata (bounded by

@@ -366,6 +366,11 @@ impl<'s> Pipeline<'s> {
         self.stages.gate.open_windows()
     }
 
+    /// The accounts and regions seen delivering (with [`RuleSet::track_delivery`]).
+    pub fn sources(&self) -> impl Iterator<Item = &crate::window::silence::Source> {
+        self.stages.correlator.sources()
+    }
+
     /// Event ids remembered for de-duplication.
     pub fn remembered_events(&self) -> usize {
         self.stages.dedup.len()
@@ -463,6 +468,11 @@ impl<'s> Stages<'s> {
                     }
                     self.offer(c);
                 }
+            }
+        }
+        if let (Some(t), Some((account, region))) = (time, set.delivery) {
+            if let (Some(a), Some(r)) = (ev.get(account).text(), ev.get(region).text()) {
+                self.correlator.saw_source(a, r, t, event_id);
             }
         }
         if let Some(t) = time {

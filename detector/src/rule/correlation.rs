@@ -28,6 +28,8 @@ pub enum Kind {
     ImpossibleTravel,
     /// trailwatch first-seen detector: a combination of values never seen before.
     FirstSeen,
+    /// trailwatch silence detector: an account and region stopped delivering events.
+    Silence,
 }
 
 impl Kind {
@@ -57,10 +59,10 @@ impl Kind {
         matches!(self, Kind::NewCountry | Kind::ImpossibleTravel)
     }
 
-    /// Whether its state is a baseline that firing never resets (geo and first-seen
-    /// detectors), not a window.
+    /// Whether its state is a baseline that firing never resets (geo, first-seen and
+    /// silence detectors), not a window.
     pub fn is_baseline(self) -> bool {
-        self.is_geo() || self == Kind::FirstSeen
+        self.is_geo() || matches!(self, Kind::FirstSeen | Kind::Silence)
     }
 }
 
@@ -120,6 +122,8 @@ pub struct Correlation {
     pub geo: Option<GeoSpec>,
     /// Settings of a first-seen detector (`trailwatch: first_seen:` rules).
     pub first_seen: Option<super::first_seen::FirstSeenSpec>,
+    /// Settings of a silence detector (`trailwatch: silence:` rules).
+    pub silence: Option<super::silence::SilenceSpec>,
 }
 
 impl Correlation {
@@ -311,6 +315,7 @@ pub(crate) fn parse(doc: &Node, section: &Node) -> Result<Correlation, Located> 
         generate,
         geo: None,
         first_seen: None,
+        silence: None,
     })
 }
 
@@ -411,6 +416,7 @@ pub(crate) fn parse_geo(section: &Node) -> Result<Correlation, Located> {
         generate: true,
         geo: Some(spec),
         first_seen: None,
+        silence: None,
     })
 }
 

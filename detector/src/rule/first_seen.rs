@@ -150,6 +150,7 @@ pub(crate) fn parse(section: &Node) -> Result<Correlation, Located> {
         generate: true,
         geo: None,
         first_seen: Some(spec),
+        silence: None,
     })
 }
 

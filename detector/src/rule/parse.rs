@@ -464,19 +464,26 @@ fn parse_rule_inner(file: &Path, doc: Node, placeholders: &Placeholders) -> Resu
         })?),
     };
     let extension = |k: &str| doc.get("trailwatch").and_then(|t| t.get(k));
-    let (geo, first_seen) = (extension("geo"), extension("first_seen"));
-    let kinds = [doc.get("correlation"), geo, first_seen];
+    let (geo, first_seen, silence) = (
+        extension("geo"),
+        extension("first_seen"),
+        extension("silence"),
+    );
+    let kinds = [doc.get("correlation"), geo, first_seen, silence];
     if let Some(second) = kinds.iter().flatten().nth(1) {
         return Err(Located::new(
             second.line,
-            "a rule is one of a correlation, a geo rule or a first_seen rule",
+            "a rule is one of a correlation, a geo, a first_seen or a silence rule",
         ));
     }
-    let correlation = match (doc.get("correlation"), geo, first_seen) {
-        (Some(section), _, _) => Some(super::correlation::parse(&doc, section)?),
-        (_, Some(g), _) => Some(super::correlation::parse_geo(g)?),
-        (_, _, Some(f)) => Some(super::first_seen::parse(f)?),
-        _ => None,
+    let correlation = if let Some(section) = doc.get("correlation") {
+        Some(super::correlation::parse(&doc, section)?)
+    } else if let Some(g) = geo {
+        Some(super::correlation::parse_geo(g)?)
+    } else if let Some(f) = first_seen {
+        Some(super::first_seen::parse(f)?)
+    } else {
+        silence.map(super::silence::parse).transpose()?
     };
     let logsource = match doc.get("logsource") {
         None if correlation.is_some() => LogSource::default(),

@@ -222,6 +222,8 @@ fn prepare(config: &Config, hmac_key: &Option<Vec<u8>>) -> Result<Prepared, Prep
     if set.rules().is_empty() && set.correlations().is_empty() {
         return Err(paths());
     }
+    // Every event's account and region, for trailwatch_source_last_event_age_seconds.
+    set.track_delivery();
     let summaries = SummaryFields::register(&mut set).with_hmac_key(hmac_key.clone());
     if !summaries.has_hmac_key() {
         if let Some(r) = summaries.rules_with_hashed_fields().next() {

@@ -13,6 +13,8 @@ pub(super) struct Reported {
     gate: GateStats,
     correlation: crate::window::Stats,
     keys: i64,
+    /// The (account, region) labels this pipeline set.
+    sources: std::collections::HashSet<(String, String)>,
 }
 
 impl Reported {
@@ -54,11 +56,35 @@ impl Reported {
         let keys = p.correlation_keys() as i64;
         m.window_keys.add(keys - self.keys);
         self.keys = keys;
+        self.report_sources(p, m);
+    }
+
+    /// The age of each account's and region's latest event, by the wall clock.
+    fn report_sources(&mut self, p: &Pipeline<'_>, m: &Metrics) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut seen = std::collections::HashSet::new();
+        for s in p.sources() {
+            let age = now.saturating_sub(s.last).max(0) as f64;
+            m.source_age
+                .with_label_values(&[&*s.account, &*s.region])
+                .set(age);
+            seen.insert((s.account.to_string(), s.region.to_string()));
+        }
+        // Sources the pipeline forgot (silent past the retention, or over the cap).
+        for (a, r) in self.sources.difference(&seen) {
+            let _ = m.source_age.remove_label_values(&[a, r]);
+        }
+        self.sources = seen;
     }
 
     /// The pipeline is gone (a revoked partition, a replaced rule set): its gauges no longer
     /// count here (its state, counters included, lives on where it was handed).
     pub fn retire(&mut self, m: &Metrics) {
+        for (a, r) in &self.sources {
+            let _ = m.source_age.remove_label_values(&[a, r]);
+        }
         m.window_keys.sub(self.keys);
         m.late_events.sub(self.correlation.late as i64);
         m.window_evictions.sub(self.correlation.evicted as i64);

@@ -284,6 +284,9 @@ pub struct Correlator<'s> {
     groups: Vec<Groups>,
     seq: u64,
     locator: Option<std::sync::Arc<dyn crate::geo::Locate>>,
+    /// The accounts and regions that deliver events, for silence rules and the metric.
+    sources: silence::Sources,
+    silence_rules: Vec<silence::Rule>,
     /// Counters.
     pub stats: Stats,
 }
@@ -302,7 +305,59 @@ impl<'s> Correlator<'s> {
                 .collect(),
             seq: 0,
             locator: None,
+            sources: silence::Sources::default(),
+            silence_rules: silence_rules(set),
             stats: Stats::default(),
+        }
+    }
+
+    /// Notes an event of `account` in `region` at `t` (every event, for silence rules).
+    pub fn saw_source(&mut self, account: &str, region: &str, t: i64, event_id: Option<&str>) {
+        self.sources.saw(account, region, t, event_id);
+    }
+
+    /// The accounts and regions seen delivering.
+    pub fn sources(&self) -> impl Iterator<Item = &silence::Source> {
+        self.sources.iter()
+    }
+
+    /// Reports the sources the watermark has found silent.
+    fn check_silence(&mut self, out: &mut Vec<CorrelationHit>) {
+        let Some(w) = self.watermark().filter(|_| !self.silence_rules.is_empty()) else {
+            return;
+        };
+        let mut silent = Vec::new();
+        self.sources.check(&self.silence_rules, w, &mut silent);
+        for x in silent {
+            self.stats.fired += 1;
+            let s = &x.source;
+            let detail = format!(
+                "no events since {} ({} events from {}), while others still deliver",
+                format_time(s.last),
+                s.events,
+                format_time(s.first)
+            );
+            out.push(CorrelationHit {
+                correlation: x.correlation,
+                time: x.since,
+                window_start: s.last,
+                value: 0.0,
+                group: vec![
+                    ("recipientAccountId".into(), Some(s.account.to_string())),
+                    ("awsRegion".into(), Some(s.region.to_string())),
+                ],
+                origin: Origin {
+                    input_index: 0,
+                    event_id: None,
+                    event_time: Some(format_time(x.since)),
+                },
+                detail: Some(detail),
+                lineage: (!s.last_id.is_empty())
+                    .then(|| (s.last, s.last_id.clone()))
+                    .into_iter()
+                    .collect(),
+                events: 1,
+            });
         }
     }
 
@@ -389,6 +444,7 @@ impl<'s> Correlator<'s> {
         if let Some(w) = self.watermark() {
             self.release(w, out);
         }
+        self.check_silence(out);
     }
 
     /// Event time before which nothing is accepted any more: the newest event time less the
@@ -404,6 +460,7 @@ impl<'s> Correlator<'s> {
         if self.floor.is_none_or(|f| w > f) {
             self.floor = Some(w);
             self.release(w, out);
+            self.check_silence(out);
         }
     }
 
@@ -887,12 +944,30 @@ fn new_state(kind: Kind, n_inputs: usize) -> State {
             lon: 0.0,
             country: String::new(),
         })),
-        Kind::FirstSeen => State::Known(i64::MIN),
+        Kind::FirstSeen | Kind::Silence => State::Known(i64::MIN),
         Kind::TemporalOrdered => State::Chain(Box::new(Marks {
             at: vec![None; n_inputs].into_boxed_slice(),
             last: i64::MIN,
         })),
     }
+}
+
+/// The thresholds of the set's silence rules.
+fn silence_rules(set: &RuleSet) -> Vec<silence::Rule> {
+    set.correlations()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let spec = c.spec().silence?;
+            Some(silence::Rule {
+                correlation: i as u32,
+                after: spec.after,
+                min_events: spec.min_events,
+                baseline: spec.baseline,
+                retention: c.timespan,
+            })
+        })
+        .collect()
 }
 
 /// What a baseline or window update gives when it fires: (window start, value, what it saw,
@@ -926,6 +1001,7 @@ fn evict_oldest(groups: &mut Groups) -> u64 {
 
 pub mod early;
 mod lineage;
+pub mod silence;
 mod time;
 pub use time::{event_time, format_time};
 mod early_count;

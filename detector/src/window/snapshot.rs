@@ -44,6 +44,9 @@ struct Body {
     stats: Stats,
     correlations: Vec<CorrelationState>,
     pending: Vec<PendingState>,
+    /// The accounts and regions seen delivering (silence rules); absent in older snapshots.
+    #[serde(default)]
+    sources: super::silence::Sources,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -86,6 +89,7 @@ impl Correlator<'_> {
             max_time: self.max_time,
             seq: self.seq,
             stats: self.stats,
+            sources: self.sources.clone(),
             correlations: corrs
                 .iter()
                 .zip(&self.groups)
@@ -124,8 +128,13 @@ impl Correlator<'_> {
     /// ([`check`]): times, counters and window invariants out of range reject the snapshot
     /// whole, so a damaged or hostile file cannot make later arithmetic overflow.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<Restored, SnapshotError> {
-        let body = parse(bytes)?;
+        let mut body = parse(bytes)?;
         check(&body, self.set)?;
+        if !body.sources.restored(time_ok) {
+            return Err(SnapshotError::Body(
+                "a delivering source out of range".into(),
+            ));
+        }
         let corrs = self.set.correlations();
         let mut groups: Vec<Groups> = (0..corrs.len()).map(|_| Groups::default()).collect();
         let mut report = Restored::default();
@@ -173,6 +182,7 @@ impl Correlator<'_> {
         self.max_time = body.max_time;
         self.seq = body.seq;
         self.stats = body.stats;
+        self.sources = body.sources;
         Ok(report)
     }
 }
