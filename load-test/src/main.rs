@@ -200,7 +200,7 @@ fn main() -> Result<()> {
                     // Base traffic advances about half a second an event; spread the scenarios over it.
                     let span = (events / 2) as i64;
                     let (injected, expect) =
-                        scenario::scenarios(start + 600, (span / 8).max(1200), "111122223333");
+                        scenario::scenarios(start + 600, (span / 11).max(1200), "111122223333");
                     let lines: Vec<String> =
                         expect.iter().map(|e| e.to_json().to_string()).collect();
                     std::fs::write(path, lines.join("\n") + "\n")
@@ -475,7 +475,7 @@ impl SqsRun<'_> {
         let (injected, truth) = match self.check_rules {
             Some(_) => scenario::scenarios(
                 start + 600,
-                ((self.n / 2) as i64 / 8).max(1200),
+                ((self.n / 2) as i64 / 11).max(1200),
                 "111122223333",
             ),
             None => (Vec::new(), Vec::new()),
@@ -500,7 +500,17 @@ impl SqsRun<'_> {
             .map(|secs| pause::Pauses::after_completions(secs, &expected));
         let t0 = std::time::Instant::now();
         let reader = readback::Reader::start(self.alerts_queue.to_string(), t0);
-        let sent = sqs::send(self.events_queue, events, self.rate, pauses.as_ref(), t0).await?;
+        // Scenario history before the traffic goes first, in order (see send_history).
+        let split = events.partition_point(|e| {
+            e["eventTime"]
+                .as_str()
+                .and_then(trailwatch::window::event_time)
+                .is_some_and(|t| t < start)
+        });
+        let traffic = events.split_off(split);
+        let mut sent = sqs::send_history(self.events_queue, events, t0).await?;
+        let events = traffic;
+        sent.extend(sqs::send(self.events_queue, events, self.rate, pauses.as_ref(), t0).await?);
         let send_secs = t0.elapsed().as_secs_f64();
         let done = sqs::drained(self.events_queue, std::time::Duration::from_secs(600)).await?;
         let elapsed = done.duration_since(t0).as_secs_f64();

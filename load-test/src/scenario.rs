@@ -278,10 +278,172 @@ pub fn scenarios(start: i64, gap: i64, account: &str) -> (Vec<(i64, Value)>, Vec
         &id,
         true,
     );
+    t += gap;
+
+    dormant_user(&mut b, t);
+    t += gap;
+    phi_exfiltration(&mut b, t);
+    t += gap;
+    phi_mass_delete(&mut b, t);
+    trail_goes_quiet(&mut b, start);
+    established_users(&mut b, start);
 
     b.events.sort_by_key(|(t, _)| *t);
     (b.events, b.expect)
 }
+
+const HOUR: i64 = 3600;
+const DAY: i64 = 24 * HOUR;
+
+/// An IAM user active 45 days ago (the rules have been learning since), back now: more than the
+/// 30 days the dormant-user rule remembers a user.
+fn dormant_user(b: &mut Builder, t: i64) {
+    let who = b.user("scenario-dormant");
+    for at in [t - 45 * DAY, t - 45 * DAY + 60] {
+        let e = b.base(at, "s3", "ListBuckets", who.clone());
+        b.push(at, e);
+    }
+    let e = b.base(t, "iam", "ListAccessKeys", who.clone());
+    let id = b.push(t, e);
+    b.expect_group(
+        "dormant_user",
+        "detections/iam_user_dormant_activity.yml",
+        json!({"userIdentity.arn": who["arn"]}),
+        &id,
+        false,
+    );
+}
+
+/// An object-level S3 data event on the example PHI bucket of `rules/phi/placeholders.yml`.
+fn phi_object(b: &mut Builder, t: i64, name: &str, who: &Value, ip: &str, bytes: u64) -> Value {
+    let mut e = b.base(t, "s3", name, who.clone());
+    e["sourceIPAddress"] = json!(ip);
+    e["eventCategory"] = json!("Data");
+    e["managementEvent"] = json!(false);
+    e["requestParameters"] = json!({"bucketName": "example-phi-records", "key": format!("patients/{:06}.pdf", t % 1_000_000)});
+    e["additionalEventData"] = json!({"bytesTransferredIn": 0, "bytesTransferredOut": bytes});
+    e
+}
+
+/// A reader of patient records, seen from Ohio ten to eight days ago, downloads 1.2 GiB from
+/// Frankfurt within twenty minutes: a new country for PHI access, and a large download.
+fn phi_exfiltration(b: &mut Builder, t: i64) {
+    let who = b.user("scenario-phi-reader");
+    for days in [10, 9, 8] {
+        let e = phi_object(
+            b,
+            t - days * DAY,
+            "GetObject",
+            &who,
+            "198.51.100.90",
+            50_000,
+        );
+        b.push(t - days * DAY, e);
+    }
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let e = phi_object(b, t + i * 400, "GetObject", &who, "203.0.113.90", 300 << 20);
+        ids.push(b.push(t + i * 400, e));
+    }
+    b.expect_group(
+        "phi_exfiltration",
+        "phi/phi_access_new_country.yml",
+        json!({"userIdentity.arn": who["arn"]}),
+        &ids[0],
+        true,
+    );
+    let group = json!({"recipientAccountId": b.account, "userIdentity.arn": who["arn"]});
+    b.expect_group(
+        "phi_exfiltration",
+        "phi/phi_large_download.yml",
+        group,
+        &ids[3],
+        false,
+    );
+}
+
+/// Thirty patient records deleted in five minutes; the rule fires at the twenty-fifth.
+fn phi_mass_delete(b: &mut Builder, t: i64) {
+    let who = b.user("scenario-phi-cleaner");
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let e = phi_object(b, t + i * 10, "DeleteObject", &who, "192.0.2.10", 0);
+        ids.push(b.push(t + i * 10, e));
+    }
+    let group = json!({"recipientAccountId": b.account, "userIdentity.arn": who["arn"]});
+    b.expect_group(
+        "phi_mass_delete",
+        "phi/phi_mass_delete.yml",
+        group,
+        &ids[24],
+        false,
+    );
+}
+
+/// Before the background traffic: one account's eu-west-1 delivers every 30 minutes for 30
+/// hours, then nothing, while another account's region goes on hourly (too few events to count
+/// as a normal source itself). The first of the latter's events past the silence, less the
+/// lateness, completes the silence rule.
+fn trail_goes_quiet(b: &mut Builder, start: i64) {
+    let (quiet, busy) = ("999900000001", "999900000002");
+    let begin = start - 40 * HOUR;
+    let source = |b: &mut Builder, account: &str, at: i64| {
+        let mut e = b.base(
+            at,
+            "ec2",
+            "DescribeInstances",
+            json!({"type": "AWSService", "invokedBy": "ec2.amazonaws.com"}),
+        );
+        e["recipientAccountId"] = json!(account);
+        e["awsRegion"] = json!("eu-west-1");
+        e["sourceIPAddress"] = json!("ec2.amazonaws.com");
+        b.push(at, e)
+    };
+    let mut last = begin;
+    for k in 0..=60 {
+        last = begin + k * 1800;
+        source(b, quiet, last);
+    }
+    let silent_from = last + 6 * HOUR;
+    let mut completing = String::new();
+    for k in 0..40 {
+        let at = begin + k * HOUR;
+        let id = source(b, busy, at);
+        if completing.is_empty() && at - LATENESS >= silent_from {
+            completing = id;
+        }
+    }
+    b.expect_group(
+        "trail_goes_quiet",
+        "detections/cloudtrail_delivery_silent.yml",
+        json!({"recipientAccountId": quiet, "awsRegion": "eu-west-1"}),
+        &completing,
+        false,
+    );
+}
+
+/// Every scenario IAM user but the dormant one has been working for weeks: an API call while
+/// the rules were still learning and one within the 30 days the dormant-user rule remembers,
+/// so only the dormant user is new to it.
+fn established_users(b: &mut Builder, start: i64) {
+    let mut users: Vec<Value> = b
+        .events
+        .iter()
+        .map(|(_, e)| e["userIdentity"].clone())
+        .filter(|u| u["type"] == "IAMUser" && u["userName"] != "scenario-dormant")
+        .collect();
+    users.sort_by_key(|u| u["arn"].to_string());
+    users.dedup();
+    for who in users {
+        for at in [start - 40 * DAY, start - 15 * DAY] {
+            let e = b.base(at, "s3", "ListBuckets", who.clone());
+            b.push(at, e);
+        }
+    }
+}
+
+/// The default lateness (`--lateness 5m`) the completing events are worked out for.
+const LATENESS: i64 = 300;
 
 #[cfg(test)]
 mod tests {
@@ -299,7 +461,7 @@ mod tests {
         assert!(expect
             .iter()
             .any(|e| e.scenario == "impossible_travel" && e.needs_geoip));
-        assert_eq!(expect.iter().filter(|e| e.group.is_some()).count(), 4);
+        assert_eq!(expect.iter().filter(|e| e.group.is_some()).count(), 9);
     }
 
     /// Collects the groups each correlation fired for.
@@ -324,7 +486,7 @@ mod tests {
             .iter()
             .filter(|x| x.group.is_some() && !x.needs_geoip)
             .collect();
-        assert_eq!(groups.len(), 3);
+        assert_eq!(groups.len(), 7);
         for x in groups {
             let c = set
                 .correlations()

@@ -48,7 +48,7 @@ fn every_rule_has_fixtures_and_they_pass() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("46 rules passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("48 rules passed, 0 failed"), "{stdout}");
     let xml = std::fs::read_to_string(junit).unwrap();
     assert!(xml.contains("failures=\"0\""), "{xml}");
 }

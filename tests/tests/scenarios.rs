@@ -1,6 +1,9 @@
 //! Generated traffic with injected attack scenarios: the shipped rules raise every alert the
 //! ground truth expects, and nothing else about the scenario actors.
 
+mod live;
+
+use live::*;
 use trailwatch_e2e::{load_test, root, trailwatch};
 
 /// `load-test check` of `alerts` against `truth`, with or without the geo expectations.
@@ -67,7 +70,8 @@ fn injected_attacks_raise_exactly_the_expected_alerts() {
     assert_eq!(report["missing"], serde_json::json!([]));
     assert_eq!(report["unexpected"], serde_json::json!([]), "{report}");
 
-    // Without a geolocation database the travel scenario is skipped, not failed.
+    // Without a geolocation database the geo scenarios (travel, PHI from a new country) are
+    // skipped, not failed.
     let out = trailwatch(&[
         "replay",
         "-r",
@@ -81,7 +85,7 @@ fn injected_attacks_raise_exactly_the_expected_alerts() {
     let out = check(rules, &p("truth.jsonl"), &p("alerts2.jsonl"), false);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(out.status.success(), "{report}");
-    assert_eq!(report["skipped"], 1);
+    assert_eq!(report["skipped"], 2, "the two geo scenarios");
 
     // A missing alert fails the check: drop the alerts of one rule.
     let alerts = std::fs::read_to_string(p("alerts.jsonl")).unwrap();
@@ -107,4 +111,64 @@ fn injected_attacks_raise_exactly_the_expected_alerts() {
     std::fs::write(p("without.jsonl"), without.join("\n")).unwrap();
     let out = check(rules, &p("truth.jsonl"), &p("without.jsonl"), true);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// The same scenarios through the live service: EventBridge messages on SQS into `trailwatch
+/// run`, alerts out through SNS, checked against the ground truth by `load-test sqs-run`.
+#[tokio::test(flavor = "multi_thread")]
+async fn injected_attacks_through_sqs_raise_exactly_the_expected_alerts() {
+    let Some(url) = moto() else { return };
+    let (sqs, sns) = clients(&url);
+    let q = queues(&sqs, &sns, &format!("scenarios-{}", std::process::id())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let geo = dir.path().join("geo.mmdb");
+    let out = load_test(&["geoip", "--output", geo.to_str().unwrap()]);
+    assert!(out.status.success());
+    let extra = Extra {
+        // Generated event time runs much faster than the wall clock (see load-test sqs-run).
+        windows: "lateness = \"1h\"\n",
+        geoip: Some(&geo),
+        pollers: Some(4),
+        ..Extra::default()
+    };
+    let (service, metrics) = start_with(&url, &q, dir.path(), extra);
+    let rules = root().join("rules");
+    let out =
+        std::process::Command::new(trailwatch_e2e::trailwatch_bin().with_file_name("load-test"))
+            .args([
+                "sqs-run",
+                "--events-queue",
+                &q.events,
+                "--alerts-queue",
+                &q.alerts,
+            ])
+            .args([
+                "--metrics",
+                &metrics,
+                "--events",
+                "600",
+                "--geoip",
+                "--check-rules",
+            ])
+            .arg(&rules)
+            .env("AWS_ENDPOINT_URL", &url)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap();
+    stop_service(service);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("{report}");
+    let scenarios = &report["scenarios"];
+    assert_eq!(scenarios["missing"], serde_json::json!([]), "{report}");
+    assert_eq!(scenarios["unexpected"], serde_json::json!([]), "{report}");
+    assert_eq!(scenarios["skipped"], 0, "{report}");
+    assert!(scenarios["found"].as_u64() > Some(15), "{report}");
 }

@@ -207,6 +207,10 @@ pub struct Extra<'a> {
     pub pollers: Option<u32>,
     /// Lines for `[service]` (time limits).
     pub service: &'a str,
+    /// Lines for `[windows]` (besides the state file).
+    pub windows: &'a str,
+    /// An IP geolocation database for the geo rules.
+    pub geoip: Option<&'a std::path::Path>,
 }
 
 /// [`start`], with extra settings.
@@ -217,8 +221,12 @@ pub fn start_with(url: &str, q: &Queues, dir: &std::path::Path, extra: Extra) ->
     let rules = extra
         .rules
         .map_or(root().join("rules"), |p| p.to_path_buf());
+    let geoip = extra.geoip.map_or(String::new(), |p| {
+        format!("[geoip]\ncities = [{:?}]\n", p.display().to_string())
+    });
     let text = format!(
-        "[rules]\npaths = [{rules:?}]\n[source.sqs]\nqueue_url = {events:?}\nendpoint_url = {url:?}\npollers = {pollers}\nwait_seconds = 1\n{sqs}[sink.sns]\ntopic_arn = {topic:?}\n{sns}[metrics]\nlisten = {metrics:?}\n[windows]\nstate_file = \"state.snap\"\nsnapshot_interval = \"1s\"\n[alerts]\nhmac_key_file = \"hmac.key\"\n{alerts}[service]\n{service}",
+        "[rules]\npaths = [{rules:?}]\n[source.sqs]\nqueue_url = {events:?}\nendpoint_url = {url:?}\npollers = {pollers}\nwait_seconds = 1\n{sqs}[sink.sns]\ntopic_arn = {topic:?}\n{sns}[metrics]\nlisten = {metrics:?}\n[windows]\nstate_file = \"state.snap\"\nsnapshot_interval = \"1s\"\n{windows}[alerts]\nhmac_key_file = \"hmac.key\"\n{alerts}{geoip}[service]\n{service}",
+        windows = extra.windows,
         rules = rules.display().to_string(),
         service = extra.service,
         events = q.events,
