@@ -65,3 +65,16 @@ for k in 250000 1000000; do
   rss=$(/usr/bin/time -f "%M" "$tw" replay --quiet --rules rules/cis/06_console_authentication_failures.yml --rules load-test/rules --emit hits --max-keys 2000000 --output /dev/null "$f" 2>&1 >/dev/null | tail -1)
   echo "| $k | $(echo "$rss / 1024" | bc -l | xargs printf '%.1f') |"
 done
+
+echo
+echo "## First-seen state: peak RSS against live combinations"
+echo
+echo "| combinations | without the rule (MiB) | with it (MiB) | bytes a combination |"
+echo "|---|---|---|---|"
+for k in 250000 1000000; do
+  f=$dir/keys-$k.jsonl
+  [ -s "$f" ] || "$lt" distinct-keys --count "$k" --output "$f"
+  base=$(/usr/bin/time -f "%M" "$tw" replay --quiet --rules rules/cis/06_console_authentication_failures.yml --emit hits --max-keys 2000000 --output /dev/null "$f" 2>&1 >/dev/null | tail -1)
+  with=$(/usr/bin/time -f "%M" "$tw" replay --quiet --rules rules/cis/06_console_authentication_failures.yml --rules load-test/first-seen --emit hits --max-keys 2000000 --output /dev/null "$f" 2>&1 >/dev/null | tail -1)
+  echo "| $k | $(echo "$base / 1024" | bc -l | xargs printf '%.1f') | $(echo "$with / 1024" | bc -l | xargs printf '%.1f') | $(echo "($with - $base) * 1024 / $k" | bc) |"
+done

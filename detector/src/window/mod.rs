@@ -287,6 +287,8 @@ pub struct Correlator<'s> {
     /// The accounts and regions that deliver events, for silence rules and the metric.
     sources: silence::Sources,
     silence_rules: Vec<silence::Rule>,
+    /// The input index of the last event counted as left out (its other hits are not).
+    counted: Option<u64>,
     /// Counters.
     pub stats: Stats,
 }
@@ -307,6 +309,7 @@ impl<'s> Correlator<'s> {
             locator: None,
             sources: silence::Sources::default(),
             silence_rules: silence_rules(set),
+            counted: None,
             stats: Stats::default(),
         }
     }
@@ -382,7 +385,8 @@ impl<'s> Correlator<'s> {
         self.pending.len()
     }
 
-    /// Takes a hit of detection rule `rule` on `ev`; appends correlations that fire.
+    /// Takes a hit of detection rule `rule` on `ev`; appends correlations that fire. The hits of
+    /// one event share `origin.input_index` (an event left out is counted once).
     pub fn push(
         &mut self,
         ev: &Event<'_>,
@@ -395,12 +399,12 @@ impl<'s> Correlator<'s> {
             return;
         }
         let Some(time) = ev.get(self.set.event_time).text().and_then(event_time) else {
-            self.stats.no_time += 1;
+            self.count_once(origin.input_index, |s| &mut s.no_time);
             return;
         };
         let watermark = self.watermark();
         if watermark.is_some_and(|w| time < w) {
-            self.stats.late += 1;
+            self.count_once(origin.input_index, |s| &mut s.late);
             return;
         }
         let set = self.set;
@@ -461,6 +465,15 @@ impl<'s> Correlator<'s> {
             self.floor = Some(w);
             self.release(w, out);
             self.check_silence(out);
+        }
+    }
+
+    /// Counts an event left out (late, or without a time) once, however many of its rules' hits
+    /// reach correlations.
+    fn count_once(&mut self, input_index: u64, counter: fn(&mut Stats) -> &mut u64) {
+        if self.counted != Some(input_index) {
+            self.counted = Some(input_index);
+            *counter(&mut self.stats) += 1;
         }
     }
 
