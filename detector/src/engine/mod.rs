@@ -105,6 +105,8 @@ pub struct RuleSet {
     /// `recipientAccountId` and `awsRegion`, when every event's source is tracked (silence
     /// rules, the live service's per-source metric).
     pub delivery: Option<(FieldId, FieldId)>,
+    /// `recipientAccountId`, when first-seen rules learn per account.
+    pub account: Option<FieldId>,
     correlations: Vec<CompiledCorrelation>,
     links: Links,
     /// What compiled regexes and automata may still take ([`MAX_SET_MATCHER_BYTES`]).
@@ -150,6 +152,7 @@ impl RuleSet {
             event_id,
             event_time,
             delivery: None,
+            account: None,
             correlations: Vec::new(),
             links: Links::default(),
             matcher_budget: crate::rule::limits::MAX_SET_MATCHER_BYTES,
@@ -192,6 +195,13 @@ impl RuleSet {
         set.fields = fields;
         if set.correlations.iter().any(|c| c.spec().silence.is_some()) {
             set.track_delivery();
+        }
+        if set
+            .correlations
+            .iter()
+            .any(|c| c.spec().first_seen.is_some())
+        {
+            set.account = Some(set.capture(&["recipientAccountId"])[0]);
         }
         set.build_index();
         set.links = links(&set.rules, &set.correlations);

@@ -118,6 +118,9 @@ struct Feed {
     /// The group values as JSON text (read back only when the correlation fires).
     values: Box<str>,
     value: Option<Box<str>>,
+    /// First-seen detectors: the hash of the event's account, whose learning it counts in.
+    #[serde(default)]
+    scope: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -261,9 +264,9 @@ struct Groups {
     touched: VecDeque<(Key, i64)>,
     /// The events that fed the groups lately, for alert lineage.
     recent: lineage::Recent,
-    /// The earliest event time the correlation has seen (a first-seen detector learns from
-    /// then).
-    started: Option<i64>,
+    /// First-seen detectors: the earliest event time seen of each account (by the hash of its
+    /// `recipientAccountId`), from which the detector learns that account.
+    started: FxHashMap<u64, i64>,
 }
 
 /// The group values back from their JSON text.
@@ -503,12 +506,20 @@ impl<'s> Correlator<'s> {
         let hash = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
         let key = ((hash >> 64) as u64, hash as u64);
         let value = corr.value_field[pos as usize].and_then(|f| ev.get(f).text().map(Into::into));
+        let scope = match (corr.kind, self.set.account) {
+            (Kind::FirstSeen, Some(f)) => ev
+                .get(f)
+                .text()
+                .map_or(0, |a| xxhash_rust::xxh3::xxh3_64(a.as_bytes())),
+            _ => 0,
+        };
         Feed {
             corr: c,
             pos,
             key,
             values: text.into(),
             value,
+            scope,
         }
     }
 
@@ -694,7 +705,10 @@ impl<'s> Correlator<'s> {
         let (history, retention) = (spec.history, corr.timespan);
         let groups = &mut self.groups[feed.corr as usize];
         // Hits come in event-time order (the reorder buffer), so the first is the earliest.
-        let started = *groups.started.get_or_insert(t);
+        // Each account learns from its own first event: the same whether one stream holds
+        // every account (replay) or each shard some (Kafka partitions, replay --shard), and an
+        // account that joins later is learnt rather than alerting on every principal at once.
+        let started = *groups.started.entry(feed.scope).or_insert(t);
         expire(groups, t.saturating_sub(retention));
         let fired = match groups.map.get_mut(&key) {
             Some(state) => {
@@ -712,7 +726,7 @@ impl<'s> Correlator<'s> {
                 let learnt = t >= started.saturating_add(history);
                 learnt.then(|| {
                     let detail = format!(
-                        "first seen since learning began at {}",
+                        "first seen since learning the account began at {}",
                         format_time(started)
                     );
                     (t, 1.0, Some(detail), place)

@@ -57,9 +57,9 @@ struct CorrelationState {
     /// The events that fed the groups lately (alert lineage); absent in older snapshots.
     #[serde(default)]
     recent: Vec<super::lineage::Saved>,
-    /// The earliest event time the correlation saw (first-seen learning).
+    /// First-seen learning: the earliest event time of each account (by hash).
     #[serde(default)]
-    started: Option<i64>,
+    started: Vec<(u64, i64)>,
 }
 
 /// A buffered hit, with its rule and correlations named by id.
@@ -98,7 +98,7 @@ impl Correlator<'_> {
                     fingerprint: fingerprint(c),
                     groups: g.map.iter().map(|(k, s)| (*k, s.clone())).collect(),
                     recent: g.recent.save(),
-                    started: g.started,
+                    started: g.started.iter().map(|(a, t)| (*a, *t)).collect(),
                 })
                 .collect(),
             pending: self
@@ -147,7 +147,7 @@ impl Correlator<'_> {
                 continue;
             };
             groups[i].recent = super::lineage::Recent::restore(saved.recent);
-            groups[i].started = saved.started;
+            groups[i].started = saved.started.into_iter().collect();
             let mut entries: Vec<((u64, u64), State)> = saved.groups;
             entries.sort_by_key(|(_, s)| s.last());
             for (k, s) in entries {
@@ -226,7 +226,7 @@ fn check(body: &Body, set: &crate::engine::RuleSet) -> Result<(), SnapshotError>
     if body
         .correlations
         .iter()
-        .any(|c| c.started.is_some_and(|t| !time_ok(t)))
+        .any(|c| c.started.iter().any(|(_, t)| !time_ok(*t)))
     {
         return bad("a first-seen learning start");
     }

@@ -878,6 +878,28 @@ mod first_seen {
     }
 
     #[test]
+    fn each_account_is_learnt_from_its_own_first_event() {
+        let in_account = |t: i64, arn: &str, account: &str| {
+            call(t, arn, "ListBuckets", "10.0.0.1").replacen(
+                '{',
+                &format!(r#"{{"recipientAccountId":"{account}","#),
+                1,
+            )
+        };
+        let events = [
+            in_account(0, "alice", "111111111111"),
+            // Twenty days on, a second account appears: it is learnt, not alerted on...
+            in_account(20 * DAY, "bob", "222222222222"),
+            // ...while a new principal of the first account alerts.
+            in_account(20 * DAY + 1, "carol", "111111111111"),
+        ];
+        assert_eq!(
+            fired(&rule(""), &events),
+            [("carol/ListBuckets".to_string(), 20)]
+        );
+    }
+
+    #[test]
     fn a_combination_can_include_where_the_address_is() {
         let by_country = rule("    location: country\n");
         let events = [
