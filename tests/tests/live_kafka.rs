@@ -149,7 +149,15 @@ async fn events_on_three_partitions_become_alerts_on_sns() {
         &metrics,
         &["trailwatch_kafka_consumer_lag{partition=\"2\"} 0".to_string()],
     );
-    assert!(text.contains("trailwatch_events_total 20"), "{text}");
+    // Every record of the input (traffic and scenario events, history included) was read.
+    let records = std::fs::read_to_string(&input.events)
+        .unwrap()
+        .lines()
+        .count();
+    assert!(
+        text.contains(&format!("trailwatch_events_total {records}\n")),
+        "{records} records: {text}"
+    );
     stop_service(service);
 }
 
