@@ -79,6 +79,7 @@ impl Test {
         }
     }
 
+    #[inline(always)]
     fn test_text(&self, v: &[u8], other: &dyn Fn(crate::event::FieldId) -> Option<String>) -> bool {
         match self {
             Test::Exact { values, cased } => values.iter().any(|x| eq(x, v, *cased)),

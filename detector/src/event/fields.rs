@@ -24,6 +24,8 @@ pub struct FieldTable {
 pub(crate) struct FieldPlan {
     /// The root trie node for the whole dotted name used as one top-level key, if it has dots.
     pub literal: Option<u32>,
+    /// The trie node of a top-level (one-segment) path, read without walking `nodes`.
+    pub top: Option<u32>,
     /// Trie nodes along the path, one per segment.
     pub nodes: Vec<u32>,
     /// The path's segments.
@@ -151,6 +153,7 @@ impl FieldTable {
             lit
         });
         self.plans.push(FieldPlan {
+            top: (nodes.len() == 1).then(|| nodes[0]),
             literal,
             nodes,
             segments,

@@ -137,10 +137,31 @@ impl<'a> Event<'a> {
         self.fields
     }
 
+    /// The text of a `Cap::Str` range.
+    #[inline(always)]
+    fn str_at(&self, s: usize, e: usize) -> &'a str {
+        debug_assert!(s <= e && self.doc.is_char_boundary(s) && self.doc.is_char_boundary(e));
+        // SAFETY: the decoder records `Cap::Str` only for the content of a JSON string of this
+        // document, between two ASCII quotes, so both ends are char boundaries within it.
+        unsafe { self.doc.get_unchecked(s..e) }
+    }
+
     /// The value of a field: read straight from the capture when it is a plain string or
     /// literal, else resolved on first use and cached for the event.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, id: FieldId) -> FieldValue<'_> {
+        if let Some(node) = self.fields.plans[id.0 as usize].top {
+            match self.scratch.caps[node as usize] {
+                Cap::None | Cap::Object => return FieldValue::Missing,
+                Cap::Str(s, e) => return FieldValue::Text(self.str_at(s, e)),
+                _ => {}
+            }
+        }
+        self.get_slow(id)
+    }
+
+    #[inline(never)]
+    fn get_slow(&self, id: FieldId) -> FieldValue<'_> {
         match self.direct(id) {
             Some(v) => v,
             None => self.resolved(id),
@@ -155,7 +176,7 @@ impl<'a> Event<'a> {
         if let Some(lit) = plan.literal {
             match caps[lit as usize] {
                 Cap::None => {}
-                Cap::Str(s, e) => return Some(FieldValue::Text(&self.doc[s..e])),
+                Cap::Str(s, e) => return Some(FieldValue::Text(self.str_at(s, e))),
                 _ => return None,
             }
         }
@@ -166,7 +187,7 @@ impl<'a> Event<'a> {
                 Cap::None => return Some(FieldValue::Missing),
                 Cap::Object if last => return Some(FieldValue::Missing),
                 Cap::Object => continue,
-                Cap::Str(s, e) if last => return Some(FieldValue::Text(&self.doc[s..e])),
+                Cap::Str(s, e) if last => return Some(FieldValue::Text(self.str_at(s, e))),
                 Cap::Str(..) => return Some(FieldValue::Missing),
                 Cap::Raw(s, e) if last => {
                     return match &self.doc.as_bytes()[s..e] {

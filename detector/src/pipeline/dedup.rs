@@ -109,10 +109,15 @@ impl Dedup {
 
     /// Moves the newest event time on to `t` if it is later, forgetting the slots the horizon
     /// leaves behind.
+    #[inline]
     fn saw(&mut self, t: i64) {
         if self.newest.is_some_and(|n| t <= n) {
             return;
         }
+        self.saw_later(t);
+    }
+
+    fn saw_later(&mut self, t: i64) {
         self.newest = Some(t);
         let first_kept = t.saturating_sub(self.opts.horizon).div_euclid(self.width);
         if first_kept <= self.first_kept {
@@ -152,7 +157,13 @@ impl Dedup {
         }
         let at = (slot - self.base) as usize;
         if at >= self.slots.len() {
-            self.slots.resize_with(at + 1, FxHashSet::default);
+            // A new slot takes about as many ids as the last one: sized once, not grown.
+            let hint = self.slots.back().map_or(0, FxHashSet::len);
+            self.slots.resize_with(at, FxHashSet::default);
+            self.slots.push_back(FxHashSet::with_capacity_and_hasher(
+                hint,
+                Default::default(),
+            ));
         }
         self.slots.get_mut(at)
     }

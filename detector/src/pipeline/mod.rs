@@ -135,6 +135,8 @@ pub struct Stages<'s> {
     /// The last `eventTime` text read and its time: records come in bursts of the same second,
     /// which are then parsed once.
     last_time: (String, Option<i64>),
+    /// The date part (`YYYY-MM-DDT`) of the last canonical `eventTime` and its midnight.
+    last_day: ([u8; 11], i64),
     /// Counters.
     pub stats: Stats,
 }
@@ -191,6 +193,7 @@ impl<'s> Pipeline<'s> {
                 },
                 future_after: i64::MIN,
                 last_time: (String::new(), None),
+                last_day: ([0; 11], 0),
                 stats: Stats {
                     hits: vec![0; set.rules().len()],
                     correlation_hits: vec![0; set.correlations().len()],
@@ -490,6 +493,33 @@ impl<'s> Stages<'s> {
 
     /// The Unix seconds of an `eventTime` text.
     fn parse_time(&mut self, text: &str) -> Option<i64> {
+        let b = text.as_bytes();
+        let clock = |b: &[u8]| -> Option<i64> {
+            if b.len() != 20 || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z' {
+                return None;
+            }
+            let two = |i: usize| {
+                let (a, b) = (b[i].wrapping_sub(b'0'), b[i + 1].wrapping_sub(b'0'));
+                (a < 10 && b < 10).then_some(i64::from(a) * 10 + i64::from(b))
+            };
+            let (h, m, s) = (two(11)?, two(14)?, two(17)?);
+            (h < 24 && m < 60 && s < 60).then_some(h * 3600 + m * 60 + s)
+        };
+        if b.len() == 20 && b[..11] == self.last_day.0 {
+            if let Some(c) = clock(b) {
+                return Some(self.last_day.1 + c);
+            }
+        }
+        let t = self.parse_time_slow(text);
+        if let (Some(t), Some(c)) = (t, clock(b)) {
+            self.last_day.0.copy_from_slice(&b[..11]);
+            self.last_day.1 = t - c;
+        }
+        t
+    }
+
+    #[inline(never)]
+    fn parse_time_slow(&mut self, text: &str) -> Option<i64> {
         let (last, time) = &mut self.last_time;
         if text != last.as_str() {
             *time = crate::window::event_time(text);
@@ -520,7 +550,15 @@ impl<'s> Stages<'s> {
     }
 
     /// Turns the correlations that fired into output and gate candidates.
+    #[inline]
     fn drain_fired(&mut self, out: &mut dyn Output) {
+        if !self.fired.is_empty() {
+            self.drain_fired_cold(out);
+        }
+    }
+
+    #[inline(never)]
+    fn drain_fired_cold(&mut self, out: &mut dyn Output) {
         let mut fired = std::mem::take(&mut self.fired);
         for h in fired.drain(..) {
             let c = h.correlation as usize;
@@ -547,7 +585,15 @@ impl<'s> Stages<'s> {
     }
 
     /// Outputs what the gate let through, each alert id once.
+    #[inline]
     fn release(&mut self, out: &mut dyn Output) {
+        if !self.gated.is_empty() {
+            self.release_cold(out);
+        }
+    }
+
+    #[inline(never)]
+    fn release_cold(&mut self, out: &mut dyn Output) {
         for alert in self.gated.drain(..) {
             if self.handled.first_alert(&alert.alert_id) {
                 out.alert(alert);

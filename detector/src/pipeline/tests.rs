@@ -527,3 +527,27 @@ fn every_alert_kind_names_its_own_events() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    /// The cached date part of eventTime gives the same time as a full parse, for canonical
+    /// times in any order and for anything else.
+    #[test]
+    fn cached_event_time_parsing_agrees_with_a_full_parse(
+        texts in prop::collection::vec(
+            prop_oneof![
+                (0i64..4_000_000_000).prop_map(crate::window::format_time),
+                (0i64..200_000).prop_map(|s| crate::window::format_time(BASE + s)),
+                "20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-6][0-9]:[0-6][0-9]Z",
+                ".{0,24}",
+            ],
+            1..40,
+        ),
+    ) {
+        let (set, _) = pack();
+        let mut p = Pipeline::new(&set, None, &settings(), None);
+        for t in &texts {
+            prop_assert_eq!(p.stages.parse_time(t), crate::window::event_time(t), "{}", t);
+        }
+    }
+}

@@ -355,6 +355,7 @@ enum Line {
 }
 
 /// Reads one line into `buf` without ever holding more than `limit` bytes of it.
+#[inline]
 fn read_line_limited(r: &mut dyn BufRead, buf: &mut Vec<u8>, limit: usize) -> io::Result<Line> {
     let mut total = 0usize;
     let mut over = false;
