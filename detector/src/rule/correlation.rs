@@ -320,11 +320,7 @@ pub(crate) fn parse(doc: &Node, section: &Node) -> Result<Correlation, Located> 
 }
 
 /// Parses a `trailwatch: geo:` section into a correlation of a geo kind.
-pub(crate) fn parse_geo(section: &Node) -> Result<Correlation, Located> {
-    let map = section
-        .as_map()
-        .ok_or_else(|| Located::new(section.line, "'trailwatch.geo' must be a mapping"))?;
-    let get = |k: &str| map.iter().find(|(key, _)| key.text == k).map(|(_, v)| v);
+pub(crate) fn parse_geo(node: &Node) -> Result<Correlation, Located> {
     const KEYS: &[&str] = &[
         "detector",
         "rules",
@@ -337,19 +333,11 @@ pub(crate) fn parse_geo(section: &Node) -> Result<Correlation, Located> {
         "min_distance_km",
         "exceptions",
     ];
-    if let Some((k, _)) = map.iter().find(|(k, _)| !KEYS.contains(&k.text.as_str())) {
-        return Err(Located::new(
-            k.line,
-            format!(
-                "unknown geo key '{}' ({})",
-                super::excerpt(&k.text),
-                KEYS.join(", ")
-            ),
-        ));
-    }
+    let section = super::section::Section::new(node, "geo", KEYS)?;
+    let get = |k: &str| section.get(k);
     let det = get("detector").ok_or_else(|| {
         Located::new(
-            section.line,
+            section.line(),
             "the geo rule has no 'detector' (new_country or impossible_travel)",
         )
     })?;
@@ -368,29 +356,14 @@ pub(crate) fn parse_geo(section: &Node) -> Result<Correlation, Located> {
     };
     let rules = match get("rules") {
         Some(n) => strings(n, "rules")?,
-        None => return Err(Located::new(section.line, "the geo rule has no 'rules'")),
+        None => return Err(Located::new(section.line(), "the geo rule has no 'rules'")),
     };
     let text = |k: &str, default: &str| {
         get(k)
             .and_then(Node::as_text)
             .unwrap_or_else(|| default.to_string())
     };
-    let span = |k: &str, default: &str| {
-        let t = text(k, default);
-        let line = get(k).map_or(section.line, |n| n.line);
-        if t == "0" || t == "0s" {
-            return Ok(0);
-        }
-        parse_timespan(&t).ok_or_else(|| {
-            Located::new(
-                line,
-                format!(
-                    "'{k}' must be a duration such as 7d, not '{}'",
-                    super::excerpt(&t)
-                ),
-            )
-        })
-    };
+    let span = |k: &str, default: &str| section.span(k, default, "7d");
     let num = |k: &str, default: f64| match get(k) {
         None => Ok(default),
         Some(n) => number(n, k),

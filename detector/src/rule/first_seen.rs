@@ -2,8 +2,9 @@
 //! API, an access key and a network, a principal and a PHI bucket) appears for the first time
 //! after a learning period, like Elastic's new-terms rules.
 
-use super::correlation::{parse_timespan, strings, Correlation, Kind, Range};
+use super::correlation::{strings, Correlation, Kind, Range};
 use super::error::Located;
+use super::section::Section;
 use super::yaml::Node;
 use std::collections::BTreeMap;
 
@@ -52,24 +53,12 @@ const KEYS: &[&str] = &[
 ];
 
 /// Parses a `trailwatch: first_seen:` section into a correlation of the first-seen kind.
-pub(crate) fn parse(section: &Node) -> Result<Correlation, Located> {
-    let map = section
-        .as_map()
-        .ok_or_else(|| Located::new(section.line, "'trailwatch.first_seen' must be a mapping"))?;
-    let get = |k: &str| map.iter().find(|(key, _)| key.text == k).map(|(_, v)| v);
-    if let Some((k, _)) = map.iter().find(|(k, _)| !KEYS.contains(&k.text.as_str())) {
-        return Err(Located::new(
-            k.line,
-            format!(
-                "unknown first_seen key '{}' ({})",
-                super::excerpt(&k.text),
-                KEYS.join(", ")
-            ),
-        ));
-    }
+pub(crate) fn parse(node: &Node) -> Result<Correlation, Located> {
+    let section = Section::new(node, "first_seen", KEYS)?;
+    let get = |k: &str| section.get(k);
     let required = |k: &str| {
         let node = get(k).ok_or_else(|| {
-            Located::new(section.line, format!("the first_seen rule has no '{k}'"))
+            Located::new(section.line(), format!("the first_seen rule has no '{k}'"))
         })?;
         let list = strings(node, k)?;
         if list.is_empty() {
@@ -85,24 +74,7 @@ pub(crate) fn parse(section: &Node) -> Result<Correlation, Located> {
             format!("'fields' lists {}; at most {MAX_FIELDS}", fields.len()),
         ));
     }
-    let span = |k: &str, default: &str| -> Result<i64, Located> {
-        let node = get(k);
-        let text = node
-            .and_then(Node::as_text)
-            .unwrap_or_else(|| default.into());
-        if text == "0" || text == "0s" {
-            return Ok(0);
-        }
-        parse_timespan(&text).ok_or_else(|| {
-            Located::new(
-                node.map_or(section.line, |n| n.line),
-                format!(
-                    "'{k}' must be a duration such as 14d, not '{}'",
-                    super::excerpt(&text)
-                ),
-            )
-        })
-    };
+    let span = |k: &str, default: &str| section.span(k, default, "14d");
     let location = match get("location") {
         None => None,
         Some(n) => match n.as_text().as_deref() {

@@ -8,6 +8,7 @@ pub mod limits;
 pub mod lint;
 pub mod parse;
 pub mod policy;
+mod section;
 pub mod silence;
 pub mod value;
 pub mod yaml;

@@ -1,8 +1,9 @@
 //! `trailwatch: silence:` rules: alert when an account and region that delivered events
 //! normally stop delivering while others go on (see [`crate::window::silence`]).
 
-use super::correlation::{parse_timespan, Correlation, Kind, Range};
+use super::correlation::{Correlation, Kind, Range};
 use super::error::Located;
+use super::section::Section;
 use super::yaml::Node;
 use std::collections::BTreeMap;
 
@@ -21,39 +22,10 @@ const KEYS: &[&str] = &["after", "min_events", "baseline", "retention"];
 
 /// Parses a `trailwatch: silence:` section into a correlation of the silence kind, grouped by
 /// `recipientAccountId` and `awsRegion`, fed by every event rather than by rules.
-pub(crate) fn parse(section: &Node) -> Result<Correlation, Located> {
-    let map = section
-        .as_map()
-        .ok_or_else(|| Located::new(section.line, "'trailwatch.silence' must be a mapping"))?;
-    let get = |k: &str| map.iter().find(|(key, _)| key.text == k).map(|(_, v)| v);
-    if let Some((k, _)) = map.iter().find(|(k, _)| !KEYS.contains(&k.text.as_str())) {
-        return Err(Located::new(
-            k.line,
-            format!(
-                "unknown silence key '{}' ({})",
-                super::excerpt(&k.text),
-                KEYS.join(", ")
-            ),
-        ));
-    }
-    let span = |k: &str, default: &str| -> Result<i64, Located> {
-        let node = get(k);
-        let text = node
-            .and_then(Node::as_text)
-            .unwrap_or_else(|| default.into());
-        if text == "0" || text == "0s" {
-            return Ok(0);
-        }
-        parse_timespan(&text).ok_or_else(|| {
-            Located::new(
-                node.map_or(section.line, |n| n.line),
-                format!(
-                    "'{k}' must be a duration such as 1h, not '{}'",
-                    super::excerpt(&text)
-                ),
-            )
-        })
-    };
+pub(crate) fn parse(node: &Node) -> Result<Correlation, Located> {
+    let section = Section::new(node, "silence", KEYS)?;
+    let get = |k: &str| section.get(k);
+    let span = |k: &str, default: &str| section.span(k, default, "1h");
     let min_events = match get("min_events") {
         None => 100,
         Some(n) => n
@@ -63,7 +35,10 @@ pub(crate) fn parse(section: &Node) -> Result<Correlation, Located> {
     };
     let after = span("after", "1h")?;
     if after == 0 {
-        return Err(Located::new(section.line, "'after' must be longer than 0s"));
+        return Err(Located::new(
+            section.line(),
+            "'after' must be longer than 0s",
+        ));
     }
     let spec = SilenceSpec {
         after,
