@@ -419,6 +419,8 @@ impl<'s> Correlator<'s> {
         for feed in &early {
             self.update_early(feed, time, watermark, &origin, out);
         }
+        let mut later = later;
+        later.retain(|f| !self.known_on_arrival(f, time));
         let max = self.max_time.map_or(time, |m| m.max(time));
         if later.is_empty() {
             self.observe(max, out);
@@ -665,6 +667,33 @@ impl<'s> Correlator<'s> {
         }
     }
 
+    /// Applies a first-seen hit whose combination is already known at once, instead of through
+    /// the reorder buffer: it can only move the last-seen time on. Exact, because the map holds
+    /// only combinations processed in event-time order up to the watermark, which every
+    /// accepted event is at or after, so such a hit would find its combination known when
+    /// processed too. Most hits of a busy first-seen rule are of known combinations.
+    fn known_on_arrival(&mut self, feed: &Feed, t: i64) -> bool {
+        let corr = &self.set.correlations()[feed.corr as usize];
+        let Some(spec) = corr.spec().first_seen.as_ref() else {
+            return false;
+        };
+        if spec.location.is_some() {
+            return false; // the key includes the place, found when processed
+        }
+        let retention = corr.timespan;
+        let groups = &mut self.groups[feed.corr as usize];
+        let last = match groups.map.get_mut(&feed.key) {
+            Some(State::Known(last)) if *last >= t.saturating_sub(retention) => {
+                *last = (*last).max(t);
+                *last
+            }
+            _ => return false,
+        };
+        learning_from(groups, feed.scope, t);
+        groups.touched.push_back((feed.key, last));
+        true
+    }
+
     /// Feeds a first-seen detector; returns (its time, 1, what it saw, the place added to the
     /// group) when the combination is new and the learning period is over.
     fn update_first_seen(&mut self, feed: &Feed, t: i64) -> Option<Fired> {
@@ -708,18 +737,20 @@ impl<'s> Correlator<'s> {
         // Each account learns from its own first event: the same whether one stream holds
         // every account (replay) or each shard some (Kafka partitions, replay --shard), and an
         // account that joins later is learnt rather than alerting on every principal at once.
-        let started = *groups.started.entry(feed.scope).or_insert(t);
+        let started = learning_from(groups, feed.scope, t);
         expire(groups, t.saturating_sub(retention));
+        // Known: seen within the retention. Expiry may lag behind (known combinations applied
+        // on arrival enter the recency queue ahead of the buffer), so the time decides, and a
+        // state of another shape (restored from an older build) starts over.
+        let recent = t.saturating_sub(retention);
+        let known = |s: &State| matches!(s, State::Known(last) if *last >= recent);
         let fired = match groups.map.get_mut(&key) {
-            Some(state) => {
-                if !matches!(state, State::Known(_)) {
-                    *state = State::Known(t); // restored from an older build: start over
-                }
+            Some(state) if known(state) => {
                 state.touch(t);
                 None
             }
-            None => {
-                if groups.map.len() >= self.opts.max_keys {
+            stale => {
+                if stale.is_none() && groups.map.len() >= self.opts.max_keys {
                     self.stats.evicted += evict_oldest(groups);
                 }
                 groups.map.insert(key, State::Known(t));
@@ -977,6 +1008,14 @@ fn new_state(kind: Kind, n_inputs: usize) -> State {
             last: i64::MIN,
         })),
     }
+}
+
+/// Notes an event of the account `scope` at `t`; returns when its learning began (its earliest
+/// event, whatever the order they came in).
+fn learning_from(groups: &mut Groups, scope: u64, t: i64) -> i64 {
+    let started = groups.started.entry(scope).or_insert(t);
+    *started = (*started).min(t);
+    *started
 }
 
 /// The thresholds of the set's silence rules.
