@@ -630,7 +630,7 @@ struct Mode {
     seconds: f64,
 }
 
-/// (alert id, rule id, kind, count, lineage as JSON) of an alert.
+/// (alert id, rule id, kind, count, lineage as JSON for roll-ups and storms) of an alert.
 type IdTuple = (String, String, String, u64, String);
 
 fn text(a: &Value, f: &str) -> String {
@@ -650,7 +650,12 @@ impl Mode {
                     text(a, "/rule/id"),
                     text(a, "/kind"),
                     a["count"].as_u64().unwrap_or(0),
-                    a["lineage"].to_string(),
+                    // A first alert names the hit that opened its window, which arrival order
+                    // picks (as it does its `events`); what a roll-up merges is all of them.
+                    match a["kind"].as_str() {
+                        Some("alert") => String::new(),
+                        _ => a["lineage"].to_string(),
+                    },
                 )
             })
             .collect()
