@@ -54,16 +54,28 @@ for k in 50000 200000 800000; do
   echo "| $k | $(du -m "$f" | cut -f1) | $(echo "$rss / 1024" | bc -l | xargs printf '%.1f') |"
 done
 
+# The distinct-keys input of N failed sign-ins (one user each), generated once.
+keys_file() {
+  local f=$dir/keys-$1.jsonl
+  [ -s "$f" ] || "$lt" distinct-keys --count "$1" --output "$f"
+  echo "$f"
+}
+# Peak RSS (KiB) of a replay of FILE with the failed sign-in rule and the rule folders given.
+state_rss() {
+  local f=$1; shift
+  local rules=(--rules rules/cis/06_console_authentication_failures.yml)
+  for r in "$@"; do rules+=(--rules "$r"); done
+  /usr/bin/time -f "%M" "$tw" replay --quiet "${rules[@]}" --emit hits --max-keys 2000000 --output /dev/null "$f" 2>&1 >/dev/null | tail -1
+}
+mib() { echo "$1 / 1024" | bc -l | xargs printf '%.1f'; }
+
 echo
 echo "## Correlation state: peak RSS against live group keys (5 m lateness)"
 echo
 echo "| live group keys | peak RSS (MiB) |"
 echo "|---|---|"
 for k in 250000 1000000; do
-  f=$dir/keys-$k.jsonl
-  [ -s "$f" ] || "$lt" distinct-keys --count "$k" --output "$f"
-  rss=$(/usr/bin/time -f "%M" "$tw" replay --quiet --rules rules/cis/06_console_authentication_failures.yml --rules load-test/rules --emit hits --max-keys 2000000 --output /dev/null "$f" 2>&1 >/dev/null | tail -1)
-  echo "| $k | $(echo "$rss / 1024" | bc -l | xargs printf '%.1f') |"
+  echo "| $k | $(mib "$(state_rss "$(keys_file "$k")" load-test/rules)") |"
 done
 
 echo
@@ -72,9 +84,8 @@ echo
 echo "| combinations | without the rule (MiB) | with it (MiB) | bytes a combination |"
 echo "|---|---|---|---|"
 for k in 250000 1000000; do
-  f=$dir/keys-$k.jsonl
-  [ -s "$f" ] || "$lt" distinct-keys --count "$k" --output "$f"
-  base=$(/usr/bin/time -f "%M" "$tw" replay --quiet --rules rules/cis/06_console_authentication_failures.yml --emit hits --max-keys 2000000 --output /dev/null "$f" 2>&1 >/dev/null | tail -1)
-  with=$(/usr/bin/time -f "%M" "$tw" replay --quiet --rules rules/cis/06_console_authentication_failures.yml --rules load-test/first-seen --emit hits --max-keys 2000000 --output /dev/null "$f" 2>&1 >/dev/null | tail -1)
-  echo "| $k | $(echo "$base / 1024" | bc -l | xargs printf '%.1f') | $(echo "$with / 1024" | bc -l | xargs printf '%.1f') | $(echo "($with - $base) * 1024 / $k" | bc) |"
+  f=$(keys_file "$k")
+  base=$(state_rss "$f")
+  with=$(state_rss "$f" load-test/first-seen)
+  echo "| $k | $(mib "$base") | $(mib "$with") | $(echo "($with - $base) * 1024 / $k" | bc) |"
 done

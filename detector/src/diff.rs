@@ -101,13 +101,9 @@ pub fn run(
             },
         );
         if let Err(e) = read {
-            on_error(&InputError {
-                location: crate::source::file::Location {
-                    source: input.name(),
-                    line: 0,
-                },
-                kind: crate::source::file::InputErrorKind::Io(e.to_string()),
-            });
+            let err = InputError::unreadable(input, &e);
+            old.stages().count_error(crate::replay::error_kind(&err));
+            on_error(&err);
         }
     }
     old.flush(&mut old_alerts);

@@ -293,13 +293,7 @@ pub fn replay(
             }
         });
         if let Err(e) = result {
-            let err = InputError {
-                location: crate::source::file::Location {
-                    source: input.name(),
-                    line: 0,
-                },
-                kind: crate::source::file::InputErrorKind::Io(e.to_string()),
-            };
+            let err = InputError::unreadable(input, &e);
             pipeline.stages().count_error(error_kind(&err));
             on_error(&err);
         }

@@ -36,6 +36,19 @@ pub struct InputError {
     pub kind: InputErrorKind,
 }
 
+impl InputError {
+    /// An input that could not be opened or read on (line 0: no record of it was reached).
+    pub fn unreadable(input: &Input, e: &io::Error) -> InputError {
+        InputError {
+            location: Location {
+                source: input.name(),
+                line: 0,
+            },
+            kind: InputErrorKind::Io(e.to_string()),
+        }
+    }
+}
+
 /// What went wrong reading input.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum InputErrorKind {
