@@ -80,6 +80,13 @@ pub(crate) struct ReplayArgs {
     /// event-time order at the end (held in memory, spilled to temporary files past 64 MiB).
     #[arg(long)]
     pub(crate) unordered: bool,
+    /// Threads that decode and match records (default: one per core). State is kept on one
+    /// thread in input order, so every number of threads gives the same output.
+    #[arg(long, value_name = "N")]
+    pub(crate) threads: Option<usize>,
+    /// Size of the pieces plain files are cut into for the threads (testing).
+    #[arg(long, value_name = "BYTES", default_value_t = 2 << 20, hide = true)]
+    pub(crate) piece_bytes: u64,
     /// Most alerts per rule per minute of event time (0: no cap); the rest go into a storm alert.
     #[arg(long, default_value_t = AlertLimits::default().per_rule_per_minute, value_name = "N")]
     pub(crate) rate_per_rule: u32,
@@ -271,6 +278,11 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             _ => Format::Native,
         },
         unordered: a.unordered,
+        threads: a
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+            .max(1),
+        piece_bytes: a.piece_bytes.max(1),
         human: match a.format {
             FormatArg::Table => Some(replay::Human::Table {
                 colour: a.output.is_none()

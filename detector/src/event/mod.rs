@@ -4,11 +4,13 @@
 //! ranges of the input; values are turned into text lazily, once per event, when a rule asks.
 
 mod decode;
+mod detached;
 mod fields;
 mod scan;
 pub mod text;
 
 pub use decode::{DecodeError, Decoder, Limits};
+pub use detached::{Detached, DetachedRecord};
 pub use fields::{FieldId, FieldTable};
 
 use serde_json::Value;

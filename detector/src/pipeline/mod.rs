@@ -13,32 +13,23 @@
 
 pub mod dedup;
 mod handled;
+pub mod prepare;
 pub mod seal;
 mod state;
 
 use crate::alert::gate::{Candidate, Gate, Limits as AlertLimits};
 use crate::alert::ledger::Ledger;
 use crate::alert::{Alert, SummaryFields};
-use crate::engine::{MatchScratch, RuleSet};
+use crate::engine::RuleSet;
 use crate::event::{DecodeError, Decoder, Event, Limits};
 use crate::window::{CorrelationHit, Correlator, Origin};
 use dedup::Dedup;
 use handled::Handled;
+pub use prepare::{Identity, Prepare, FUTURE_SKEW};
 pub use state::StateError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// How far (seconds) an event time may lie ahead of this machine's clock: CloudTrail's own
-/// clocks and ours disagree by seconds, never by a day.
-pub const FUTURE_SKEW: i64 = 86_400;
-
-/// Seconds since the epoch by the wall clock.
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 /// How a pipeline is set up.
 #[derive(Debug, Clone, Copy)]
@@ -124,21 +115,47 @@ pub struct Stages<'s> {
     correlator: Correlator<'s>,
     gate: Gate,
     handled: Handled,
-    scratch: MatchScratch,
-    hits: Vec<u32>,
+    prepare: Prepare<'s>,
     fired: Vec<CorrelationHit>,
     gated: Vec<Alert>,
     quiet: Quiet,
-    /// Event times up to this are certainly not in the future: the clock is read only when an
-    /// event passes it, not once an event.
-    future_after: i64,
-    /// The last `eventTime` text read and its time: records come in bursts of the same second,
-    /// which are then parsed once.
-    last_time: (String, Option<i64>),
-    /// The date part (`YYYY-MM-DDT`) of the last canonical `eventTime` and its midnight.
-    last_day: ([u8; 11], i64),
     /// Counters.
     pub stats: Stats,
+}
+
+/// A record after the stateless stages ([`Prepare`]), as the stages that keep state take it.
+pub struct Prepared<'e, 'a> {
+    /// Its de-duplication id and event time.
+    pub identity: Identity,
+    /// The rules it matched.
+    pub hits: &'e [u32],
+    /// A value some rule read could not be parsed.
+    pub unreadable: bool,
+    /// The record itself: needed when it matched a rule.
+    pub event: Option<&'e Event<'a>>,
+    /// Its account and region, when the rules track delivery and it has an event time.
+    pub source: Option<(&'e str, &'e str)>,
+    /// Its `eventID`.
+    pub event_id: Option<&'e str>,
+    /// The gate candidates of its reported hits, in order, when they were made elsewhere
+    /// ([`hit_candidate`]); taken from here. Empty: they are made here.
+    pub candidates: &'e mut [Option<Candidate>],
+}
+
+/// The gate candidate of rule `r`'s hit on `ev` (alerts of future-dated records are published
+/// on their own, outside any suppression window).
+pub fn hit_candidate(
+    set: &RuleSet,
+    r: usize,
+    ev: &Event<'_>,
+    summaries: &SummaryFields,
+    future: bool,
+) -> Candidate {
+    let mut c = crate::alert::hit_candidate(&set.rules()[r], r, ev, summaries);
+    if future {
+        c.time = None;
+    }
+    c
 }
 
 /// The state a pipeline hands on to one of another rule set (a reload).
@@ -183,17 +200,13 @@ impl<'s> Pipeline<'s> {
                 correlator,
                 gate: Gate::new(settings.alert_limits, settings.windows.lateness),
                 handled: Handled::new(Ledger::in_memory(settings.handled)),
-                scratch: MatchScratch::default(),
-                hits: Vec::new(),
+                prepare: Prepare::new(set),
                 fired: Vec::new(),
                 gated: Vec::new(),
                 quiet: Quiet {
                     delay: settings.max_delivery_delay,
                     newest: None,
                 },
-                future_after: i64::MIN,
-                last_time: (String::new(), None),
-                last_day: ([0; 11], 0),
                 stats: Stats {
                     hits: vec![0; set.rules().len()],
                     correlation_hits: vec![0; set.correlations().len()],
@@ -416,67 +429,98 @@ impl<'s> Stages<'s> {
     }
 
     fn process(&mut self, ev: &Event<'_>, out: &mut dyn Output) {
+        let who = self.prepare.identity(ev);
+        let Some(index) = self.admit(who) else {
+            return;
+        };
+        self.prepare.matches(ev);
+        let hits = std::mem::take(&mut self.prepare.hits);
         let set = self.set;
+        let source = match set.delivery {
+            Some((a, r)) if who.time.is_some() => ev.get(a).text().zip(ev.get(r).text()),
+            _ => None,
+        };
+        let record = Prepared {
+            identity: who,
+            hits: &hits,
+            unreadable: ev.had_unreadable_value(),
+            event: Some(ev),
+            source,
+            event_id: ev.get(set.event_id).text(),
+            candidates: &mut [],
+        };
+        self.matched(index, record, out);
+        self.prepare.hits = hits;
+    }
+
+    /// Processes a record whose stateless stages ran elsewhere (parallel replay), in the same
+    /// order and with the same panic containment as [`Stages::event`].
+    pub fn prepared(&mut self, record: Prepared<'_, '_>, out: &mut dyn Output) {
+        let run = std::panic::AssertUnwindSafe(|| {
+            if let Some(index) = self.admit(record.identity) {
+                self.matched(index, record, out);
+            }
+        });
+        if std::panic::catch_unwind(run).is_err() {
+            self.count_error("panic");
+            tracing::error!(
+                "processing a record panicked; it was skipped and counted (a bug: please report)"
+            );
+        }
+    }
+
+    /// Counts a record and de-duplicates it: its input index, or `None` for a repeat.
+    #[inline]
+    fn admit(&mut self, who: Identity) -> Option<u64> {
         let index = self.stats.events;
         self.stats.events += 1;
-        let time = ev
-            .get(set.event_time)
-            .text()
-            .and_then(|t| self.parse_time(t));
-        // CloudTrail cannot record the future: a time beyond the clock's skew is a broken
-        // record (a typo in a year) and must not move any event-time clock or window.
-        let future = time.is_some_and(|t| self.is_future(t));
-        let time = if future {
+        if who.future {
             self.count_error("future_event_time");
-            None
-        } else {
-            time
-        };
-        let event_id = ev.get(set.event_id).text();
-        let whole = if event_id.is_none() {
-            ev.raw_text()
-        } else {
-            None
-        };
-        if !self
-            .dedup
-            .first_time(dedup::record_id(event_id, whole), time)
-        {
-            self.stats.duplicates += 1;
-            return;
         }
-        set.matches(ev, &mut self.scratch, &mut self.hits);
-        if ev.had_unreadable_value() {
+        if !self.dedup.first_time(who.id, who.time) {
+            self.stats.duplicates += 1;
+            return None;
+        }
+        Some(index)
+    }
+
+    /// The stages after matching, for a record admitted as the `index`th of the stream.
+    fn matched(&mut self, index: u64, record: Prepared<'_, '_>, out: &mut dyn Output) {
+        let set = self.set;
+        let (time, future) = (record.identity.time, record.identity.future);
+        if record.unreadable {
             self.count_error("unreadable_value");
         }
         let links = set.links();
-        for k in 0..self.hits.len() {
-            let r = self.hits[k] as usize;
-            self.stats.hits[r] += 1;
-            if !links.reach[r].is_empty() && !future {
-                let text = |f| ev.get(f).text().map(str::to_string);
-                let origin = Origin {
-                    input_index: index,
-                    event_id: text(set.event_id),
-                    event_time: text(set.event_time),
-                };
-                self.correlator.push(ev, r as u32, origin, &mut self.fired);
-            }
-            if links.rule_reported[r] {
-                out.hit(r, ev, index);
-                if let Some(summaries) = &self.summaries {
-                    let mut c = crate::alert::hit_candidate(&set.rules()[r], r, ev, summaries);
-                    if future {
-                        c.time = None; // published on its own, outside any suppression window
+        let mut made = record.candidates.iter_mut();
+        if let Some(ev) = record.event {
+            for &r in record.hits {
+                let r = r as usize;
+                self.stats.hits[r] += 1;
+                if !links.reach[r].is_empty() && !future {
+                    let text = |f| ev.get(f).text().map(str::to_string);
+                    let origin = Origin {
+                        input_index: index,
+                        event_id: text(set.event_id),
+                        event_time: text(set.event_time),
+                    };
+                    self.correlator.push(ev, r as u32, origin, &mut self.fired);
+                }
+                if links.rule_reported[r] {
+                    out.hit(r, ev, index);
+                    if let Some(summaries) = &self.summaries {
+                        let c = made.next().and_then(Option::take);
+                        let c = c.unwrap_or_else(|| hit_candidate(set, r, ev, summaries, future));
+                        self.offer(c);
                     }
-                    self.offer(c);
                 }
             }
+        } else {
+            debug_assert!(record.hits.is_empty(), "hits without their event");
         }
-        if let (Some(t), Some((account, region))) = (time, set.delivery) {
-            if let (Some(a), Some(r)) = (ev.get(account).text(), ev.get(region).text()) {
-                self.correlator.saw_source(a, r, t, event_id);
-            }
+        if let (Some(t), Some((account, region))) = (time, record.source) {
+            self.correlator
+                .saw_source(account, region, t, record.event_id);
         }
         if let Some(t) = time {
             self.correlator.observe(t, &mut self.fired);
@@ -489,52 +533,6 @@ impl<'s> Stages<'s> {
             self.gate.advance(&mut self.gated);
         }
         self.release(out);
-    }
-
-    /// The Unix seconds of an `eventTime` text.
-    fn parse_time(&mut self, text: &str) -> Option<i64> {
-        let b = text.as_bytes();
-        let clock = |b: &[u8]| -> Option<i64> {
-            if b.len() != 20 || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z' {
-                return None;
-            }
-            let two = |i: usize| {
-                let (a, b) = (b[i].wrapping_sub(b'0'), b[i + 1].wrapping_sub(b'0'));
-                (a < 10 && b < 10).then_some(i64::from(a) * 10 + i64::from(b))
-            };
-            let (h, m, s) = (two(11)?, two(14)?, two(17)?);
-            (h < 24 && m < 60 && s < 60).then_some(h * 3600 + m * 60 + s)
-        };
-        if b.len() == 20 && b[..11] == self.last_day.0 {
-            if let Some(c) = clock(b) {
-                return Some(self.last_day.1 + c);
-            }
-        }
-        let t = self.parse_time_slow(text);
-        if let (Some(t), Some(c)) = (t, clock(b)) {
-            self.last_day.0.copy_from_slice(&b[..11]);
-            self.last_day.1 = t - c;
-        }
-        t
-    }
-
-    #[inline(never)]
-    fn parse_time_slow(&mut self, text: &str) -> Option<i64> {
-        let (last, time) = &mut self.last_time;
-        if text != last.as_str() {
-            *time = crate::window::event_time(text);
-            last.clear();
-            last.push_str(text);
-        }
-        *time
-    }
-
-    /// Whether `t` is later than the clock allows a CloudTrail record to be.
-    fn is_future(&mut self, t: i64) -> bool {
-        if t > self.future_after {
-            self.future_after = unix_now().saturating_add(FUTURE_SKEW);
-        }
-        t > self.future_after
     }
 
     /// Advances a quiet stream: `delay` seconds after the newest event time was first seen,

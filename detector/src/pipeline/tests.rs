@@ -547,7 +547,7 @@ proptest! {
         let (set, _) = pack();
         let mut p = Pipeline::new(&set, None, &settings(), None);
         for t in &texts {
-            prop_assert_eq!(p.stages.parse_time(t), crate::window::event_time(t), "{}", t);
+            prop_assert_eq!(p.stages.prepare.parse_time(t), crate::window::event_time(t), "{}", t);
         }
     }
 }

@@ -179,8 +179,8 @@ impl<R: Read> Read for Counting<R> {
 pub fn open(
     input: &Input,
     progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
-) -> io::Result<Box<dyn BufRead>> {
-    let raw: Box<dyn Read> = match input {
+) -> io::Result<Box<dyn BufRead + Send>> {
+    let raw: Box<dyn Read + Send> = match input {
         Input::File(p) => Box::new(File::open(p)?),
         Input::Stdin => Box::new(io::stdin()),
         Input::S3(o) => o.reader()?,
@@ -221,17 +221,29 @@ pub fn read_input(
 /// Reads every document of `reader`, handing each record (or error) to `sink` with its location.
 pub fn read_documents(
     name: &str,
-    mut reader: Box<dyn BufRead>,
+    reader: Box<dyn BufRead>,
     decoder: &mut Decoder<'_>,
     sink: &mut dyn FnMut(Result<&Event<'_>, InputError>, &Location),
 ) {
+    read_lines(name, reader, true, decoder, sink);
+}
+
+/// Reads every document of `reader` as [`read_documents`] does, and returns how many lines it
+/// read. With `first` false, the reader does not start an input: its first line is not looked
+/// at as the opening of a document over many lines.
+pub fn read_lines(
+    name: &str,
+    mut reader: impl BufRead,
+    mut first: bool,
+    decoder: &mut Decoder<'_>,
+    sink: &mut dyn FnMut(Result<&Event<'_>, InputError>, &Location),
+) -> usize {
     let limit = decoder.limits().max_document_bytes;
     let mut loc = Location {
         source: name.to_string(),
         line: 0,
     };
     let mut buf = Vec::with_capacity(64 << 10);
-    let mut first = true;
     loop {
         buf.clear();
         loc.line += 1;
@@ -243,11 +255,11 @@ pub fn read_documents(
                     kind: InputErrorKind::Io(e.to_string()),
                 };
                 sink(Err(err), &loc);
-                return;
+                return loc.line;
             }
         };
         match read {
-            Line::Eof => return,
+            Line::Eof => return loc.line - 1,
             Line::TooLong(size) => {
                 let kind = DecodeError::TooLarge { size, limit };
                 sink(
@@ -324,7 +336,7 @@ fn is_whole_record(line: &[u8]) -> bool {
 }
 
 /// A first line that opens a document and does not close it: `{`, `[`, or `{"Records": [`.
-fn starts_multiline_document(line: &[u8]) -> bool {
+pub(crate) fn starts_multiline_document(line: &[u8]) -> bool {
     let t = String::from_utf8_lossy(line);
     let t = t.trim();
     if !(t.starts_with('{') || t.starts_with('[')) {

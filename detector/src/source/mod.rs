@@ -4,4 +4,5 @@ pub mod file;
 pub mod kafka;
 pub mod s3;
 pub mod select;
+pub mod split;
 pub mod sqs;

@@ -82,7 +82,7 @@ impl Eq for Object {}
 impl Object {
     /// The object's bytes (compressed as stored): downloaded ahead when it was listed, or for
     /// a large object read from the network as it is consumed.
-    pub fn reader(&self) -> io::Result<Box<dyn io::Read>> {
+    pub fn reader(&self) -> io::Result<Box<dyn io::Read + Send>> {
         self.fetcher.take(self.index)
     }
 }
@@ -265,7 +265,7 @@ impl Fetcher {
     }
 
     /// The bytes of object `index`, starting the downloads of the ones after it.
-    fn take(self: &Arc<Self>, index: usize) -> io::Result<Box<dyn io::Read>> {
+    fn take(self: &Arc<Self>, index: usize) -> io::Result<Box<dyn io::Read + Send>> {
         let (bucket, key, handle) = {
             let mut a = self
                 .ahead

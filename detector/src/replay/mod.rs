@@ -1,11 +1,16 @@
 //! Replay: evaluate historical CloudTrail input and write hits or alerts as JSON lines.
 
+mod parallel;
+
 use crate::alert::gate::Limits as AlertLimits;
 use crate::alert::{Alert, Format, SummaryFields};
 use crate::engine::RuleSet;
+use crate::event::Decoder;
 use crate::event::{Event, FieldValue, Limits};
+use crate::pipeline::Stages;
 use crate::pipeline::{Output, Pipeline, Settings};
-use crate::source::file::{read_input, Input, InputError};
+use crate::source::file::{open, read_lines, Input, InputError};
+use crate::source::select::{Selection, SelectionFields};
 use crate::window::CorrelationHit;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -198,10 +203,12 @@ pub struct Options {
     /// Write alerts as they are made instead of holding them for event-time order.
     pub unordered: bool,
     /// Which records to evaluate (none: all), with the fields it reads.
-    pub select: Option<(
-        crate::source::select::Selection,
-        crate::source::select::SelectionFields,
-    )>,
+    pub select: Option<(Selection, SelectionFields)>,
+    /// Threads that decode and match (state is kept on the calling thread, in input order, so
+    /// the output is the same for any number); 1 does everything on the calling thread.
+    pub threads: usize,
+    /// Size of the pieces a plain file is cut into for the threads, in bytes.
+    pub piece_bytes: u64,
 }
 
 /// How far a replay has come, for a progress display on another thread.
@@ -270,44 +277,35 @@ pub fn replay(
         hit_prefixes: hit_prefixes(set),
     };
     let mut unselected = 0;
-    for input in inputs {
-        let (decoder, stages) = pipeline.parts();
-        writer.source.clear();
-        writer.source.extend_from_slice(b",\"input\":");
-        json_string(&mut writer.source, Some(&input.name()));
-        writer.record = 0;
-        let result = read_input(input, progress.bytes.clone(), decoder, &mut |item, loc| {
-            (writer.line_no, writer.record) = (loc.line, writer.record + 1);
-            match item {
-                Ok(ev) => {
-                    if opts.select.as_ref().is_some_and(|(s, f)| !s.keeps(ev, f)) {
-                        unselected += 1;
-                    } else if writer.error.is_none() {
-                        stages.event(ev, &mut writer);
-                    }
+    if opts.threads > 1 {
+        parallel::replay(
+            &mut pipeline,
+            &mut writer,
+            inputs,
+            opts,
+            progress,
+            &mut unselected,
+            on_error,
+        )?;
+    } else {
+        for input in inputs {
+            writer.start(input);
+            match open(input, progress.bytes.clone()) {
+                Ok(reader) => {
+                    let (decoder, stages) = pipeline.parts();
+                    let mut reading = InOrder {
+                        stages,
+                        writer: &mut writer,
+                        select: opts.select.as_ref(),
+                        unselected: &mut unselected,
+                        on_error: &mut *on_error,
+                    };
+                    reading.read(&input.name(), reader, decoder);
                 }
-                Err(e) => {
-                    stages.count_error(error_kind(&e));
-                    on_error(&e);
-                }
+                Err(e) => unreadable(pipeline.stages(), input, &e, on_error),
             }
-        });
-        if let Err(e) = result {
-            let err = InputError::unreadable(input, &e);
-            pipeline.stages().count_error(error_kind(&err));
-            on_error(&err);
+            finished(&pipeline, &mut writer, unselected, progress)?;
         }
-        if let Some(e) = writer.error.take() {
-            return Err(e);
-        }
-        let stats = pipeline.stats();
-        let hits = stats.hits.iter().chain(&stats.correlation_hits).sum();
-        progress.files.fetch_add(1, Ordering::Relaxed);
-        progress
-            .events
-            .store(stats.events + unselected, Ordering::Relaxed);
-        progress.hits.store(hits, Ordering::Relaxed);
-        progress.alerts.store(writer.alerts, Ordering::Relaxed);
     }
     pipeline.flush(&mut writer);
     if let Some(ordered) = writer.ordered.take() {
@@ -349,6 +347,71 @@ pub(crate) fn error_kind(e: &InputError) -> &'static str {
     match &e.kind {
         crate::source::file::InputErrorKind::Decode(d) => d.kind(),
         crate::source::file::InputErrorKind::Io(_) => "io",
+    }
+}
+
+/// An input that could not be opened: counted, and told to `on_error`.
+fn unreadable(
+    stages: &mut Stages<'_>,
+    input: &Input,
+    e: &io::Error,
+    on_error: &mut dyn FnMut(&InputError),
+) {
+    let err = InputError::unreadable(input, e);
+    stages.count_error(error_kind(&err));
+    on_error(&err);
+}
+
+/// After each input: the progress counters, and a stop when the output failed.
+fn finished(
+    pipeline: &Pipeline<'_>,
+    writer: &mut Writer<'_, '_>,
+    unselected: u64,
+    progress: &Progress,
+) -> io::Result<()> {
+    if let Some(e) = writer.error.take() {
+        return Err(e);
+    }
+    let stats = pipeline.stats();
+    let hits = stats.hits.iter().chain(&stats.correlation_hits).sum();
+    progress.files.fetch_add(1, Ordering::Relaxed);
+    progress
+        .events
+        .store(stats.events + unselected, Ordering::Relaxed);
+    progress.hits.store(hits, Ordering::Relaxed);
+    progress.alerts.store(writer.alerts, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Reads an input record by record on this thread, every stage in turn.
+struct InOrder<'a, 'p, 's, 'o> {
+    stages: &'a mut Stages<'p>,
+    writer: &'a mut Writer<'s, 'o>,
+    select: Option<&'a (Selection, SelectionFields)>,
+    unselected: &'a mut u64,
+    on_error: &'a mut dyn FnMut(&InputError),
+}
+
+impl InOrder<'_, '_, '_, '_> {
+    /// Reads `reader`, an input from its start, to its end.
+    fn read(&mut self, name: &str, reader: impl io::BufRead, decoder: &mut Decoder<'_>) {
+        read_lines(name, reader, true, decoder, &mut |item, loc| {
+            let w = &mut *self.writer;
+            (w.line_no, w.record) = (loc.line, w.record + 1);
+            match item {
+                Ok(ev) => {
+                    if self.select.is_some_and(|(s, f)| !s.keeps(ev, f)) {
+                        *self.unselected += 1;
+                    } else if w.error.is_none() {
+                        self.stages.event(ev, w);
+                    }
+                }
+                Err(e) => {
+                    self.stages.count_error(error_kind(&e));
+                    (self.on_error)(&e);
+                }
+            }
+        });
     }
 }
 
@@ -498,6 +561,14 @@ impl Output for Writer<'_, '_> {
 }
 
 impl Writer<'_, '_> {
+    /// Begins an input: hit lines name it, records count from 1.
+    fn start(&mut self, input: &Input) {
+        self.source.clear();
+        self.source.extend_from_slice(b",\"input\":");
+        json_string(&mut self.source, Some(&input.name()));
+        self.record = 0;
+    }
+
     fn write_line(&mut self) {
         if self.error.is_some() {
             return;

@@ -1,0 +1,445 @@
+//! Parallel replay: worker threads decode and match pieces of the input (the stateless
+//! stages, most of the work); the calling thread takes their results in input order through
+//! de-duplication, correlations and the gate, and writes. State sees the records in the order
+//! a one-thread replay sees them, so the output is the same, byte for byte, whatever the number
+//! of threads: correlations need no sharding and keep every key, whatever they group by.
+
+use super::{error_kind, finished, unreadable, Emit, InOrder, Options, Progress, Writer};
+use crate::alert::gate::Candidate;
+use crate::alert::SummaryFields;
+use crate::engine::RuleSet;
+use crate::event::{Decoder, Detached, DetachedRecord, Event, Scratch};
+use crate::pipeline::{hit_candidate, Identity, Pipeline, Prepare, Prepared};
+use crate::source::file::{read_lines, Input, InputError, InputErrorKind, Location};
+use crate::source::select::{Selection, SelectionFields};
+use crate::source::split::{split, Part, Piece};
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader};
+use std::ops::Range;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+/// Pieces decoded ahead of the one being taken in order, per thread: bounds the memory held
+/// by results waiting for their turn.
+const AHEAD_PER_THREAD: usize = 4;
+
+/// What a worker made of a piece.
+enum Done {
+    /// Its records, decoded and matched.
+    Batch(Batch),
+    /// An input to read on the calling thread, in order.
+    InOrder(Box<dyn BufRead + Send>),
+    /// An input that could not be opened.
+    Unreadable(io::Error),
+}
+
+/// The records of one piece, in order.
+#[derive(Default)]
+struct Batch {
+    records: Vec<Record>,
+    hits: Vec<u32>,
+    /// Gate candidates of the reported hits (alerts).
+    candidates: Vec<Option<Candidate>>,
+    /// The records that matched a rule, and the sources' strings.
+    arena: Detached,
+    /// Lines the piece held.
+    lines: usize,
+    /// Reading failed: the rest of the input is not read (as one thread stops at the error).
+    failed: bool,
+}
+
+enum Record {
+    Event(Matched),
+    /// Outside `--since`/`--until`/`--account`/`--region`.
+    Unselected {
+        line: usize,
+    },
+    /// Matching it panicked (a bug): counted, as the calling thread counts its own.
+    Panicked {
+        line: usize,
+    },
+    Error(InputError),
+}
+
+/// A record after the stateless stages; ranges point into its batch.
+struct Matched {
+    line: usize,
+    identity: Identity,
+    hits: Range<usize>,
+    candidates: Range<usize>,
+    unreadable: bool,
+    record: Option<DetachedRecord>,
+    source: Option<(Range<usize>, Range<usize>)>,
+    event_id: Option<Range<usize>>,
+}
+
+/// One worker's decoder and stateless stages.
+struct Worker<'s> {
+    stateless: Stateless<'s>,
+    decoder: Decoder<'s>,
+    prepare: Prepare<'s>,
+}
+
+/// What the stateless stages need beyond the decoder, shared by the workers.
+#[derive(Clone, Copy)]
+struct Stateless<'s> {
+    set: &'s RuleSet,
+    select: Option<&'s (Selection, SelectionFields)>,
+    /// The fields alerts carry, when writing alerts: hits' candidates are made by the workers.
+    summaries: Option<&'s SummaryFields>,
+}
+
+impl Batch {
+    /// Empties a batch taken in order, so a worker can fill it again without new memory.
+    fn recycled(mut self) -> Batch {
+        self.records.clear();
+        self.hits.clear();
+        self.candidates.clear();
+        self.arena.clear();
+        (self.lines, self.failed) = (0, false);
+        self
+    }
+}
+
+impl<'s> Worker<'s> {
+    fn new(set: &'s RuleSet, opts: &'s Options) -> Self {
+        Worker {
+            stateless: Stateless {
+                set,
+                select: opts.select.as_ref(),
+                summaries: opts
+                    .summaries
+                    .as_ref()
+                    .filter(|_| opts.emit == Emit::Alerts),
+            },
+            decoder: Decoder::new(set.fields(), opts.limits),
+            prepare: Prepare::new(set),
+        }
+    }
+
+    /// Decodes and matches a piece; a panic (a bug) costs the piece, counted, not the replay.
+    fn piece(&mut self, part: Part, name: &str, opts: &'s Options, batch: Batch) -> Done {
+        let run = std::panic::AssertUnwindSafe(|| self.decode(part, name, batch));
+        match std::panic::catch_unwind(run) {
+            Ok(done) => done,
+            Err(_) => {
+                *self = Worker::new(self.stateless.set, opts);
+                let mut batch = Batch::default();
+                batch.records.push(Record::Panicked { line: 0 });
+                Done::Batch(batch)
+            }
+        }
+    }
+
+    fn decode(&mut self, part: Part, name: &str, mut batch: Batch) -> Done {
+        let (reader, first): (Box<dyn BufRead>, bool) = match part {
+            Part::Lines(lines) => (Box::new(BufReader::with_capacity(256 << 10, lines)), false),
+            Part::Whole(reader) => (reader, true),
+            Part::InOrder(reader) => return Done::InOrder(reader),
+            Part::Unreadable(e) => return Done::Unreadable(e),
+        };
+        let Worker {
+            stateless,
+            decoder,
+            prepare,
+        } = self;
+        let stateless = *stateless;
+        batch.lines = read_lines(name, reader, first, decoder, &mut |item, loc| {
+            let record = match item {
+                Ok(ev) if stateless.select.is_some_and(|(s, f)| !s.keeps(ev, f)) => {
+                    Record::Unselected { line: loc.line }
+                }
+                Ok(ev) => {
+                    let run = std::panic::AssertUnwindSafe(|| {
+                        matched(stateless, prepare, ev, loc.line, &mut batch)
+                    });
+                    match std::panic::catch_unwind(run) {
+                        Ok(m) => Record::Event(m),
+                        Err(_) => Record::Panicked { line: loc.line },
+                    }
+                }
+                Err(e) => {
+                    batch.failed |= matches!(e.kind, InputErrorKind::Io(_));
+                    Record::Error(e)
+                }
+            };
+            batch.records.push(record);
+        });
+        Done::Batch(batch)
+    }
+}
+
+/// The stateless stages for one record, its results kept in `batch`.
+fn matched(
+    stateless: Stateless<'_>,
+    prepare: &mut Prepare<'_>,
+    ev: &Event<'_>,
+    line: usize,
+    batch: &mut Batch,
+) -> Matched {
+    let set = stateless.set;
+    let identity = prepare.identity(ev);
+    prepare.matches(ev);
+    let start = batch.hits.len();
+    batch.hits.extend_from_slice(&prepare.hits);
+    let links = set.links();
+    let first_candidate = batch.candidates.len();
+    if let Some(summaries) = stateless.summaries {
+        for &r in &prepare.hits {
+            let r = r as usize;
+            if links.rule_reported[r] {
+                let c = hit_candidate(set, r, ev, summaries, identity.future);
+                batch.candidates.push(Some(c));
+            }
+        }
+    }
+    // Correlations read the group's fields; otherwise a hit is written by its eventID and
+    // eventTime alone (the replay writer reads nothing else), so only they are copied.
+    let record = if prepare.hits.is_empty() {
+        None
+    } else if prepare
+        .hits
+        .iter()
+        .any(|&r| !links.reach[r as usize].is_empty())
+    {
+        Some(batch.arena.push(ev))
+    } else {
+        Some(batch.arena.push_fields(ev, &[set.event_id, set.event_time]))
+    };
+    let (mut source, mut event_id) = (None, None);
+    if let (Some((a, r)), Some(_)) = (set.delivery, identity.time) {
+        if let (Some(a), Some(r)) = (ev.get(a).text(), ev.get(r).text()) {
+            source = Some((batch.arena.push_str(a), batch.arena.push_str(r)));
+            event_id = ev.get(set.event_id).text().map(|t| batch.arena.push_str(t));
+        }
+    }
+    Matched {
+        line,
+        identity,
+        hits: start..batch.hits.len(),
+        candidates: first_candidate..batch.candidates.len(),
+        unreadable: ev.had_unreadable_value(),
+        record,
+        source,
+        event_id,
+    }
+}
+
+/// Replays `inputs` with `opts.threads` workers; see the module's description.
+pub(super) fn replay(
+    pipeline: &mut Pipeline<'_>,
+    writer: &mut Writer<'_, '_>,
+    inputs: &[Input],
+    opts: &Options,
+    progress: &Progress,
+    unselected: &mut u64,
+    on_error: &mut dyn FnMut(&InputError),
+) -> io::Result<()> {
+    let threads = opts.threads.max(1);
+    let ahead = threads * AHEAD_PER_THREAD;
+    let set = writer.set;
+    let names: Vec<String> = inputs.iter().map(Input::name).collect();
+    std::thread::scope(|scope| {
+        // A piece is handed out only against a permit, given back once its results were taken
+        // in order: at most `ahead` pieces' results are held at once.
+        let (permit_tx, permit_rx) = mpsc::sync_channel::<()>(ahead);
+        for _ in 0..ahead {
+            let _ = permit_tx.send(());
+        }
+        let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Piece)>(threads);
+        let (done_tx, done_rx) = mpsc::channel::<(u64, usize, bool, Done)>();
+        // Batches go back to the workers once taken: their memory is reused, not faulted in anew.
+        let (spare_tx, spare_rx) = mpsc::channel::<Batch>();
+        let spare_rx = Arc::new(Mutex::new(spare_rx));
+        let pieces = split(inputs, progress.bytes.clone(), opts.piece_bytes);
+        scope.spawn(move || {
+            for (seq, piece) in (0u64..).zip(pieces) {
+                if permit_rx.recv().is_err() || work_tx.send((seq, piece)).is_err() {
+                    return;
+                }
+            }
+        });
+        let work_rx = Arc::new(Mutex::new(work_rx));
+        for _ in 0..threads {
+            let (work_rx, done_tx, names) = (work_rx.clone(), done_tx.clone(), &names);
+            let spare_rx = spare_rx.clone();
+            scope.spawn(move || {
+                let mut worker = Worker::new(set, opts);
+                loop {
+                    let next = match work_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((seq, piece)) = next else {
+                        return;
+                    };
+                    let spare = spare_rx.lock().ok().and_then(|rx| rx.try_recv().ok());
+                    let batch = spare.unwrap_or_default();
+                    let done = worker.piece(piece.part, &names[piece.input], opts, batch);
+                    if done_tx.send((seq, piece.input, piece.last, done)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut taker = Taker {
+            pipeline,
+            writer,
+            inputs,
+            opts,
+            progress,
+            unselected,
+            on_error,
+            scratch: Scratch::new(set.fields()),
+            current: None,
+            base: 0,
+            failed: false,
+        };
+        let mut waiting = BTreeMap::new();
+        let mut next = 0u64;
+        for (seq, input, last, done) in done_rx {
+            waiting.insert(seq, (input, last, done));
+            while let Some((input, last, done)) = waiting.remove(&next) {
+                if let Some(batch) = taker.take(input, done) {
+                    let _ = spare_tx.send(batch.recycled());
+                }
+                if last {
+                    taker.finished()?;
+                }
+                next += 1;
+                let _ = permit_tx.send(());
+            }
+        }
+        // Every worker has stopped: a piece still missing means one died outside its guard.
+        if !waiting.is_empty() {
+            return Err(io::Error::other("a replay worker stopped early"));
+        }
+        Ok(())
+    })
+}
+
+/// Takes the workers' results in input order through the stages that keep state.
+struct Taker<'a, 'p, 's, 'o> {
+    pipeline: &'a mut Pipeline<'p>,
+    writer: &'a mut Writer<'s, 'o>,
+    inputs: &'a [Input],
+    opts: &'a Options,
+    progress: &'a Progress,
+    unselected: &'a mut u64,
+    on_error: &'a mut dyn FnMut(&InputError),
+    /// Detached records are made events again here.
+    scratch: Scratch,
+    /// The input being taken.
+    current: Option<usize>,
+    /// Lines of the input before the piece being taken.
+    base: usize,
+    /// Reading the input failed: its later pieces are dropped.
+    failed: bool,
+}
+
+impl Taker<'_, '_, '_, '_> {
+    /// Takes a piece's results; gives back its batch for reuse.
+    fn take(&mut self, input: usize, done: Done) -> Option<Batch> {
+        if self.current != Some(input) {
+            self.current = Some(input);
+            self.writer.start(&self.inputs[input]);
+            (self.base, self.failed) = (0, false);
+        }
+        if self.failed {
+            return None;
+        }
+        match done {
+            Done::Batch(mut batch) => {
+                self.batch(&mut batch);
+                return Some(batch);
+            }
+            Done::InOrder(reader) => {
+                let (decoder, stages) = self.pipeline.parts();
+                let mut reading = InOrder {
+                    stages,
+                    writer: &mut *self.writer,
+                    select: self.opts.select.as_ref(),
+                    unselected: &mut *self.unselected,
+                    on_error: &mut *self.on_error,
+                };
+                reading.read(&self.inputs[input].name(), reader, decoder);
+            }
+            Done::Unreadable(e) => unreadable(
+                self.pipeline.stages(),
+                &self.inputs[input],
+                &e,
+                self.on_error,
+            ),
+        }
+        None
+    }
+
+    fn batch(&mut self, batch: &mut Batch) {
+        let fields = self.writer.set.fields();
+        let base = self.base;
+        let Batch {
+            records,
+            hits,
+            candidates,
+            arena,
+            ..
+        } = batch;
+        for record in records.iter() {
+            let w = &mut *self.writer;
+            let line = match record {
+                Record::Event(m) => m.line,
+                Record::Unselected { line } | Record::Panicked { line } => *line,
+                Record::Error(e) => e.location.line,
+            };
+            (w.line_no, w.record) = (base + line, w.record + 1);
+            let stages = self.pipeline.stages();
+            match record {
+                Record::Event(m) if w.error.is_none() => {
+                    let ev = m
+                        .record
+                        .as_ref()
+                        .map(|r| arena.event(r, &mut self.scratch, fields));
+                    let prepared = Prepared {
+                        identity: m.identity,
+                        hits: &hits[m.hits.clone()],
+                        unreadable: m.unreadable,
+                        event: ev.as_ref(),
+                        source: m
+                            .source
+                            .as_ref()
+                            .map(|(a, r)| (arena.str(a.clone()), arena.str(r.clone()))),
+                        event_id: m.event_id.as_ref().map(|t| arena.str(t.clone())),
+                        candidates: &mut candidates[m.candidates.clone()],
+                    };
+                    stages.prepared(prepared, w);
+                }
+                Record::Event(_) => {}
+                Record::Unselected { .. } => *self.unselected += 1,
+                Record::Panicked { .. } => {
+                    stages.count_error("panic");
+                    tracing::error!(
+                        "matching a record panicked; it was skipped and counted (a bug: please report)"
+                    );
+                }
+                Record::Error(e) => {
+                    let e = InputError {
+                        location: Location {
+                            source: e.location.source.clone(),
+                            line: base + e.location.line,
+                        },
+                        kind: e.kind.clone(),
+                    };
+                    stages.count_error(error_kind(&e));
+                    (self.on_error)(&e);
+                }
+            }
+        }
+        self.base += batch.lines;
+        self.failed = batch.failed;
+    }
+
+    fn finished(&mut self) -> io::Result<()> {
+        finished(self.pipeline, self.writer, *self.unselected, self.progress)
+    }
+}
