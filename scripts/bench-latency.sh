@@ -16,6 +16,7 @@ KAFKA_RATE=${KAFKA_RATE:-200}        # background traffic, which goes on after i
 SQS_EVENTS=${SQS_EVENTS:-18000}
 SQS_RATE=${SQS_RATE:-25}             # about what moto's SQS takes
 DELAY=${DELAY:-10s}
+FETCH_WAIT_MS=${FETCH_WAIT_MS:-10}   # librdkafka fetch.wait.max.ms against tansu (see below)
 PAUSE=${PAUSE:-25}
 TRANSPORTS=${TRANSPORTS:-kafka sqs}
 MODES=${MODES:-steady quiet}
@@ -92,6 +93,10 @@ brokers = "$brokers"
 topic = "$topic"
 group_id = "$topic"
 state_topic = "$topic-state"
+# tansu answers a fetch only after sleeping half its max wait (librdkafka's default: 500 ms),
+# even with data ready; Kafka brokers answer at once. This sets the floor, not trailwatch.
+[source.kafka.properties]
+"fetch.wait.max.ms" = "$FETCH_WAIT_MS"
 TOML
   } > "$cfg"
   # Create the topic, start trailwatch, and produce only once it owns the partitions.

@@ -15,6 +15,9 @@ pub(super) struct Reported {
     keys: i64,
     /// The (account, region) labels this pipeline set.
     sources: std::collections::HashSet<(String, String)>,
+    /// When they were last set (every batch rebuilt a series per source, a sixth of a live
+    /// partition's CPU at 1,000 events/s).
+    sources_at: Option<std::time::Instant>,
 }
 
 impl Reported {
@@ -61,6 +64,14 @@ impl Reported {
 
     /// The age of each account's and region's latest event, by the wall clock.
     fn report_sources(&mut self, p: &Pipeline<'_>, m: &Metrics) {
+        // A new source is reported at once; ages, which are whole seconds, once a second.
+        let fresh = self
+            .sources_at
+            .is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1));
+        if fresh && p.sources().count() == self.sources.len() {
+            return;
+        }
+        self.sources_at = Some(std::time::Instant::now());
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
