@@ -28,7 +28,7 @@ events=$dir/events-200k.jsonl
 n=$(wc -l < "$events")
 
 
-t_tw=$(best taskset -c 0 "$tw" replay --quiet --rules "$RULES" --emit hits --output /dev/null "$events")
+t_tw=$(best taskset -c 0 "$tw" replay --quiet --threads 1 --rules "$RULES" --emit hits --output /dev/null "$events")
 t_rs=$(best taskset -c 0 "$rsigma" engine eval -r "$RULES" -e "@$events")
 t_pb=$(best taskset -c 0 "$lt" parse-baseline "$events")
 
@@ -42,6 +42,25 @@ echo "|---|---|---|---|"
 echo "| trailwatch replay --emit hits | $(printf '%.3f' "$t_tw") | $(rate "$t_tw") | |"
 echo "| rsigma $RSIGMA engine eval | $(printf '%.3f' "$t_rs") | $(rate "$t_rs") | $(ratio "$t_rs" "$t_tw")× faster |"
 echo "| serde_json::Value parse only | $(printf '%.3f' "$t_pb") | $(rate "$t_pb") | $(ratio "$t_pb" "$t_tw")× faster |"
+
+# Every core: the same file, one thread against one per core (state stays on one thread, in
+# input order, so the output must not change: checked here too).
+cores=$(nproc)
+t_all=$(best "$tw" replay --quiet --rules "$RULES" --emit hits --output /dev/null "$events")
+t_rs_all=$(best "$rsigma" engine eval -r "$RULES" -e "@$events")
+t_a1=$(best taskset -c 0 "$tw" replay --quiet --threads 1 --rules rules --output /dev/null "$events")
+t_aall=$(best "$tw" replay --quiet --rules rules --output /dev/null "$events")
+"$tw" replay --quiet --threads 1 --rules "$RULES" --emit hits --output "$dir/hits-1.jsonl" "$events"
+"$tw" replay --quiet --rules "$RULES" --emit hits --output "$dir/hits-all.jsonl" "$events"
+cmp -s "$dir/hits-1.jsonl" "$dir/hits-all.jsonl" || { echo "threads changed the output" >&2; exit 1; }
+echo
+echo "## Every core ($cores; one thread pinned to one core against one per core, best of $RUNS)"
+echo
+echo "| program | one core (s) | $cores cores (s) | speed-up |"
+echo "|---|---|---|---|"
+echo "| trailwatch replay --emit hits (sigma rules) | $(printf '%.3f' "$t_tw") | $(printf '%.3f' "$t_all") | $(ratio "$t_tw" "$t_all")× |"
+echo "| trailwatch replay, alerts (shipped pack) | $(printf '%.3f' "$t_a1") | $(printf '%.3f' "$t_aall") | $(ratio "$t_a1" "$t_aall")× |"
+echo "| rsigma $RSIGMA engine eval | $(printf '%.3f' "$t_rs") | $(printf '%.3f' "$t_rs_all") | $(ratio "$t_rs" "$t_rs_all")× |"
 echo
 echo "## Peak RSS of replay as the input grows"
 echo
@@ -72,10 +91,16 @@ mib() { echo "$1 / 1024" | bc -l | xargs printf '%.1f'; }
 echo
 echo "## Correlation state: peak RSS against live group keys (5 m lateness)"
 echo
-echo "| live group keys | peak RSS (MiB) |"
-echo "|---|---|"
+# rsigma on the same input and rules (the failed sign-in rule and the correlation, one folder).
+rsigma_rules=$(mktemp -d)
+trap 'rm -rf "$rsigma_rules"' EXIT
+cp rules/cis/06_console_authentication_failures.yml load-test/rules/*.yml "$rsigma_rules"/
+echo "| live group keys | trailwatch peak RSS (MiB) | rsigma $RSIGMA peak RSS (MiB) |"
+echo "|---|---|---|"
 for k in 250000 1000000; do
-  echo "| $k | $(mib "$(state_rss "$(keys_file "$k")" load-test/rules)") |"
+  f=$(keys_file "$k")
+  rs=$(/usr/bin/time -f "%M" "$rsigma" engine eval -r "$rsigma_rules" -e "@$f" --max-state-entries 2000000 2>&1 >/dev/null | tail -1)
+  echo "| $k | $(mib "$(state_rss "$f" load-test/rules)") | $(mib "$rs") |"
 done
 
 echo
