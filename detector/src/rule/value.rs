@@ -374,9 +374,27 @@ pub fn load_placeholders(path: &std::path::Path) -> Result<Placeholders, super::
     };
     let mut out = Placeholders::new();
     for (k, v) in map {
+        // A value that is not text would silently leave the placeholder empty, and every rule
+        // using it matching nothing: a broken file must say so.
+        let text = |n: &super::yaml::Node, line: usize| {
+            n.as_text().ok_or_else(|| {
+                err(
+                    line,
+                    format!(
+                        "placeholder '{}': expected a value or a list of values, found a {}",
+                        k.text,
+                        n.type_name()
+                    ),
+                )
+            })
+        };
         let values = match &v.kind {
-            NodeKind::Seq(items) => items.iter().filter_map(|i| i.as_text()).collect(),
-            _ => v.as_text().into_iter().collect(),
+            NodeKind::Seq(items) => items
+                .iter()
+                .map(|i| text(i, i.line))
+                .collect::<Result<_, _>>()?,
+            // A missing value has no line of its own: the key's.
+            _ => vec![text(v, k.line)?],
         };
         out.insert(k.text.clone(), values);
     }
@@ -1064,6 +1082,33 @@ mod tests {
             .contains("8.8.8.8".parse().unwrap()));
         assert!(Cidr::parse("10.0.0.0/33").is_none());
         assert!(entry("f|cidr", "'not-a-net'").is_err());
+    }
+
+    #[test]
+    fn a_placeholder_value_that_is_not_text_is_an_error_naming_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        for (body, line, found) in [
+            ("ok: [a, b]\nbad:\n  nested: x\n", 2, "mapping"),
+            ("bad:\n  - a\n  - [b, c]\n", 3, "list"),
+            ("bad:\n", 1, "null"),
+            ("bad: [a, ~]\n", 1, "null"),
+        ] {
+            let path = dir.path().join("placeholders.yml");
+            std::fs::write(&path, body).unwrap();
+            let e = load_placeholders(&path).unwrap_err().to_string();
+            assert!(e.contains(&format!(":{line}")), "{body:?}: {e}");
+            assert!(e.contains("placeholder 'bad'"), "{body:?}: {e}");
+            assert!(e.contains(found), "{body:?}: {e}");
+        }
+        let path = dir.path().join("placeholders.yml");
+        std::fs::write(&path, "a: [x, 1, true]\nb: one\nc: []\n").unwrap();
+        let p = load_placeholders(&path).unwrap();
+        assert_eq!(p["a"], vec!["x", "1", "true"]);
+        assert_eq!(p["b"], vec!["one"]);
+        assert!(
+            p["c"].is_empty(),
+            "an empty list is a placeholder with no values"
+        );
     }
 
     #[test]
