@@ -219,3 +219,62 @@ fn every_number_of_threads_gives_the_one_thread_output_byte_for_byte() {
         Some(&input),
     );
 }
+
+/// A pipe (`<(zcat old.json.gz)`, a named pipe) is an input like a file, read once in order.
+#[cfg(unix)]
+#[test]
+fn a_pipe_gives_what_the_same_file_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    let out = load_test(&[
+        "generate",
+        "--events",
+        "500",
+        "--seed",
+        "3",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sigma = corpus().join("sigma-cloudtrail");
+    let args = |input: &Path| {
+        vec![
+            "--rules".to_string(),
+            sigma.to_str().unwrap().to_string(),
+            "--emit".into(),
+            "hits".into(),
+            input.to_str().unwrap().to_string(),
+        ]
+    };
+    let from_file = args(&file);
+    let from_file: Vec<&str> = from_file.iter().map(String::as_str).collect();
+    let (want, _) = replay(&from_file, None);
+    let fifo = dir.path().join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let text = std::fs::read(&file).unwrap();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, text))
+    };
+    let from_pipe = args(&fifo);
+    let from_pipe: Vec<&str> = from_pipe.iter().map(String::as_str).collect();
+    let (got, _) = replay(&from_pipe, None);
+    writer.join().unwrap().unwrap();
+    let strip = |bytes: &[u8]| {
+        json_lines(bytes)
+            .into_iter()
+            .map(|mut h| {
+                h.as_object_mut().unwrap().remove("input");
+                h
+            })
+            .collect::<Vec<_>>()
+    };
+    let want = strip(&want);
+    assert!(want.len() > 100, "only {} hits", want.len());
+    assert_eq!(strip(&got), want);
+}

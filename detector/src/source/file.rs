@@ -129,7 +129,8 @@ pub fn expand_selected(
             // moving forward, as correlations need.
             files.sort_by_cached_key(|f| (cloudtrail_file_time(f), f.clone()));
             out.extend(files.into_iter().map(Input::File));
-        } else if a.is_file() {
+        } else if a.exists() {
+            // A file, or a pipe such as `<(zcat old.json.gz)` (read once, in order).
             out.push(Input::File(a.clone()));
         } else {
             return Err(format!("{}: no such file or directory", a.display()));
@@ -185,6 +186,14 @@ pub fn open(
         Input::Stdin => Box::new(io::stdin()),
         Input::S3(o) => o.reader()?,
     };
+    reading(raw, progress)
+}
+
+/// A reader of an opened input's bytes, transparently gunzipping (by magic number).
+pub fn reading(
+    raw: Box<dyn Read + Send>,
+    progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> io::Result<Box<dyn BufRead + Send>> {
     let mut reader = BufReader::with_capacity(
         256 << 10,
         Counting {

@@ -7,7 +7,7 @@
 //! that opens with a document over many lines — is read by the thread that keeps state, at its
 //! turn, exactly as a one-thread replay reads it.
 
-use super::file::{open, Input};
+use super::file::{open, reading, Input};
 use std::fs::File;
 use std::io::{self, BufRead, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,7 +66,15 @@ pub fn split(
 fn parts(input: &Input, progress: &Arc<AtomicU64>, chunk: u64) -> io::Result<Vec<Part>> {
     if let Input::File(path) = input {
         let file = File::open(path)?;
-        let size = file.metadata()?.len();
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            // A pipe or a device (`<(zcat ...)`): read once, in order, from this handle.
+            return Ok(vec![Part::InOrder(reading(
+                Box::new(file),
+                progress.clone(),
+            )?)]);
+        }
+        let size = meta.len();
         let mut head = vec![0; PEEK.min(size as usize)];
         let n = read_at_most(&file, 0, &mut head)?;
         head.truncate(n);
@@ -262,6 +270,29 @@ mod tests {
         assert_eq!(parts.len(), 1);
         assert!(parts[0].last);
         assert!(matches!(parts[0].part, Part::Whole(_)));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_pipe_is_read_in_order_not_held_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::write(fifo, "{\"eventID\":\"a\"}\n"))
+        };
+        let inputs = vec![Input::File(fifo)];
+        let mut parts: Vec<Piece> = split(&inputs, Arc::default(), 4).collect();
+        assert_eq!(parts.len(), 1);
+        let Part::InOrder(reader) = &mut parts[0].part else {
+            panic!("a pipe must be read in order");
+        };
+        let mut text = String::new();
+        reader.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "{\"eventID\":\"a\"}\n");
+        writer.join().unwrap().unwrap();
     }
 
     #[test]
