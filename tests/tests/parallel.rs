@@ -48,24 +48,29 @@ fn replay(args: &[&str], stdin: Option<&[u8]>) -> (Vec<u8>, String) {
     (out.stdout, err)
 }
 
-/// Generated traffic (the scenarios included), every tenth record delivered again a few
-/// lines later, neighbours swapped, and hostile lines between them.
-fn json_lines_input(dir: &Path) -> PathBuf {
-    let generated = dir.join("generated.jsonl");
+/// `load-test generate` traffic of `events` events from `seed`, written to `file`.
+fn generate(file: &Path, events: &str, seed: &str) -> PathBuf {
     let out = load_test(&[
         "generate",
         "--events",
-        "4000",
+        events,
         "--seed",
-        "11",
+        seed,
         "-o",
-        generated.to_str().unwrap(),
+        file.to_str().unwrap(),
     ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    file.to_path_buf()
+}
+
+/// Generated traffic (the scenarios included), every tenth record delivered again a few
+/// lines later, neighbours swapped, and hostile lines between them.
+fn json_lines_input(dir: &Path) -> PathBuf {
+    let generated = generate(&dir.join("generated.jsonl"), "4000", "11");
     let text = std::fs::read_to_string(&generated).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     for i in (0..lines.len().saturating_sub(2)).step_by(7) {
@@ -225,21 +230,7 @@ fn every_number_of_threads_gives_the_one_thread_output_byte_for_byte() {
 #[test]
 fn a_pipe_gives_what_the_same_file_gives() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("events.jsonl");
-    let out = load_test(&[
-        "generate",
-        "--events",
-        "500",
-        "--seed",
-        "3",
-        "-o",
-        file.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let file = generate(&dir.path().join("events.jsonl"), "500", "3");
     let sigma = corpus().join("sigma-cloudtrail");
     let args = |input: &Path| {
         vec![

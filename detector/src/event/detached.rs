@@ -141,6 +141,17 @@ mod tests {
         t
     }
 
+    /// The value of each of the first `n` fields, as text.
+    fn values(ev: &Event<'_>, n: usize) -> Vec<Option<String>> {
+        (0..n)
+            .map(|i| match ev.get(FieldId(i as u32)) {
+                FieldValue::Text(t) => Some(t.to_string()),
+                FieldValue::Null => Some("<null>".into()),
+                FieldValue::Missing => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn a_detached_record_reads_every_field_as_the_original() {
         let paths = [
@@ -168,30 +179,16 @@ mod tests {
             decoder
                 .decode(doc.as_bytes(), &mut |item| {
                     let ev = item.unwrap();
-                    let values: Vec<Option<String>> = (0..paths.len())
-                        .map(|i| match ev.get(crate::event::FieldId(i as u32)) {
-                            FieldValue::Text(t) => Some(t.to_string()),
-                            FieldValue::Null => Some("<null>".into()),
-                            FieldValue::Missing => None,
-                        })
-                        .collect();
-                    expected.push((values, ev.whole_text().map(str::to_string)));
+                    expected.push((values(ev, paths.len()), ev.whole_text().map(str::to_string)));
                     records.push(arena.push(ev));
                 })
                 .unwrap();
         }
         assert_eq!(records.len(), 4);
         let mut scratch = Scratch::new(&fields);
-        for (record, (values, whole)) in records.iter().zip(&expected) {
+        for (record, (values_before, whole)) in records.iter().zip(&expected) {
             let ev = arena.event(record, &mut scratch, &fields);
-            let got: Vec<Option<String>> = (0..paths.len())
-                .map(|i| match ev.get(crate::event::FieldId(i as u32)) {
-                    FieldValue::Text(t) => Some(t.to_string()),
-                    FieldValue::Null => Some("<null>".into()),
-                    FieldValue::Missing => None,
-                })
-                .collect();
-            assert_eq!(&got, values);
+            assert_eq!(&values(&ev, paths.len()), values_before);
             assert_eq!(ev.whole_text().map(str::to_string), *whole);
         }
         let s = arena.push_str("account");

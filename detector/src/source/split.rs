@@ -121,24 +121,26 @@ fn plain_lines(head: &[u8]) -> bool {
 fn read_at_most(file: &File, at: u64, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        match pread(file, &mut buf[n..], at + n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        match pread(file, &mut buf[n..], at + n as u64)? {
+            0 => break,
+            k => n += k,
         }
     }
     Ok(n)
 }
 
-#[cfg(unix)]
+/// One positioned read, retried when a signal interrupts it.
 fn pread(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
-    std::os::unix::fs::FileExt::read_at(file, buf, at)
-}
-
-#[cfg(windows)]
-fn pread(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
-    std::os::windows::fs::FileExt::seek_read(file, buf, at)
+    loop {
+        #[cfg(unix)]
+        let read = std::os::unix::fs::FileExt::read_at(file, buf, at);
+        #[cfg(windows)]
+        let read = std::os::windows::fs::FileExt::seek_read(file, buf, at);
+        match read {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
 }
 
 /// The lines of a file that start within `pos..end`: a reader from the first line start at or
@@ -193,12 +195,7 @@ impl Read for Lines {
             0 => buf.len(),
             b => buf.len().min(usize::try_from(b).unwrap_or(usize::MAX)),
         };
-        let mut n = loop {
-            match pread(&self.file, &mut buf[..want], self.pos) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                r => break r?,
-            }
-        };
+        let mut n = pread(&self.file, &mut buf[..want], self.pos)?;
         if n == 0 {
             self.done = true;
         } else if before == 0 {
