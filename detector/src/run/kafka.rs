@@ -11,7 +11,7 @@ use crate::config::KafkaConfig;
 use crate::engine::RuleSet;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Settings};
-use crate::source::kafka::{self, PartitionState, Restore, Shared};
+use crate::source::kafka::{self, lock, PartitionState, Restore, Shared};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -95,6 +95,20 @@ pub(super) async fn serve(
             }
         };
         prepared = next;
+    }
+}
+
+impl Part<'_> {
+    /// Leaves this partition's state as of its next offset for the rebalance callback.
+    fn keep(&mut self, p: i32, saved: &mut HashMap<i32, PartitionState>) {
+        self.kept = Some(Instant::now());
+        saved.insert(
+            p,
+            PartitionState {
+                offset: self.next,
+                pipeline: self.pipeline.snapshot(),
+            },
+        );
     }
 }
 
@@ -202,11 +216,21 @@ impl<'s> KafkaWorker<'s> {
 
     /// Closes what idle partitions' wall clocks have passed and delivers it. Their offsets
     /// need no commit: the events behind these alerts were committed already.
+    ///
+    /// A partition that closed something keeps its state at once: a next owner replaying the
+    /// gap from an older state would close the same windows again on its own clock and
+    /// publish their alerts twice, since a tick is no event the gap replay can mark as done.
     async fn tick(&mut self, sinks: &Sinks) {
+        self.forget_revoked();
         let mut alerts = Vec::new();
+        let mut closed = Vec::new();
         super::compute(|| {
-            for part in self.parts.values_mut() {
+            for (p, part) in self.parts.iter_mut() {
+                let before = alerts.len();
                 part.pipeline.tick(&mut alerts);
+                if alerts.len() > before {
+                    closed.push(*p);
+                }
             }
         });
         if alerts.is_empty() {
@@ -220,14 +244,30 @@ impl<'s> KafkaWorker<'s> {
             part.reported
                 .report(self.set, &part.pipeline, &self.metrics);
         }
+        let mut saved = lock(&self.shared.saved);
+        for p in closed {
+            if let Some(part) = self.parts.get_mut(&p) {
+                part.keep(p, &mut saved);
+            }
+        }
+    }
+
+    /// Forgets the partitions a rebalance took away, so that no wall-clock tick closes their
+    /// windows here as well as at their new owner.
+    fn forget_revoked(&mut self) {
+        let revoked: Vec<i32> = (self.parts.keys())
+            .filter(|p| !self.shared.owns(**p))
+            .copied()
+            .collect();
+        for p in revoked {
+            self.drop_part(p);
+        }
     }
 
     /// Leaves each partition's state for the next rule set's worker, as a rebalance would.
-    fn hand_over(self) {
-        let mut restores = match self.shared.restores.lock() {
-            Ok(r) => r,
-            Err(e) => e.into_inner(),
-        };
+    fn hand_over(mut self) {
+        self.forget_revoked();
+        let mut restores = lock(&self.shared.restores);
         for (p, mut part) in self.parts {
             part.reported.retire(&self.metrics);
             // A pending assignment is newer than what this worker holds.
@@ -379,10 +419,7 @@ impl<'s> KafkaWorker<'s> {
         consumer: &rdkafka::consumer::StreamConsumer<kafka::GroupContext>,
     ) {
         let mut tpl = TopicPartitionList::new();
-        let mut saved = match self.shared.saved.lock() {
-            Ok(s) => s,
-            Err(e) => e.into_inner(),
-        };
+        let mut saved = lock(&self.shared.saved);
         for p in touched {
             let Some(part) = self.parts.get_mut(p) else {
                 continue;
@@ -395,14 +432,7 @@ impl<'s> KafkaWorker<'s> {
             if part.kept.is_some_and(|k| k.elapsed() < KEEP_EVERY) {
                 continue;
             }
-            part.kept = Some(Instant::now());
-            saved.insert(
-                *p,
-                PartitionState {
-                    offset: part.next,
-                    pipeline: part.pipeline.snapshot(),
-                },
-            );
+            part.keep(*p, &mut saved);
         }
         drop(saved);
         // Committed at once, not on the auto-commit timer: after a crash the next owner takes

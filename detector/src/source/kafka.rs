@@ -251,8 +251,8 @@ impl GroupContext {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic elsewhere while holding the lock leaves plain data behind: keep going with it.
+/// Locks shared partition bookkeeping, even after a panic elsewhere: it is plain data.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
