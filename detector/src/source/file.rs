@@ -292,7 +292,8 @@ pub fn read_lines(
             // many lines (pretty-printed) is read whole: never a file of records after a bad one.
             let mut next = Vec::new();
             let next_read = read_line_limited(&mut reader, &mut next, limit);
-            if matches!(next_read, Ok(Line::Ok)) && is_whole_record(&next) {
+            if !opens_log_file(&buf) && matches!(next_read, Ok(Line::Ok)) && is_whole_record(&next)
+            {
                 let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
                 decode_one(decoder, line, &loc, sink);
                 loc.line += 1;
@@ -305,29 +306,53 @@ pub fn read_lines(
                 );
                 continue;
             }
-            if matches!(next_read, Ok(Line::Ok)) {
-                buf.extend_from_slice(&next);
-            }
             let start_line = loc.line;
-            if matches!(next_read, Ok(Line::Ok)) {
-                loc.line += 1;
-            }
-            match slurp_rest(&mut reader, &mut buf, limit) {
-                Ok(lines) => {
-                    let at = Location {
-                        source: name.to_string(),
-                        line: start_line,
-                    };
-                    decode_one(decoder, &buf, &at, sink);
-                    loc.line += lines;
+            let read = match next_read {
+                Ok(Line::Ok | Line::Eof) => {
+                    let mut chained = io::Cursor::new(next).chain(&mut reader);
+                    read_document(&mut chained, &mut buf, limit)
                 }
-                Err(e) => sink(
-                    Err(InputError {
+                Ok(Line::TooLong(size)) => Ok(Document::too_large(size)),
+                Err(e) => Err(e),
+            };
+            let doc = match read {
+                Ok(doc) => doc,
+                Err(e) => {
+                    let err = InputError {
                         location: loc.clone(),
-                        kind: e,
+                        kind: InputErrorKind::Io(e.to_string()),
+                    };
+                    sink(Err(err), &loc);
+                    return loc.line;
+                }
+            };
+            let at = Location {
+                source: name.to_string(),
+                line: start_line,
+            };
+            if doc.size > limit {
+                let kind = DecodeError::TooLarge {
+                    size: doc.size,
+                    limit,
+                };
+                sink(
+                    Err(InputError {
+                        location: at.clone(),
+                        kind: kind.into(),
                     }),
-                    &loc,
-                ),
+                    &at,
+                );
+            } else {
+                decode_one(decoder, &buf, &at, sink);
+            }
+            // The lines after a document are read as the file's first ones were: records,
+            // or another document over many lines. What shares the closing line is a record.
+            loc.line = start_line + doc.lines;
+            first = doc.closed;
+            let tail = doc.tail.strip_suffix(b"\n").unwrap_or(&doc.tail);
+            let tail = tail.strip_suffix(b"\r").unwrap_or(tail);
+            if !tail.trim_ascii().is_empty() {
+                decode_one(decoder, tail.trim_ascii(), &loc, sink);
             }
             continue;
         }
@@ -336,6 +361,14 @@ pub fn read_lines(
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         decode_one(decoder, line, &loc, sink);
     }
+}
+
+/// A line that opens a document and holds nothing else, as a log file's first line does:
+/// `{`, `[` or `{"Records": [`, never a record cut short.
+fn opens_log_file(line: &[u8]) -> bool {
+    let mut bare = line.to_vec();
+    bare.retain(|b| !b.is_ascii_whitespace());
+    matches!(bare.as_slice(), b"{" | b"[" | b"{\"Records\":[")
 }
 
 /// A line that holds one whole JSON object: a record of a JSON-lines file.
@@ -388,7 +421,8 @@ enum Line {
     TooLong(usize),
 }
 
-/// Reads one line into `buf` without ever holding more than `limit` bytes of it.
+/// Reads one line into `buf` without ever holding more than `limit` bytes of it (its line
+/// end aside, which no document limit counts).
 #[inline]
 fn read_line_limited(r: &mut dyn BufRead, buf: &mut Vec<u8>, limit: usize) -> io::Result<Line> {
     let mut total = 0usize;
@@ -396,20 +430,14 @@ fn read_line_limited(r: &mut dyn BufRead, buf: &mut Vec<u8>, limit: usize) -> io
     loop {
         let chunk = r.fill_buf()?;
         if chunk.is_empty() {
-            return Ok(if total == 0 {
-                Line::Eof
-            } else if over {
-                Line::TooLong(total)
-            } else {
-                Line::Ok
-            });
+            break;
         }
         let (take, done) = match memchr::memchr(b'\n', chunk) {
             Some(i) => (i + 1, true),
             None => (chunk.len(), false),
         };
         total += take;
-        if !over && total > limit {
+        if !over && total > limit.saturating_add(2) {
             over = true;
             buf.clear();
         }
@@ -418,30 +446,139 @@ fn read_line_limited(r: &mut dyn BufRead, buf: &mut Vec<u8>, limit: usize) -> io
         }
         r.consume(take);
         if done {
-            return Ok(if over { Line::TooLong(total) } else { Line::Ok });
+            break;
+        }
+    }
+    if total == 0 {
+        return Ok(Line::Eof);
+    }
+    let line = buf.strip_suffix(b"\n").unwrap_or(buf);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Ok(if over || line.len() > limit {
+        Line::TooLong(total)
+    } else {
+        Line::Ok
+    })
+}
+
+/// How a document over many lines ended.
+struct Document {
+    /// Lines read after the document's first line, the closing line included.
+    lines: usize,
+    /// Bytes of the document; over the limit, the document was not kept.
+    size: usize,
+    /// Whether the document closed (or the input ended first).
+    closed: bool,
+    /// The rest of the closing line, after the byte that closed the document.
+    tail: Vec<u8>,
+}
+
+impl Document {
+    fn too_large(size: usize) -> Document {
+        Document {
+            lines: 1,
+            size,
+            closed: false,
+            tail: Vec::new(),
         }
     }
 }
 
-/// Appends the rest of the reader to `buf`, up to `limit`; returns the lines read.
-fn slurp_rest(
-    r: &mut dyn BufRead,
-    buf: &mut Vec<u8>,
-    limit: usize,
-) -> Result<usize, InputErrorKind> {
-    let mut rest = Vec::new();
-    r.take((limit.saturating_sub(buf.len()) + 1) as u64)
-        .read_to_end(&mut rest)
-        .map_err(|e| InputErrorKind::Io(e.to_string()))?;
-    buf.extend_from_slice(&rest);
-    if buf.len() > limit {
-        return Err(DecodeError::TooLarge {
-            size: buf.len(),
-            limit,
-        }
-        .into());
+/// Reads a document whose first line is in `buf`, up to the byte that closes it and then to
+/// the end of that line; never holds more than `limit` bytes of it.
+fn read_document(r: &mut dyn BufRead, buf: &mut Vec<u8>, limit: usize) -> io::Result<Document> {
+    let mut nesting = Nesting::default();
+    let mut doc = Document {
+        lines: 0,
+        size: buf.len(),
+        closed: false,
+        tail: Vec::new(),
+    };
+    if nesting.feed(buf).is_some() {
+        // Not a document over many lines after all: decoding it whole reports what follows.
+        doc.closed = true;
+        return Ok(doc);
     }
-    Ok(memchr::memchr_iter(b'\n', &rest).count())
+    // Whether what was read after the first line ends with a line end (nothing read yet: the
+    // first line's own).
+    let mut ends_line = true;
+    while !doc.closed {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            doc.lines += usize::from(!ends_line);
+            return Ok(doc);
+        }
+        let take = match nesting.feed(chunk) {
+            Some(end) => {
+                doc.closed = true;
+                end
+            }
+            None => chunk.len(),
+        };
+        doc.lines += memchr::memchr_iter(b'\n', &chunk[..take]).count();
+        ends_line = chunk[..take].last().is_some_and(|&b| b == b'\n');
+        doc.size += take;
+        if doc.size <= limit {
+            buf.extend_from_slice(&chunk[..take]);
+        } else if !buf.is_empty() {
+            *buf = Vec::new();
+        }
+        r.consume(take);
+    }
+    match read_line_limited(r, &mut doc.tail, limit)? {
+        Line::Ok => {
+            ends_line = doc.tail.ends_with(b"\n");
+            doc.lines += usize::from(ends_line);
+        }
+        Line::Eof => {}
+        // A closing line longer than a document may be is not a record worth reading.
+        Line::TooLong(_) => {
+            ends_line = true;
+            doc.lines += 1;
+            doc.tail.clear();
+        }
+    }
+    // A last line without its line end is a line too.
+    doc.lines += usize::from(!ends_line);
+    Ok(doc)
+}
+
+/// Where a JSON text's brackets close, tracked across the pieces it is read in.
+#[derive(Default)]
+struct Nesting {
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Nesting {
+    /// Feeds the next bytes; returns the offset just past the byte that closes the outermost
+    /// object or array, if it is among them.
+    fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        for (i, &b) in bytes.iter().enumerate() {
+            if self.in_string {
+                match b {
+                    _ if self.escaped => self.escaped = false,
+                    b'\\' => self.escaped = true,
+                    b'"' => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        return Some(i + 1);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
 }
 
 #[cfg(test)]
@@ -510,6 +647,108 @@ mod tests {
         let (names, errors) = run(text, Limits::default());
         assert_eq!(names, vec!["A", "B"]);
         assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn records_after_a_document_over_many_lines_are_read() {
+        let mut text = b"{\n  \"Records\": [\n    {\"eventName\": \"A]}\\\"{\"},\n    {\"eventName\": \"B\"}\n  ]\n}\n".to_vec();
+        for i in 0..50 {
+            text.extend_from_slice(format!("{{\"eventName\":\"E{i}\"}}\n").as_bytes());
+        }
+        text.extend_from_slice(b"not json\n");
+        let (names, errors) = run(&text, Limits::default());
+        assert_eq!(names.len(), 52, "{names:?} {errors:?}");
+        assert_eq!(names[..3], ["A]}\"{", "B", "E0"]);
+        assert_eq!(names[51], "E49");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("t:57: invalid JSON"), "{errors:?}");
+    }
+
+    #[test]
+    fn documents_over_many_lines_one_after_another() {
+        let doc = |n: &str| format!("{{\"Records\": [\n {{\"eventName\": \"{n}\"}}\n]}}");
+        let text = format!(
+            "{}\n\n{}{{\"eventName\": \"C\"}}\n{}\n[\n",
+            doc("A"),
+            doc("B"),
+            doc("D")
+        );
+        let (names, errors) = run(text.as_bytes(), Limits::default());
+        assert_eq!(names, vec!["A", "B", "C", "D"], "{errors:?}");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("t:11: truncated JSON"), "{errors:?}");
+    }
+
+    #[test]
+    fn what_follows_a_document_on_its_closing_line_is_read_on_that_line() {
+        let text = b"[\n{\"eventName\": \"A\"}\n] junk\n{\"eventName\": \"B\"}";
+        let (names, errors) = run(text, Limits::default());
+        assert_eq!(names, vec!["A", "B"]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("t:3: invalid JSON"), "{errors:?}");
+    }
+
+    #[test]
+    fn an_oversized_document_over_many_lines_is_skipped_whole() {
+        let mut text = b"{\"Records\": [\n".to_vec();
+        for _ in 0..100 {
+            text.extend_from_slice(b"{\"eventName\": \"big\"},\n");
+        }
+        text.extend_from_slice(b"{\"eventName\": \"last\"}\n]}\n{\"eventName\":\"ok\"}\n");
+        let limits = Limits {
+            max_document_bytes: 1000,
+            ..Limits::default()
+        };
+        let (names, errors) = run(&text, limits);
+        assert_eq!(names, vec!["ok"]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("t:1: ") && errors[0].contains("over the limit of 1000 bytes"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn the_document_limit_does_not_count_the_line_end() {
+        let at = |n: usize, end: &str| {
+            let line = format!("{{\"eventName\":\"{}\"}}", "x".repeat(n - 16));
+            assert_eq!(line.len(), n);
+            format!("{line}{end}")
+        };
+        let limits = || Limits {
+            max_document_bytes: 100,
+            ..Limits::default()
+        };
+        for end in ["\n", "\r\n", ""] {
+            let (names, errors) = run(at(100, end).as_bytes(), limits());
+            assert_eq!((names.len(), errors.len()), (1, 0), "{end:?} {errors:?}");
+            let (names, errors) = run(at(101, end).as_bytes(), limits());
+            assert_eq!((names.len(), errors.len()), (0, 1), "{end:?} {errors:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any mix of documents, records, fragments and line ends: nothing panics, every line
+        /// is counted once, and errors name lines that exist.
+        #[test]
+        fn any_text_is_read_line_by_line(parts in proptest::collection::vec(0usize..12, 0..40)) {
+            const PARTS: [&str; 12] = [
+                "{\"Records\": [\n", "{\"eventName\":\"A\"}\n", "{\"eventName\":\"B\"},\n",
+                "]}\n", "]}", "{", "[\n", "\"\\\"}", "\n", "\r\n", "not json\n", "{\"x\": [1,\n",
+            ];
+            let text: String = parts.iter().map(|&i| PARTS[i]).collect();
+            let mut fields = FieldTable::new();
+            fields.intern("eventName");
+            let limits = Limits { max_document_bytes: 64, ..Limits::default() };
+            let mut decoder = Decoder::new(&fields, limits);
+            let mut worst = 0;
+            let lines = read_lines("t", io::Cursor::new(text.as_bytes()), true, &mut decoder, &mut |_, loc| {
+                worst = worst.max(loc.line);
+            });
+            let expected = text.lines().count();
+            proptest::prop_assert_eq!(lines, expected, "{:?}", text);
+            proptest::prop_assert!(worst <= expected, "{:?}", text);
+        }
     }
 
     #[test]
