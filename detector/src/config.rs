@@ -231,6 +231,114 @@ pub struct SinkConfig {
     pub sns: Option<SnsConfig>,
     /// Append alerts as JSON lines to a file (`-` for stdout).
     pub jsonl: Option<PathBuf>,
+    /// Keep every alert and a record of every batch in a tamper-evident archive.
+    pub archive: Option<ArchiveConfig>,
+}
+
+/// `[sink.archive]`: the audit archive (docs/archive.md). Set `dir` or `bucket`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// File holding the archive key (at least 16 bytes, e.g. `openssl rand -hex 32`): it signs
+    /// each day's manifest and encrypts the spool. `verify-archive` needs the same file.
+    pub key_file: PathBuf,
+    /// The local spool directory: a batch is acknowledged once its records are here, and
+    /// objects wait here while the store is down.
+    pub spool: PathBuf,
+    /// The archive as a local directory (without `bucket`).
+    pub dir: Option<PathBuf>,
+    /// The S3 bucket, created with Object Lock enabled (ops/cloudformation has it).
+    pub bucket: Option<String>,
+    /// Key prefix in the bucket.
+    #[serde(default = "default_archive_prefix")]
+    pub prefix: String,
+    /// Overrides the S3 endpoint (VPC endpoints, tests); else the SDK's environment.
+    pub endpoint_url: Option<String>,
+    /// KMS key id or ARN for SSE-KMS on every object; else the bucket's default encryption.
+    pub kms_key_id: Option<String>,
+    /// Object Lock retention set on every object, days; 0 leaves the bucket's default.
+    /// 0 to 36500.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// `compliance` (nobody can shorten or lift it) or `governance`.
+    #[serde(default)]
+    pub retention_mode: RetentionMode,
+    /// This instance's chain name, different for every running instance (letters, digits,
+    /// `.`, `_`, `-`); default: the host name.
+    pub writer: Option<String>,
+    /// An object is sealed this often, a heartbeat when nothing happened; 1s to 1h.
+    #[serde(default = "default_seal_every")]
+    pub seal_every: String,
+    /// An object is sealed as soon as its records reach this many bytes; 4096 to 268435456.
+    #[serde(default = "default_object_bytes")]
+    pub object_bytes: u64,
+    /// Largest spool, bytes: while it is full (the store down for long), batches are not
+    /// acknowledged and the source backs up. 1048576 to 1099511627776.
+    #[serde(default = "default_spool_max")]
+    pub spool_max_bytes: u64,
+}
+
+/// Object Lock retention mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetentionMode {
+    /// Nobody can delete the object or shorten its retention, root included.
+    #[default]
+    Compliance,
+    /// Users with `s3:BypassGovernanceRetention` can.
+    Governance,
+}
+
+fn default_archive_prefix() -> String {
+    "trailwatch".into()
+}
+fn default_retention_days() -> u32 {
+    // Six years (HIPAA's documentation retention), plus a year of margin.
+    2557
+}
+fn default_seal_every() -> String {
+    "5m".into()
+}
+fn default_object_bytes() -> u64 {
+    8 << 20
+}
+fn default_spool_max() -> u64 {
+    1 << 30
+}
+
+impl ArchiveConfig {
+    /// The writer name: configured, or the host name made safe for a key.
+    pub fn writer_name(&self) -> String {
+        if let Some(w) = &self.writer {
+            return w.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_default();
+        let safe: String = host
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || ".-_".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        if safe.is_empty() {
+            "trailwatch".into()
+        } else {
+            safe
+        }
+    }
+
+    /// How often an object is sealed.
+    pub fn seal_every(&self) -> std::time::Duration {
+        let secs = crate::rule::correlation::parse_timespan(&self.seal_every).unwrap_or(300);
+        std::time::Duration::from_secs(secs.max(1) as u64)
+    }
 }
 
 /// `[sink.sns]`
@@ -392,6 +500,69 @@ struct Problem(&'static str, ConfigErrorKind, String);
 
 fn invalid(key: &'static str, message: impl Into<String>) -> Problem {
     Problem(key, ConfigErrorKind::Invalid, message.into())
+}
+
+fn validate_archive(a: &ArchiveConfig) -> Result<(), Problem> {
+    match (&a.dir, &a.bucket) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "sink.archive",
+                "takes one store: dir (a local directory) or bucket (S3)",
+            ))
+        }
+        (None, None) => {
+            return Err(invalid(
+                "sink.archive",
+                "needs a store: dir (a local directory) or bucket (S3)",
+            ))
+        }
+        _ => {}
+    }
+    if let Some(b) = &a.bucket {
+        let ok = (3..=63).contains(&b.len())
+            && b.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.');
+        if !ok {
+            return Err(invalid(
+                "sink.archive.bucket",
+                format!(
+                    "'{b}' is not an S3 bucket name (3 to 63 lower-case letters, digits, '.', '-')"
+                ),
+            ));
+        }
+    }
+    if a.prefix.starts_with('/') || a.prefix.ends_with('/') {
+        return Err(invalid(
+            "sink.archive.prefix",
+            "must not start or end with '/'",
+        ));
+    }
+    if let Some(url) = &a.endpoint_url {
+        http_url("sink.archive.endpoint_url", url, false)?;
+    }
+    if let Some(w) = &a.writer {
+        let ok = !w.is_empty()
+            && w.len() <= 128
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
+            && w != "."
+            && w != "..";
+        if !ok {
+            return Err(invalid(
+                "sink.archive.writer",
+                format!("'{w}' must be 1 to 128 letters, digits, '.', '_' or '-'"),
+            ));
+        }
+    }
+    bounded("sink.archive.retention_days", a.retention_days, 0, 36_500)?;
+    duration("sink.archive.seal_every", &a.seal_every, 1, 3600)?;
+    bounded("sink.archive.object_bytes", a.object_bytes, 4096, 256 << 20)?;
+    bounded(
+        "sink.archive.spool_max_bytes",
+        a.spool_max_bytes,
+        1 << 20,
+        1 << 40,
+    )
 }
 
 /// `value` within `min..=max`.
@@ -590,6 +761,11 @@ impl Config {
         c.geoip.cities.iter_mut().for_each(fix);
         c.geoip.asn.iter_mut().for_each(fix);
         c.alerts.hmac_key_file.iter_mut().for_each(fix);
+        if let Some(a) = &mut c.sink.archive {
+            fix(&mut a.key_file);
+            fix(&mut a.spool);
+            a.dir.iter_mut().for_each(fix);
+        }
         c.validate()
             .map_err(|Problem(key, kind, m)| ConfigError::new(path, key, kind, m))?;
         Ok(c)
@@ -669,10 +845,10 @@ impl Config {
                 "is empty: name at least one rule file or directory".into(),
             ));
         }
-        if self.sink.sns.is_none() && self.sink.jsonl.is_none() {
+        if self.sink.sns.is_none() && self.sink.jsonl.is_none() && self.sink.archive.is_none() {
             return Err(invalid(
                 "sink",
-                "[sink] needs somewhere to send alerts: [sink.sns] and/or sink.jsonl",
+                "[sink] needs somewhere to send alerts: [sink.sns], sink.jsonl and/or [sink.archive]",
             ));
         }
         if let Some(sns) = &self.sink.sns {
@@ -685,6 +861,9 @@ impl Config {
             if p.as_os_str().is_empty() || p.to_string_lossy().ends_with('/') {
                 return Err(invalid("sink.jsonl", "must name a file (or - for stdout)"));
             }
+        }
+        if let Some(a) = &self.sink.archive {
+            validate_archive(a)?;
         }
         if let Some(p) = &self.windows.state_file {
             if p.to_string_lossy().ends_with('/') {
@@ -761,6 +940,25 @@ impl Config {
             crate::alert::read_hmac_key(p)
                 .map_err(|e| fail("alerts.hmac_key_file", e.to_string()))?;
             done.push(format!("alerts.hmac_key_file: {} is readable", p.display()));
+        }
+        if let Some(a) = &self.sink.archive {
+            crate::alert::read_hmac_key(&a.key_file)
+                .map_err(|e| fail("sink.archive.key_file", e.to_string()))?;
+            done.push(format!(
+                "sink.archive.key_file: {} is readable",
+                a.key_file.display()
+            ));
+            // Created at start when missing; its parent must take it then.
+            let probe = if a.spool.is_dir() {
+                a.spool.join("chain.json")
+            } else {
+                a.spool.clone()
+            };
+            writable_file(&probe).map_err(|m| fail("sink.archive.spool", m))?;
+            done.push(format!(
+                "sink.archive.spool: {} is writable",
+                a.spool.display()
+            ));
         }
         for (key, p) in self
             .geoip

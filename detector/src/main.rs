@@ -1,4 +1,4 @@
-//! The `trailwatch` command line: replay, check, explain, test, run, show, diff.
+//! The `trailwatch` command line: replay, check, explain, test, run, show, diff, verify-archive.
 
 mod cli;
 
@@ -8,6 +8,7 @@ use cli::replay::{cmd_replay, ReplayArgs};
 use cli::rules::{cmd_check, cmd_explain, cmd_test, CheckArgs, ExplainArgs, TestArgs};
 use cli::run::{cmd_run, RunArgs};
 use cli::show::{cmd_show, ShowArgs};
+use cli::verify::{cmd_verify, VerifyArgs};
 use std::io;
 use std::process::ExitCode;
 
@@ -45,7 +46,19 @@ enum Command {
     /// Replay history through old and new rules in one pass: alerts gained and lost per rule.
     #[command(after_help = DIFF_EXAMPLES)]
     Diff(DiffArgs),
+    /// Check the audit archive: chains unbroken, manifests signed, no gaps (exit 0 intact,
+    /// 1 tampered or damaged, 3 gaps only, 2 could not check).
+    #[command(name = "verify-archive", after_help = VERIFY_EXAMPLES)]
+    VerifyArchive(VerifyArgs),
 }
+
+const VERIFY_EXAMPLES: &str = "Examples:
+  trailwatch verify-archive --config /etc/trailwatch/trailwatch.toml
+  trailwatch verify-archive --key-file archive.key --since 2026-11-01 s3://audit-bucket/trailwatch
+  trailwatch verify-archive --key-file archive.key --format json /var/lib/trailwatch/archive
+
+Objects of a day that is not closed yet (the last of each chain) are checked by their chain;
+its manifest comes when the next day's first object is sealed.";
 
 const REPLAY_EXAMPLES: &str = "Examples:
   trailwatch replay --rules rules/ AWSLogs/ > alerts.jsonl
@@ -106,6 +119,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd_run(a),
         Command::Show(a) => cmd_show(a),
         Command::Diff(a) => cmd_diff(a),
+        Command::VerifyArchive(a) => cmd_verify(a),
     };
     match result {
         Ok(code) => code,

@@ -68,6 +68,14 @@ pub struct Metrics {
     pub window_keys: IntGauge,
     /// Correlation state snapshots written.
     pub snapshots: IntCounter,
+    /// Bytes in the archive spool: the journal and the objects the store has not taken yet.
+    pub archive_spool_bytes: IntGauge,
+    /// Archive objects sealed (records and heartbeats).
+    pub archive_objects_sealed: IntCounter,
+    /// Archive objects and manifests the store confirmed.
+    pub archive_objects_stored: IntCounter,
+    /// Failed puts to the archive store (and failed seals).
+    pub archive_store_failures: IntCounter,
     /// Repeats merged into an open suppression window (reported later in a roll-up).
     pub alerts_suppressed: IntCounter,
     /// Alerts held back by rate limits (reported in a storm alert).
@@ -289,6 +297,22 @@ impl Metrics {
             snapshots: counter(
                 "trailwatch_state_snapshots_total",
                 "Correlation state snapshots written",
+            ),
+            archive_spool_bytes: gauge(
+                "trailwatch_archive_spool_bytes",
+                "Bytes in the archive spool (journal and objects not yet in the store)",
+            ),
+            archive_objects_sealed: counter(
+                "trailwatch_archive_objects_sealed_total",
+                "Archive objects sealed",
+            ),
+            archive_objects_stored: counter(
+                "trailwatch_archive_objects_stored_total",
+                "Archive objects and manifests confirmed by the store",
+            ),
+            archive_store_failures: counter(
+                "trailwatch_archive_store_failures_total",
+                "Failed puts to the archive store and failed seals",
             ),
             registry: r,
             health: Arc::new(Health::default()),

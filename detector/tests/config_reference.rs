@@ -102,6 +102,7 @@ fn type_text(ty: &str) -> String {
         "bool" => "boolean".into(),
         "PathBuf" => "path".into(),
         "Format" => "`native` or `ocsf`".into(),
+        "RetentionMode" => "`compliance` or `governance`".into(),
         other => panic!("config_reference.rs: teach type_text about {other}"),
     }
 }

@@ -5,6 +5,7 @@ pub(crate) mod replay;
 pub(crate) mod rules;
 pub(crate) mod run;
 pub(crate) mod show;
+pub(crate) mod verify;
 
 use anyhow::{bail, Result};
 use std::path::PathBuf;

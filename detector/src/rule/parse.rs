@@ -240,6 +240,51 @@ pub fn rule_files(paths: &[PathBuf], errors: &mut Vec<RuleError>) -> Vec<PathBuf
     out
 }
 
+/// Hex SHA-256 of a rule set's sources: every rule file, every folder's placeholder file and
+/// the placeholders file given, each by its name below the configured path and its bytes. What
+/// an audit record names as "the rules in force": the same files give the same hash wherever
+/// they are installed.
+pub fn rules_digest(paths: &[PathBuf], placeholders: Option<&Path>) -> String {
+    use sha2::Digest;
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let named = |root: &Path, f: &Path| {
+        let rel = f
+            .strip_prefix(root)
+            .ok()
+            .filter(|r| !r.as_os_str().is_empty());
+        let rel = rel.or_else(|| f.file_name().map(Path::new)).unwrap_or(f);
+        rel.to_string_lossy().replace('\\', "/")
+    };
+    for root in paths {
+        for f in rule_files(std::slice::from_ref(root), &mut Vec::new()) {
+            files.push((named(root, &f), f));
+        }
+        if root.is_dir() {
+            let found = walkdir::WalkDir::new(root)
+                .into_iter()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_file() && e.file_name() == PLACEHOLDER_FILE);
+            for e in found {
+                files.push((named(root, e.path()), e.into_path()));
+            }
+        }
+    }
+    if let Some(p) = placeholders {
+        files.push((format!("--placeholders {}", named(p, p)), p.to_path_buf()));
+    }
+    files.sort();
+    files.dedup();
+    let mut hash = sha2::Sha256::new();
+    for (name, f) in files {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        for part in [name.as_bytes(), &bytes] {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part);
+        }
+    }
+    crate::sink::archive::object::hex(&hash.finalize())
+}
+
 /// Parses one rule file, which may hold several YAML documents.
 pub fn parse_file(
     file: &Path,
@@ -691,6 +736,37 @@ fn parse_search(key: &Key, node: &Node, placeholders: &Placeholders) -> Result<S
         line: key.line,
         body,
     })
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_follows_content_and_names_not_the_install_location() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for d in [a.path(), b.path()] {
+            std::fs::create_dir_all(d.join("aws")).unwrap();
+            std::fs::write(d.join("aws/r.yml"), "title: r").unwrap();
+            std::fs::write(d.join("aws/placeholders.yml"), "admins: [x]").unwrap();
+        }
+        let digest = |d: &Path| rules_digest(&[d.to_path_buf()], None);
+        assert_eq!(digest(a.path()), digest(b.path()));
+        std::fs::write(b.path().join("aws/placeholders.yml"), "admins: [y]").unwrap();
+        assert_ne!(
+            digest(a.path()),
+            digest(b.path()),
+            "placeholders are part of the rules"
+        );
+        std::fs::write(b.path().join("aws/placeholders.yml"), "admins: [x]").unwrap();
+        std::fs::rename(b.path().join("aws/r.yml"), b.path().join("aws/s.yml")).unwrap();
+        assert_ne!(
+            digest(a.path()),
+            digest(b.path()),
+            "a renamed rule file is another set"
+        );
+        assert_eq!(digest(a.path()).len(), 64);
+    }
 }
 
 #[cfg(test)]

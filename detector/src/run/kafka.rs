@@ -30,6 +30,8 @@ struct Part<'s> {
     next: i64,
     /// When the state was last kept for hand-over.
     kept: Option<Instant>,
+    /// Events by account and region since the last batch, for the archive.
+    coverage: crate::sink::archive::CoverageCounter,
 }
 
 /// How often a partition's state is serialised for hand-over. A hand-over from a state older
@@ -90,6 +92,7 @@ pub(super) async fn serve(
                 Next::Reload(p) => {
                     events = worker.events;
                     worker.hand_over();
+                    ctx.archive_rules("reload", &p).await;
                     *p
                 }
             }
@@ -114,6 +117,8 @@ impl Part<'_> {
 
 struct KafkaWorker<'s> {
     set: &'s RuleSet,
+    /// The rule set's hash, for the archive's batch records.
+    rules_hash: &'s str,
     summaries: SummaryFields,
     settings: Settings,
     parts: HashMap<i32, Part<'s>>,
@@ -123,6 +128,8 @@ struct KafkaWorker<'s> {
     metrics: Metrics,
     topic: String,
     events: u64,
+    /// Messages that did not decode (whole or in part), for the archive's batch records.
+    unreadable: u64,
 }
 
 impl<'s> KafkaWorker<'s> {
@@ -139,6 +146,7 @@ impl<'s> KafkaWorker<'s> {
             .set((set.rules().len() + set.correlations().len()) as i64);
         KafkaWorker {
             set,
+            rules_hash: &prepared.id.hash,
             summaries: prepared.summaries.clone(),
             settings: ctx.config.pipeline_settings(kafka_config.max_body_bytes),
             parts: HashMap::new(),
@@ -148,6 +156,7 @@ impl<'s> KafkaWorker<'s> {
             metrics: ctx.metrics.clone(),
             topic: kafka_config.topic.clone(),
             events: 0,
+            unreadable: 0,
         }
     }
 
@@ -294,6 +303,7 @@ impl<'s> KafkaWorker<'s> {
         self.metrics.source_lag.set(oldest_age(&batch));
         let mut alerts = Vec::new();
         let mut touched = Vec::new();
+        let (before, unreadable) = (self.events, self.unreadable);
         super::compute(|| {
             for msg in &batch {
                 if self.message(msg, &mut alerts) && !touched.contains(&msg.partition()) {
@@ -301,13 +311,57 @@ impl<'s> KafkaWorker<'s> {
                 }
             }
         });
-        sinks.deliver(&alerts, &self.metrics).await;
+        let record = sinks.archive.as_ref().map(|_| {
+            self.record(
+                &batch,
+                &touched,
+                (self.events - before, self.unreadable - unreadable),
+                alerts.len(),
+            )
+        });
+        sinks.deliver_with(&alerts, record, &self.metrics).await;
         self.metrics.alerts_published.inc_by(alerts.len() as u64);
         observe_latency(&self.metrics, &alerts);
         self.commit(&touched, consumer);
         self.metrics
             .sink_latency
             .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// The archive's record of a batch: offset ranges of the partitions it advanced, events,
+    /// and the events by account and region.
+    fn record(
+        &mut self,
+        batch: &[OwnedMessage],
+        touched: &[i32],
+        (events, unreadable): (u64, u64),
+        alerts: usize,
+    ) -> Vec<u8> {
+        let mut range = Vec::new();
+        let mut coverage = Vec::new();
+        for p in touched {
+            let offsets = batch
+                .iter()
+                .filter(|m| m.partition() == *p)
+                .map(|m| m.offset());
+            let (lo, hi) = offsets.fold((i64::MAX, i64::MIN), |(lo, hi), o| (lo.min(o), hi.max(o)));
+            range.push(format!("{p}:{lo}-{hi}"));
+            if let Some(part) = self.parts.get_mut(p) {
+                coverage.extend(part.coverage.take(part.pipeline.sources()));
+            }
+        }
+        crate::sink::archive::Record::Batch {
+            at: crate::sink::archive::object::now_rfc3339(),
+            source: "kafka",
+            from: &self.topic,
+            range,
+            events,
+            unreadable,
+            rules: self.rules_hash,
+            coverage,
+            alerts,
+        }
+        .to_bytes()
     }
 
     /// Evaluates one message of an owned partition; false if it was skipped.
@@ -337,6 +391,7 @@ impl<'s> KafkaWorker<'s> {
             Err(e) => Some(e.kind()),
         };
         if let Some(kind) = bad {
+            self.unreadable += 1;
             tracing::warn!(
                 partition = p,
                 offset = msg.offset(),
@@ -345,8 +400,10 @@ impl<'s> KafkaWorker<'s> {
             );
         }
         if replaying {
-            // Delivered by the partition's previous owner before it committed this offset.
+            // Delivered (and archived) by the partition's previous owner before it committed
+            // this offset.
             self.metrics.alerts_deduplicated.inc_by(out.len() as u64);
+            part.coverage.take(part.pipeline.sources());
         } else {
             alerts.append(&mut out);
         }
@@ -403,6 +460,7 @@ impl<'s> KafkaWorker<'s> {
             next = s.offset;
         }
         Ok(Part {
+            coverage: crate::sink::archive::CoverageCounter::starting_at(pipeline.sources()),
             pipeline,
             reported: Reported::default(),
             replay_until: restore.committed,

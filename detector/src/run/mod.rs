@@ -17,6 +17,7 @@ use crate::alert::SummaryFields;
 use crate::config::{Config, ConfigError, SnsConfig, SqsConfig};
 use crate::engine::RuleSet;
 use crate::metrics::Metrics;
+use crate::sink::archive::{self, Archive, RuleSetId};
 use crate::sink::{JsonlSink, SnsSink};
 use crate::source::sqs::{self, Batch, Queue};
 use std::sync::Arc;
@@ -186,6 +187,8 @@ pub fn check(config: &Config) -> Result<Vec<String>, RunError> {
 pub(super) struct Prepared {
     set: RuleSet,
     summaries: SummaryFields,
+    /// What the archive records as the rules in force.
+    id: RuleSetId,
 }
 
 /// Loads and compiles the configured rules; any error rejects the whole set.
@@ -230,7 +233,15 @@ fn prepare(config: &Config, hmac_key: &Option<Vec<u8>>) -> Result<Prepared, Prep
             return Err(PrepareError::NeedsKey(set.rules()[r].id().to_string()));
         }
     }
-    Ok(Prepared { set, summaries })
+    let id = RuleSetId {
+        hash: crate::rule::parse::rules_digest(
+            &config.rules.paths,
+            config.rules.placeholders.as_deref(),
+        ),
+        rules: set.rules().len(),
+        correlations: set.correlations().len(),
+    };
+    Ok(Prepared { set, summaries, id })
 }
 
 /// Why a rule set cannot run.
@@ -312,30 +323,73 @@ async fn serve_checked(
     stop_rx: watch::Receiver<bool>,
     metrics: Metrics,
     aws: aws_config::SdkConfig,
-    mut prepared: Prepared,
+    prepared: Prepared,
     hmac_key: Option<Vec<u8>>,
 ) -> Result<(), RunError> {
     let locator = open_locator(&config, &prepared.set)?;
-    let (reload_tx, mut reload_rx) = mpsc::channel(8);
+    let (reload_tx, reload_rx) = mpsc::channel(8);
     reload::on_sighup(reload_tx.clone());
     let _watcher = if config.rules.watch {
         Some(reload::watch_files(&config, reload_tx)?)
     } else {
         None
     };
-    if let Some(k) = &config.source.kafka {
+    let archive = open_archive(&config, &aws, &metrics)?;
+    let (archive_stop, archive_task) = match &archive {
+        Some(a) => {
+            let (tx, rx) = watch::channel(false);
+            let a = a.clone();
+            let deadline = config.shutdown_timeout() / 2;
+            (
+                Some(tx),
+                Some(tokio::spawn(async move { a.drive(rx, deadline).await })),
+            )
+        }
+        None => (None, None),
+    };
+    let served = if let Some(k) = &config.source.kafka {
+        let out = sinks(&config, &aws, archive);
         let ctx = Drive {
             config: &config,
             hmac_key: &hmac_key,
-            out: &sinks(&config, &aws),
+            out: &out,
             metrics: &metrics,
         };
-        return kafka::serve(&ctx, k, prepared, locator, stop_rx, reload_rx).await;
+        ctx.archive_rules("start", &prepared).await;
+        let served = kafka::serve(&ctx, k, prepared, locator, stop_rx, reload_rx).await;
+        ctx.archive_stop().await;
+        served
+    } else {
+        serve_sqs(
+            &config, &aws, &metrics, archive, prepared, locator, stop_rx, reload_rx, &hmac_key,
+        )
+        .await
+    };
+    // The archive seals what is left and puts what it can before the process ends.
+    if let (Some(tx), Some(task)) = (archive_stop, archive_task) {
+        let _ = tx.send(true);
+        let _ = task.await;
     }
+    served
+}
+
+/// The SQS side of [`serve_checked`].
+#[allow(clippy::too_many_arguments)]
+async fn serve_sqs(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+    metrics: &Metrics,
+    archive: Option<Arc<Archive>>,
+    mut prepared: Prepared,
+    locator: Option<Arc<dyn crate::geo::Locate>>,
+    stop_rx: watch::Receiver<bool>,
+    mut reload_rx: mpsc::Receiver<&'static str>,
+    hmac_key: &Option<Vec<u8>>,
+) -> Result<(), RunError> {
     let Some(sqs_config) = &config.source.sqs else {
         return Ok(()); // validation makes this unreachable: one source is configured
     };
-    let (out, queue) = connect(&config, sqs_config, &aws);
+    let (out, queue) = connect(config, sqs_config, aws, archive);
     let pollers = config.source.sqs.as_ref().map_or(1, |s| s.pollers);
     let (tx, mut rx) = mpsc::channel::<Batch>(pollers * 2);
     for _ in 0..pollers {
@@ -348,20 +402,22 @@ async fn serve_checked(
     }
     drop(tx);
 
-    let mut carry = Carry::open(&config)?;
+    let mut carry = Carry::open(config)?;
     metrics.set_ready(true);
     let mut stop = stop_rx.clone();
+    let mut reason = "start";
     loop {
         let next = {
-            let Prepared { set, summaries } = &prepared;
+            let Prepared { set, summaries, id } = &prepared;
             metrics
                 .rules_loaded
                 .set((set.rules().len() + set.correlations().len()) as i64);
             let mut worker = Worker::new(
                 set,
                 summaries.clone(),
+                id.hash.clone(),
                 carry,
-                &config,
+                config,
                 metrics.clone(),
                 locator.clone(),
             )?;
@@ -371,17 +427,19 @@ async fn serve_checked(
                 "running"
             );
             let ctx = Drive {
-                config: &config,
-                hmac_key: &hmac_key,
+                config,
+                hmac_key,
                 out: &out.sinks,
-                metrics: &metrics,
+                metrics,
             };
+            ctx.archive_rules(reason, &prepared).await;
             match ctx
                 .drive(&mut worker, &out, &mut rx, &mut stop, &mut reload_rx)
                 .await
             {
                 Next::Stop => {
                     worker.finish(&out).await;
+                    ctx.archive_stop().await;
                     return Ok(());
                 }
                 Next::Reload(p) => {
@@ -391,7 +449,74 @@ async fn serve_checked(
             }
         };
         prepared = next;
+        reason = "reload";
     }
+}
+
+/// The archive of `[sink.archive]`, its spool opened (and what a crash left finished).
+fn open_archive(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+    metrics: &Metrics,
+) -> Result<Option<Arc<Archive>>, RunError> {
+    let Some(a) = &config.sink.archive else {
+        return Ok(None);
+    };
+    let fail = |key: &str, message: String| {
+        RunError::Config(ConfigError::new(
+            &config.file,
+            key,
+            crate::config::ConfigErrorKind::Path,
+            message,
+        ))
+    };
+    let key = crate::alert::read_hmac_key(&a.key_file)
+        .map_err(|e| fail("sink.archive.key_file", e.to_string()))?;
+    let store = archive_store(a, aws);
+    let settings = archive::Settings {
+        spool: a.spool.clone(),
+        writer: a.writer_name(),
+        key,
+        spool_max_bytes: a.spool_max_bytes,
+        every: a.seal_every(),
+        object_bytes: a.object_bytes,
+        store,
+    };
+    let writer = settings.writer.clone();
+    let opened = Archive::open(settings, metrics.clone())
+        .map_err(|e| fail("sink.archive.spool", e.to_string()))?;
+    tracing::info!(store = %opened.store().describe(), writer = %writer, "archiving");
+    Ok(Some(Arc::new(opened)))
+}
+
+/// The store `[sink.archive]` names: its S3 bucket (with the protection set on each object)
+/// or its directory.
+pub fn archive_store(
+    a: &crate::config::ArchiveConfig,
+    aws: &aws_config::SdkConfig,
+) -> archive::store::Store {
+    use archive::store::{Bucket, Retention, Store};
+    let Some(bucket) = &a.bucket else {
+        return Store::Dir(a.dir.clone().unwrap_or_default());
+    };
+    let mut c = aws_sdk_s3::config::Builder::from(aws).force_path_style(true);
+    if let Some(url) = &a.endpoint_url {
+        c = c.endpoint_url(url);
+    }
+    let mode = match a.retention_mode {
+        crate::config::RetentionMode::Compliance => aws_sdk_s3::types::ObjectLockMode::Compliance,
+        crate::config::RetentionMode::Governance => aws_sdk_s3::types::ObjectLockMode::Governance,
+    };
+    Store::S3(Bucket {
+        client: aws_sdk_s3::Client::from_conf(c.build()),
+        bucket: bucket.clone(),
+        prefix: a.prefix.clone(),
+        kms_key_id: a.kms_key_id.clone(),
+        retention: (a.retention_days > 0).then_some(Retention {
+            mode,
+            days: a.retention_days,
+        }),
+    })
 }
 
 /// What the processing loop needs besides the worker and its channels.
@@ -403,6 +528,25 @@ pub(super) struct Drive<'a> {
 }
 
 impl Drive<'_> {
+    /// Archives the rule set taking over (at start, or after a reload).
+    pub(super) async fn archive_rules(&self, reason: &str, prepared: &Prepared) {
+        let record = archive::Record::Rules {
+            at: archive::object::now_rfc3339(),
+            reason,
+            rules: &prepared.id,
+            version: env!("CARGO_PKG_VERSION"),
+        };
+        self.out.archive(record, self.metrics).await;
+    }
+
+    /// Archives that the service stopped.
+    pub(super) async fn archive_stop(&self) {
+        let record = archive::Record::Stop {
+            at: archive::object::now_rfc3339(),
+        };
+        self.out.archive(record, self.metrics).await;
+    }
+
     /// Processes batches until a stop signal or an accepted rule reload.
     async fn drive(
         &self,
@@ -485,7 +629,12 @@ pub(super) fn sns_client(sink: &SnsConfig, aws: &aws_config::SdkConfig) -> aws_s
 }
 
 /// The AWS clients: the sinks and the queue.
-fn connect(config: &Config, source: &SqsConfig, aws: &aws_config::SdkConfig) -> (Outputs, Queue) {
+fn connect(
+    config: &Config,
+    source: &SqsConfig,
+    aws: &aws_config::SdkConfig,
+    archive: Option<Arc<Archive>>,
+) -> (Outputs, Queue) {
     let sqs_client = sqs_client(source, aws);
     let queue = Queue {
         client: sqs_client.clone(),
@@ -494,7 +643,7 @@ fn connect(config: &Config, source: &SqsConfig, aws: &aws_config::SdkConfig) -> 
         visibility_timeout: source.visibility_timeout_seconds,
     };
     let out = Outputs {
-        sinks: sinks(config, aws),
+        sinks: sinks(config, aws, archive),
         sqs: sqs_client,
         queue_url: source.queue_url.clone(),
     };
@@ -502,7 +651,7 @@ fn connect(config: &Config, source: &SqsConfig, aws: &aws_config::SdkConfig) -> 
 }
 
 /// The configured sinks.
-fn sinks(config: &Config, aws: &aws_config::SdkConfig) -> Sinks {
+fn sinks(config: &Config, aws: &aws_config::SdkConfig, archive: Option<Arc<Archive>>) -> Sinks {
     let sns = config
         .sink
         .sns
@@ -511,6 +660,7 @@ fn sinks(config: &Config, aws: &aws_config::SdkConfig) -> Sinks {
     Sinks {
         sns,
         jsonl: config.sink.jsonl.clone().map(JsonlSink::new),
+        archive,
         format: config.alerts.format,
     }
 }

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::engine::RuleSet;
 use crate::metrics::Metrics;
 use crate::pipeline::{Carried, Pipeline};
+use crate::sink::archive::{self, Archive};
 use crate::sink::{JsonlSink, SnsSink};
 use crate::source::sqs::{self, Batch};
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ const REMEMBERED_ALERTS: usize = 100_000;
 pub(super) struct Sinks {
     pub sns: Option<SnsSink>,
     pub jsonl: Option<JsonlSink>,
+    pub archive: Option<Arc<Archive>>,
     pub format: Format,
 }
 
@@ -36,33 +38,70 @@ impl Sinks {
     /// Delivers alerts to every sink, retrying with backoff and jitter until they confirm.
     /// While a sink is down nothing is acknowledged, so the source backs up: nothing is lost.
     pub async fn deliver(&self, alerts: &[Alert], metrics: &Metrics) {
-        if alerts.is_empty() {
+        self.deliver_with(alerts, None, metrics).await;
+    }
+
+    /// [`Sinks::deliver`], with the archive's record of the batch behind the alerts (archived
+    /// even when the batch raised none). Each sink gets everything once: a retry repeats only
+    /// the sinks that failed.
+    pub async fn deliver_with(&self, alerts: &[Alert], record: Option<Vec<u8>>, metrics: &Metrics) {
+        let archived = self
+            .archive
+            .as_ref()
+            .filter(|_| record.is_some() || !alerts.is_empty());
+        if alerts.is_empty() && archived.is_none() {
             return;
         }
+        let mut archive_records = Vec::new();
+        if archived.is_some() {
+            archive_records = alerts.iter().map(archive::alert_record).collect();
+            archive_records.extend(record);
+        }
+        let mut done = [
+            archived.is_none(),
+            self.sns.is_none() || alerts.is_empty(),
+            self.jsonl.is_none() || alerts.is_empty(),
+        ];
         let mut delay = Duration::from_millis(100);
         loop {
-            let mut result = Ok(());
-            if let Some(sns) = &self.sns {
-                result = sns.publish(alerts, self.format).await;
-            }
-            if let (Ok(()), Some(jsonl)) = (&result, &self.jsonl) {
-                result = jsonl.publish(alerts, self.format);
-            }
-            match result {
-                Ok(()) => {
-                    metrics.sink_ok();
-                    return;
-                }
-                Err(e) => {
-                    metrics.sink_failed();
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "delivering alerts failed");
-                    let jitter = Duration::from_millis(
-                        rand::random::<u64>() % (delay.as_millis() as u64 / 2 + 1),
-                    );
-                    tokio::time::sleep(delay + jitter).await;
-                    delay = (delay * 2).min(Duration::from_secs(30));
+            let mut failed = None;
+            if let (false, Some(archive)) = (done[0], archived) {
+                match tokio::task::block_in_place(|| archive.append(&archive_records)) {
+                    Ok(()) => done[0] = true,
+                    Err(e) => failed = Some(format!("archive: {e}")),
                 }
             }
+            if let (false, Some(sns)) = (done[1], &self.sns) {
+                match sns.publish(alerts, self.format).await {
+                    Ok(()) => done[1] = true,
+                    Err(e) => failed = Some(e),
+                }
+            }
+            if let (false, Some(jsonl)) = (done[2], &self.jsonl) {
+                match jsonl.publish(alerts, self.format) {
+                    Ok(()) => done[2] = true,
+                    Err(e) => failed = Some(e),
+                }
+            }
+            let Some(e) = failed else {
+                metrics.sink_ok();
+                return;
+            };
+            metrics.sink_failed();
+            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "delivering alerts failed");
+            let jitter =
+                Duration::from_millis(rand::random::<u64>() % (delay.as_millis() as u64 / 2 + 1));
+            tokio::time::sleep(delay + jitter).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// Archives a record that belongs to no batch (the rules in force, a stop), retrying like
+    /// any delivery.
+    pub async fn archive(&self, record: archive::Record<'_>, metrics: &Metrics) {
+        if self.archive.is_some() {
+            self.deliver_with(&[], Some(record.to_bytes()), metrics)
+                .await;
         }
     }
 }
@@ -129,12 +168,16 @@ pub(super) struct Worker<'s> {
     reported: Reported,
     metrics: Metrics,
     carry: Carry,
+    /// The rule set's hash, for the archive's batch records.
+    rules_hash: String,
+    coverage: archive::CoverageCounter,
 }
 
 impl<'s> Worker<'s> {
     pub fn new(
         set: &'s RuleSet,
         summaries: SummaryFields,
+        rules_hash: String,
         mut carry: Carry,
         config: &Config,
         metrics: Metrics,
@@ -177,11 +220,13 @@ impl<'s> Worker<'s> {
             );
         }
         Ok(Worker {
+            coverage: archive::CoverageCounter::starting_at(pipeline.sources()),
             set,
             pipeline,
             reported: Reported::default(),
             metrics,
             carry,
+            rules_hash,
         })
     }
 
@@ -210,8 +255,23 @@ impl<'s> Worker<'s> {
                 }
             }
         });
-        self.carry.events += self.pipeline.stats().events - before;
-        self.publish(alerts, out).await;
+        let events = self.pipeline.stats().events - before;
+        self.carry.events += events;
+        let record = out.sinks.archive.as_ref().map(|_| {
+            archive::Record::Batch {
+                at: archive::object::now_rfc3339(),
+                source: "sqs",
+                from: &out.queue_url,
+                range: batch.messages.iter().map(|m| m.id.clone()).collect(),
+                events,
+                unreadable: (batch.messages.len() - done.len()) as u64,
+                rules: &self.rules_hash,
+                coverage: self.coverage.take(self.pipeline.sources()),
+                alerts: alerts.len(),
+            }
+            .to_bytes()
+        });
+        self.publish_with(alerts, record, out).await;
         self.metrics
             .sink_latency
             .observe(started.elapsed().as_secs_f64());
@@ -235,7 +295,12 @@ impl<'s> Worker<'s> {
     /// second, so a crash between them can only over-count a roll-up, never repeat an alert
     /// or lose a count.
     async fn publish(&mut self, alerts: Vec<Alert>, out: &Outputs) {
-        out.sinks.deliver(&alerts, &self.metrics).await;
+        self.publish_with(alerts, None, out).await;
+    }
+
+    /// [`Worker::publish`] with the archive's record of the batch.
+    async fn publish_with(&mut self, alerts: Vec<Alert>, record: Option<Vec<u8>>, out: &Outputs) {
+        out.sinks.deliver_with(&alerts, record, &self.metrics).await;
         self.metrics.alerts_published.inc_by(alerts.len() as u64);
         observe_latency(&self.metrics, &alerts);
         self.save_gate();

@@ -1,5 +1,7 @@
 //! Where alerts go; each sink confirms delivery before the source acknowledges anything.
 
+pub mod archive;
+
 use crate::alert::{Alert, Format};
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use std::io::Write;

@@ -1,0 +1,322 @@
+//! The audit archive: every alert, every batch processed (what, from where, how many events of
+//! which accounts and regions, under which rule set) and a heartbeat when nothing happened,
+//! sealed into hash-chained objects with a signed manifest per day, put to S3 under Object Lock
+//! or to a local directory. Records are acknowledged once in the encrypted local spool; the
+//! store catches up from it after an outage.
+
+pub mod manifest;
+pub mod object;
+pub mod spool;
+pub mod store;
+pub mod verify;
+
+use crate::alert::Alert;
+use crate::metrics::Metrics;
+use serde::Serialize;
+use spool::{Spool, SpoolError};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use store::Store;
+use tokio::sync::{watch, Notify};
+
+/// How the archive runs, from `[sink.archive]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The spool directory.
+    pub spool: std::path::PathBuf,
+    /// This instance's chain name.
+    pub writer: String,
+    /// The archive key (manifest signatures, spool encryption).
+    pub key: Vec<u8>,
+    /// The spool refuses records beyond this many bytes.
+    pub spool_max_bytes: u64,
+    /// An object is sealed this often (a heartbeat when idle)...
+    pub every: Duration,
+    /// ...or as soon as its records reach this many bytes.
+    pub object_bytes: u64,
+    /// Where objects go.
+    pub store: Store,
+}
+
+/// The archive sink: the spool behind a lock, shared by the pipelines and the task that seals
+/// and uploads.
+pub struct Archive {
+    spool: Mutex<Spool>,
+    store: Store,
+    every: Duration,
+    object_bytes: u64,
+    wake: Notify,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Archive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Archive")
+            .field("store", &self.store.describe())
+            .finish()
+    }
+}
+
+impl Archive {
+    /// Opens the spool (finishing what a crash interrupted).
+    pub fn open(settings: Settings, metrics: Metrics) -> Result<Archive, SpoolError> {
+        let spool = Spool::open(
+            &settings.spool,
+            &settings.writer,
+            &settings.key,
+            settings.spool_max_bytes,
+        )?;
+        metrics.archive_spool_bytes.set(spool.bytes() as i64);
+        Ok(Archive {
+            spool: Mutex::new(spool),
+            store: settings.store,
+            every: settings.every,
+            object_bytes: settings.object_bytes,
+            wake: Notify::new(),
+            metrics,
+        })
+    }
+
+    /// Where objects go.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn spool(&self) -> std::sync::MutexGuard<'_, Spool> {
+        self.spool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends records durably (synced to the spool when this returns `Ok`).
+    pub fn append(&self, records: &[Vec<u8>]) -> Result<(), SpoolError> {
+        let mut spool = self.spool();
+        spool.append(records)?;
+        self.metrics.archive_spool_bytes.set(spool.bytes() as i64);
+        if spool.pending().1 >= self.object_bytes {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Seals an object every `every` (or when one is full) and puts what is sealed to the
+    /// store, oldest first, retrying with backoff while it fails; on `stop`, seals what is
+    /// left and tries to put it all until `deadline` passes. What is not put stays spooled.
+    pub async fn drive(&self, mut stop: watch::Receiver<bool>, deadline: Duration) {
+        let mut next_seal = Instant::now() + self.every;
+        let mut backoff = Duration::from_millis(200);
+        let mut retry_at: Option<Instant> = None;
+        loop {
+            let full = self.spool().pending().1 >= self.object_bytes;
+            if Instant::now() >= next_seal || full {
+                self.seal();
+                next_seal = Instant::now() + self.every;
+            }
+            if retry_at.is_none_or(|t| Instant::now() >= t) {
+                match self.upload().await {
+                    Ok(()) => {
+                        backoff = Duration::from_millis(200);
+                        retry_at = None;
+                    }
+                    Err(e) => {
+                        self.metrics.archive_store_failures.inc();
+                        tracing::warn!(error = %e, store = %self.store.describe(), retry_in_ms = backoff.as_millis() as u64, "putting archive objects failed; they stay in the spool");
+                        retry_at = Some(Instant::now() + backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+            let wait_until = retry_at.map_or(next_seal, |r| r.min(next_seal));
+            tokio::select! {
+                _ = tokio::time::sleep_until(wait_until.into()) => {}
+                _ = self.wake.notified() => {}
+                _ = stop.changed() => break,
+            }
+        }
+        self.seal();
+        let give_up = Instant::now() + deadline;
+        while Instant::now() < give_up {
+            match tokio::time::timeout_at(give_up.into(), self.upload()).await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "putting archive objects at shutdown failed; they stay in the spool for the next start");
+                    tokio::time::sleep(
+                        Duration::from_millis(500).min(give_up - Instant::now().min(give_up)),
+                    )
+                    .await;
+                }
+                Err(_) => break,
+            }
+        }
+        tracing::warn!(
+            spool_bytes = self.spool().bytes(),
+            "archive objects left in the spool at shutdown; the next start puts them"
+        );
+    }
+
+    /// Seals the records since the last seal into an object (a heartbeat when none).
+    pub fn seal(&self) {
+        let mut spool = self.spool();
+        match tokio::task::block_in_place(|| spool.seal()) {
+            Ok(seq) => {
+                self.metrics.archive_objects_sealed.inc();
+                tracing::debug!(seq, "archive object sealed");
+            }
+            Err(e) => {
+                self.metrics.archive_store_failures.inc();
+                tracing::error!(error = %e, "sealing an archive object failed; its records stay in the journal");
+            }
+        }
+        self.metrics.archive_spool_bytes.set(spool.bytes() as i64);
+    }
+
+    /// Puts every sealed outbox file to the store, oldest first; stops at the first failure
+    /// (the chain goes up in order).
+    pub async fn upload(&self) -> Result<(), String> {
+        let ready = self.spool().ready().map_err(|e| e.to_string())?;
+        for out in ready {
+            let (name, bytes) = self
+                .spool()
+                .read_outgoing(&out)
+                .map_err(|e| e.to_string())?;
+            self.store
+                .put(&name, &bytes)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut spool = self.spool();
+            spool.done(&out).map_err(|e| e.to_string())?;
+            self.metrics.archive_objects_stored.inc();
+            self.metrics.archive_spool_bytes.set(spool.bytes() as i64);
+        }
+        Ok(())
+    }
+}
+
+/// What a record of the archive says, beside alerts.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record<'a> {
+    /// The service started or loaded a rule set: the rules in force from now on.
+    Rules {
+        /// RFC 3339.
+        at: String,
+        /// Why: `start` or `reload`.
+        reason: &'a str,
+        /// The rule set.
+        rules: &'a RuleSetId,
+        /// trailwatch's version.
+        version: &'a str,
+    },
+    /// A batch the pipeline processed and the source was acknowledged for.
+    Batch {
+        /// RFC 3339, when processed.
+        at: String,
+        /// `sqs` or `kafka`.
+        source: &'a str,
+        /// The queue URL or the topic.
+        from: &'a str,
+        /// SQS message ids, or Kafka `partition:first-last` offset ranges.
+        range: Vec<String>,
+        /// Records decoded.
+        events: u64,
+        /// Messages that did not decode.
+        unreadable: u64,
+        /// The rule set's hash.
+        rules: &'a str,
+        /// Events by account, region and hour of event time.
+        coverage: Vec<Coverage>,
+        /// Alerts this batch raised (each archived as its own record).
+        alerts: usize,
+    },
+    /// The service stopped.
+    Stop {
+        /// RFC 3339.
+        at: String,
+    },
+}
+
+impl Record<'_> {
+    /// The record's JSON text.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// An alert as archived: the native alert, whatever format the other sinks use.
+pub fn alert_record(alert: &Alert) -> Vec<u8> {
+    let mut out = b"{\"kind\":\"alert\",\"alert\":".to_vec();
+    out.extend(serde_json::to_vec(alert).unwrap_or_default());
+    out.push(b'}');
+    out
+}
+
+/// The identity of a rule set: what an auditor checks the rules in force against.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct RuleSetId {
+    /// Hex SHA-256 of the rule files and placeholder files, by path.
+    pub hash: String,
+    /// Detection rules.
+    pub rules: usize,
+    /// Correlation rules.
+    pub correlations: usize,
+}
+
+/// Events of one account and region in one hour of event time.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Coverage {
+    /// `recipientAccountId`.
+    pub account: String,
+    /// `awsRegion`.
+    pub region: String,
+    /// `YYYY-MM-DDTHH` (UTC).
+    pub hour: String,
+    /// Events.
+    pub events: u64,
+}
+
+/// Turns a pipeline's running counts of events per account and region into the events of
+/// each batch.
+#[derive(Debug, Default)]
+pub struct CoverageCounter {
+    seen: HashMap<(Box<str>, Box<str>), u64>,
+}
+
+impl CoverageCounter {
+    /// A counter that takes what `sources` counted so far as already reported.
+    pub fn starting_at<'a>(
+        sources: impl Iterator<Item = &'a crate::window::silence::Source>,
+    ) -> Self {
+        let mut c = CoverageCounter::default();
+        c.take(sources);
+        c
+    }
+
+    /// The events counted since the last call, by account, region and the hour of the
+    /// latest event time (a batch spans seconds).
+    pub fn take<'a>(
+        &mut self,
+        sources: impl Iterator<Item = &'a crate::window::silence::Source>,
+    ) -> Vec<Coverage> {
+        let mut out = Vec::new();
+        for s in sources {
+            let key = (s.account.clone(), s.region.clone());
+            let before = self.seen.insert(key, s.events).unwrap_or(0);
+            if s.events > before {
+                out.push(Coverage {
+                    account: s.account.to_string(),
+                    region: s.region.to_string(),
+                    hour: hour_of(s.last),
+                    events: s.events - before,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// `YYYY-MM-DDTHH` of an event time in Unix seconds.
+pub fn hour_of(t: i64) -> String {
+    crate::window::format_time(t)
+        .get(..13)
+        .unwrap_or_default()
+        .to_string()
+}

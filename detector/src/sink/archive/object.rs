@@ -1,0 +1,271 @@
+//! One archive object: gzip-compressed JSON lines whose first line places the object in its
+//! writer's chain (sequence number and the SHA-256 of the object before it).
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Read, Write};
+
+/// The object format this build writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// The first line of every object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// Always `"header"`.
+    pub kind: String,
+    /// [`FORMAT`] when written.
+    pub format: u32,
+    /// The instance whose chain this object belongs to.
+    pub writer: String,
+    /// Position in the writer's chain, from 1.
+    pub seq: u64,
+    /// Hex SHA-256 of the previous object's stored bytes; `None` for the first object.
+    pub prev: Option<String>,
+    /// When the first record of the object was accepted (RFC 3339, UTC).
+    pub opened: String,
+    /// When the object was sealed (RFC 3339, UTC); its key's date is this one's.
+    pub sealed: String,
+    /// Records after the header.
+    pub records: u64,
+    /// The journal the records came from (what a restart checks to not seal it twice).
+    pub journal: String,
+}
+
+/// Why an object cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// Not gzip, or cut short.
+    #[error("not a readable gzip object: {0}")]
+    Gzip(std::io::Error),
+    /// The first line is not a header of a format this build reads.
+    #[error("no valid header line: {0}")]
+    Header(String),
+    /// A record line is not JSON.
+    #[error("record {line} is not JSON: {message}")]
+    Record {
+        /// 1-based line in the object (the header is line 1).
+        line: usize,
+        /// What the parser said.
+        message: String,
+    },
+}
+
+/// Bytes an object is at most when read back: a sealed object holds at most the configured
+/// object size; this guards readers against a decompression bomb put in the archive.
+pub const MAX_UNCOMPRESSED: u64 = 1 << 30;
+
+/// Builds an object's stored bytes from its header and record lines (each one JSON text).
+pub fn encode(header: &Header, records: &[Vec<u8>]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let head = serde_json::to_vec(header).unwrap_or_default();
+    // Writes to a Vec cannot fail.
+    let _ = gz.write_all(&head);
+    let _ = gz.write_all(b"\n");
+    for r in records {
+        let _ = gz.write_all(r);
+        let _ = gz.write_all(b"\n");
+    }
+    gz.finish().unwrap_or_default()
+}
+
+/// The object's header and its records, parsed.
+pub fn decode(bytes: &[u8]) -> Result<(Header, Vec<serde_json::Value>), ObjectError> {
+    let gz = flate2::read::MultiGzDecoder::new(bytes).take(MAX_UNCOMPRESSED);
+    let mut lines = std::io::BufReader::new(gz).lines();
+    let first = match lines.next() {
+        Some(l) => l.map_err(ObjectError::Gzip)?,
+        None => return Err(ObjectError::Header("the object is empty".into())),
+    };
+    let header: Header =
+        serde_json::from_str(&first).map_err(|e| ObjectError::Header(e.to_string()))?;
+    if header.kind != "header" || header.format != FORMAT {
+        return Err(ObjectError::Header(format!(
+            "kind {:?}, format {}",
+            header.kind, header.format
+        )));
+    }
+    let mut records = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let line = line.map_err(ObjectError::Gzip)?;
+        let value = serde_json::from_str(&line).map_err(|e| ObjectError::Record {
+            line: i + 2,
+            message: e.to_string(),
+        })?;
+        records.push(value);
+    }
+    Ok((header, records))
+}
+
+/// Hex SHA-256 of stored bytes: what the next object and the day's manifest name.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The day (`YYYY-MM-DD`) of an RFC 3339 time, as keys and manifests use it.
+pub fn day_of(time: &str) -> &str {
+    time.get(..10).unwrap_or(time)
+}
+
+/// Where an object lives below the archive's prefix: `writer/YYYY/MM/DD/<seq>.jsonl.gz`.
+pub fn object_name(writer: &str, day: &str, seq: u64) -> String {
+    format!("{}/{seq:012}.jsonl.gz", day_folder(writer, day))
+}
+
+/// Where a day's manifest lives below the archive's prefix.
+pub fn manifest_name(writer: &str, day: &str) -> String {
+    format!("{}/manifest.json", day_folder(writer, day))
+}
+
+fn day_folder(writer: &str, day: &str) -> String {
+    format!("{writer}/{}", day.replace('-', "/"))
+}
+
+/// What an archive key names, parsed back: writer, day and (for an object) its sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Name {
+    /// `writer/YYYY/MM/DD/<seq>.jsonl.gz`
+    Object {
+        /// The chain's writer.
+        writer: String,
+        /// `YYYY-MM-DD`.
+        day: String,
+        /// Sequence number.
+        seq: u64,
+    },
+    /// `writer/YYYY/MM/DD/manifest.json`
+    Manifest {
+        /// The chain's writer.
+        writer: String,
+        /// `YYYY-MM-DD`.
+        day: String,
+    },
+}
+
+/// Parses a name below the prefix; `None` for anything the archive does not write.
+pub fn parse_name(name: &str) -> Option<Name> {
+    let parts: Vec<&str> = name.split('/').collect();
+    let [writer, y, m, d, file] = parts.as_slice() else {
+        return None;
+    };
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if writer.is_empty() || !digits(y, 4) || !digits(m, 2) || !digits(d, 2) {
+        return None;
+    }
+    let day = format!("{y}-{m}-{d}");
+    let writer = writer.to_string();
+    if *file == "manifest.json" {
+        return Some(Name::Manifest { writer, day });
+    }
+    let seq = file.strip_suffix(".jsonl.gz")?;
+    if !digits(seq, 12) {
+        return None;
+    }
+    Some(Name::Object {
+        writer,
+        day,
+        seq: seq.parse().ok()?,
+    })
+}
+
+/// Now as RFC 3339 UTC with milliseconds, the form every archive time takes.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(seq: u64) -> Header {
+        Header {
+            kind: "header".into(),
+            format: FORMAT,
+            writer: "w1".into(),
+            seq,
+            prev: None,
+            opened: "2026-12-01T10:00:00.000Z".into(),
+            sealed: "2026-12-01T10:05:00.000Z".into(),
+            records: 2,
+            journal: "j".into(),
+        }
+    }
+
+    #[test]
+    fn objects_round_trip() {
+        let bytes = encode(
+            &header(7),
+            &[b"{\"a\":1}".to_vec(), b"{\"b\":[2]}".to_vec()],
+        );
+        let (h, records) = decode(&bytes).unwrap();
+        assert_eq!(h, header(7));
+        assert_eq!(
+            records,
+            vec![serde_json::json!({"a":1}), serde_json::json!({"b":[2]})]
+        );
+        assert_eq!(sha256_hex(&bytes).len(), 64);
+    }
+
+    #[test]
+    fn damaged_objects_are_errors() {
+        let bytes = encode(&header(1), &[b"{}".to_vec()]);
+        assert!(matches!(
+            decode(&bytes[..bytes.len() / 2]),
+            Err(ObjectError::Gzip(_))
+        ));
+        assert!(matches!(
+            decode(b"plain"),
+            Err(ObjectError::Gzip(_) | ObjectError::Header(_))
+        ));
+        let not_json = encode(&header(1), &[b"{".to_vec()]);
+        assert!(matches!(
+            decode(&not_json),
+            Err(ObjectError::Record { line: 2, .. })
+        ));
+        let mut wrong = header(1);
+        wrong.format = 99;
+        assert!(matches!(
+            decode(&encode(&wrong, &[])),
+            Err(ObjectError::Header(_))
+        ));
+    }
+
+    #[test]
+    fn names_round_trip_and_strangers_are_ignored() {
+        let o = object_name("w1", "2026-12-01", 42);
+        assert_eq!(o, "w1/2026/12/01/000000000042.jsonl.gz");
+        assert_eq!(
+            parse_name(&o),
+            Some(Name::Object {
+                writer: "w1".into(),
+                day: "2026-12-01".into(),
+                seq: 42
+            })
+        );
+        assert_eq!(
+            parse_name(&manifest_name("w1", "2026-12-01")),
+            Some(Name::Manifest {
+                writer: "w1".into(),
+                day: "2026-12-01".into()
+            })
+        );
+        for other in [
+            "w1/2026/12/01/42.jsonl.gz",
+            "w1/2026/12/x.json",
+            "notes.txt",
+            "/2026/12/01/manifest.json",
+        ] {
+            assert_eq!(parse_name(other), None, "{other}");
+        }
+    }
+}

@@ -1,0 +1,532 @@
+//! Checks an archive: every writer's chain unbroken (each object names the hash of the one
+//! before, sequence numbers without holes), every object where its header says, every closed
+//! day's manifest present, signed with the archive key and listing exactly the objects there
+//! are, and no silence longer than allowed between objects.
+
+use super::manifest::Manifest;
+use super::object::{self, Name};
+use super::store::{Store, StoreError};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What kind of problem a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// An object's bytes are not those its successor or its day's manifest name.
+    Altered,
+    /// An object the chain or a manifest names is not there.
+    Missing,
+    /// An object is not where its header places it (swapped, renamed, moved to another day).
+    Reordered,
+    /// A closed day has no manifest, or its manifest is unreadable, unsigned or lists other
+    /// objects than those there.
+    Manifest,
+    /// An object that is no part of any chain or manifest (inserted).
+    Inserted,
+    /// More time than allowed passed between two objects: the service was not archiving.
+    Gap,
+}
+
+impl Kind {
+    /// Whether the finding means the archive was tampered with or damaged (a gap means the
+    /// service did not run, not that the record of it changed).
+    pub fn is_integrity(self) -> bool {
+        self != Kind::Gap
+    }
+}
+
+/// One problem found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// What kind.
+    pub kind: Kind,
+    /// The object or manifest concerned (below the prefix).
+    pub name: String,
+    /// What is wrong, for a human.
+    pub detail: String,
+}
+
+/// What a check found.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// Where the archive is.
+    pub store: String,
+    /// Writers (chains) seen.
+    pub writers: Vec<String>,
+    /// Objects read.
+    pub objects: u64,
+    /// Days with a verified manifest.
+    pub days_signed: u64,
+    /// Days still open (the last day of a chain, before its manifest is written).
+    pub days_open: Vec<String>,
+    /// Earliest and latest seal times seen.
+    pub first: Option<String>,
+    /// See `first`.
+    pub last: Option<String>,
+    /// Problems, in chain order.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// Exit status for a scheduled job: 0 intact, 1 integrity problems, 3 only gaps.
+    pub fn exit_code(&self) -> i32 {
+        if self.findings.iter().any(|f| f.kind.is_integrity()) {
+            1
+        } else if self.findings.is_empty() {
+            0
+        } else {
+            3
+        }
+    }
+}
+
+/// What to check.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// The archive key (manifest signatures).
+    pub key: Vec<u8>,
+    /// Longest silence allowed between two objects of a chain.
+    pub max_gap: std::time::Duration,
+    /// Only days from this one (`YYYY-MM-DD`), inclusive.
+    pub since: Option<String>,
+    /// Only days up to this one, inclusive.
+    pub until: Option<String>,
+}
+
+/// One writer's names: objects (seq, day, name) and manifests by day.
+type Chain = (Vec<(u64, String, String)>, BTreeMap<String, String>);
+
+/// One object as read back.
+struct Read {
+    name: String,
+    day: String,
+    seq: u64,
+    hash: String,
+    header: Option<object::Header>,
+}
+
+/// Checks every chain of the archive in `store`.
+pub async fn verify(store: &Store, scope: &Scope) -> Result<Report, StoreError> {
+    let mut report = Report {
+        store: store.describe(),
+        ..Report::default()
+    };
+    let in_scope = |day: &str| {
+        scope.since.as_deref().is_none_or(|s| day >= s)
+            && scope.until.as_deref().is_none_or(|u| day <= u)
+    };
+    let mut chains: BTreeMap<String, Chain> = BTreeMap::new();
+    for name in store.list().await? {
+        match object::parse_name(&name) {
+            Some(Name::Object { writer, day, seq }) if in_scope(&day) => {
+                chains.entry(writer).or_default().0.push((seq, day, name))
+            }
+            Some(Name::Manifest { writer, day }) if in_scope(&day) => {
+                chains.entry(writer).or_default().1.insert(day, name);
+            }
+            Some(_) => {}
+            None => report.findings.push(Finding {
+                kind: Kind::Inserted,
+                name,
+                detail: "not a name the archive writes".into(),
+            }),
+        }
+    }
+    for (writer, (mut objects, manifests)) in chains {
+        objects.sort();
+        let mut read = Vec::with_capacity(objects.len());
+        for (seq, day, name) in objects {
+            let bytes = store.get(&name).await?;
+            let hash = object::sha256_hex(&bytes);
+            let header = match object::decode(&bytes) {
+                Ok((h, _)) => Some(h),
+                Err(e) => {
+                    report.findings.push(Finding {
+                        kind: Kind::Altered,
+                        name: name.clone(),
+                        detail: format!("unreadable: {e}"),
+                    });
+                    None
+                }
+            };
+            read.push(Read {
+                name,
+                day,
+                seq,
+                hash,
+                header,
+            });
+        }
+        report.objects += read.len() as u64;
+        check_chain(&writer, &read, scope, &mut report);
+        check_manifests(store, &writer, &read, &manifests, scope, &mut report).await?;
+        report.writers.push(writer);
+    }
+    report
+        .findings
+        .sort_by(|a, b| a.name.cmp(&b.name).then(a.kind.cmp(&b.kind)));
+    Ok(report)
+}
+
+/// Sequence, placement, links and gaps of one writer's objects (sorted by sequence).
+fn check_chain(writer: &str, read: &[Read], scope: &Scope, report: &mut Report) {
+    let mut before: Option<&Read> = None;
+    for r in read {
+        if let Some(h) = &r.header {
+            if h.writer != writer || h.seq != r.seq || object::day_of(&h.sealed) != r.day {
+                report.findings.push(Finding {
+                    kind: Kind::Reordered,
+                    name: r.name.clone(),
+                    detail: format!(
+                        "holds object {} of writer {} sealed {}, not what its name says",
+                        h.seq, h.writer, h.sealed
+                    ),
+                });
+            }
+            let first = report.first.get_or_insert_with(|| h.sealed.clone());
+            if h.sealed < *first {
+                *first = h.sealed.clone();
+            }
+            if report.last.as_ref().is_none_or(|l| h.sealed > *l) {
+                report.last = Some(h.sealed.clone());
+            }
+        }
+        match before {
+            None if r.seq != 1 && scope.since.is_none() => report.findings.push(Finding {
+                kind: Kind::Missing,
+                name: r.name.clone(),
+                detail: format!(
+                    "the chain starts at object {}: objects 1 to {} are missing",
+                    r.seq,
+                    r.seq - 1
+                ),
+            }),
+            Some(b) if r.seq != b.seq + 1 => report.findings.push(Finding {
+                kind: Kind::Missing,
+                name: r.name.clone(),
+                detail: format!(
+                    "objects {} to {} are missing between {} and this one",
+                    b.seq + 1,
+                    r.seq - 1,
+                    b.name
+                ),
+            }),
+            Some(b) => {
+                let named = r.header.as_ref().and_then(|h| h.prev.as_deref());
+                if named != Some(b.hash.as_str()) {
+                    report.findings.push(Finding {
+                        kind: Kind::Altered,
+                        name: b.name.clone(),
+                        detail: format!(
+                            "its SHA-256 is {}, but the next object ({}) names {}",
+                            b.hash,
+                            r.name,
+                            named.unwrap_or("none")
+                        ),
+                    });
+                }
+                if let (Some(x), Some(y)) = (&b.header, &r.header) {
+                    if let Some(gap) =
+                        seconds_between(&x.sealed, &y.opened.clone().min(y.sealed.clone()))
+                    {
+                        if gap > scope.max_gap.as_secs() as i64 {
+                            report.findings.push(Finding {
+                                kind: Kind::Gap,
+                                name: r.name.clone(),
+                                detail: format!(
+                                    "nothing archived from {} to {} ({}): the service was not running or not archiving",
+                                    x.sealed,
+                                    y.opened,
+                                    span(gap)
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+            None => {}
+        }
+        before = Some(r);
+    }
+}
+
+/// Every day of the writer's objects has a signed manifest listing exactly them (the chain's
+/// last day may still be open), and every manifest's objects are there.
+async fn check_manifests(
+    store: &Store,
+    writer: &str,
+    read: &[Read],
+    manifests: &BTreeMap<String, String>,
+    scope: &Scope,
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    let mut days: BTreeMap<&str, Vec<&Read>> = BTreeMap::new();
+    for r in read {
+        days.entry(r.day.as_str()).or_default().push(r);
+    }
+    let last_day = read.last().map(|r| r.day.as_str());
+    let mut all_days: Vec<&str> = days.keys().copied().collect();
+    all_days.extend(manifests.keys().map(String::as_str));
+    all_days.sort();
+    all_days.dedup();
+    for day in all_days {
+        let here = days.get(day).cloned().unwrap_or_default();
+        let Some(name) = manifests.get(day) else {
+            if Some(day) == last_day {
+                report.days_open.push(format!("{writer} {day}"));
+            } else {
+                report.findings.push(Finding {
+                    kind: Kind::Manifest,
+                    name: object::manifest_name(writer, day),
+                    detail: format!(
+                        "day {day} is closed (later objects exist) but its manifest is missing"
+                    ),
+                });
+            }
+            continue;
+        };
+        let bytes = store.get(name).await?;
+        let manifest: Manifest = match serde_json::from_slice(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                report.findings.push(Finding {
+                    kind: Kind::Manifest,
+                    name: name.clone(),
+                    detail: format!("unreadable: {e}"),
+                });
+                continue;
+            }
+        };
+        if !manifest.signature_holds(&scope.key) || manifest.writer != writer || manifest.day != day
+        {
+            report.findings.push(Finding {
+                kind: Kind::Manifest,
+                name: name.clone(),
+                detail: "its signature does not hold with this archive key (altered, or signed with another key)".into(),
+            });
+            continue;
+        }
+        report.days_signed += 1;
+        for entry in &manifest.objects {
+            match here.iter().find(|r| r.seq == entry.seq) {
+                None => report.findings.push(Finding {
+                    kind: Kind::Missing,
+                    name: object::object_name(writer, day, entry.seq),
+                    detail: format!(
+                        "listed in the manifest of {day} with SHA-256 {}, not in the archive",
+                        entry.sha256
+                    ),
+                }),
+                Some(r) if r.hash != entry.sha256 => report.findings.push(Finding {
+                    kind: Kind::Altered,
+                    name: r.name.clone(),
+                    detail: format!(
+                        "its SHA-256 is {}, the signed manifest of {day} says {}",
+                        r.hash, entry.sha256
+                    ),
+                }),
+                Some(_) => {}
+            }
+        }
+        for r in &here {
+            if !manifest.objects.iter().any(|e| e.seq == r.seq) {
+                report.findings.push(Finding {
+                    kind: Kind::Inserted,
+                    name: r.name.clone(),
+                    detail: format!("not in the signed manifest of {day}"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn seconds_between(a: &str, b: &str) -> Option<i64> {
+    let a = chrono::DateTime::parse_from_rfc3339(a).ok()?;
+    let b = chrono::DateTime::parse_from_rfc3339(b).ok()?;
+    Some((b - a).num_seconds())
+}
+
+/// Seconds as `1h 5m 3s`.
+fn span(secs: i64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        _ => format!("{h}h {m}m {s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::archive::spool::tests::{rec, KEY};
+    use crate::sink::archive::spool::Spool;
+    use std::path::Path;
+
+    /// An archive in a directory: objects sealed at these times (one record each), put.
+    async fn archive(dir: &Path, times: &[&str]) -> Store {
+        let spool_dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(spool_dir.path(), "w1", KEY, 1 << 30).unwrap();
+        for (i, t) in times.iter().enumerate() {
+            spool.append(&[rec(i)]).unwrap();
+            spool.seal_at(t.to_string()).unwrap();
+        }
+        let store = Store::Dir(dir.to_path_buf());
+        for out in spool.ready().unwrap() {
+            let (name, bytes) = spool.read_outgoing(&out).unwrap();
+            store.put(&name, &bytes).await.unwrap();
+        }
+        store
+    }
+
+    const TIMES: [&str; 5] = [
+        "2026-11-30T23:50:00.000Z",
+        "2026-11-30T23:55:00.000Z",
+        "2026-12-01T00:00:00.000Z",
+        "2026-12-01T00:05:00.000Z",
+        "2026-12-01T00:10:00.000Z",
+    ];
+
+    fn scope(key: &[u8]) -> Scope {
+        Scope {
+            key: key.to_vec(),
+            max_gap: std::time::Duration::from_secs(900),
+            since: None,
+            until: None,
+        }
+    }
+
+    fn found(r: &Report) -> Vec<(Kind, &str)> {
+        r.findings
+            .iter()
+            .map(|f| (f.kind, f.name.as_str()))
+            .collect()
+    }
+
+    const O2: &str = "w1/2026/11/30/000000000002.jsonl.gz";
+    const O4: &str = "w1/2026/12/01/000000000004.jsonl.gz";
+
+    #[tokio::test]
+    async fn an_intact_archive_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = archive(dir.path(), &TIMES).await;
+        let r = verify(&store, &scope(KEY)).await.unwrap();
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+        assert_eq!((r.objects, r.days_signed, r.exit_code()), (5, 1, 0));
+        assert_eq!(r.days_open, ["w1 2026-12-01"]);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_object_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = archive(dir.path(), &TIMES).await;
+        std::fs::remove_file(dir.path().join(O2)).unwrap();
+        let r = verify(&store, &scope(KEY)).await.unwrap();
+        assert!(found(&r).contains(&(Kind::Missing, O2)), "{:?}", r.findings);
+        assert_eq!(r.exit_code(), 1);
+        // In the open day, the chain alone names the hole.
+        std::fs::remove_file(dir.path().join(O4)).unwrap();
+        let r = verify(&store, &scope(KEY)).await.unwrap();
+        let detail = &r
+            .findings
+            .iter()
+            .find(|f| f.kind == Kind::Missing && f.name.ends_with("05.jsonl.gz"))
+            .unwrap()
+            .detail;
+        assert!(detail.contains("objects 4 to 4 are missing"), "{detail}");
+    }
+
+    #[tokio::test]
+    async fn an_altered_object_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = archive(dir.path(), &TIMES).await;
+        let path = dir.path().join(O2);
+        let (header, _) =
+            crate::sink::archive::object::decode(&std::fs::read(&path).unwrap()).unwrap();
+        // Rewritten well-formed, header and all: one alert taken out.
+        std::fs::write(&path, crate::sink::archive::object::encode(&header, &[])).unwrap();
+        let r = verify(&store, &scope(KEY)).await.unwrap();
+        assert_eq!(
+            found(&r),
+            [(Kind::Altered, O2), (Kind::Altered, O2)],
+            "{:?}",
+            r.findings
+        );
+        // The manifest and the chain both say so.
+        assert!(r
+            .findings
+            .iter()
+            .any(|f| f.detail.contains("signed manifest")));
+        assert!(r.findings.iter().any(|f| f.detail.contains("next object")));
+    }
+
+    #[tokio::test]
+    async fn swapped_objects_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = archive(dir.path(), &TIMES).await;
+        let (a, b) = (
+            dir.path().join(O4),
+            dir.path().join("w1/2026/12/01/000000000005.jsonl.gz"),
+        );
+        let (x, y) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        std::fs::write(&a, y).unwrap();
+        std::fs::write(&b, x).unwrap();
+        let r = verify(&store, &scope(KEY)).await.unwrap();
+        let reordered: Vec<&str> = r
+            .findings
+            .iter()
+            .filter(|f| f.kind == Kind::Reordered)
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(
+            reordered,
+            [O4, "w1/2026/12/01/000000000005.jsonl.gz"],
+            "{:?}",
+            r.findings
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_forged_manifest_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = archive(dir.path(), &TIMES).await;
+        let r = verify(&store, &scope(b"not the archive key"))
+            .await
+            .unwrap();
+        assert_eq!(found(&r), [(Kind::Manifest, "w1/2026/11/30/manifest.json")]);
+        std::fs::remove_file(dir.path().join("w1/2026/11/30/manifest.json")).unwrap();
+        let r = verify(&store, &scope(KEY)).await.unwrap();
+        assert_eq!(found(&r), [(Kind::Manifest, "w1/2026/11/30/manifest.json")]);
+        assert!(r.findings[0].detail.contains("missing"));
+    }
+
+    #[tokio::test]
+    async fn an_inserted_object_and_a_stranger_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = archive(dir.path(), &TIMES).await;
+        std::fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+        let r = verify(&store, &scope(KEY)).await.unwrap();
+        assert_eq!(found(&r), [(Kind::Inserted, "notes.txt")]);
+    }
+
+    #[tokio::test]
+    async fn a_silence_is_a_gap_not_tampering() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut times = TIMES.to_vec();
+        times[4] = "2026-12-01T02:10:00.000Z";
+        let store = archive(dir.path(), &times).await;
+        let r = verify(&store, &scope(KEY)).await.unwrap();
+        assert_eq!(
+            found(&r),
+            [(Kind::Gap, "w1/2026/12/01/000000000005.jsonl.gz")]
+        );
+        assert!(
+            r.findings[0].detail.contains("2h 5m 0s"),
+            "{}",
+            r.findings[0].detail
+        );
+        assert_eq!(r.exit_code(), 3);
+    }
+}
