@@ -9,18 +9,6 @@ use live::*;
 use std::path::Path;
 use trailwatch_e2e::{load_test, root, trailwatch_aws};
 
-fn s3_client(url: &str) -> aws_sdk_s3::Client {
-    let creds = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "static");
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .endpoint_url(url)
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .credentials_provider(creds)
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
-
 /// Every file under `dir`, as (key relative to `dir`, path).
 fn files(dir: &Path) -> Vec<(String, std::path::PathBuf)> {
     let mut out = Vec::new();

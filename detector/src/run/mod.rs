@@ -499,7 +499,14 @@ pub fn archive_store(
     let Some(bucket) = &a.bucket else {
         return Store::Dir(a.dir.clone().unwrap_or_default());
     };
-    let mut c = aws_sdk_s3::config::Builder::from(aws).force_path_style(true);
+    // Bounded calls: a put that hangs on a dead connection would hold up every seal after it.
+    let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(60))
+        .build();
+    let mut c = aws_sdk_s3::config::Builder::from(aws)
+        .force_path_style(true)
+        .timeout_config(timeouts);
     if let Some(url) = &a.endpoint_url {
         c = c.endpoint_url(url);
     }

@@ -185,6 +185,19 @@ impl Drop for Service {
     }
 }
 
+/// An S3 client of moto at `url`.
+pub fn s3_client(url: &str) -> aws_sdk_s3::Client {
+    let creds = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "static");
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
 /// Starts `trailwatch run` on `q`; returns the child and the metrics address.
 pub fn start(url: &str, q: &Queues, dir: &std::path::Path) -> (Service, String) {
     start_with(url, q, dir, Extra::default())
@@ -211,6 +224,8 @@ pub struct Extra<'a> {
     pub windows: &'a str,
     /// An IP geolocation database for the geo rules.
     pub geoip: Option<&'a std::path::Path>,
+    /// Lines for `[sink.archive]` (none: no archive).
+    pub archive: &'a str,
 }
 
 /// [`start`], with extra settings.
@@ -224,8 +239,13 @@ pub fn start_with(url: &str, q: &Queues, dir: &std::path::Path, extra: Extra) ->
     let geoip = extra.geoip.map_or(String::new(), |p| {
         format!("[geoip]\ncities = [{:?}]\n", p.display().to_string())
     });
+    let archive = if extra.archive.is_empty() {
+        String::new()
+    } else {
+        format!("[sink.archive]\n{}", extra.archive)
+    };
     let text = format!(
-        "[rules]\npaths = [{rules:?}]\n[source.sqs]\nqueue_url = {events:?}\nendpoint_url = {url:?}\npollers = {pollers}\nwait_seconds = 1\n{sqs}[sink.sns]\ntopic_arn = {topic:?}\n{sns}[metrics]\nlisten = {metrics:?}\n[windows]\nstate_file = \"state.snap\"\nsnapshot_interval = \"1s\"\n{windows}[alerts]\nhmac_key_file = \"hmac.key\"\n{alerts}{geoip}[service]\n{service}",
+        "[rules]\npaths = [{rules:?}]\n[source.sqs]\nqueue_url = {events:?}\nendpoint_url = {url:?}\npollers = {pollers}\nwait_seconds = 1\n{sqs}[sink.sns]\ntopic_arn = {topic:?}\n{sns}{archive}[metrics]\nlisten = {metrics:?}\n[windows]\nstate_file = \"state.snap\"\nsnapshot_interval = \"1s\"\n{windows}[alerts]\nhmac_key_file = \"hmac.key\"\n{alerts}{geoip}[service]\n{service}",
         windows = extra.windows,
         rules = rules.display().to_string(),
         service = extra.service,

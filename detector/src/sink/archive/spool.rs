@@ -425,15 +425,14 @@ impl Spool {
         Ok(out)
     }
 
+    /// Bytes of the journals and the outbox: what waits (the chain state is not counted).
     fn disk_bytes(&self) -> Result<u64, SpoolError> {
         let mut total = 0;
-        for dir in [self.dir.clone(), self.dir.join("outbox")] {
-            for entry in fs::read_dir(&dir).map_err(io_at(&dir))? {
-                let meta = entry.and_then(|e| e.metadata()).map_err(io_at(&dir))?;
-                if meta.is_file() {
-                    total += meta.len();
-                }
-            }
+        for (_, path) in self.journal_files()? {
+            total += fs::metadata(&path).map_err(io_at(&path))?.len();
+        }
+        for out in self.outgoing()? {
+            total += fs::metadata(&out.path).map_err(io_at(&out.path))?.len();
         }
         Ok(total)
     }
