@@ -16,6 +16,7 @@ pub mod geo;
 pub mod metrics;
 pub mod pipeline;
 pub mod replay;
+pub mod report;
 pub mod rule;
 pub mod run;
 pub mod sink;

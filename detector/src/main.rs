@@ -1,10 +1,11 @@
-//! The `trailwatch` command line: replay, check, explain, test, run, show, diff, verify-archive.
+//! The `trailwatch` command line: replay, check, explain, test, run, show, diff, verify-archive, report.
 
 mod cli;
 
 use clap::{Parser, Subcommand};
 use cli::diff::{cmd_diff, DiffArgs};
 use cli::replay::{cmd_replay, ReplayArgs};
+use cli::report::{cmd_report, ReportArgs};
 use cli::rules::{cmd_check, cmd_explain, cmd_test, CheckArgs, ExplainArgs, TestArgs};
 use cli::run::{cmd_run, RunArgs};
 use cli::show::{cmd_show, ShowArgs};
@@ -50,7 +51,18 @@ enum Command {
     /// 1 tampered or damaged, 3 gaps only, 2 could not check).
     #[command(name = "verify-archive", after_help = VERIFY_EXAMPLES)]
     VerifyArchive(VerifyArgs),
+    /// Write the auditor's report (HTML and CSV) over the archive, or over a replay of history.
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(Box<ReportArgs>),
 }
+
+const REPORT_EXAMPLES: &str = "Examples:
+  trailwatch report --config /etc/trailwatch/trailwatch.toml --since 2026-10-01 --until 2026-11-01 --out q4/
+  trailwatch report --archive s3://audit-bucket/trailwatch --key-file archive.key --since 2026-11-01
+  trailwatch report --rules rules/ --since 2026-11-01 --out report/ s3://my-trail-bucket/AWSLogs/
+
+Sections and columns: docs/report.md. With the archive key (--config or --key-file) the archive
+is verified first and the verdict heads the report.";
 
 const VERIFY_EXAMPLES: &str = "Examples:
   trailwatch verify-archive --config /etc/trailwatch/trailwatch.toml
@@ -120,6 +132,7 @@ fn main() -> ExitCode {
         Command::Show(a) => cmd_show(a),
         Command::Diff(a) => cmd_diff(a),
         Command::VerifyArchive(a) => cmd_verify(a),
+        Command::Report(a) => cmd_report(*a),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 
 pub(crate) mod diff;
 pub(crate) mod replay;
+pub(crate) mod report;
 pub(crate) mod rules;
 pub(crate) mod run;
 pub(crate) mod show;

@@ -283,6 +283,7 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
             .max(1),
         piece_bytes: a.piece_bytes.max(1),
+        count_hours: false,
         human: match a.format {
             FormatArg::Table => Some(replay::Human::Table {
                 colour: a.output.is_none()

@@ -119,6 +119,8 @@ pub struct Stages<'s> {
     fired: Vec<CorrelationHit>,
     gated: Vec<Alert>,
     quiet: Quiet,
+    /// Events by account, region and hour, when asked for (the audit archive's coverage).
+    hours: Option<Box<crate::sink::archive::Hours>>,
     /// Counters.
     pub stats: Stats,
 }
@@ -207,6 +209,7 @@ impl<'s> Pipeline<'s> {
                     delay: settings.max_delivery_delay,
                     newest: None,
                 },
+                hours: None,
                 stats: Stats {
                     hits: vec![0; set.rules().len()],
                     correlation_hits: vec![0; set.correlations().len()],
@@ -293,6 +296,22 @@ impl<'s> Pipeline<'s> {
         s.drain_fired(out);
         s.gate.flush(&mut s.gated);
         s.release(out);
+    }
+
+    /// Counts events by account, region and hour of event time from now on, for
+    /// [`Pipeline::take_hours`]; the rule set must track delivery (`RuleSet::track_delivery`).
+    pub fn count_hours(&mut self) {
+        self.stages.hours.get_or_insert_with(Default::default);
+    }
+
+    /// The events by account, region and hour counted since the last call (none unless
+    /// [`Pipeline::count_hours`]).
+    pub fn take_hours(&mut self) -> Vec<crate::sink::archive::Coverage> {
+        self.stages
+            .hours
+            .as_mut()
+            .map(|h| h.take())
+            .unwrap_or_default()
     }
 
     /// Makes the ids of what was output since the last call durable: call it after the sinks
@@ -521,6 +540,9 @@ impl<'s> Stages<'s> {
         if let (Some(t), Some((account, region))) = (time, record.source) {
             self.correlator
                 .saw_source(account, region, t, record.event_id);
+            if let Some(hours) = &mut self.hours {
+                hours.add(account, region, t);
+            }
         }
         if let Some(t) = time {
             self.correlator.observe(t, &mut self.fired);

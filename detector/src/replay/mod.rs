@@ -71,6 +71,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// What was written.
     pub emit: Emit,
+    /// Events by account, region and hour of event time, when [`Options::count_hours`].
+    pub hours: Vec<crate::sink::archive::Coverage>,
 }
 
 impl Summary {
@@ -209,6 +211,9 @@ pub struct Options {
     pub threads: usize,
     /// Size of the pieces a plain file is cut into for the threads, in bytes.
     pub piece_bytes: u64,
+    /// Count events by account, region and hour of event time ([`Summary::hours`]); the rule
+    /// set must track delivery (`RuleSet::track_delivery`).
+    pub count_hours: bool,
 }
 
 /// How far a replay has come, for a progress display on another thread.
@@ -251,6 +256,9 @@ pub fn replay(
         Emit::Hits => None,
     };
     let mut pipeline = Pipeline::new(set, summaries, &settings, opts.locator.clone());
+    if opts.count_hours {
+        pipeline.count_hours();
+    }
     if let Some(path) = opts.state_file.as_deref().filter(|p| p.exists()) {
         let bytes = std::fs::read(path)?;
         pipeline.restore(&bytes).map_err(|e| {
@@ -340,6 +348,7 @@ pub fn replay(
         alerts: writer.alerts,
         elapsed: start.elapsed(),
         emit: opts.emit,
+        hours: pipeline.take_hours(),
     })
 }
 

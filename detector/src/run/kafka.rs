@@ -30,8 +30,6 @@ struct Part<'s> {
     next: i64,
     /// When the state was last kept for hand-over.
     kept: Option<Instant>,
-    /// Events by account and region since the last batch, for the archive.
-    coverage: crate::sink::archive::CoverageCounter,
 }
 
 /// How often a partition's state is serialised for hand-over. A hand-over from a state older
@@ -130,6 +128,8 @@ struct KafkaWorker<'s> {
     events: u64,
     /// Messages that did not decode (whole or in part), for the archive's batch records.
     unreadable: u64,
+    /// Whether batches are archived (pipelines count events by hour for it).
+    archiving: bool,
 }
 
 impl<'s> KafkaWorker<'s> {
@@ -157,6 +157,7 @@ impl<'s> KafkaWorker<'s> {
             topic: kafka_config.topic.clone(),
             events: 0,
             unreadable: 0,
+            archiving: ctx.config.sink.archive.is_some(),
         }
     }
 
@@ -347,7 +348,7 @@ impl<'s> KafkaWorker<'s> {
             let (lo, hi) = offsets.fold((i64::MAX, i64::MIN), |(lo, hi), o| (lo.min(o), hi.max(o)));
             range.push(format!("{p}:{lo}-{hi}"));
             if let Some(part) = self.parts.get_mut(p) {
-                coverage.extend(part.coverage.take(part.pipeline.sources()));
+                coverage.extend(part.pipeline.take_hours());
             }
         }
         crate::sink::archive::Record::Batch {
@@ -403,7 +404,7 @@ impl<'s> KafkaWorker<'s> {
             // Delivered (and archived) by the partition's previous owner before it committed
             // this offset.
             self.metrics.alerts_deduplicated.inc_by(out.len() as u64);
-            part.coverage.take(part.pipeline.sources());
+            part.pipeline.take_hours();
         } else {
             alerts.append(&mut out);
         }
@@ -454,13 +455,15 @@ impl<'s> KafkaWorker<'s> {
             &self.settings,
             self.locator.clone(),
         );
+        if self.archiving {
+            pipeline.count_hours();
+        }
         let mut next = restore.committed.max(0);
         if let Some(s) = &restore.state {
             pipeline.restore(&s.pipeline)?;
             next = s.offset;
         }
         Ok(Part {
-            coverage: crate::sink::archive::CoverageCounter::starting_at(pipeline.sources()),
             pipeline,
             reported: Reported::default(),
             replay_until: restore.committed,

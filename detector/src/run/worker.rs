@@ -170,7 +170,6 @@ pub(super) struct Worker<'s> {
     carry: Carry,
     /// The rule set's hash, for the archive's batch records.
     rules_hash: String,
-    coverage: archive::CoverageCounter,
 }
 
 impl<'s> Worker<'s> {
@@ -190,6 +189,9 @@ impl<'s> Worker<'s> {
             .map_or(1 << 20, |s| s.max_body_bytes);
         let settings = config.pipeline_settings(max_body);
         let mut pipeline = Pipeline::new(set, Some(summaries), &settings, locator);
+        if config.sink.archive.is_some() {
+            pipeline.count_hours();
+        }
         let file = carry.state_file.as_ref().map(|p| p.display().to_string());
         let damaged = |what: &'static str| {
             let path = file.clone().unwrap_or_else(|| "state".into());
@@ -220,7 +222,6 @@ impl<'s> Worker<'s> {
             );
         }
         Ok(Worker {
-            coverage: archive::CoverageCounter::starting_at(pipeline.sources()),
             set,
             pipeline,
             reported: Reported::default(),
@@ -266,7 +267,7 @@ impl<'s> Worker<'s> {
                 events,
                 unreadable: (batch.messages.len() - done.len()) as u64,
                 rules: &self.rules_hash,
-                coverage: self.coverage.take(self.pipeline.sources()),
+                coverage: self.pipeline.take_hours(),
                 alerts: alerts.len(),
             }
             .to_bytes()

@@ -14,7 +14,6 @@ use crate::alert::Alert;
 use crate::metrics::Metrics;
 use serde::Serialize;
 use spool::{Spool, SpoolError};
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use store::Store;
@@ -261,7 +260,7 @@ pub struct RuleSetId {
 }
 
 /// Events of one account and region in one hour of event time.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Coverage {
     /// `recipientAccountId`.
     pub account: String,
@@ -273,42 +272,52 @@ pub struct Coverage {
     pub events: u64,
 }
 
-/// Turns a pipeline's running counts of events per account and region into the events of
-/// each batch.
+/// An account, a region and its events by hour.
+type HourCounts = (Box<str>, Box<str>, std::collections::BTreeMap<i64, u64>);
+
+/// Events by account, region and hour of event time, counted by a pipeline that was asked to
+/// (`Pipeline::count_hours`) and taken batch by batch.
 #[derive(Debug, Default)]
-pub struct CoverageCounter {
-    seen: HashMap<(Box<str>, Box<str>), u64>,
+pub struct Hours {
+    /// Keyed by the account's length, the account and the region (unambiguous whatever the
+    /// values hold); hours in Unix seconds / 3600.
+    table: rustc_hash::FxHashMap<Box<str>, HourCounts>,
+    key: String,
 }
 
-impl CoverageCounter {
-    /// A counter that takes what `sources` counted so far as already reported.
-    pub fn starting_at<'a>(
-        sources: impl Iterator<Item = &'a crate::window::silence::Source>,
-    ) -> Self {
-        let mut c = CoverageCounter::default();
-        c.take(sources);
-        c
+impl Hours {
+    /// Counts one event.
+    #[inline]
+    pub fn add(&mut self, account: &str, region: &str, t: i64) {
+        use std::fmt::Write as _;
+        self.key.clear();
+        let _ = write!(self.key, "{}:{account}{region}", account.len());
+        let hour = t.div_euclid(3600);
+        if let Some((_, _, hours)) = self.table.get_mut(self.key.as_str()) {
+            *hours.entry(hour).or_default() += 1;
+            return;
+        }
+        let hours = std::collections::BTreeMap::from([(hour, 1)]);
+        self.table.insert(
+            self.key.as_str().into(),
+            (account.into(), region.into(), hours),
+        );
     }
 
-    /// The events counted since the last call, by account, region and the hour of the
-    /// latest event time (a batch spans seconds).
-    pub fn take<'a>(
-        &mut self,
-        sources: impl Iterator<Item = &'a crate::window::silence::Source>,
-    ) -> Vec<Coverage> {
+    /// The counts since the last call, sorted by account, region and hour.
+    pub fn take(&mut self) -> Vec<Coverage> {
         let mut out = Vec::new();
-        for s in sources {
-            let key = (s.account.clone(), s.region.clone());
-            let before = self.seen.insert(key, s.events).unwrap_or(0);
-            if s.events > before {
+        for (_, (account, region, hours)) in self.table.drain() {
+            for (hour, events) in hours {
                 out.push(Coverage {
-                    account: s.account.to_string(),
-                    region: s.region.to_string(),
-                    hour: hour_of(s.last),
-                    events: s.events - before,
+                    account: account.to_string(),
+                    region: region.to_string(),
+                    hour: hour_of(hour * 3600),
+                    events,
                 });
             }
         }
+        out.sort_by(|a, b| (&a.account, &a.region, &a.hour).cmp(&(&b.account, &b.region, &b.hour)));
         out
     }
 }
