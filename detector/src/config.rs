@@ -949,16 +949,22 @@ impl Config {
                 a.key_file.display()
             ));
             // Created at start when missing; its parent must take it then.
-            let probe = if a.spool.is_dir() {
-                a.spool.join("chain.json")
-            } else {
-                a.spool.clone()
-            };
-            writable_file(&probe).map_err(|m| fail("sink.archive.spool", m))?;
-            done.push(format!(
-                "sink.archive.spool: {} is writable",
-                a.spool.display()
-            ));
+            for (key, dir) in [
+                ("sink.archive.spool", Some(&a.spool)),
+                ("sink.archive.dir", a.dir.as_ref()),
+            ] {
+                let Some(dir) = dir else { continue };
+                if dir.exists() && !dir.is_dir() {
+                    return Err(fail(key, format!("{} is not a directory", dir.display())));
+                }
+                let probe = if dir.is_dir() {
+                    dir.join(".probe")
+                } else {
+                    dir.clone()
+                };
+                writable_file(&probe).map_err(|m| fail(key, m))?;
+                done.push(format!("{key}: {} is writable", dir.display()));
+            }
         }
         for (key, p) in self
             .geoip

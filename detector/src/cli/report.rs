@@ -160,17 +160,25 @@ fn from_archive(a: &ReportArgs) -> Result<Evidence> {
                 continue;
             }
             let bytes = store.get(&name).await?;
-            match object::decode(&bytes) {
-                Ok((header, records)) => {
-                    if let Some(t) = trailwatch::window::event_time(&header.sealed) {
+            let mut records = Vec::new();
+            let read = object::read(&bytes, &mut |_, line| {
+                match serde_json::from_slice::<serde_json::Value>(line) {
+                    Ok(v) => records.push(v),
+                    Err(_) => records.push(serde_json::Value::Null),
+                }
+                Ok(())
+            });
+            match read {
+                Ok(read) => {
+                    if let Some(t) = trailwatch::window::event_time(&read.header.sealed) {
                         evidence
                             .sealed
-                            .entry(header.writer.clone())
+                            .entry(read.header.writer.clone())
                             .or_default()
                             .push(t);
                     }
-                    for r in &records {
-                        evidence.add_record(r);
+                    for r in records.drain(..) {
+                        evidence.add_record(&r);
                     }
                 }
                 Err(e) => {
@@ -185,6 +193,7 @@ fn from_archive(a: &ReportArgs) -> Result<Evidence> {
                 max_gap: std::time::Duration::from_secs(900),
                 since: from,
                 until: to,
+                max_age: None,
             };
             let checked = trailwatch::sink::archive::verify::verify(&store, &scope).await?;
             evidence.integrity = Some(match checked.exit_code() {

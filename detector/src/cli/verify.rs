@@ -31,6 +31,11 @@ pub(crate) struct VerifyArgs {
     /// `seal_every`, a heartbeat when idle).
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = super::parse_span)]
     pub(crate) max_gap: i64,
+    /// A chain's newest object must be younger than this (each instance seals one every
+    /// `seal_every`): older means the service stopped or the newest objects were removed.
+    /// `0` for an archive whose writers are retired.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = super::parse_span)]
+    pub(crate) max_age: i64,
     /// `text` (one line per finding) or `json` (the whole report).
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub(crate) format: String,
@@ -64,6 +69,7 @@ pub(crate) fn cmd_verify(a: VerifyArgs) -> Result<ExitCode> {
             max_gap: std::time::Duration::from_secs(a.max_gap.max(0) as u64),
             since: a.since.clone(),
             until: a.until.clone(),
+            max_age: (a.max_age > 0).then(|| std::time::Duration::from_secs(a.max_age as u64)),
         };
         verify::verify(&store, &scope)
             .await
@@ -132,7 +138,10 @@ fn print_text(r: &Report) {
     }
     let verdict = match r.exit_code() {
         0 => "intact".to_string(),
-        3 => format!("intact, with {} gap(s) in monitoring", r.findings.len()),
+        3 => format!(
+            "intact, with {} gap(s) in monitoring or stale chain(s)",
+            r.findings.len()
+        ),
         _ => format!("{} problem(s)", r.findings.len()),
     };
     println!(

@@ -129,6 +129,24 @@ pub(super) async fn reach(
             found.partitions
         ));
     }
+    if let Some(crate::sink::archive::store::Store::S3(b)) = config
+        .sink
+        .archive
+        .as_ref()
+        .map(|a| super::archive_store(a, aws))
+    {
+        let started = Instant::now();
+        let what = format!("S3 bucket {}", b.bucket);
+        answer(&what, deadline, timeout, || {
+            b.client.head_bucket().bucket(&b.bucket).send()
+        })
+        .await
+        .map_err(|why| unreachable("sink.archive.bucket", &what, why))?;
+        lines.push(format!(
+            "sink.archive.bucket: {what} answered HeadBucket in {} ms",
+            started.elapsed().as_millis()
+        ));
+    }
     if let Some(sns) = &config.sink.sns {
         let client = super::sns_client(sns, aws);
         let client = aws_sdk_sns::Client::from_conf(

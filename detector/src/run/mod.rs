@@ -335,6 +335,24 @@ async fn serve_checked(
         None
     };
     let archive = open_archive(&config, &aws, &metrics)?;
+    if let Some(a) = &archive {
+        let found = a.existing_chain().await.map_err(|e| {
+            ConfigError::new(
+                &config.file,
+                "sink.archive",
+                crate::config::ConfigErrorKind::Unreachable,
+                e.to_string(),
+            )
+        })?;
+        if let Some(newest) = found {
+            return Err(RunError::Config(ConfigError::new(
+                &config.file,
+                "sink.archive.spool",
+                crate::config::ConfigErrorKind::Path,
+                format!("the spool starts a new chain, but the archive already holds this writer's chain (newest: {newest}); restore the spool (its chain.json) or set another writer"),
+            )));
+        }
+    }
     let (archive_stop, archive_task) = match &archive {
         Some(a) => {
             let (tx, rx) = watch::channel(false);

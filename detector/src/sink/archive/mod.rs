@@ -86,6 +86,23 @@ impl Archive {
         self.spool.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// With a spool that starts a chain (new, or its state lost): the newest object the store
+    /// already holds for this writer, if any. Starting a second chain under the same name
+    /// would collide with the first at its first put, so the service refuses to start.
+    pub async fn existing_chain(&self) -> Result<Option<String>, store::StoreError> {
+        let writer = {
+            let spool = self.spool();
+            if spool.chain().seq > 0 {
+                return Ok(None);
+            }
+            spool.writer().to_string()
+        };
+        let names = self.store.list().await?;
+        Ok(names.into_iter().rev().find(|n| {
+            matches!(object::parse_name(n), Some(object::Name::Object { writer: w, .. }) if w == writer)
+        }))
+    }
+
     /// Appends records durably (synced to the spool when this returns `Ok`).
     pub fn append(&self, records: &[Vec<u8>]) -> Result<(), SpoolError> {
         let mut spool = self.spool();

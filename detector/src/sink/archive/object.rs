@@ -2,7 +2,7 @@
 //! writer's chain (sequence number and the SHA-256 of the object before it).
 
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Read as _, Write};
 
 /// The object format this build writes and reads.
 pub const FORMAT: u32 = 1;
@@ -28,6 +28,49 @@ pub struct Header {
     pub records: u64,
     /// The journal the records came from (what a restart checks to not seal it twice).
     pub journal: String,
+    /// Hex SHA-256 of the record lines (each with its line end).
+    #[serde(default)]
+    pub records_sha256: String,
+    /// Hex HMAC-SHA256, keyed with the archive key, of this header with an empty `mac`:
+    /// without the key nobody can forge an object, even the newest of a chain.
+    #[serde(default)]
+    pub mac: String,
+}
+
+impl Header {
+    /// Sets `records_sha256` and `mac` for these records.
+    pub fn seal(&mut self, records: &[Vec<u8>], key: &[u8]) {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for r in records {
+            h.update(r);
+            h.update(b"\n");
+        }
+        self.records_sha256 = hex(&h.finalize());
+        self.mac = self.expected_mac(key);
+    }
+
+    /// The MAC this header must carry under `key`.
+    pub fn expected_mac(&self, key: &[u8]) -> String {
+        use hmac::Mac;
+        let mut unsigned = self.clone();
+        unsigned.mac.clear();
+        let mut mac =
+            <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("any key length");
+        mac.update(&serde_json::to_vec(&unsigned).unwrap_or_default());
+        hex(&mac.finalize().into_bytes())
+    }
+
+    /// Whether `mac` holds under `key` (compared in constant time).
+    pub fn mac_holds(&self, key: &[u8]) -> bool {
+        let expected = self.expected_mac(key);
+        expected.len() == self.mac.len()
+            && expected
+                .bytes()
+                .zip(self.mac.bytes())
+                .fold(0u8, |d, (a, b)| d | (a ^ b))
+                == 0
+    }
 }
 
 /// Why an object cannot be read.
@@ -67,32 +110,105 @@ pub fn encode(header: &Header, records: &[Vec<u8>]) -> Vec<u8> {
     gz.finish().unwrap_or_default()
 }
 
-/// The object's header and its records, parsed.
-pub fn decode(bytes: &[u8]) -> Result<(Header, Vec<serde_json::Value>), ObjectError> {
+/// The longest record line read back: alerts and batch records are kilobytes; this bounds
+/// what a hostile line can cost a reader.
+pub const MAX_LINE: usize = 16 << 20;
+
+/// What reading an object found besides its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    /// The header.
+    pub header: Header,
+    /// Record lines read.
+    pub records: u64,
+    /// Hex SHA-256 of the record lines as read (compare with `header.records_sha256`).
+    pub records_sha256: String,
+}
+
+/// What [`read`] hands each record line to: its line number in the object and its text.
+pub type RecordFn<'a> = dyn FnMut(usize, &[u8]) -> Result<(), ObjectError> + 'a;
+
+/// Reads an object line by line, handing each record line to `each` (a line over
+/// [`MAX_LINE`] or the object past [`MAX_UNCOMPRESSED`] is an error): memory stays bounded by
+/// one line whatever the object holds.
+pub fn read(bytes: &[u8], each: &mut RecordFn<'_>) -> Result<Read, ObjectError> {
+    use sha2::Digest;
     let gz = flate2::read::MultiGzDecoder::new(bytes).take(MAX_UNCOMPRESSED);
-    let mut lines = std::io::BufReader::new(gz).lines();
-    let first = match lines.next() {
-        Some(l) => l.map_err(ObjectError::Gzip)?,
-        None => return Err(ObjectError::Header("the object is empty".into())),
+    let mut reader = std::io::BufReader::new(gz);
+    let mut line = Vec::new();
+    let mut next = |line: &mut Vec<u8>| -> Result<bool, ObjectError> {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', line)
+            .map_err(ObjectError::Gzip)?;
+        if n > MAX_LINE {
+            return Err(ObjectError::Header(format!(
+                "a line longer than {MAX_LINE} bytes"
+            )));
+        }
+        Ok(n > 0)
     };
-    let header: Header =
-        serde_json::from_str(&first).map_err(|e| ObjectError::Header(e.to_string()))?;
+    if !next(&mut line)? {
+        return Err(ObjectError::Header("the object is empty".into()));
+    }
+    let header: Header = serde_json::from_slice(line.strip_suffix(b"\n").unwrap_or(&line))
+        .map_err(|e| ObjectError::Header(e.to_string()))?;
     if header.kind != "header" || header.format != FORMAT {
         return Err(ObjectError::Header(format!(
             "kind {:?}, format {}",
             header.kind, header.format
         )));
     }
+    let mut hash = sha2::Sha256::new();
+    let mut records = 0u64;
+    while next(&mut line)? {
+        if line.len() > MAX_LINE {
+            return Err(ObjectError::Header(format!(
+                "a line longer than {MAX_LINE} bytes"
+            )));
+        }
+        hash.update(&line);
+        if !line.ends_with(b"\n") {
+            hash.update(b"\n");
+        }
+        records += 1;
+        each(
+            records as usize + 1,
+            line.strip_suffix(b"\n").unwrap_or(&line),
+        )?;
+    }
+    Ok(Read {
+        header,
+        records,
+        records_sha256: hex(&hash.finalize()),
+    })
+}
+
+/// Reads an object checking that every record is JSON, keeping none of them.
+pub fn check(bytes: &[u8]) -> Result<Read, ObjectError> {
+    read(bytes, &mut |line, text| {
+        serde_json::from_slice::<serde::de::IgnoredAny>(text)
+            .map(drop)
+            .map_err(|e| ObjectError::Record {
+                line,
+                message: e.to_string(),
+            })
+    })
+}
+
+/// The object's header and its records, parsed.
+pub fn decode(bytes: &[u8]) -> Result<(Header, Vec<serde_json::Value>), ObjectError> {
     let mut records = Vec::new();
-    for (i, line) in lines.enumerate() {
-        let line = line.map_err(ObjectError::Gzip)?;
-        let value = serde_json::from_str(&line).map_err(|e| ObjectError::Record {
-            line: i + 2,
+    let read = read(bytes, &mut |line, text| {
+        let value = serde_json::from_slice(text).map_err(|e| ObjectError::Record {
+            line,
             message: e.to_string(),
         })?;
         records.push(value);
-    }
-    Ok((header, records))
+        Ok(())
+    })?;
+    Ok((read.header, records))
 }
 
 /// Hex SHA-256 of stored bytes: what the next object and the day's manifest name.
@@ -198,6 +314,8 @@ mod tests {
             sealed: "2026-12-01T10:05:00.000Z".into(),
             records: 2,
             journal: "j".into(),
+            records_sha256: String::new(),
+            mac: String::new(),
         }
     }
 

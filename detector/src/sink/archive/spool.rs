@@ -67,6 +67,9 @@ pub struct Chain {
     pub day_objects: Vec<Entry>,
     /// The journal the last seal consumed.
     pub journal: Option<String>,
+    /// The writer this chain belongs to.
+    #[serde(default)]
+    pub writer: Option<String>,
 }
 
 /// A sealed file waiting in the outbox for the store.
@@ -114,6 +117,12 @@ impl Spool {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Chain::default(),
             Err(e) => return Err(io_at(&chain_path)(e)),
         };
+        if let Some(other) = chain.writer.as_deref().filter(|w| *w != writer) {
+            return Err(SpoolError::Damaged {
+                path: chain_path.display().to_string(),
+                what: format!("the spool holds the chain of writer {other}, not {writer}: give each writer its own spool, or set writer back"),
+            });
+        }
         let mut spool = Spool {
             dir: dir.to_path_buf(),
             cipher: XChaCha20Poly1305::new(&spool_key(key).into()),
@@ -181,6 +190,11 @@ impl Spool {
             self.records.push(r.get().as_bytes().to_vec());
         }
         Ok(())
+    }
+
+    /// The writer whose chain this is.
+    pub fn writer(&self) -> &str {
+        &self.writer
     }
 
     /// The chain as of the last seal.
@@ -308,7 +322,11 @@ impl Spool {
             sealed: sealed.clone(),
             records: records.len() as u64,
             journal: journal.clone(),
+            records_sha256: String::new(),
+            mac: String::new(),
         };
+        let mut header = header;
+        header.seal(records, &self.key);
         let bytes = object::encode(&header, records);
         let hash = object::sha256_hex(&bytes);
         let name = object::object_name(&self.writer, &day, seq);
@@ -317,6 +335,7 @@ impl Spool {
         chain.hash = Some(hash.clone());
         chain.day_objects.push(Entry { seq, sha256: hash });
         chain.journal = Some(journal);
+        chain.writer = Some(self.writer.clone());
         // The commit point: from here the object exists, and the journal is sealed.
         let path = self.dir.join("chain.json");
         crate::durable::save_atomically(&path, &serde_json::to_vec(&chain).unwrap_or_default())
@@ -448,7 +467,15 @@ impl Spool {
         let mut at = 0;
         while let Some(len) = bytes.get(at..at + 4) {
             let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-            let Some(sealed) = bytes.get(at + 4..at + 4 + len).filter(|_| len <= MAX_FRAME) else {
+            if len > MAX_FRAME || len <= NONCE {
+                // No write makes such a length: the journal is damaged, and the acknowledged
+                // records after it must not be dropped as if a crash had cut them.
+                return Err(SpoolError::Damaged {
+                    path: path.display().to_string(),
+                    what: format!("the frame at byte {at} claims {len} bytes"),
+                });
+            }
+            let Some(sealed) = bytes.get(at + 4..at + 4 + len) else {
                 tracing::warn!(path = %path.display(), at, "the journal ends in a frame cut short (a crash while writing it, before it was acknowledged); it is dropped");
                 break;
             };
@@ -687,6 +714,31 @@ pub(crate) mod tests {
             .map(|r| r["alert"]["alert_id"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(ids, ["a1", "a3"]);
+    }
+
+    #[test]
+    fn a_damaged_frame_length_refuses_instead_of_dropping_acknowledged_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path());
+        s.append(&[rec(1)]).unwrap();
+        s.append(&[rec(2)]).unwrap();
+        let journal = s.journal_files().unwrap().remove(0).1;
+        drop(s);
+        let mut bytes = fs::read(&journal).unwrap();
+        bytes[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        fs::write(&journal, bytes).unwrap();
+        let e = Spool::open(dir.path(), "w1", KEY, 1 << 30).err().unwrap();
+        assert!(e.to_string().contains("the frame at byte 0 claims"), "{e}");
+    }
+
+    #[test]
+    fn a_spool_serves_one_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path());
+        s.seal_at("2026-12-01T10:00:00.000Z".into()).unwrap();
+        drop(s);
+        let e = Spool::open(dir.path(), "w2", KEY, 1 << 30).err().unwrap();
+        assert!(e.to_string().contains("chain of writer w1, not w2"), "{e}");
     }
 
     #[test]

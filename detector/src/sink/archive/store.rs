@@ -91,7 +91,7 @@ impl Store {
     pub async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         match self {
             Store::S3(b) => b.get(name).await,
-            Store::Dir(d) => std::fs::read(d.join(name)).map_err(|e| StoreError::Failed {
+            Store::Dir(d) => read_regular(&d.join(name)).map_err(|e| StoreError::Failed {
                 what: "reading",
                 name: name.to_string(),
                 message: e.to_string(),
@@ -228,7 +228,7 @@ fn put_file(path: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         name: name.to_string(),
         message: format!("{}: {e}", path.display()),
     };
-    match std::fs::read(path) {
+    match read_regular(path) {
         Ok(existing) if existing == bytes => return Ok(()),
         Ok(_) => return Err(StoreError::Conflict { name: name.into() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -238,6 +238,16 @@ fn put_file(path: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         std::fs::create_dir_all(dir).map_err(failed)?;
     }
     crate::durable::save_atomically(path, bytes).map_err(failed)
+}
+
+/// A regular file's bytes: never through a symlink (to /dev/zero, out of the archive) or from
+/// a pipe that would never end.
+fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.file_type().is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    std::fs::read(path)
 }
 
 fn list_dir(root: &Path) -> Result<Vec<String>, StoreError> {
@@ -251,7 +261,9 @@ fn list_dir(root: &Path) -> Result<Vec<String>, StoreError> {
             name: root.display().to_string(),
             message: e.to_string(),
         })?;
-        if !entry.file_type().is_file() {
+        // Symlinks, pipes and the like are listed (and refused when read), not skipped: a
+        // symlink in an object's place must show.
+        if entry.file_type().is_dir() {
             continue;
         }
         if let Ok(rel) = entry.path().strip_prefix(root) {

@@ -26,13 +26,16 @@ pub enum Kind {
     Inserted,
     /// More time than allowed passed between two objects: the service was not archiving.
     Gap,
+    /// A chain's newest object is older than allowed: the service stopped, or the newest
+    /// objects were removed (the two look alike from the archive alone).
+    Stale,
 }
 
 impl Kind {
     /// Whether the finding means the archive was tampered with or damaged (a gap means the
     /// service did not run, not that the record of it changed).
     pub fn is_integrity(self) -> bool {
-        self != Kind::Gap
+        !matches!(self, Kind::Gap | Kind::Stale)
     }
 }
 
@@ -92,6 +95,8 @@ pub struct Scope {
     pub since: Option<String>,
     /// Only days up to this one, inclusive.
     pub until: Option<String>,
+    /// A chain's newest object must be younger than this (`None`: a retired archive).
+    pub max_age: Option<std::time::Duration>,
 }
 
 /// One writer's names: objects (seq, day, name) and manifests by day.
@@ -137,17 +142,18 @@ pub async fn verify(store: &Store, scope: &Scope) -> Result<Report, StoreError> 
         objects.sort();
         let mut read = Vec::with_capacity(objects.len());
         for (seq, day, name) in objects {
-            let bytes = store.get(&name).await?;
-            let hash = object::sha256_hex(&bytes);
-            let header = match object::decode(&bytes) {
-                Ok((h, _)) => Some(h),
+            let (hash, header) = match store.get(&name).await {
+                Ok(bytes) => (
+                    object::sha256_hex(&bytes),
+                    read_header(&name, &bytes, scope, &mut report),
+                ),
                 Err(e) => {
                     report.findings.push(Finding {
                         kind: Kind::Altered,
                         name: name.clone(),
-                        detail: format!("unreadable: {e}"),
+                        detail: format!("cannot be read: {e}"),
                     });
-                    None
+                    (String::new(), None)
                 }
             };
             read.push(Read {
@@ -167,6 +173,49 @@ pub async fn verify(store: &Store, scope: &Scope) -> Result<Report, StoreError> 
         .findings
         .sort_by(|a, b| a.name.cmp(&b.name).then(a.kind.cmp(&b.kind)));
     Ok(report)
+}
+
+/// An object's header, if the object reads whole, its records match the header's hash and
+/// the header's MAC holds; else a finding and `None`.
+fn read_header(
+    name: &str,
+    bytes: &[u8],
+    scope: &Scope,
+    report: &mut Report,
+) -> Option<object::Header> {
+    let mut fail = |detail: String| {
+        report.findings.push(Finding {
+            kind: Kind::Altered,
+            name: name.to_string(),
+            detail,
+        });
+        None
+    };
+    let read = match object::check(bytes) {
+        Ok(r) => r,
+        Err(e) => return fail(format!("unreadable: {e}")),
+    };
+    let h = read.header;
+    if !h.mac_holds(&scope.key) {
+        return fail("its header's MAC does not hold with this archive key: forged, or altered by someone without the key".into());
+    }
+    if read.records_sha256 != h.records_sha256 || read.records != h.records {
+        return fail(format!(
+            "its {} records do not match the {} records and hash its header names",
+            read.records, h.records
+        ));
+    }
+    let times = [&h.opened, &h.sealed];
+    if times
+        .iter()
+        .any(|t| chrono::DateTime::parse_from_rfc3339(t).is_err())
+    {
+        return fail(format!(
+            "its header's times are not RFC 3339: {:?}, {:?}",
+            h.opened, h.sealed
+        ));
+    }
+    Some(h)
 }
 
 /// Placement, then sequence, links and gaps of one writer's objects. The chain is followed in
@@ -197,6 +246,14 @@ fn check_chain(writer: &str, read: &[Read], scope: &Scope, report: &mut Report) 
     chain.sort_by_key(|r| seq(r));
     let mut before: Option<&Read> = None;
     for r in chain {
+        if seq(r) == 0 {
+            report.findings.push(Finding {
+                kind: Kind::Inserted,
+                name: r.name.clone(),
+                detail: "sequence number 0: chains start at 1".into(),
+            });
+            continue;
+        }
         match before {
             None if seq(r) != 1 && scope.since.is_none() => {
                 missing(writer, None, r, 1, seq(r) - 1, report)
@@ -209,10 +266,32 @@ fn check_chain(writer: &str, read: &[Read], scope: &Scope, report: &mut Report) 
             Some(b) if seq(r) != seq(b) + 1 => {
                 missing(writer, Some(b), r, seq(b) + 1, seq(r) - 1, report)
             }
-            Some(b) => link(b, r, scope, report),
-            None => {}
+            // An unreadable object was named already; its neighbours are not to blame.
+            Some(b) if b.header.is_some() && r.header.is_some() => link(b, r, scope, report),
+            _ => {}
         }
         before = Some(r);
+    }
+    if let (Some(newest), Some(max_age)) = (
+        read.iter()
+            .filter_map(|r| r.header.as_ref())
+            .map(|h| &h.sealed)
+            .max(),
+        scope.max_age,
+    ) {
+        let age = chrono::DateTime::parse_from_rfc3339(newest)
+            .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
+            .unwrap_or(i64::MAX);
+        if age > max_age.as_secs() as i64 {
+            report.findings.push(Finding {
+                kind: Kind::Stale,
+                name: format!("{writer}/"),
+                detail: format!(
+                    "its newest object was sealed {newest}, {} ago: the service stopped, or the newest objects were removed (an instance seals one every seal_every)",
+                    span(age)
+                ),
+            });
+        }
     }
 }
 
@@ -428,6 +507,7 @@ mod tests {
             max_gap: std::time::Duration::from_secs(900),
             since: None,
             until: None,
+            max_age: None,
         }
     }
 
@@ -486,12 +566,12 @@ mod tests {
             "{:?}",
             r.findings
         );
-        // The manifest and the chain both say so.
+        // The manifest and the object's own header both say so.
         assert!(r
             .findings
             .iter()
             .any(|f| f.detail.contains("signed manifest")));
-        assert!(r.findings.iter().any(|f| f.detail.contains("next object")));
+        assert!(r.findings.iter().any(|f| f.detail.contains("do not match")));
     }
 
     #[tokio::test]
@@ -532,7 +612,17 @@ mod tests {
         let r = verify(&store, &scope(b"not the archive key"))
             .await
             .unwrap();
-        assert_eq!(found(&r), [(Kind::Manifest, "w1/2026/11/30/manifest.json")]);
+        assert!(found(&r).contains(&(Kind::Manifest, "w1/2026/11/30/manifest.json")));
+        let forged = r
+            .findings
+            .iter()
+            .filter(|f| f.detail.contains("MAC does not hold"));
+        assert_eq!(
+            (forged.count(), r.findings.len()),
+            (5, 6),
+            "{:?}",
+            r.findings
+        );
         std::fs::remove_file(dir.path().join("w1/2026/11/30/manifest.json")).unwrap();
         let r = verify(&store, &scope(KEY)).await.unwrap();
         assert_eq!(found(&r), [(Kind::Manifest, "w1/2026/11/30/manifest.json")]);
@@ -546,6 +636,66 @@ mod tests {
         std::fs::write(dir.path().join("notes.txt"), b"x").unwrap();
         let r = verify(&store, &scope(KEY)).await.unwrap();
         assert_eq!(found(&r), [(Kind::Inserted, "notes.txt")]);
+    }
+
+    #[tokio::test]
+    async fn a_forged_newest_object_and_a_forged_writer_need_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = archive(dir.path(), &TIMES).await;
+        let last = dir.path().join("w1/2026/12/01/000000000005.jsonl.gz");
+        let (mut header, _) =
+            crate::sink::archive::object::decode(&std::fs::read(&last).unwrap()).unwrap();
+        header.seal(&[], b"a guessed key");
+        std::fs::write(&last, crate::sink::archive::object::encode(&header, &[])).unwrap();
+        let ghost = dir.path().join("ghost/2026/12/01/000000000001.jsonl.gz");
+        std::fs::create_dir_all(ghost.parent().unwrap()).unwrap();
+        header.writer = "ghost".into();
+        header.seq = 1;
+        header.prev = None;
+        header.seal(&[], b"a guessed key");
+        std::fs::write(&ghost, crate::sink::archive::object::encode(&header, &[])).unwrap();
+        let r = verify(&store, &scope(KEY)).await.unwrap();
+        let names: Vec<&str> = r
+            .findings
+            .iter()
+            .filter(|f| f.detail.contains("MAC"))
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "ghost/2026/12/01/000000000001.jsonl.gz",
+                "w1/2026/12/01/000000000005.jsonl.gz"
+            ]
+        );
+        assert_eq!(r.exit_code(), 1);
+    }
+
+    #[tokio::test]
+    async fn sequence_zero_and_unreadable_names_are_findings_not_crashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = archive(dir.path(), &TIMES).await;
+        std::fs::write(dir.path().join("w1/2026/11/29/000000000000.jsonl.gz"), b"").ok();
+        std::fs::create_dir_all(dir.path().join("w1/2026/11/29")).unwrap();
+        std::fs::write(dir.path().join("w1/2026/11/29/000000000000.jsonl.gz"), b"").unwrap();
+        let r = verify(&store, &scope(KEY)).await.unwrap();
+        assert!(
+            found(&r).contains(&(Kind::Altered, "w1/2026/11/29/000000000000.jsonl.gz")),
+            "{:?}",
+            r.findings
+        );
+        assert_eq!(r.exit_code(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_chain_whose_newest_object_is_old_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = archive(dir.path(), &TIMES).await;
+        let mut s = scope(KEY);
+        s.max_age = Some(std::time::Duration::from_secs(3600));
+        let r = verify(&store, &s).await.unwrap();
+        assert_eq!(found(&r), [(Kind::Stale, "w1/")]);
+        assert_eq!(r.exit_code(), 3);
     }
 
     #[tokio::test]
