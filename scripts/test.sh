@@ -64,6 +64,14 @@ done
 grep -q "ready in" target/tansu.log || { echo "error: tansu did not start (target/tansu.log)" >&2; exit 1; }
 export KAFKA_BROKERS="127.0.0.1:$kafka_port"
 
+# Headless Chromium opens the audit report in its rendering test (Debian's chromium).
+if ! command -v chromium >/dev/null; then
+  echo "== installing chromium (Debian package, for the report's rendering test)" >&2
+  as_root=""
+  [ "$(id -u)" = 0 ] || as_root=sudo
+  ($as_root apt-get update -qq && $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) >&2
+fi
+
 echo "== the ops pack" >&2
 bash scripts/check-ops.sh
 

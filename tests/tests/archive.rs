@@ -390,6 +390,34 @@ async fn a_killed_service_loses_no_archived_record() {
         }
     }
     assert_eq!(starts, 2, "each start records its rules");
+    // The report over the archive: every archived alert, the verdict, the service's uptime.
+    let out = dir.path().join("report");
+    let o = trailwatch_aws(None)
+        .args([
+            "report",
+            "--config",
+            dir.path().join("trailwatch.toml").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let listed = std::fs::read_to_string(out.join("alerts.csv")).unwrap();
+    for id in ids.keys() {
+        assert!(listed.contains(id.as_str()), "{id} in the report");
+    }
+    assert_eq!(listed.lines().count(), 1 + ids.len());
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("Archive integrity: <span class=\"verdict ok\">intact"),
+        "verdict"
+    );
+    let service = std::fs::read_to_string(out.join("service.csv")).unwrap();
+    assert!(
+        service.starts_with("writer,objects") && service.contains("\nnode-k,"),
+        "{service}"
+    );
     assert_eq!(ids.len(), 8, "{ids:?}");
     for body in &published {
         let id = serde_json::from_str::<Value>(body).unwrap()["alert_id"]

@@ -188,7 +188,7 @@ fn alerts_chart(r: &Report) -> String {
             );
         }
     }
-    chart_end(&mut s, r.daily_alerts.keys());
+    chart_end(&mut s, r.daily_alerts.keys(), bar);
     s.push_str("<div class=\"legend\">");
     for (level, colour) in LEVELS {
         let _ = write!(
@@ -220,7 +220,7 @@ fn events_chart(r: &Report) -> String {
             escape(day)
         );
     }
-    chart_end(&mut s, r.daily_events.keys());
+    chart_end(&mut s, r.daily_events.keys(), bar);
     s.push_str("</div>");
     s
 }
@@ -244,25 +244,36 @@ fn chart_start(title: &str, bars: usize, max: u64) -> String {
     s
 }
 
-fn chart_end<'a>(s: &mut String, mut days: impl DoubleEndedIterator<Item = &'a String>) {
+/// Labels the first and the last bar with their days.
+fn chart_end<'a>(
+    s: &mut String,
+    days: impl ExactSizeIterator<Item = &'a String> + DoubleEndedIterator,
+    bar: f64,
+) {
+    let n = days.len();
+    let mut days = days;
     let first = days.next();
-    let last = days.next_back().or(first);
-    if let Some(d) = first {
+    let last = days.next_back();
+    let right = 40.0 + n as f64 * bar;
+    let label = |s: &mut String, x: f64, anchor: &str, text: &str| {
         let _ = write!(
             s,
-            "<text x=\"40\" y=\"{}\" font-size=\"11\">{}</text>",
+            "<text x=\"{x:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"{anchor}\">{}</text>",
             H + 16.0,
-            escape(d)
+            escape(text)
         );
-    }
-    if let Some(d) = last {
-        let _ = write!(
-            s,
-            "<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text>",
-            40.0 + W,
-            H + 16.0,
-            escape(d)
-        );
+    };
+    match (first, last) {
+        // Too narrow for two labels: one, naming both ends.
+        (Some(a), Some(b)) if right - 40.0 < 140.0 => {
+            label(s, 40.0, "start", &format!("{a} to {b}"))
+        }
+        (Some(a), Some(b)) => {
+            label(s, 40.0, "start", a);
+            label(s, right, "end", b);
+        }
+        (Some(a), None) => label(s, 40.0, "start", a),
+        _ => {}
     }
     s.push_str("</svg>");
 }

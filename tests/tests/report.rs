@@ -1,0 +1,331 @@
+//! `trailwatch report` over a replay of the bundled sample: every CSV table adds up to the
+//! alerts a replay of the same input gives, hostile text stays text, and the HTML page renders
+//! in headless Chromium (Debian's `chromium`, installed by scripts/test.sh) with every section
+//! and every alert's anchor; its screenshot is docs/report-screenshot.png
+//! (`UPDATE_DOCS=1` rewrites it).
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use trailwatch_e2e::{json_lines, root, trailwatch};
+
+/// A CSV file as rows of fields (RFC 4180 quoting).
+fn csv(path: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut rows = Vec::new();
+    let (mut row, mut field, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => row.push(std::mem::take(&mut field)),
+            ('\r', false) => {}
+            ('\n', false) => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (c, _) => field.push(c),
+        }
+    }
+    rows
+}
+
+/// Rows as column -> value maps.
+fn table(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut rows = csv(path);
+    let header = rows.remove(0);
+    rows.into_iter()
+        .map(|r| header.iter().cloned().zip(r).collect())
+        .collect()
+}
+
+fn ids(row: &BTreeMap<String, String>) -> BTreeSet<String> {
+    row["alert_ids"]
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn account(a: &Value) -> String {
+    a["events"][0]["account"]
+        .as_str()
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+fn tagged(a: &Value, tag: &str) -> bool {
+    a["rule"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t == tag)
+}
+
+fn report(out: &Path, inputs: &[&Path]) {
+    let rules = root().join("rules");
+    let mut args = vec![
+        "report",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+    let o = trailwatch(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn replayed(inputs: &[&Path]) -> Vec<Value> {
+    let rules = root().join("rules");
+    let mut args = vec!["replay", "--rules", rules.to_str().unwrap(), "--quiet"];
+    args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+    let o = trailwatch(&args);
+    assert!(o.status.success());
+    json_lines(&o.stdout)
+}
+
+#[test]
+fn every_table_adds_up_to_the_alerts_it_summarises() {
+    let sample = root().join("detector/samples");
+    let dir = tempfile::tempdir().unwrap();
+    report(dir.path(), &[&sample]);
+    let alerts = replayed(&[&sample]);
+    assert!(alerts.len() > 100, "{}", alerts.len());
+    let by_id: BTreeMap<String, &Value> = alerts
+        .iter()
+        .map(|a| (a["alert_id"].as_str().unwrap().to_string(), a))
+        .collect();
+    let t = |name: &str| table(&dir.path().join(format!("{name}.csv")));
+
+    let listed: BTreeSet<String> = t("alerts").iter().map(|r| r["alert id"].clone()).collect();
+    assert_eq!(listed, by_id.keys().cloned().collect::<BTreeSet<_>>());
+
+    for row in t("accounts") {
+        let want: BTreeSet<String> = by_id
+            .iter()
+            .filter(|(_, a)| account(a) == row["account"])
+            .map(|(i, _)| i.clone())
+            .collect();
+        assert_eq!(ids(&row), want, "account {}", row["account"]);
+        assert_eq!(row["alerts"], want.len().to_string());
+        let phi = want
+            .iter()
+            .filter(|i| tagged(by_id[*i], "audit.phi-access"))
+            .count();
+        assert_eq!(row["PHI access"], phi.to_string());
+    }
+    let controls = t("controls");
+    assert!(controls
+        .iter()
+        .any(|r| r["control"].starts_with("cis.cloudwatch.")));
+    for row in &controls {
+        let want: BTreeSet<String> = by_id
+            .iter()
+            .filter(|(_, a)| account(a) == row["account"] && tagged(a, &row["control"]))
+            .map(|(i, _)| i.clone())
+            .collect();
+        assert_eq!(ids(row), want, "{} {}", row["account"], row["control"]);
+    }
+    let failed: BTreeSet<String> = t("failed-access").iter().flat_map(ids).collect();
+    let want: BTreeSet<String> = by_id
+        .iter()
+        .filter(|(_, a)| {
+            tagged(a, "audit.failed-access")
+                || a["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| !e["errorCode"].is_null())
+        })
+        .map(|(i, _)| i.clone())
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(failed, want);
+    let changes: Vec<String> = t("config-changes")
+        .iter()
+        .map(|r| ids(r).into_iter().next().unwrap())
+        .collect();
+    let want: BTreeSet<String> = by_id
+        .iter()
+        .filter(|(_, a)| tagged(a, "audit.config-change"))
+        .map(|(i, _)| i.clone())
+        .collect();
+    assert_eq!(
+        (
+            changes.len(),
+            changes.iter().cloned().collect::<BTreeSet<_>>()
+        ),
+        (want.len(), want)
+    );
+    // Coverage: the events of every account and region add up to the records replayed.
+    let events: u64 = t("coverage")
+        .iter()
+        .map(|r| r["events"].parse::<u64>().unwrap())
+        .sum();
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(
+        html.contains(&format!("<b>{events}</b>events examined")),
+        "coverage total in the summary"
+    );
+    assert!(events > 3000, "{events}");
+    let rules = t("rules");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0]["SHA-256 of the rule files"].len(), 64);
+}
+
+/// Records whose principals are markup and a spreadsheet formula.
+fn hostile_input(dir: &Path) -> PathBuf {
+    let record = |id: &str, arn: &str| {
+        serde_json::json!({
+            "eventVersion": "1.08", "eventID": id, "eventTime": "2026-11-02T03:04:05Z",
+            "eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging", "awsRegion": "us-east-1",
+            "recipientAccountId": "111122223333", "sourceIPAddress": "=HYPERLINK(\"http://evil\")",
+            "userIdentity": {"type": "IAMUser", "arn": arn}
+        })
+    };
+    let path = dir.join("hostile.jsonl");
+    let text = format!(
+        "{}\n{}\n",
+        record(
+            "hostile-1",
+            "arn:aws:iam::111122223333:user/<script>alert(1)</script>"
+        ),
+        record("hostile-2", "=HYPERLINK(\"http://evil\",\"x\")")
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn hostile_text_stays_text_in_html_and_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = hostile_input(dir.path());
+    let out = dir.path().join("out");
+    report(&out, &[&input]);
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(!html.contains("<script>"), "markup passed through");
+    assert!(html.contains("user/&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("default-src 'none'"), "nothing may load");
+    let principals = csv(&out.join("top-principals.csv"));
+    let cells: Vec<&str> = principals[1..].iter().map(|r| r[1].as_str()).collect();
+    assert!(
+        cells.contains(&"arn:aws:iam::111122223333:user/<script>alert(1)</script>"),
+        "{cells:?}"
+    );
+    // A principal or address that is no ARN or address never reaches an alert at all (CSV
+    // fields that could still start a formula, such as rule titles, are defused: unit test).
+    assert!(cells.contains(&"<invalid>"), "{cells:?}");
+    assert!(!std::fs::read_to_string(out.join("top-addresses.csv"))
+        .unwrap()
+        .contains("HYPERLINK"));
+}
+
+/// Chromium from scripts/test.sh; None (skip) outside CI when missing.
+fn chromium() -> Option<PathBuf> {
+    let found = ["chromium", "chromium-browser"].iter().find_map(|name| {
+        let o = Command::new("which").arg(name).output().ok()?;
+        o.status
+            .success()
+            .then(|| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+    });
+    if found.is_none() && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and no chromium: scripts/test.sh installs Debian's chromium");
+    }
+    found
+}
+
+fn headless(browser: &Path, args: &[&str], page: &Path) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_page_renders_in_headless_chromium() {
+    let Some(browser) = chromium() else { return };
+    let sample = root().join("detector/samples");
+    let dir = tempfile::tempdir().unwrap();
+    report(dir.path(), &[&sample]);
+    let page = dir.path().join("report.html");
+    let dom = headless(&browser, &["--dump-dom"], &page);
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for id in [
+        "summary",
+        "accounts",
+        "controls",
+        "failed-access",
+        "config-changes",
+        "phi-access",
+        "top-principals",
+        "top-addresses",
+        "coverage",
+        "silent-periods",
+        "rules",
+        "alerts",
+    ] {
+        assert!(
+            dom.contains(&format!("<section id=\"{id}\">")),
+            "section {id} rendered"
+        );
+    }
+    let alerts = replayed(&[&sample]).len();
+    assert_eq!(
+        dom.matches("<tr id=\"a-").count(),
+        alerts,
+        "an anchor per alert"
+    );
+    assert!(dom.contains("<svg"), "charts rendered");
+
+    let shot = dir.path().join("report.png");
+    let o = headless(
+        &browser,
+        &[
+            "--window-size=1280,1700",
+            &format!("--screenshot={}", shot.display()),
+        ],
+        &page,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(
+        u32::from_be_bytes(png[16..20].try_into().unwrap()),
+        1280,
+        "width"
+    );
+    assert!(
+        png.len() > 20_000,
+        "a page, not a blank: {} bytes",
+        png.len()
+    );
+    let docs = root().join("docs/report-screenshot.png");
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::copy(&shot, &docs).unwrap();
+    }
+    let kept = std::fs::read(&docs).expect(
+        "docs/report-screenshot.png (UPDATE_DOCS=1 cargo test -p trailwatch-e2e --test report)",
+    );
+    assert_eq!(&kept[..8], b"\x89PNG\r\n\x1a\n");
+}
