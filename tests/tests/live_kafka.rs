@@ -302,3 +302,135 @@ async fn rules_reload_while_consuming() {
     );
     stop_service(service);
 }
+
+/// Every member archives what it processed: across a rebalancing group each published alert is
+/// in the archive once, the batch records' offset ranges cover every record of every
+/// partition, and every member's chain verifies.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebalancing_group_archives_every_alert_once() {
+    let (Some(url), Some(brokers)) = (moto(), kafka()) else {
+        return;
+    };
+    let (sqs, sns) = clients(&url);
+    let tag = format!("k5-{}", std::process::id());
+    let q = queues(&sqs, &sns, &tag).await;
+    let input = input(1500);
+    create_topic(&brokers, &tag);
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    std::fs::write(d("archive.key"), "archive-secret-0123456789abcdef\n").unwrap();
+    let archive_of = |writer: &str| {
+        format!(
+            "key_file = {:?}\nspool = {:?}\ndir = {:?}\nwriter = \"{writer}\"\nseal_every = \"1s\"\n",
+            d("archive.key").display().to_string(),
+            d(&format!("spool-{writer}")).display().to_string(),
+            d("archive").display().to_string(),
+        )
+    };
+    let rules = trailwatch_e2e::root().join("rules");
+    let start = |writer: &str| {
+        let extra = Extra {
+            archive: &archive_of(writer),
+            ..Extra::default()
+        };
+        start_kafka_with(&url, &q, &d(writer), &brokers, &tag, &tag, &rules, &extra)
+    };
+    let (a, _) = start("a");
+    let (b, _) = start("b");
+    std::thread::sleep(Duration::from_secs(2));
+    let mut producer = produce(&brokers, &tag, &input.events, 300);
+    std::thread::sleep(Duration::from_secs(2));
+    let (c, _) = start("c");
+    std::thread::sleep(Duration::from_secs(2));
+    stop_service(b);
+    wait_exit(&mut producer);
+    let got = collect(&sqs, &q.alerts, &input.alerts).await;
+    assert_same_alerts(&got, &input, true);
+    stop_service(a);
+    stop_service(c);
+
+    let store = trailwatch::sink::archive::store::Store::Dir(d("archive"));
+    let mut archived: BTreeMap<String, usize> = BTreeMap::new();
+    let mut offsets: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+    let mut writers = BTreeSet::new();
+    for name in store
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|n| n.ends_with(".jsonl.gz"))
+    {
+        let (header, records) =
+            trailwatch::sink::archive::object::decode(&store.get(name).await.unwrap()).unwrap();
+        writers.insert(header.writer);
+        for r in records {
+            match r["kind"].as_str() {
+                Some("alert") => {
+                    *archived
+                        .entry(r["alert"]["alert_id"].as_str().unwrap().to_string())
+                        .or_default() += 1
+                }
+                Some("batch") => {
+                    for range in r["range"].as_array().unwrap() {
+                        let (p, span) = range.as_str().unwrap().split_once(':').unwrap();
+                        let (lo, hi) = span.split_once('-').unwrap();
+                        let (lo, hi): (i64, i64) = (lo.parse().unwrap(), hi.parse().unwrap());
+                        offsets
+                            .entry(p.parse().unwrap())
+                            .or_default()
+                            .extend(lo..=hi);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(
+        writers,
+        ["a", "b", "c"].map(String::from).into_iter().collect()
+    );
+    let published: BTreeSet<String> = got
+        .iter()
+        .map(|a| a["alert_id"].as_str().unwrap().to_string())
+        .collect();
+    let twice: Vec<_> = archived.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "archived twice: {twice:?}");
+    assert_eq!(
+        archived.keys().cloned().collect::<BTreeSet<_>>(),
+        published,
+        "the archive holds what was published"
+    );
+    let records = std::fs::read_to_string(&input.events)
+        .unwrap()
+        .lines()
+        .count();
+    let covered: usize = offsets.values().map(|o| o.len()).sum();
+    assert_eq!(
+        covered, records,
+        "every record of every partition is in a batch record"
+    );
+    for (p, o) in &offsets {
+        assert_eq!(
+            *o.iter().next().unwrap(),
+            0,
+            "partition {p} from its first offset"
+        );
+        assert_eq!(
+            o.len() as i64,
+            o.iter().last().unwrap() + 1,
+            "partition {p} without a hole"
+        );
+    }
+    let out = trailwatch(&[
+        "verify-archive",
+        "--key-file",
+        d("archive.key").to_str().unwrap(),
+        d("archive").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -329,3 +329,82 @@ fn the_page_renders_in_headless_chromium() {
     );
     assert_eq!(&kept[..8], b"\x89PNG\r\n\x1a\n");
 }
+
+/// Over an archive with the key: an object forged without the key (a made-up writer framing
+/// someone) is left out of every table and named in the header; without the key the report
+/// says it is unverified.
+#[test]
+fn forged_archive_objects_frame_nobody() {
+    use trailwatch::sink::archive::{object, spool::Spool, store::Store};
+    let dir = tempfile::tempdir().unwrap();
+    let key = b"archive-secret-0123456789abcdef";
+    std::fs::write(dir.path().join("archive.key"), key).unwrap();
+    let sample = root().join("detector/samples");
+    let alerts = replayed(&[&sample]);
+    let real: Vec<Vec<u8>> = alerts[..5]
+        .iter()
+        .map(|a| format!("{{\"kind\":\"alert\",\"alert\":{a}}}").into_bytes())
+        .collect();
+    let mut spool = Spool::open(&dir.path().join("spool"), "node-a", key, 1 << 30).unwrap();
+    spool.append(&real).unwrap();
+    spool.seal().unwrap();
+    let archive = dir.path().join("archive");
+    let store = Store::Dir(archive.clone());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for out in spool.ready().unwrap() {
+        let (name, bytes) = spool.read_outgoing(&out).unwrap();
+        runtime.block_on(store.put(&name, &bytes)).unwrap();
+    }
+    let mut framing = alerts[5].clone();
+    framing["alert_id"] = "f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0".into();
+    framing["events"][0]["principal_arn"] = "arn:aws:iam::111122223333:user/framed-innocent".into();
+    let forged_records = vec![format!("{{\"kind\":\"alert\",\"alert\":{framing}}}").into_bytes()];
+    let mut header = object::decode(
+        &std::fs::read(archive.join(object::object_name(
+            "node-a",
+            object::day_of(&object::now_rfc3339()),
+            1,
+        )))
+        .unwrap(),
+    )
+    .unwrap()
+    .0;
+    header.writer = "ghost".into();
+    header.seal(&forged_records, b"not the key");
+    let ghost = archive.join(object::object_name(
+        "ghost",
+        object::day_of(&header.sealed),
+        1,
+    ));
+    std::fs::create_dir_all(ghost.parent().unwrap()).unwrap();
+    std::fs::write(&ghost, object::encode(&header, &forged_records)).unwrap();
+
+    let report_of = |extra: &[&str]| {
+        let out = dir.path().join(format!("out{}", extra.len()));
+        let mut args = vec![
+            "report",
+            "--archive",
+            archive.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let o = trailwatch(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    };
+    let key_file = dir.path().join("archive.key");
+    let verified = report_of(&["--key-file", key_file.to_str().unwrap()]);
+    let listed = std::fs::read_to_string(verified.join("alerts.csv")).unwrap();
+    assert_eq!(listed.lines().count(), 1 + 5, "{listed}");
+    assert!(!listed.contains("framed-innocent"));
+    let html = std::fs::read_to_string(verified.join("report.html")).unwrap();
+    assert!(
+        html.contains("1 archive object(s) left out"),
+        "named in the header"
+    );
+    assert!(html.contains("NOT intact"), "and in the verdict");
+    let unverified = report_of(&[]);
+    let html = std::fs::read_to_string(unverified.join("report.html")).unwrap();
+    assert!(html.contains("not verified: no archive key given"));
+}

@@ -45,20 +45,28 @@ fn line<'a>(out: &mut dyn Write, cells: impl Iterator<Item = &'a str>) -> io::Re
     out.write_all(text.as_bytes())
 }
 
-/// A field quoted when it must be, and defused when a spreadsheet would take it for a formula
-/// (a user name such as `=HYPERLINK(...)` is attacker-controlled text).
+/// A field quoted when it must be, defused when a spreadsheet would take it for a formula
+/// (a user name such as `=HYPERLINK(...)` is attacker-controlled text), and with control
+/// characters replaced (as the HTML page does).
 pub fn field(s: &str) -> String {
-    let defused;
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        defused = format!("'{s}");
-        defused.as_str()
-    } else {
-        s
-    };
+    let mut s: String = s
+        .chars()
+        .map(|c| {
+            if c.is_control() && !matches!(c, '\n' | '\t' | '\r') {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let formula = s.len() > 1 && s.starts_with(['=', '+', '-', '@']) || s.starts_with(['\t', '\r']);
+    if formula {
+        s.insert(0, '\'');
+    }
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s
     }
 }
 
@@ -77,5 +85,7 @@ mod tests {
         );
         assert_eq!(field("@sum"), "'@sum");
         assert_eq!(field("-1+1"), "'-1+1");
+        assert_eq!(field("-"), "-", "the placeholder is no formula");
+        assert_eq!(field("a\u{0}b\u{1b}"), "a\u{FFFD}b\u{FFFD}");
     }
 }

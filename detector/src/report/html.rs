@@ -23,13 +23,27 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// An alert id as an anchor: ids are hex, but the archive is input like any other.
+/// An alert id as an anchor: ids are hex and stay as they are; anything else (the archive is
+/// input like any other) is hex-encoded, so two ids never share an anchor.
 fn anchor(id: &str) -> String {
-    let safe: String = id
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
-    format!("a-{safe}")
+    if id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        format!("a-{id}")
+    } else {
+        format!("a-x{}", crate::sink::archive::object::hex(id.as_bytes()))
+    }
+}
+
+/// A cell's text: escaped, and cut at 2000 characters (the CSV files keep it whole).
+fn cell(s: &str) -> String {
+    const CELL: usize = 2000;
+    match s.char_indices().nth(CELL) {
+        Some((i, _)) => format!(
+            "{}… ({} bytes, whole in the CSV file)",
+            escape(&s[..i]),
+            s.len()
+        ),
+        None => escape(s),
+    }
 }
 
 const STYLE: &str = "body{font:14px/1.45 -apple-system,'Segoe UI',Helvetica,Arial,sans-serif;color:#1d2430;margin:0;background:#f5f6f8}
@@ -45,12 +59,13 @@ details summary{cursor:pointer;color:#1d4f91}details a{font-family:monospace;mar
 .charts{display:flex;gap:24px;flex-wrap:wrap}.legend span{display:inline-block;margin-right:12px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}";
 
 /// Colours of alert levels in the chart.
-const LEVELS: [(&str, &str); 5] = [
+const LEVELS: [(&str, &str); 6] = [
     ("critical", "#b71c1c"),
     ("high", "#e65100"),
     ("medium", "#f2a900"),
     ("low", "#1565c0"),
     ("informational", "#78909c"),
+    ("other", "#b0bec5"),
 ];
 
 /// The whole page.
@@ -82,6 +97,13 @@ pub fn render(r: &Report) -> String {
             h,
             "<p>Archive integrity: <span class=\"verdict {class}\">{}</span></p>",
             escape(v)
+        );
+    }
+    for note in &r.notes {
+        let _ = write!(
+            h,
+            "<p><span class=\"verdict bad\">{}</span></p>",
+            escape(note)
         );
     }
     h.push_str("</header>\n<nav><a href=\"#summary\">Summary</a>");
@@ -135,7 +157,7 @@ fn table(h: &mut String, t: &Table) {
             h.push_str("<tr>");
         }
         for c in &r.cells {
-            let _ = write!(h, "<td>{}</td>", escape(c));
+            let _ = write!(h, "<td>{}</td>", cell(c));
         }
         if t.linked && r.alert_ids.is_empty() {
             h.push_str("<td class=\"none\">none</td>");
@@ -172,7 +194,14 @@ fn alerts_chart(r: &Report) -> String {
     for (i, (day, levels)) in r.daily_alerts.iter().enumerate() {
         let mut y = H;
         for (level, colour) in LEVELS {
-            let n = levels.get(level).copied().unwrap_or(0);
+            let n = if level == "other" {
+                levels
+                    .iter()
+                    .filter(|(l, _)| !LEVELS.iter().any(|(k, _)| k == l))
+                    .fold(0u64, |a, (_, n)| a.saturating_add(*n))
+            } else {
+                levels.get(level).copied().unwrap_or(0)
+            };
             if n == 0 {
                 continue;
             }
@@ -289,6 +318,11 @@ mod tests {
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
         );
         assert_eq!(escape("a\u{0}b\u{1b}[31m"), "a\u{FFFD}b\u{FFFD}[31m");
-        assert_eq!(anchor("abc\"><script>"), "a-abcscript");
+        assert_eq!(anchor("9fa0"), "a-9fa0");
+        assert_ne!(anchor("d<u>p"), anchor("dup"));
+        assert!(anchor("abc\"><script>")
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        assert!(cell(&"x".repeat(5000)).ends_with("(5000 bytes, whole in the CSV file)"));
     }
 }

@@ -56,8 +56,10 @@ pub struct Evidence {
     pub source: String,
     /// The archive check's verdict, when one ran.
     pub integrity: Option<String>,
-    /// Archive records that could not be read as what their kind says.
+    /// Archive records (or objects) that could not be read as what they should be.
     pub unreadable: u64,
+    /// Archive objects left out because they fail verification with the key.
+    pub excluded: u64,
 }
 
 impl Evidence {
@@ -76,7 +78,7 @@ impl Evidence {
                     }
                 }
             }
-            Some("rules") => {
+            Some("rules") if r["rules"]["hash"].is_string() => {
                 let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
                 self.rules.push(RulesInForce {
                     at: text(&r["at"]),
@@ -87,6 +89,7 @@ impl Evidence {
                     version: text(&r["version"]),
                 });
             }
+            Some("rules") => self.unreadable += 1,
             _ => {}
         }
     }
@@ -165,6 +168,8 @@ pub struct Report {
     pub source: String,
     /// The archive check's verdict.
     pub integrity: Option<String>,
+    /// What the reader must know about the evidence (objects left out, records unreadable).
+    pub notes: Vec<String>,
     /// Totals for the header: alerts, accounts, events.
     pub totals: Vec<(&'static str, String)>,
     /// Alerts per day by level.
@@ -184,11 +189,18 @@ struct Facts<'a> {
     address: String,
 }
 
+/// Times a report takes: 1970 to 2200. A record outside is damaged or forged, and one such
+/// record would stretch the default period over millennia.
+const PLAUSIBLE: std::ops::Range<i64> = 0..7_258_118_400;
+
 fn facts(a: &Alert) -> Option<Facts<'_>> {
     let time = a
         .first_seen
         .as_deref()
         .and_then(crate::window::event_time)?;
+    if !PLAUSIBLE.contains(&time) {
+        return None;
+    }
     let first = a.events.first();
     let group: Value = serde_json::from_str(&a.group_key).unwrap_or(Value::Null);
     let from_group = |k: &str| group[k].as_str().map(str::to_string);
@@ -223,7 +235,13 @@ fn failed(a: &Alert) -> bool {
 
 /// Builds the report over `evidence` for `opts`.
 pub fn build(evidence: &Evidence, opts: &Options) -> Report {
-    let mut all: Vec<Facts<'_>> = evidence.alerts.iter().filter_map(facts).collect();
+    let mut seen = BTreeSet::new();
+    let mut all: Vec<Facts<'_>> = evidence
+        .alerts
+        .iter()
+        .filter(|a| seen.insert(a.alert_id.as_str()))
+        .filter_map(facts)
+        .collect();
     let period = opts
         .period
         .unwrap_or_else(|| span(&all, &evidence.coverage));
@@ -289,7 +307,8 @@ pub fn build(evidence: &Evidence, opts: &Options) -> Report {
     let mut daily_events = BTreeMap::new();
     for ((_, _), hours) in &coverage {
         for (h, n) in hours {
-            *daily_events.entry(day(h * 3600)).or_default() += n;
+            let d: &mut u64 = daily_events.entry(day(h * 3600)).or_default();
+            *d = d.saturating_add(*n);
         }
     }
     let accounts: BTreeSet<&str> = all
@@ -297,12 +316,15 @@ pub fn build(evidence: &Evidence, opts: &Options) -> Report {
         .map(|f| f.account.as_str())
         .chain(coverage.keys().map(|(a, _)| a.as_str()))
         .collect();
-    let events: u64 = daily_events.values().sum();
+    let events = daily_events
+        .values()
+        .fold(0u64, |a, n| a.saturating_add(*n));
     Report {
         period,
         generated: crate::sink::archive::object::now_rfc3339(),
         source: evidence.source.clone(),
         integrity: evidence.integrity.clone(),
+        notes: notes(evidence),
         totals: vec![
             ("alerts", all.len().to_string()),
             ("accounts", accounts.len().to_string()),
@@ -315,6 +337,20 @@ pub fn build(evidence: &Evidence, opts: &Options) -> Report {
     }
 }
 
+fn notes(e: &Evidence) -> Vec<String> {
+    let mut out = Vec::new();
+    if e.excluded > 0 {
+        out.push(format!("{} archive object(s) left out: they fail verification with the archive key (forged or altered); trailwatch verify-archive names them", e.excluded));
+    }
+    if e.unreadable > 0 {
+        out.push(format!(
+            "{} archive record(s) or object(s) could not be read and are not counted",
+            e.unreadable
+        ));
+    }
+    out
+}
+
 /// From the first to the end of the last hour the alerts and coverage hold.
 fn span(all: &[Facts<'_>], coverage: &[Coverage]) -> Period {
     let hours = coverage.iter().filter_map(|c| hour_start(&c.hour));
@@ -324,9 +360,12 @@ fn span(all: &[Facts<'_>], coverage: &[Coverage]) -> Period {
     Period { since, until }
 }
 
-/// `YYYY-MM-DDTHH` as Unix seconds.
+/// `YYYY-MM-DDTHH` as Unix seconds, within the plausible times.
 fn hour_start(hour: &str) -> Option<i64> {
-    crate::window::event_time(&format!("{hour}:00:00Z"))
+    if hour.len() != 13 {
+        return None;
+    }
+    crate::window::event_time(&format!("{hour}:00:00Z")).filter(|t| PLAUSIBLE.contains(t))
 }
 
 type Hourly = BTreeMap<(String, String), BTreeMap<i64, u64>>;
@@ -341,10 +380,12 @@ fn hourly(coverage: &[Coverage], period: Period) -> Hourly {
         if t < period.since || t >= period.until {
             continue;
         }
-        *out.entry((c.account.clone(), c.region.clone()))
+        let n = out
+            .entry((c.account.clone(), c.region.clone()))
             .or_default()
             .entry(t / 3600)
-            .or_default() += c.events;
+            .or_default();
+        *n = n.saturating_add(c.events);
     }
     out
 }
@@ -472,7 +513,9 @@ fn grouped<'a>(
     let mut rows: Vec<(usize, Row)> = groups
         .into_iter()
         .map(|(mut cells, fs)| {
-            let events: u64 = fs.iter().map(|f| f.alert.count.max(1)).sum();
+            let events = fs
+                .iter()
+                .fold(0u64, |a, f| a.saturating_add(f.alert.count.max(1)));
             let rules: BTreeSet<&str> = fs.iter().map(|f| f.alert.rule.title.as_str()).collect();
             let n = fs.len();
             cells.extend([
@@ -555,7 +598,9 @@ fn coverage_table(coverage: &Hourly, period: Period) -> Table {
                 account.clone(),
                 region.clone(),
                 format!("{} of {hours}", h.len()),
-                h.values().sum::<u64>().to_string(),
+                h.values()
+                    .fold(0u64, |a, n| a.saturating_add(*n))
+                    .to_string(),
                 h.keys().next().map_or_else(String::new, |t| time(t * 3600)),
                 h.keys()
                     .last()
@@ -725,5 +770,59 @@ fn alerts_table(all: &[Facts<'_>]) -> Table {
         ],
         rows,
         linked: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(id: &str, time: &str, count: u64) -> Value {
+        serde_json::json!({
+            "alert_id": id, "kind": "alert",
+            "rule": {"id": "r", "title": "R", "level": "high", "tags": ["cis.cloudwatch.4", "audit.config-change"]},
+            "first_seen": time, "last_seen": time, "count": count, "group_key": "{}",
+            "events": [{"eventID": "e", "account": "111122223333", "principal_arn": "arn:aws:iam::111122223333:user/a"}],
+            "lineage": {"events": [], "total": 1}
+        })
+    }
+
+    #[test]
+    fn hostile_evidence_gives_bounded_honest_numbers() {
+        let mut e = Evidence::default();
+        for r in [
+            serde_json::json!({"kind": "alert", "alert": alert("a1", "2026-11-01T10:00:00Z", u64::MAX)}),
+            serde_json::json!({"kind": "alert", "alert": alert("a2", "2026-11-01T11:00:00Z", u64::MAX)}),
+            // The same id again, and times no archive can hold.
+            serde_json::json!({"kind": "alert", "alert": alert("a1", "2026-11-01T12:00:00Z", 1)}),
+            serde_json::json!({"kind": "alert", "alert": alert("far", "9999-12-31T23:59:59Z", 1)}),
+            serde_json::json!({"kind": "batch", "coverage": [
+                {"account": "111122223333", "region": "us-east-1", "hour": "2026-11-01T10", "events": u64::MAX},
+                {"account": "111122223333", "region": "us-east-1", "hour": "2026-11-01T10", "events": u64::MAX},
+                {"account": "111122223333", "region": "us-east-1", "hour": "0000-01-01T00", "events": 5},
+                {"account": "111122223333", "region": "us-east-1", "hour": "not an hour", "events": 5}]}),
+            serde_json::json!({"kind": "rules", "rules": {"hash": 7}}),
+        ] {
+            e.add_record(&r);
+        }
+        let r = build(&e, &Options::default());
+        assert_eq!(
+            (r.period.since, r.period.until),
+            (1_793_527_200, 1_793_534_400),
+            "two hours"
+        );
+        let alerts = r.tables.iter().find(|t| t.id == "alerts").unwrap();
+        assert_eq!(alerts.rows.len(), 2, "a1 once, the far one left out");
+        let changes = r.tables.iter().find(|t| t.id == "controls").unwrap();
+        assert_eq!(changes.rows[0].cells[2], "2");
+        let grouped = r.tables.iter().find(|t| t.id == "top-principals").unwrap();
+        assert_eq!(
+            grouped.rows[0].cells[3],
+            u64::MAX.to_string(),
+            "saturated, not wrapped"
+        );
+        assert_eq!(r.totals[2], ("events examined", u64::MAX.to_string()));
+        assert_eq!(e.unreadable, 1, "the rules record without a hash");
+        assert!(e.rules.is_empty());
     }
 }

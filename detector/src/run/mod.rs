@@ -336,7 +336,7 @@ async fn serve_checked(
     };
     let archive = open_archive(&config, &aws, &metrics)?;
     if let Some(a) = &archive {
-        let found = a.existing_chain().await.map_err(|e| {
+        let found = a.conflicting_chain().await.map_err(|e| {
             ConfigError::new(
                 &config.file,
                 "sink.archive",
@@ -344,12 +344,12 @@ async fn serve_checked(
                 e.to_string(),
             )
         })?;
-        if let Some(newest) = found {
+        if let Some(found) = found {
             return Err(RunError::Config(ConfigError::new(
                 &config.file,
                 "sink.archive.spool",
                 crate::config::ConfigErrorKind::Path,
-                format!("the spool starts a new chain, but the archive already holds this writer's chain (newest: {newest}); restore the spool (its chain.json) or set another writer"),
+                format!("the archive already holds {found}, past where this spool's chain ends (a new or restored spool under an old writer name): keep the spool this writer last ran with, or move this one away and set another writer"),
             )));
         }
     }

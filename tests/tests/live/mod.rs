@@ -587,11 +587,16 @@ pub fn start_kafka_with(
     extra: &Extra,
 ) -> (Service, String) {
     let (sns, alerts) = (extra.sns, extra.alerts);
+    let archive = if extra.archive.is_empty() {
+        String::new()
+    } else {
+        format!("[sink.archive]\n{}", extra.archive)
+    };
     let metrics = format!("127.0.0.1:{}", free_port());
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("hmac.key"), "test-secret-0123456789abcdef\n").unwrap();
     let text = format!(
-        "[rules]\npaths = [{rules:?}]\n[source.kafka]\nbrokers = {brokers:?}\ntopic = {topic:?}\ngroup_id = {group:?}\nstate_topic = \"{group}-state\"\nmax_batch = 50\n[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"10000\"\n[sink.sns]\ntopic_arn = {topic_arn:?}\n{sns}[metrics]\nlisten = {metrics:?}\n[windows]\nsnapshot_interval = \"1s\"\n[alerts]\nhmac_key_file = \"hmac.key\"\n{alerts}",
+        "[rules]\npaths = [{rules:?}]\n[source.kafka]\nbrokers = {brokers:?}\ntopic = {topic:?}\ngroup_id = {group:?}\nstate_topic = \"{group}-state\"\nmax_batch = 50\n[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"10000\"\n[sink.sns]\ntopic_arn = {topic_arn:?}\n{sns}{archive}[metrics]\nlisten = {metrics:?}\n[windows]\nsnapshot_interval = \"1s\"\n[alerts]\nhmac_key_file = \"hmac.key\"\n{alerts}",
         rules = rules.display().to_string(),
         topic_arn = q.topic,
     );

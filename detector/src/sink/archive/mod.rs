@@ -86,21 +86,35 @@ impl Archive {
         self.spool.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// With a spool that starts a chain (new, or its state lost): the newest object the store
-    /// already holds for this writer, if any. Starting a second chain under the same name
-    /// would collide with the first at its first put, so the service refuses to start.
-    pub async fn existing_chain(&self) -> Result<Option<String>, store::StoreError> {
-        let writer = {
+    /// Whether the archive already goes on past where this spool's chain ends: with a new
+    /// spool (or one whose state was lost), the writer's newest object; with an older copy of
+    /// the spool (a backup), the object after its last. Either way the service's first put
+    /// would collide forever, so it refuses to start; returns what it found.
+    pub async fn conflicting_chain(&self) -> Result<Option<String>, store::StoreError> {
+        let (writer, chain) = {
             let spool = self.spool();
-            if spool.chain().seq > 0 {
-                return Ok(None);
-            }
-            spool.writer().to_string()
+            (spool.writer().to_string(), spool.chain().clone())
         };
-        let names = self.store.list().await?;
-        Ok(names.into_iter().rev().find(|n| {
-            matches!(object::parse_name(n), Some(object::Name::Object { writer: w, .. }) if w == writer)
-        }))
+        if chain.seq == 0 {
+            let names = self.store.list().await?;
+            return Ok(names.into_iter().rev().find(|n| {
+                matches!(object::parse_name(n), Some(object::Name::Object { writer: w, .. }) if w == writer)
+            }));
+        }
+        // The next object is sealed on the chain's day or a later one, up to today.
+        let today = object::day_of(&object::now_rfc3339()).to_string();
+        let mut day = chain.day.clone().unwrap_or_else(|| today.clone());
+        for _ in 0..=31 {
+            let name = object::object_name(&writer, &day, chain.seq + 1);
+            if self.store.exists(&name).await? {
+                return Ok(Some(name));
+            }
+            match next_day(&day) {
+                Some(next) if day < today => day = next,
+                _ => break,
+            }
+        }
+        Ok(None)
     }
 
     /// Appends records durably (synced to the spool when this returns `Ok`).
@@ -190,10 +204,19 @@ impl Archive {
     pub async fn upload(&self) -> Result<(), String> {
         let ready = self.spool().ready().map_err(|e| e.to_string())?;
         for out in ready {
-            let (name, bytes) = self
-                .spool()
-                .read_outgoing(&out)
-                .map_err(|e| e.to_string())?;
+            let read = self.spool().read_outgoing(&out);
+            let (name, bytes) = match read {
+                Ok(r) => r,
+                Err(e @ SpoolError::Damaged { .. }) => {
+                    // It would block every object after it for good; set aside, the chain
+                    // shows the hole (verify-archive: MISSING) and the file stays for a look.
+                    self.metrics.archive_store_failures.inc();
+                    tracing::error!(error = %e, "an archive object in the spool is damaged; it is set aside as .damaged and the objects after it go on");
+                    self.spool().set_aside(&out).map_err(|e| e.to_string())?;
+                    continue;
+                }
+                Err(e) => return Err(e.to_string()),
+            };
             self.store
                 .put(&name, &bytes)
                 .await
@@ -337,6 +360,12 @@ impl Hours {
         out.sort_by(|a, b| (&a.account, &a.region, &a.hour).cmp(&(&b.account, &b.region, &b.hour)));
         out
     }
+}
+
+/// The day after `YYYY-MM-DD`.
+fn next_day(day: &str) -> Option<String> {
+    let d = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+    Some(d.succ_opt()?.format("%Y-%m-%d").to_string())
 }
 
 /// `YYYY-MM-DDTHH` of an event time in Unix seconds.

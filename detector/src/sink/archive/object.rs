@@ -273,7 +273,11 @@ pub fn parse_name(name: &str) -> Option<Name> {
         return None;
     };
     let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let within = |s: &str, hi: u32| s.parse::<u32>().is_ok_and(|n| (1..=hi).contains(&n));
     if writer.is_empty() || !digits(y, 4) || !digits(m, 2) || !digits(d, 2) {
+        return None;
+    }
+    if !within(m, 12) || !within(d, 31) {
         return None;
     }
     let day = format!("{y}-{m}-{d}");
@@ -378,6 +382,7 @@ mod tests {
             })
         );
         for other in [
+            "w1/2026/13/45/000000000001.jsonl.gz",
             "w1/2026/12/01/42.jsonl.gz",
             "w1/2026/12/x.json",
             "notes.txt",

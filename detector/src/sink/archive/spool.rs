@@ -13,6 +13,16 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 const NONCE: usize = 24;
+/// A journal frame's head: its length and the length's complement.
+const FRAME_HEAD: usize = 8;
+
+fn frame_head(len: usize) -> [u8; FRAME_HEAD] {
+    let len = len as u32;
+    let mut head = [0; FRAME_HEAD];
+    head[..4].copy_from_slice(&len.to_le_bytes());
+    head[4..].copy_from_slice(&(!len).to_le_bytes());
+    head
+}
 /// The largest frame a journal may hold: a frame is one batch's records.
 const MAX_FRAME: usize = 256 << 20;
 
@@ -240,11 +250,15 @@ impl Spool {
         let dir = self.dir.clone();
         let (id, file) = self.open_journal()?;
         let path = dir.join(format!("journal-{id}.log"));
-        file.write_all(&(sealed.len() as u32).to_le_bytes())
-            .and_then(|()| file.write_all(&sealed))
+        // One write of the frame (length, its complement, the sealed bytes): a crash tears at
+        // most this last frame.
+        let mut framed = Vec::with_capacity(FRAME_HEAD + sealed.len());
+        framed.extend_from_slice(&frame_head(sealed.len()));
+        framed.extend_from_slice(&sealed);
+        file.write_all(&framed)
             .and_then(|()| file.sync_data())
             .map_err(io_at(&path))?;
-        self.bytes += 4 + sealed.len() as u64;
+        self.bytes += framed.len() as u64;
         if self.opened.is_none() {
             self.opened = Some(now);
         }
@@ -399,6 +413,15 @@ impl Spool {
         Ok((name, plain[2 + len..].to_vec()))
     }
 
+    /// Renames an outbox file that cannot be read to `<name>.damaged`, out of the queue.
+    pub fn set_aside(&mut self, out: &Outgoing) -> Result<(), SpoolError> {
+        let mut aside = out.path.clone().into_os_string();
+        aside.push(".damaged");
+        fs::rename(&out.path, &aside).map_err(io_at(&out.path))?;
+        self.bytes = self.disk_bytes()?;
+        Ok(())
+    }
+
     /// Removes an outbox file the store confirmed.
     pub fn done(&mut self, out: &Outgoing) -> Result<(), SpoolError> {
         let size = fs::metadata(&out.path).map(|m| m.len()).unwrap_or(0);
@@ -465,26 +488,36 @@ impl Spool {
             .map_err(io_at(path))?;
         let mut frames = Vec::new();
         let mut at = 0;
-        while let Some(len) = bytes.get(at..at + 4) {
-            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-            if len > MAX_FRAME || len <= NONCE {
-                // No write makes such a length: the journal is damaged, and the acknowledged
-                // records after it must not be dropped as if a crash had cut them.
-                return Err(SpoolError::Damaged {
-                    path: path.display().to_string(),
-                    what: format!("the frame at byte {at} claims {len} bytes"),
-                });
-            }
-            let Some(sealed) = bytes.get(at + 4..at + 4 + len) else {
+        while at < bytes.len() {
+            let damaged = |what: String| SpoolError::Damaged {
+                path: path.display().to_string(),
+                what,
+            };
+            let Some(head) = bytes.get(at..at + FRAME_HEAD) else {
                 tracing::warn!(path = %path.display(), at, "the journal ends in a frame cut short (a crash while writing it, before it was acknowledged); it is dropped");
                 break;
             };
-            let plain = self.decrypt(sealed).ok_or_else(|| SpoolError::Damaged {
-                path: path.display().to_string(),
-                what: format!("the frame at byte {at} does not decrypt with the archive key"),
+            let word =
+                |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+            let len = word(0) as usize;
+            // The complement tells a damaged length from a torn write: no write makes a
+            // mismatch, and the acknowledged records after it must not be dropped.
+            if word(4) != !word(0) || len > MAX_FRAME || len <= NONCE {
+                return Err(damaged(format!(
+                    "the frame at byte {at} has a damaged length"
+                )));
+            }
+            let Some(sealed) = bytes.get(at + FRAME_HEAD..at + FRAME_HEAD + len) else {
+                tracing::warn!(path = %path.display(), at, "the journal ends in a frame cut short (a crash while writing it, before it was acknowledged); it is dropped");
+                break;
+            };
+            let plain = self.decrypt(sealed).ok_or_else(|| {
+                damaged(format!(
+                    "the frame at byte {at} does not decrypt with the archive key"
+                ))
             })?;
             frames.push(plain);
-            at += 4 + len;
+            at += FRAME_HEAD + len;
         }
         Ok((frames, at as u64))
     }
@@ -724,11 +757,21 @@ pub(crate) mod tests {
         s.append(&[rec(2)]).unwrap();
         let journal = s.journal_files().unwrap().remove(0).1;
         drop(s);
-        let mut bytes = fs::read(&journal).unwrap();
-        bytes[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        fs::write(&journal, bytes).unwrap();
-        let e = Spool::open(dir.path(), "w1", KEY, 1 << 30).err().unwrap();
-        assert!(e.to_string().contains("the frame at byte 0 claims"), "{e}");
+        let bytes = fs::read(&journal).unwrap();
+        let first = u32::from_le_bytes(bytes[..4].try_into().unwrap());
+        let mut grown = bytes.clone();
+        grown[..4].copy_from_slice(&(first + 40_000).to_le_bytes());
+        let mut huge = bytes.clone();
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        for damaged in [grown, huge] {
+            fs::write(&journal, damaged).unwrap();
+            let e = Spool::open(dir.path(), "w1", KEY, 1 << 30).err().unwrap();
+            assert!(
+                e.to_string()
+                    .contains("the frame at byte 0 has a damaged length"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
@@ -739,6 +782,23 @@ pub(crate) mod tests {
         drop(s);
         let e = Spool::open(dir.path(), "w2", KEY, 1 << 30).err().unwrap();
         assert!(e.to_string().contains("chain of writer w1, not w2"), "{e}");
+    }
+
+    #[test]
+    fn a_write_torn_anywhere_in_the_last_frame_keeps_the_frames_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path());
+        s.append(&[rec(1)]).unwrap();
+        let journal = s.journal_files().unwrap().remove(0).1;
+        let one = fs::metadata(&journal).unwrap().len() as usize;
+        s.append(&[rec(2)]).unwrap();
+        drop(s);
+        let whole = fs::read(&journal).unwrap();
+        for cut in one..whole.len() {
+            fs::write(&journal, &whole[..cut]).unwrap();
+            let s = open(dir.path());
+            assert_eq!(s.pending().0, 1, "cut at {cut}");
+        }
     }
 
     #[test]

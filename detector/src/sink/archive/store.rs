@@ -87,6 +87,14 @@ impl Store {
         Ok(names)
     }
 
+    /// Whether an object of that name exists.
+    pub async fn exists(&self, name: &str) -> Result<bool, StoreError> {
+        match self {
+            Store::S3(b) => Ok(b.existing(name).await?.is_some()),
+            Store::Dir(d) => Ok(std::fs::symlink_metadata(d.join(name)).is_ok()),
+        }
+    }
+
     /// An object's bytes.
     pub async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         match self {
@@ -262,8 +270,12 @@ fn list_dir(root: &Path) -> Result<Vec<String>, StoreError> {
             message: e.to_string(),
         })?;
         // Symlinks, pipes and the like are listed (and refused when read), not skipped: a
-        // symlink in an object's place must show.
-        if entry.file_type().is_dir() {
+        // symlink in an object's place must show; so must a folder named like an object.
+        let named_like_a_file = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(".jsonl.gz") || n == "manifest.json");
+        if entry.file_type().is_dir() && !named_like_a_file {
             continue;
         }
         if let Ok(rel) = entry.path().strip_prefix(root) {
