@@ -133,7 +133,18 @@ pub type RecordFn<'a> = dyn FnMut(usize, &[u8]) -> Result<(), ObjectError> + 'a;
 /// one line whatever the object holds.
 pub fn read(bytes: &[u8], each: &mut RecordFn<'_>) -> Result<Read, ObjectError> {
     use sha2::Digest;
-    let gz = flate2::read::MultiGzDecoder::new(bytes).take(MAX_UNCOMPRESSED);
+    // One gzip member, with the header this encoder writes: a member appended, a file name
+    // added or a time set would change the stored bytes without changing what they hold, so
+    // the newest object (which nothing names yet) could be rewritten unnoticed.
+    let canonical = bytes.get(..10).is_some_and(|h| {
+        h[..8] == [0x1f, 0x8b, 8, 0, 0, 0, 0, 0] && matches!(h[8], 0 | 2 | 4) && h[9] == 0xff
+    });
+    if !canonical {
+        return Err(ObjectError::Gzip(std::io::Error::other(
+            "not a gzip member with the header trailwatch writes",
+        )));
+    }
+    let gz = flate2::bufread::GzDecoder::new(bytes).take(MAX_UNCOMPRESSED);
     let mut reader = std::io::BufReader::new(gz);
     let mut line = Vec::new();
     let mut next = |line: &mut Vec<u8>| -> Result<bool, ObjectError> {
@@ -177,6 +188,13 @@ pub fn read(bytes: &[u8], each: &mut RecordFn<'_>) -> Result<Read, ObjectError> 
             records as usize + 1,
             line.strip_suffix(b"\n").unwrap_or(&line),
         )?;
+    }
+    let rest = reader.into_inner().into_inner().into_inner();
+    if !rest.is_empty() {
+        return Err(ObjectError::Gzip(std::io::Error::other(format!(
+            "{} bytes after the gzip member (or the object is over {MAX_UNCOMPRESSED} bytes)",
+            rest.len()
+        ))));
     }
     Ok(Read {
         header,
@@ -360,6 +378,23 @@ mod tests {
             decode(&encode(&wrong, &[])),
             Err(ObjectError::Header(_))
         ));
+    }
+
+    #[test]
+    fn only_the_gzip_form_the_encoder_writes_is_read() {
+        let bytes = encode(&header(1), &[b"{}".to_vec()]);
+        assert!(check(&bytes).is_ok());
+        let mut timed = bytes.clone();
+        timed[4] = 1;
+        let mut appended = bytes.clone();
+        appended.extend(
+            flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default())
+                .finish()
+                .unwrap(),
+        );
+        for (what, b) in [("a time", timed), ("a second member", appended)] {
+            assert!(matches!(check(&b), Err(ObjectError::Gzip(_))), "{what}");
+        }
     }
 
     #[test]

@@ -836,4 +836,21 @@ pub(crate) mod tests {
         }
         s.append(&big).unwrap();
     }
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+        /// Whatever a journal, a chain state or an outbox file holds, opening the spool ends in
+        /// a spool or an error naming the file, never a panic; a journal is never silently
+        /// emptied of whole frames.
+        #[test]
+        fn any_spool_files_open_or_refuse(journal in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512), chain in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), which in 0u8..3) {
+            let dir = tempfile::tempdir().unwrap();
+            fs::create_dir_all(dir.path().join("outbox")).unwrap();
+            match which {
+                0 => fs::write(dir.path().join("journal-000000000000000000000001-00000000.log"), &journal).unwrap(),
+                1 => fs::write(dir.path().join("chain.json"), &chain).unwrap(),
+                _ => fs::write(dir.path().join("outbox/000000000001.obj"), &journal).unwrap(),
+            }
+            let _ = Spool::open(dir.path(), "w1", KEY, 1 << 30);
+        }
+    }
 }
