@@ -276,26 +276,20 @@ async fn alerts_and_batches_are_archived_locked_chained_and_kept_through_an_s3_o
             .key(format!("{PREFIX}/{key}"))
             .send()
     };
-    let (x, y) = (
-        get(a)
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes()
-            .to_vec(),
-        get(b)
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes()
-            .to_vec(),
-    );
+    let body = |key: &str| {
+        let got = get(key);
+        async move {
+            got.await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes()
+                .to_vec()
+        }
+    };
+    let (x, y) = (body(a).await, body(b).await);
     put(a, y).await.unwrap();
     put(b, x).await.unwrap();
     let (code, text) = verify(&url, &key, &bucket);
@@ -370,17 +364,9 @@ async fn a_killed_service_loses_no_archived_record() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert_eq!(report["findings"], serde_json::json!([]));
-    let store = trailwatch::sink::archive::store::Store::Dir(dir.path().join("archive"));
     let mut ids = BTreeMap::<String, usize>::new();
     let mut starts = 0;
-    for name in store
-        .list()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|n| n.ends_with(".jsonl.gz"))
-    {
-        let (_, records) = object::decode(&store.get(name).await.unwrap()).unwrap();
+    for (_, records) in archive_objects(&dir.path().join("archive")).await {
         for r in &records {
             if r["kind"] == "alert" {
                 *ids.entry(r["alert"]["alert_id"].as_str().unwrap().to_string())

@@ -349,19 +349,10 @@ async fn a_rebalancing_group_archives_every_alert_once() {
     stop_service(a);
     stop_service(c);
 
-    let store = trailwatch::sink::archive::store::Store::Dir(d("archive"));
     let mut archived: BTreeMap<String, usize> = BTreeMap::new();
     let mut offsets: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
     let mut writers = BTreeSet::new();
-    for name in store
-        .list()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|n| n.ends_with(".jsonl.gz"))
-    {
-        let (header, records) =
-            trailwatch::sink::archive::object::decode(&store.get(name).await.unwrap()).unwrap();
+    for (header, records) in archive_objects(&d("archive")).await {
         writers.insert(header.writer);
         for r in records {
             match r["kind"].as_str() {

@@ -198,6 +198,28 @@ pub fn s3_client(url: &str) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
+/// Every object of a directory archive, decoded: its header and its records.
+pub async fn archive_objects(
+    dir: &Path,
+) -> Vec<(
+    trailwatch::sink::archive::object::Header,
+    Vec<serde_json::Value>,
+)> {
+    let store = trailwatch::sink::archive::store::Store::Dir(dir.to_path_buf());
+    let mut out = Vec::new();
+    for name in store
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|n| n.ends_with(".jsonl.gz"))
+    {
+        let bytes = store.get(name).await.unwrap();
+        out.push(trailwatch::sink::archive::object::decode(&bytes).unwrap());
+    }
+    out
+}
+
 /// Starts `trailwatch run` on `q`; returns the child and the metrics address.
 pub fn start(url: &str, q: &Queues, dir: &std::path::Path) -> (Service, String) {
     start_with(url, q, dir, Extra::default())
