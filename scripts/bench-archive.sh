@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# What the audit archive costs the live path (docs/PERFORMANCE.md, "The audit archive"): CPU
+# per event of `trailwatch run` on Kafka (tansu on 127.0.0.1) at a fixed rate, with alerts to a
+# file only, and with [sink.archive] to a directory as well, interleaved (MODES); then the
+# archive's size and verify-archive's verdict.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EVENTS=${EVENTS:-30000}
+RATE=${RATE:-1000}
+KAFKA_PORT=${KAFKA_PORT:-29392}
+cargo build --release --locked -p trailwatch -p load-test >&2
+tw=target/release/trailwatch
+lt=target/release/load-test
+tansu_bin=$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")
+[ -x "$tansu_bin" ] || cargo install tansu --locked --no-default-features --features libsql >&2
+work=$(mktemp -d)
+trap 'kill ${tansu_pid:-} 2>/dev/null || true; rm -rf "$work"' EXIT
+(cd "$work" && exec "$tansu_bin" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+  --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" --storage-engine sqlite://tansu.db) \
+  > "$work/tansu.log" 2>&1 &
+tansu_pid=$!
+for _ in $(seq 50); do grep -q "ready in" "$work/tansu.log" && break; sleep 0.2; done
+brokers="127.0.0.1:$KAFKA_PORT"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/hmac.key"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/archive.key"
+"$lt" generate --events "$EVENTS" --seed 11 -o "$work/events.jsonl" >&2
+run() { # mode
+  local mode=$1 topic="cost-$1-$$-$RANDOM" cfg="$work/$1.toml" port=$((39500 + RANDOM % 400))
+  cat > "$cfg" <<TOML
+[rules]
+paths = ["$PWD/rules"]
+[source.kafka]
+brokers = "$brokers"
+topic = "$topic"
+group_id = "$topic"
+state_topic = "$topic-state"
+[source.kafka.properties]
+"fetch.wait.max.ms" = "10"
+[sink]
+jsonl = "$work/$mode-alerts.jsonl"
+[metrics]
+listen = "127.0.0.1:$port"
+[alerts]
+hmac_key_file = "$work/hmac.key"
+TOML
+  if [ "$mode" = archive ]; then
+    cat >> "$cfg" <<TOML
+[sink.archive]
+key_file = "$work/archive.key"
+spool = "$work/spool-$topic"
+dir = "$work/archive-$topic"
+TOML
+  fi
+  "$lt" kafka-produce --brokers "$brokers" --topic "$topic" --partitions 3 /dev/null >/dev/null
+  "$tw" run --config "$cfg" 2> "$cfg.log" & local pid=$!
+  for _ in $(seq 300); do grep -q "partitions assigned" "$cfg.log" && break; sleep 0.2; done
+  "$lt" kafka-produce --brokers "$brokers" --topic "$topic" --rate "$RATE" "$work/events.jsonl" >/dev/null
+  for _ in $(seq 600); do
+    n=$(curl -sf "http://127.0.0.1:$port/metrics" | awk '$1=="trailwatch_events_total"{print $2}')
+    [ "${n:-0}" -ge "$EVENTS" ] && break; sleep 0.1
+  done
+  local ticks; ticks=$(awk '{print $14+$15}' /proc/$pid/stat)
+  local hz; hz=$(getconf CLK_TCK)
+  kill -TERM $pid; wait $pid || true
+  python3 -c "print('$mode: events $n, cpu {:.2f} s, {:.1f} us/event'.format($ticks/$hz, $ticks/$hz/$n*1e6))"
+  if [ "$mode" = archive ]; then
+    du -sb "$work/archive-$topic" | awk '{print "archive bytes", $1}'
+    find "$work/archive-$topic" -name '*.jsonl.gz' | wc -l | awk '{print "objects", $1}'
+    "$tw" verify-archive --key-file "$work/archive.key" "$work/archive-$topic" | tail -1
+  fi
+}
+for m in ${MODES:-plain archive plain archive}; do run "$m"; done
