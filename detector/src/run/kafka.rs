@@ -175,7 +175,7 @@ impl<'s> KafkaWorker<'s> {
         let mut quiet = tokio::time::interval(super::QUIET_CHECK);
         loop {
             let first = tokio::select! {
-                m = consumer.recv() => m,
+                m = consumer.recv() => m.map(|m| (m.detach(), self.shared.generation())),
                 _ = tick.tick() => {
                     self.write_states(consumer);
                     continue;
@@ -196,7 +196,7 @@ impl<'s> KafkaWorker<'s> {
             match first {
                 Ok(m) => {
                     ctx.metrics.source_ok();
-                    batch.push(m.detach())
+                    batch.push(m)
                 }
                 Err(e) => {
                     if kafka::topic_missing(&e) {
@@ -216,9 +216,20 @@ impl<'s> KafkaWorker<'s> {
             // of zero polls once (a fetched message is ready at once), then gives up.
             while batch.len() < kafka_config.max_batch {
                 match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
-                    Ok(Ok(m)) => batch.push(m.detach()),
+                    Ok(Ok(m)) => batch.push((m.detach(), self.shared.generation())),
                     _ => break,
                 }
+            }
+            // A rebalance while the batch filled (inside a receive) makes what came before it
+            // stale: those partitions restart from their restored state, before these offsets,
+            // and are fetched again. Processed now, they would skip the gap's replay.
+            let now = self.shared.generation();
+            let batch: Vec<OwnedMessage> = batch
+                .into_iter()
+                .filter_map(|(m, g)| (g == now).then_some(m))
+                .collect();
+            if batch.is_empty() {
+                continue;
             }
             self.batch(batch, ctx.out, consumer).await;
         }
@@ -485,7 +496,11 @@ impl<'s> KafkaWorker<'s> {
             let Some(part) = self.parts.get_mut(p) else {
                 continue;
             };
-            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(part.next));
+            // Never behind what the previous owner committed: while this owner replays that
+            // gap, a lower commit would make the next owner (after another rebalance) publish
+            // the gap's alerts again.
+            let committed = part.next.max(part.replay_until);
+            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(committed));
             // Handled ids are in memory: a new owner rebuilds them by replaying the gap.
             let _ = part.pipeline.confirm();
             part.reported

@@ -97,9 +97,18 @@ pub struct Shared {
     pub restores: Mutex<HashMap<i32, Restore>>,
     /// The partitions this instance owns now.
     pub owned: Mutex<std::collections::HashSet<i32>>,
+    /// Bumped by every revocation and assignment: a message received before the latest was
+    /// fetched under an assignment that is gone (its partition restarts from its restored
+    /// state and is fetched again).
+    pub generation: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
+    /// The assignment generation now.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Whether partition `p` is owned now.
     pub fn owns(&self, p: i32) -> bool {
         lock(&self.owned).contains(&p)
@@ -185,6 +194,9 @@ impl GroupContext {
             .kafka_rebalances
             .with_label_values(&["revoke"])
             .inc();
+        self.shared
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let revoked = self.partitions(tpl);
         let states: Vec<(i32, PartitionState)> = {
             let mut saved = lock(&self.shared.saved);
@@ -210,6 +222,9 @@ impl GroupContext {
             .kafka_rebalances
             .with_label_values(&["assign"])
             .inc();
+        self.shared
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let assigned = self.partitions(tpl);
         let committed: HashMap<i32, i64> = consumer
             .committed_offsets(tpl.clone(), REBALANCE_TIMEOUT)
