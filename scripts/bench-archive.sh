@@ -5,21 +5,16 @@
 # archive's size and verify-archive's verdict.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 EVENTS=${EVENTS:-30000}
 RATE=${RATE:-1000}
 KAFKA_PORT=${KAFKA_PORT:-29392}
 cargo build --release --locked -p trailwatch -p load-test >&2
 tw=target/release/trailwatch
 lt=target/release/load-test
-tansu_bin=$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")
-[ -x "$tansu_bin" ] || cargo install tansu --locked --no-default-features --features libsql >&2
 work=$(mktemp -d)
-trap 'kill ${tansu_pid:-} 2>/dev/null || true; rm -rf "$work"' EXIT
-(cd "$work" && exec "$tansu_bin" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-  --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" --storage-engine sqlite://tansu.db) \
-  > "$work/tansu.log" 2>&1 &
-tansu_pid=$!
-for _ in $(seq 50); do grep -q "ready in" "$work/tansu.log" && break; sleep 0.2; done
+trap 'kill ${TANSU_PID:-} 2>/dev/null || true; rm -rf "$work"' EXIT
+start_tansu "$KAFKA_PORT" "$work"
 brokers="127.0.0.1:$KAFKA_PORT"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/hmac.key"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/archive.key"

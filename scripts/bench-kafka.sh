@@ -5,17 +5,16 @@
 # trailwatch). Reports events/s from 10% to 100% of the events (group joins excluded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 EVENTS=${EVENTS:-200000}
 PORT=${KAFKA_PORT:-29092}
 
 cargo build --release --locked -p trailwatch -p load-test >&2
-command -v tansu >/dev/null || cargo install tansu --locked --no-default-features --features libsql >&2
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
-(cd "$work" && exec tansu broker --listener-url "tcp://127.0.0.1:$PORT" --advertised-listener-url "tcp://127.0.0.1:$PORT" --storage-engine sqlite://tansu.db) > "$work/tansu.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do grep -q "ready in" "$work/tansu.log" && break; sleep 0.2; done
+start_tansu "$PORT" "$work"
+pids+=("$TANSU_PID")
 brokers="127.0.0.1:$PORT"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/hmac.key"
 

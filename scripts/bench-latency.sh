@@ -28,19 +28,14 @@ cargo build --release --locked -p trailwatch -p load-test >&2
 tw=target/release/trailwatch
 lt=target/release/load-test
 moto_install
-tansu_bin=$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")
-[ -x "$tansu_bin" ] || cargo install tansu --locked --no-default-features --features libsql >&2
 
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" ${twpid:-} 2>/dev/null || true; rm -rf "$work"' EXIT
 start_moto "$MOTO_PORT" "$work/moto.log"
 pids+=("$MOTO_PID")
-(cd "$work" && exec "$tansu_bin" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-  --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" --storage-engine sqlite://tansu.db) \
-  > "$work/tansu.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do grep -q "ready in" "$work/tansu.log" && break; sleep 0.2; done
+start_tansu "$KAFKA_PORT" "$work"
+pids+=("$TANSU_PID")
 brokers="127.0.0.1:$KAFKA_PORT"
 export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test \
   AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true

@@ -32,3 +32,19 @@ best() {
   done
   echo "$b"
 }
+
+# start_tansu PORT DIR: builds tansu once (skipped when installed), starts it on 127.0.0.1:PORT
+# with its SQLite store in DIR, and waits until it is ready; its pid is TANSU_PID (the caller's
+# trap kills it).
+start_tansu() {
+  local bin
+  bin=$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")
+  [ -x "$bin" ] || cargo install tansu --locked --no-default-features --features libsql >&2
+  (cd "$2" && exec "$bin" broker --listener-url "tcp://127.0.0.1:$1" \
+    --advertised-listener-url "tcp://127.0.0.1:$1" --storage-engine sqlite://tansu.db) \
+    > "$2/tansu.log" 2>&1 &
+  TANSU_PID=$!
+  for _ in $(seq 50); do grep -q "ready in" "$2/tansu.log" && return 0; sleep 0.2; done
+  echo "error: tansu did not start on port $1 ($2/tansu.log)" >&2
+  return 1
+}

@@ -166,14 +166,25 @@ pub fn csv(alerts: &[Alert]) -> String {
     out
 }
 
-/// One CSV cell: quoted when it holds a separator, quote or line break; a value a spreadsheet
-/// would evaluate (`=`, `+`, `-`, `@`, tab or carriage return first) is made text with `'`.
-fn csv_cell(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
-    } else {
-        value.to_string()
-    };
+/// One CSV cell (RFC 4180): quoted when it holds a separator, quote or line break; a value a
+/// spreadsheet would evaluate (`=`, `+`, `-`, `@` and more after it, or a tab or carriage
+/// return first) is made text with `'`; control characters are replaced, as in the HTML report.
+pub fn csv_cell(value: &str) -> String {
+    let mut value: String = value
+        .chars()
+        .map(|c| {
+            if c.is_control() && !matches!(c, '\n' | '\t' | '\r') {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let formula = value.len() > 1 && value.starts_with(['=', '+', '-', '@'])
+        || value.starts_with(['\t', '\r']);
+    if formula {
+        value.insert(0, '\'');
+    }
     if value.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", value.replace('"', "\"\""))
     } else {

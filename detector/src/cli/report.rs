@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use trailwatch::alert::SummaryFields;
 use trailwatch::report::{self, Evidence, Period, RulesInForce};
 use trailwatch::sink::archive::object::{self, Name};
-use trailwatch::sink::archive::store::{Bucket, Store};
+use trailwatch::sink::archive::store::Store;
 use trailwatch::source::{file, select};
 
 #[derive(clap::Args)]
@@ -119,19 +119,15 @@ fn from_archive(a: &ReportArgs) -> Result<Evidence> {
         let aws = aws_config::load_from_env().await;
         let (store, key) = match (&a.config, &a.archive) {
             (Some(path), _) => {
-                let config = trailwatch::config::Config::load(path)?;
-                let Some(archive) = &config.sink.archive else {
-                    bail!("{} has no [sink.archive]", path.display());
-                };
-                let key = trailwatch::alert::read_hmac_key(&archive.key_file)?;
-                (trailwatch::run::archive_store(archive, &aws), Some(key))
+                let (store, key) = super::verify::configured(path, &aws)?;
+                (store, Some(key))
             }
             (None, Some(location)) => {
                 let key = match &a.key_file {
                     Some(k) => Some(trailwatch::alert::read_hmac_key(k)?),
                     None => None,
                 };
-                (store_at(location, a.s3_endpoint.as_deref(), &aws)?, key)
+                (super::verify::store_at(location, a.s3_endpoint.as_deref(), &aws)?, key)
             }
             (None, None) => bail!("name the evidence: --archive, --config, or --rules with INPUT"),
         };
@@ -234,28 +230,6 @@ async fn take_object(store: &Store, name: &str, key: Option<&[u8]>, evidence: &m
         }
         Ok(())
     });
-}
-
-fn store_at(location: &str, endpoint: Option<&str>, aws: &aws_config::SdkConfig) -> Result<Store> {
-    if let Some(rest) = location.strip_prefix("s3://") {
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let mut c = aws_sdk_s3::config::Builder::from(aws).force_path_style(true);
-        if let Some(url) = endpoint {
-            c = c.endpoint_url(url);
-        }
-        return Ok(Store::S3(Bucket {
-            client: aws_sdk_s3::Client::from_conf(c.build()),
-            bucket: bucket.to_string(),
-            prefix: prefix.trim_end_matches('/').to_string(),
-            kms_key_id: None,
-            retention: None,
-        }));
-    }
-    let dir = PathBuf::from(location);
-    if !dir.is_dir() {
-        bail!("{location}: no such directory");
-    }
-    Ok(Store::Dir(dir))
 }
 
 /// Replays the inputs through the rules: their alerts, and the events by account, region

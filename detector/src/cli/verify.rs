@@ -86,39 +86,53 @@ pub(crate) fn cmd_verify(a: VerifyArgs) -> Result<ExitCode> {
 async fn store_and_key(a: &VerifyArgs) -> Result<(Store, Vec<u8>)> {
     let aws = aws_config::load_from_env().await;
     if let Some(path) = &a.config {
-        let config = trailwatch::config::Config::load(path)?;
-        let Some(archive) = &config.sink.archive else {
-            bail!("{} has no [sink.archive]", path.display());
-        };
-        let key = trailwatch::alert::read_hmac_key(&archive.key_file)?;
-        return Ok((trailwatch::run::archive_store(archive, &aws), key));
+        return configured(path, &aws);
     }
     let (Some(location), Some(key_file)) = (&a.archive, &a.key_file) else {
         bail!("name the archive and --key-file, or --config");
     };
     let key = trailwatch::alert::read_hmac_key(key_file)?;
+    Ok((store_at(location, a.s3_endpoint.as_deref(), &aws)?, key))
+}
+
+/// The archive and key a service configuration's `[sink.archive]` names.
+pub(crate) fn configured(
+    path: &std::path::Path,
+    aws: &aws_config::SdkConfig,
+) -> Result<(Store, Vec<u8>)> {
+    let config = trailwatch::config::Config::load(path)?;
+    let Some(archive) = &config.sink.archive else {
+        bail!("{} has no [sink.archive]", path.display());
+    };
+    let key = trailwatch::alert::read_hmac_key(&archive.key_file)?;
+    Ok((trailwatch::run::archive_store(archive, aws), key))
+}
+
+/// The archive at a directory or `s3://bucket/prefix` (read only: no protection settings).
+pub(crate) fn store_at(
+    location: &str,
+    endpoint: Option<&str>,
+    aws: &aws_config::SdkConfig,
+) -> Result<Store> {
     if let Some(rest) = location.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let mut c = aws_sdk_s3::config::Builder::from(&aws).force_path_style(true);
-        if let Some(url) = &a.s3_endpoint {
+        let mut c = aws_sdk_s3::config::Builder::from(aws).force_path_style(true);
+        if let Some(url) = endpoint {
             c = c.endpoint_url(url);
         }
-        return Ok((
-            Store::S3(Bucket {
-                client: aws_sdk_s3::Client::from_conf(c.build()),
-                bucket: bucket.to_string(),
-                prefix: prefix.trim_end_matches('/').to_string(),
-                kms_key_id: None,
-                retention: None,
-            }),
-            key,
-        ));
+        return Ok(Store::S3(Bucket {
+            client: aws_sdk_s3::Client::from_conf(c.build()),
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_end_matches('/').to_string(),
+            kms_key_id: None,
+            retention: None,
+        }));
     }
     let dir = PathBuf::from(location);
     if !dir.is_dir() {
         bail!("{location}: no such directory");
     }
-    Ok((Store::Dir(dir), key))
+    Ok(Store::Dir(dir))
 }
 
 fn print_text(r: &Report) {

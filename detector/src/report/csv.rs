@@ -45,29 +45,11 @@ fn line<'a>(out: &mut dyn Write, cells: impl Iterator<Item = &'a str>) -> io::Re
     out.write_all(text.as_bytes())
 }
 
-/// A field quoted when it must be, defused when a spreadsheet would take it for a formula
-/// (a user name such as `=HYPERLINK(...)` is attacker-controlled text), and with control
-/// characters replaced (as the HTML page does).
+/// A field quoted when it must be, defused when a spreadsheet would take it for a formula (a
+/// user name such as `=HYPERLINK(...)` is attacker-controlled text), control characters
+/// replaced: the same cells as `replay --format csv`.
 pub fn field(s: &str) -> String {
-    let mut s: String = s
-        .chars()
-        .map(|c| {
-            if c.is_control() && !matches!(c, '\n' | '\t' | '\r') {
-                '\u{FFFD}'
-            } else {
-                c
-            }
-        })
-        .collect();
-    let formula = s.len() > 1 && s.starts_with(['=', '+', '-', '@']) || s.starts_with(['\t', '\r']);
-    if formula {
-        s.insert(0, '\'');
-    }
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
+    crate::alert::human::csv_cell(s)
 }
 
 #[cfg(test)]
