@@ -55,6 +55,22 @@ impl Manifest {
         m
     }
 
+    /// The bytes stored for this manifest: the only form [`Manifest::from_stored`] accepts.
+    pub fn to_stored(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// Reads a stored manifest, refusing any bytes but the form [`Manifest::to_stored`] writes:
+    /// the signature covers the content, so a change that keeps the content (whitespace, an
+    /// escape, the case of a hex digit) must still be seen as a change of the stored object.
+    pub fn from_stored(bytes: &[u8]) -> Result<Manifest, String> {
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| format!("unreadable: {e}"))?;
+        if m.to_stored() != bytes {
+            return Err("its bytes are not the form the writer writes (altered)".into());
+        }
+        Ok(m)
+    }
+
     /// Whether the signature is the archive key's over this content.
     pub fn signature_holds(&self, key: &[u8]) -> bool {
         let mut mac = mac(key);
@@ -86,13 +102,21 @@ fn mac(key: &[u8]) -> Hmac<sha2::Sha256> {
     <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length")
 }
 
+/// Lower-case hex only, as written: `A` or `+a` would be other signature texts of the same bytes.
 fn unhex(s: &str) -> Option<Vec<u8>> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    let s = s.as_bytes();
     if !s.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+    s.chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
         .collect()
 }
 
@@ -139,5 +163,35 @@ mod tests {
         let mut garbage = m.clone();
         garbage.signature = "zz".into();
         assert!(!garbage.signature_holds(b"key one"));
+        let mut shouted = m.clone();
+        shouted.signature = shouted.signature.to_ascii_uppercase();
+        assert!(!shouted.signature_holds(b"key one"));
+        let mut signed = m.clone();
+        signed.signature.replace_range(0..1, "+");
+        assert!(
+            !signed.signature_holds(b"key one"),
+            "from_str_radix would take +a"
+        );
+    }
+
+    #[test]
+    fn only_the_written_form_is_read() {
+        let m = Manifest::signed("w1", "2026-12-01", None, entries(), b"k");
+        let stored = m.to_stored();
+        assert_eq!(Manifest::from_stored(&stored), Ok(m));
+        // Found by the property test: a space turned into a carriage return is still JSON.
+        let i = stored.iter().position(|&b| b == b' ').unwrap();
+        let mut reformatted = stored.clone();
+        reformatted[i] = b'\r';
+        assert!(Manifest::from_stored(&reformatted)
+            .unwrap_err()
+            .contains("not the form"));
+        let compact =
+            serde_json::to_vec(&Manifest::signed("w1", "2026-12-01", None, entries(), b"k"))
+                .unwrap();
+        assert!(Manifest::from_stored(&compact).is_err());
+        assert!(Manifest::from_stored(b"{")
+            .unwrap_err()
+            .starts_with("unreadable"));
     }
 }

@@ -306,7 +306,7 @@ impl Spool {
                     &self.key,
                 );
                 let name = object::manifest_name(&self.writer, old);
-                let body = serde_json::to_vec_pretty(&m).unwrap_or_default();
+                let body = m.to_stored();
                 self.put_outbox(&format!("{seq:012}.manifest"), &name, &body)?;
             }
             chain.day = Some(day.clone());

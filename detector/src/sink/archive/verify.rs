@@ -399,13 +399,13 @@ async fn check_manifests(
             continue;
         };
         let bytes = store.get(name).await?;
-        let manifest: Manifest = match serde_json::from_slice(&bytes) {
+        let manifest = match Manifest::from_stored(&bytes) {
             Ok(m) => m,
-            Err(e) => {
+            Err(detail) => {
                 report.findings.push(Finding {
                     kind: Kind::Manifest,
                     name: name.clone(),
-                    detail: format!("unreadable: {e}"),
+                    detail,
                 });
                 continue;
             }
