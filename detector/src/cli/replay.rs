@@ -85,7 +85,7 @@ pub(crate) struct ReplayArgs {
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<usize>,
     /// Size of the pieces plain files are cut into for the threads (testing).
-    #[arg(long, value_name = "BYTES", default_value_t = 2 << 20, hide = true)]
+    #[arg(long, value_name = "BYTES", default_value_t = trailwatch::replay::PIECE_BYTES, hide = true)]
     pub(crate) piece_bytes: u64,
     /// Most alerts per rule per minute of event time (0: no cap); the rest go into a storm alert.
     #[arg(long, default_value_t = AlertLimits::default().per_rule_per_minute, value_name = "N")]

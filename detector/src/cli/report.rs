@@ -274,7 +274,7 @@ fn from_replay(a: &ReportArgs) -> Result<Evidence> {
         unordered: false,
         select,
         threads: std::thread::available_parallelism().map_or(1, usize::from),
-        piece_bytes: 2 << 20,
+        piece_bytes: trailwatch::replay::PIECE_BYTES,
         count_hours: true,
     };
     let mut out = Vec::new();

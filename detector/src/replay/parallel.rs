@@ -20,8 +20,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 /// Pieces decoded ahead of the one being taken in order, per thread: bounds the memory held
-/// by results waiting for their turn.
-const AHEAD_PER_THREAD: usize = 4;
+/// by results waiting for their turn (two replay as fast as four).
+const AHEAD_PER_THREAD: usize = 2;
 
 /// What a worker made of a piece.
 enum Done {

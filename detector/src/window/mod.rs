@@ -259,9 +259,7 @@ impl State {
 
 #[derive(Debug, Default)]
 struct Groups {
-    map: FxHashMap<Key, State>,
-    /// (key, time) of each update, oldest first; stale entries are skipped when popped.
-    touched: VecDeque<(Key, i64)>,
+    table: table::Table,
     /// The events that fed the groups lately, for alert lineage.
     recent: lineage::Recent,
     /// First-seen detectors: the earliest event time seen of each account (by the hash of its
@@ -375,7 +373,7 @@ impl<'s> Correlator<'s> {
 
     /// Group keys currently tracked, over all correlations.
     pub fn keys(&self) -> usize {
-        self.groups.iter().map(|g| g.map.len()).sum()
+        self.groups.iter().map(|g| g.table.len()).sum()
     }
 
     /// How late (seconds of event time) an event may arrive and still be correlated.
@@ -604,34 +602,37 @@ impl<'s> Correlator<'s> {
         };
         // Events still to come are at or after the watermark; their windows reach a span back.
         let keep_from = watermark.map_or(i64::MIN, |w| w.saturating_sub(span));
-        let groups = &mut self.groups[feed.corr as usize];
-        expire(groups, keep_from);
-        if !groups.map.contains_key(&feed.key) && groups.map.len() >= self.opts.max_keys {
-            self.stats.evicted += evict_oldest(groups);
-        }
         let fresh = || match measure {
             early::Measure::Count => State::EarlyCount(early_count::Counts::new()),
             early::Measure::Distinct => State::Early(Box::default()),
         };
-        let state = groups.map.entry(feed.key).or_insert_with(fresh);
         let mut met = Vec::new();
-        match (state, measure) {
-            (State::EarlyCount(w), early::Measure::Count) => {
-                early_count::forget_before(w, keep_from);
-                early_count::add(w, t, span, &condition, &mut met);
-            }
-            (State::Early(w), early::Measure::Distinct) => {
-                w.forget_before(keep_from);
-                w.add(t, v, span, measure, &condition, &mut met);
-            }
-            // State of another shape (restored from an older build): start over.
-            (state, _) => {
-                *state = fresh();
-                return self.update_early(feed, t, watermark, origin, out);
-            }
-        }
-        let last = groups.map.get(&feed.key).map_or(t, State::last);
-        groups.touched.push_back((feed.key, last));
+        let groups = &mut self.groups[feed.corr as usize];
+        let ((), evicted) =
+            groups
+                .table
+                .update(&feed.key, keep_from, self.opts.max_keys, fresh, |state| {
+                    if !matches!(
+                        (&*state, measure),
+                        (State::EarlyCount(_), early::Measure::Count)
+                            | (State::Early(_), early::Measure::Distinct)
+                    ) {
+                        // State of another shape (restored from an older build): start over.
+                        *state = fresh();
+                    }
+                    match state {
+                        State::EarlyCount(w) => {
+                            early_count::forget_before(w, keep_from);
+                            early_count::add(w, t, span, &condition, &mut met);
+                        }
+                        State::Early(w) => {
+                            w.forget_before(keep_from);
+                            w.add(t, v, span, measure, &condition, &mut met);
+                        }
+                        _ => {}
+                    }
+                });
+        self.stats.evicted += evicted;
         self.note(feed, t, origin);
         for (time, value, window_start) in met {
             self.stats.fired += 1;
@@ -682,15 +683,17 @@ impl<'s> Correlator<'s> {
         }
         let retention = corr.timespan;
         let groups = &mut self.groups[feed.corr as usize];
-        let last = match groups.map.get_mut(&feed.key) {
-            Some(State::Known(last)) if *last >= t.saturating_sub(retention) => {
+        let known = groups.table.modify(&feed.key, |state| match state {
+            State::Known(last) if *last >= t.saturating_sub(retention) => {
                 *last = (*last).max(t);
-                *last
+                true
             }
-            _ => return false,
-        };
+            _ => false,
+        });
+        if known != Some(true) {
+            return false;
+        }
         learning_from(groups, feed.scope, t);
-        groups.touched.push_back((feed.key, last));
         true
     }
 
@@ -738,34 +741,34 @@ impl<'s> Correlator<'s> {
         // every account (replay) or each shard some (Kafka partitions, replay --shard), and an
         // account that joins later is learnt rather than alerting on every principal at once.
         let started = learning_from(groups, feed.scope, t);
-        expire(groups, t.saturating_sub(retention));
-        // Known: seen within the retention. Expiry may lag behind (known combinations applied
-        // on arrival enter the recency queue ahead of the buffer), so the time decides, and a
-        // state of another shape (restored from an older build) starts over.
+        // Known: seen within the retention; a state of another shape (restored from an older
+        // build) starts over.
         let recent = t.saturating_sub(retention);
-        let known = |s: &State| matches!(s, State::Known(last) if *last >= recent);
-        let fired = match groups.map.get_mut(&key) {
-            Some(state) if known(state) => {
-                state.touch(t);
-                None
-            }
-            stale => {
-                if stale.is_none() && groups.map.len() >= self.opts.max_keys {
-                    self.stats.evicted += evict_oldest(groups);
+        let (new, evicted) = groups.table.update(
+            &key,
+            recent,
+            self.opts.max_keys,
+            || State::Known(i64::MIN),
+            |state| match state {
+                State::Known(last) if *last >= recent => {
+                    *last = (*last).max(t);
+                    false
                 }
-                groups.map.insert(key, State::Known(t));
-                let learnt = t >= started.saturating_add(history);
-                learnt.then(|| {
-                    let detail = format!(
-                        "first seen since learning the account began at {}",
-                        format_time(started)
-                    );
-                    (t, 1.0, Some(detail), place)
-                })
-            }
-        };
-        groups.touched.push_back((key, t));
-        fired
+                _ => {
+                    *state = State::Known(t);
+                    true
+                }
+            },
+        );
+        self.stats.evicted += evicted;
+        let learnt = t >= started.saturating_add(history);
+        (new && learnt).then(|| {
+            let detail = format!(
+                "first seen since learning the account began at {}",
+                format_time(started)
+            );
+            (t, 1.0, Some(detail), place)
+        })
     }
 
     /// Feeds a geo detector; returns (window start, value, what it saw) when it fires.
@@ -782,61 +785,59 @@ impl<'s> Correlator<'s> {
         }
         let kind = corr.kind;
         let groups = &mut self.groups[feed.corr as usize];
-        expire(groups, t - corr.timespan);
-        if !groups.map.contains_key(&feed.key) && groups.map.len() >= self.opts.max_keys {
-            self.stats.evicted += evict_oldest(groups);
-        }
-        let state = groups
-            .map
-            .entry(feed.key)
-            .or_insert_with(|| new_state(kind, 0));
-        let fired = match state {
-            State::Countries(c) => {
-                if c.events == 0 {
-                    c.first = t;
-                }
-                let new = !c.seen.contains(&loc.country);
-                let seasoned = c.events >= spec.min_history && t - c.first >= spec.baseline;
-                let fired = (new && seasoned).then(|| {
-                    let detail = format!(
-                        "first event from {}; seen before: {}",
-                        loc.country,
-                        c.seen.join(", ")
-                    );
-                    (c.first, 1.0, Some(detail))
-                });
-                if new {
-                    c.seen.push(loc.country.clone());
-                }
-                c.events = c.events.saturating_add(1);
-                c.last = c.last.max(t);
-                fired
-            }
-            State::Travel(prev) => {
-                let fired = (prev.at != i64::MIN).then(|| {
-                    let km = crate::geo::distance_km(prev.lat, prev.lon, loc.lat, loc.lon);
-                    let hours = (t - prev.at).max(1) as f64 / 3600.0;
-                    let speed = km / hours;
-                    (km >= spec.min_distance_km && speed > spec.max_speed_kmh).then(|| {
+        let lo = t - corr.timespan;
+        let (fired, evicted) = groups.table.update(
+            &feed.key,
+            lo,
+            self.opts.max_keys,
+            || new_state(kind, 0),
+            |state| match state {
+                State::Countries(c) => {
+                    if c.events == 0 {
+                        c.first = t;
+                    }
+                    let new = !c.seen.contains(&loc.country);
+                    let seasoned = c.events >= spec.min_history && t - c.first >= spec.baseline;
+                    let fired = (new && seasoned).then(|| {
                         let detail = format!(
-                            "{} to {}: {km:.0} km in {:.2} h = {speed:.0} km/h",
-                            prev.country, loc.country, hours
+                            "first event from {}; seen before: {}",
+                            loc.country,
+                            c.seen.join(", ")
                         );
-                        (prev.at, speed.round(), Some(detail))
-                    })
-                });
-                **prev = Travel {
-                    at: t,
-                    lat: loc.lat,
-                    lon: loc.lon,
-                    country: loc.country.clone(),
-                };
-                fired.flatten()
-            }
-            _ => None,
-        };
-        let last = state.last();
-        groups.touched.push_back((feed.key, last));
+                        (c.first, 1.0, Some(detail))
+                    });
+                    if new {
+                        c.seen.push(loc.country.clone());
+                    }
+                    c.events = c.events.saturating_add(1);
+                    c.last = c.last.max(t);
+                    fired
+                }
+                State::Travel(prev) => {
+                    let fired = (prev.at != i64::MIN).then(|| {
+                        let km = crate::geo::distance_km(prev.lat, prev.lon, loc.lat, loc.lon);
+                        let hours = (t - prev.at).max(1) as f64 / 3600.0;
+                        let speed = km / hours;
+                        (km >= spec.min_distance_km && speed > spec.max_speed_kmh).then(|| {
+                            let detail = format!(
+                                "{} to {}: {km:.0} km in {:.2} h = {speed:.0} km/h",
+                                prev.country, loc.country, hours
+                            );
+                            (prev.at, speed.round(), Some(detail))
+                        })
+                    });
+                    **prev = Travel {
+                        at: t,
+                        lat: loc.lat,
+                        lon: loc.lon,
+                        country: loc.country.clone(),
+                    };
+                    fired.flatten()
+                }
+                _ => None,
+            },
+        );
+        self.stats.evicted += evicted;
         fired
     }
 
@@ -846,120 +847,119 @@ impl<'s> Correlator<'s> {
         let (kind, span, n_inputs) = (corr.kind, corr.timespan, corr.inputs.len());
         let condition = corr.spec().condition;
         let groups = &mut self.groups[feed.corr as usize];
-        expire(groups, t - span);
-        if !groups.map.contains_key(&feed.key) && groups.map.len() >= self.opts.max_keys {
-            self.stats.evicted += evict_oldest(groups);
-        }
-        let state = groups
-            .map
-            .entry(feed.key)
-            .or_insert_with(|| new_state(kind, n_inputs));
-        state.touch(t);
         let lo = t - span;
-        let (start, value) = match state {
-            State::Times(times) => {
-                // Late-but-allowed events may arrive out of order: keep the list sorted.
-                let at = times.partition_point(|&x| x <= t);
-                times.insert(at, t);
-                let expired = times.partition_point(|&x| x < lo);
-                times.drain(..expired);
-                (times.first().copied().unwrap_or(t), times.len() as f64)
-            }
-            State::Values(vw) => {
-                let ValueWindow { order, counts, .. } = &mut **vw;
-                let v: Arc<str> = feed.value.as_deref()?.into();
-                order.push_back((t, v.clone()));
-                *counts.entry(v.clone()).or_default() += 1;
-                while order.front().is_some_and(|(x, _)| *x < lo) {
-                    if let Some((_, old)) = order.pop_front() {
-                        if let Some(n) = counts.get_mut(&old) {
-                            *n -= 1;
-                            if *n == 0 {
-                                counts.remove(&old);
+        let fresh = || new_state(kind, n_inputs);
+        let (window, evicted) =
+            groups
+                .table
+                .update(&feed.key, lo, self.opts.max_keys, fresh, |state| {
+                    state.touch(t);
+                    let (start, value) = match state {
+                        State::Times(times) => {
+                            // Late-but-allowed events may arrive out of order: keep the list sorted.
+                            let at = times.partition_point(|&x| x <= t);
+                            times.insert(at, t);
+                            let expired = times.partition_point(|&x| x < lo);
+                            times.drain(..expired);
+                            (times.first().copied().unwrap_or(t), times.len() as f64)
+                        }
+                        State::Values(vw) => {
+                            let ValueWindow { order, counts, .. } = &mut **vw;
+                            let v: Arc<str> = feed.value.as_deref()?.into();
+                            order.push_back((t, v.clone()));
+                            *counts.entry(v.clone()).or_default() += 1;
+                            while order.front().is_some_and(|(x, _)| *x < lo) {
+                                if let Some((_, old)) = order.pop_front() {
+                                    if let Some(n) = counts.get_mut(&old) {
+                                        *n -= 1;
+                                        if *n == 0 {
+                                            counts.remove(&old);
+                                        }
+                                    }
+                                }
+                            }
+                            let start = order.front().map_or(t, |x| x.0);
+                            match kind {
+                                Kind::ValuePercentile => {
+                                    let share = counts.get(&v).copied().unwrap_or(0) as f64 * 100.0
+                                        / order.len() as f64;
+                                    (start, share)
+                                }
+                                _ => (start, counts.len() as f64),
                             }
                         }
-                    }
-                }
-                let start = order.front().map_or(t, |x| x.0);
-                match kind {
-                    Kind::ValuePercentile => {
-                        let share = counts.get(&v).copied().unwrap_or(0) as f64 * 100.0
-                            / order.len() as f64;
-                        (start, share)
-                    }
-                    _ => (start, counts.len() as f64),
-                }
-            }
-            State::Numbers(nw) => {
-                let NumberWindow { items, sum, .. } = &mut **nw;
-                let x: f64 = feed
-                    .value
-                    .as_deref()?
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|x: &f64| x.is_finite())?;
-                items.push_back((t, x));
-                *sum += x;
-                while items.front().is_some_and(|(y, _)| *y < lo) {
-                    if let Some((_, old)) = items.pop_front() {
-                        *sum -= old;
-                    }
-                }
-                let start = items.front().map_or(t, |x| x.0);
-                match kind {
-                    Kind::ValueAvg => (start, *sum / items.len() as f64),
-                    _ => (start, *sum),
-                }
-            }
-            State::Seen(marks) => {
-                let seen = &mut marks.at;
-                seen[feed.pos as usize] = Some(t);
-                let live: Vec<i64> = seen
-                    .iter()
-                    .flatten()
-                    .copied()
-                    .filter(|&x| x >= lo)
-                    .collect();
-                (live.iter().copied().min().unwrap_or(t), live.len() as f64)
-            }
-            State::Chain(marks) => {
-                let chain = &mut marks.at;
-                let pos = feed.pos as usize;
-                let start = if pos == 0 {
-                    Some(t)
-                } else {
-                    chain[pos - 1].filter(|&s| s >= lo)
-                };
-                if let Some(s) = start {
-                    chain[pos] = Some(chain[pos].map_or(s, |old| old.max(s)));
-                }
-                // How many inputs, in order, a chain that started inside the window has completed.
-                let done = chain
-                    .iter()
-                    .take_while(|c| c.is_some_and(|s| s >= lo))
-                    .count();
-                (
-                    chain
-                        .get(done.saturating_sub(1))
-                        .copied()
-                        .flatten()
-                        .unwrap_or(t),
-                    done as f64,
-                )
-            }
-            // Baselines are fed by update_geo and update_first_seen, early windows by
-            // update_early.
-            State::Countries(_)
-            | State::Travel(_)
-            | State::Early(_)
-            | State::EarlyCount(_)
-            | State::Known(_) => return None,
-        };
-        let last = state.last();
-        groups.touched.push_back((feed.key, last));
+                        State::Numbers(nw) => {
+                            let NumberWindow { items, sum, .. } = &mut **nw;
+                            let x: f64 = feed
+                                .value
+                                .as_deref()?
+                                .trim()
+                                .parse()
+                                .ok()
+                                .filter(|x: &f64| x.is_finite())?;
+                            items.push_back((t, x));
+                            *sum += x;
+                            while items.front().is_some_and(|(y, _)| *y < lo) {
+                                if let Some((_, old)) = items.pop_front() {
+                                    *sum -= old;
+                                }
+                            }
+                            let start = items.front().map_or(t, |x| x.0);
+                            match kind {
+                                Kind::ValueAvg => (start, *sum / items.len() as f64),
+                                _ => (start, *sum),
+                            }
+                        }
+                        State::Seen(marks) => {
+                            let seen = &mut marks.at;
+                            seen[feed.pos as usize] = Some(t);
+                            let live: Vec<i64> = seen
+                                .iter()
+                                .flatten()
+                                .copied()
+                                .filter(|&x| x >= lo)
+                                .collect();
+                            (live.iter().copied().min().unwrap_or(t), live.len() as f64)
+                        }
+                        State::Chain(marks) => {
+                            let chain = &mut marks.at;
+                            let pos = feed.pos as usize;
+                            let start = if pos == 0 {
+                                Some(t)
+                            } else {
+                                chain[pos - 1].filter(|&s| s >= lo)
+                            };
+                            if let Some(s) = start {
+                                chain[pos] = Some(chain[pos].map_or(s, |old| old.max(s)));
+                            }
+                            // How many inputs, in order, a chain that started inside the window has completed.
+                            let done = chain
+                                .iter()
+                                .take_while(|c| c.is_some_and(|s| s >= lo))
+                                .count();
+                            (
+                                chain
+                                    .get(done.saturating_sub(1))
+                                    .copied()
+                                    .flatten()
+                                    .unwrap_or(t),
+                                done as f64,
+                            )
+                        }
+                        // Baselines are fed by update_geo and update_first_seen, early windows by
+                        // update_early.
+                        State::Countries(_)
+                        | State::Travel(_)
+                        | State::Early(_)
+                        | State::EarlyCount(_)
+                        | State::Known(_) => return None,
+                    };
+                    Some((start, value))
+                });
+        self.stats.evicted += evicted;
+        let (start, value) = window?;
         if condition.holds(value) {
-            groups.map.remove(&feed.key);
+            groups.table.remove(&feed.key);
             return Some((start, value));
         }
         None
@@ -1040,31 +1040,6 @@ fn silence_rules(set: &RuleSet) -> Vec<silence::Rule> {
 /// a group entry it adds).
 type Fired = (i64, f64, Option<String>, Option<(String, Option<String>)>);
 
-/// Drops groups whose last update is older than `lo`: nothing in them can count any more.
-fn expire(groups: &mut Groups, lo: i64) {
-    while let Some((key, at)) = groups.touched.front() {
-        if *at >= lo {
-            break;
-        }
-        if groups.map.get(key).is_some_and(|g| g.last() == *at) {
-            let key = *key;
-            groups.map.remove(&key);
-        }
-        groups.touched.pop_front();
-    }
-}
-
-/// Evicts the least recently updated group; returns how many were evicted (0 or 1).
-fn evict_oldest(groups: &mut Groups) -> u64 {
-    while let Some((key, at)) = groups.touched.pop_front() {
-        if groups.map.get(&key).is_some_and(|g| g.last() == at) {
-            groups.map.remove(&key);
-            return 1;
-        }
-    }
-    0
-}
-
 pub mod early;
 mod lineage;
 pub mod silence;
@@ -1072,6 +1047,7 @@ mod time;
 pub use time::{event_time, format_time};
 mod early_count;
 mod snapshot;
+mod table;
 pub use snapshot::{Restored, SnapshotError};
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ impl Correlator<'_> {
                 .map(|(c, g)| CorrelationState {
                     id: c.id().to_string(),
                     fingerprint: fingerprint(c),
-                    groups: g.map.iter().map(|(k, s)| (*k, s.clone())).collect(),
+                    groups: g.table.iter().collect(),
                     recent: g.recent.save(),
                     started: g.started.iter().map(|(a, t)| (*a, *t)).collect(),
                 })
@@ -148,11 +148,8 @@ impl Correlator<'_> {
             };
             groups[i].recent = super::lineage::Recent::restore(saved.recent);
             groups[i].started = saved.started.into_iter().collect();
-            let mut entries: Vec<((u64, u64), State)> = saved.groups;
-            entries.sort_by_key(|(_, s)| s.last());
-            for (k, s) in entries {
-                groups[i].touched.push_back((k, s.last()));
-                groups[i].map.insert(k, s);
+            for (k, s) in saved.groups {
+                groups[i].table.insert(&k, s);
                 report.groups += 1;
             }
         }

@@ -1,0 +1,605 @@
+//! The group states of one correlation, 16 bytes a group in the common case.
+//!
+//! A busy correlation tracks a million groups, nearly all holding one or two event times. A
+//! general hash map of key and [`State`] costs about 50 bytes a slot, doubles (with both tables
+//! alive while it grows) and needs a recency queue for expiry. Here instead:
+//! - a slot is a 64-bit key fingerprint and a 64-bit payload, which holds up to two event times
+//!   (as 31-bit offsets from a base time) of an `event_count` or first-seen state inline; any
+//!   other state lives in a slab the payload points to;
+//! - the table is 256 segments chosen by the key's top byte, each an open-addressed Robin Hood
+//!   array grown by a quarter at a time, so growth copies one small segment, never the table;
+//! - expired groups are dropped when their segment fills up, before it grows, and the cap on
+//!   groups evicts the least recently updated a sixteenth at a time: no queue of updates.
+//!
+//! Two groups are the same group when the first 64 bits of their 128-bit hashes agree: at a
+//! million live groups of one correlation, two distinct ones share a slot with odds of about 1
+//! in 37 million.
+
+use super::{Key, State};
+use smallvec::SmallVec;
+
+/// Segments, chosen by the top byte of the key.
+const SEGMENTS: usize = 256;
+/// A segment grows or is swept when an insert would take it past 17/20 full.
+const MAX_LOAD: (usize, usize) = (17, 20);
+/// After a rebuild a segment is at most about 68 % full, so the next is 25 % of inserts away.
+const REBUILT_LOAD: (usize, usize) = (68, 100);
+const MIN_SLOTS: usize = 8;
+
+const OCCUPIED: u64 = 1 << 63;
+const FORM_SHIFT: u32 = 61;
+const FINGERPRINT: u64 = (1 << 56) - 1;
+
+/// What a slot's payload holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// An index into the slab.
+    Slab = 0,
+    /// `State::Times` of up to two times.
+    Times = 1,
+    /// `State::EarlyCount` of up to two times, each with its met flag.
+    EarlyCount = 2,
+    /// `State::Known`.
+    Known = 3,
+}
+
+impl Form {
+    fn of(tag: u64) -> Form {
+        match (tag >> FORM_SHIFT) & 3 {
+            1 => Form::Times,
+            2 => Form::EarlyCount,
+            3 => Form::Known,
+            _ => Form::Slab,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Slot {
+    /// 0 when empty; else [`OCCUPIED`], the [`Form`] and the low 56 bits of the key's first word
+    /// (its top byte is the segment's number).
+    tag: u64,
+    val: u64,
+}
+
+#[derive(Debug, Default)]
+struct Segment {
+    slots: Vec<Slot>,
+    len: usize,
+}
+
+/// The group states of one correlation.
+#[derive(Debug, Default)]
+pub struct Table {
+    segments: Vec<Segment>,
+    /// States that do not fit a slot; freed entries hold `State::Known(i64::MIN)`.
+    slab: Vec<State>,
+    free: Vec<u32>,
+    /// Inline times are offsets from this (set by the first time stored).
+    base: Option<i64>,
+    len: usize,
+}
+
+fn segment_of(key: &Key) -> usize {
+    (key.0 >> 56) as usize
+}
+
+fn fingerprint(key: &Key) -> u64 {
+    key.0 & FINGERPRINT
+}
+
+/// Where a fingerprint starts probing in `n` slots: the high bits of the fingerprint scaled to
+/// `n` (so segments need not be powers of two), from stored bits only so entries can be moved.
+fn home(fp: u64, n: usize) -> usize {
+    (((fp << 8) as u128 * n as u128) >> 64) as usize
+}
+
+impl Segment {
+    fn distance(&self, pos: usize) -> usize {
+        let n = self.slots.len();
+        let h = home(self.slots[pos].tag & FINGERPRINT, n);
+        (pos + n - h) % n
+    }
+
+    fn find(&self, fp: u64) -> Option<usize> {
+        let n = self.slots.len();
+        if n == 0 {
+            return None;
+        }
+        let mut pos = home(fp, n);
+        for dist in 0..n {
+            let s = self.slots[pos];
+            if s.tag == 0 || self.distance(pos) < dist {
+                return None;
+            }
+            if s.tag & FINGERPRINT == fp {
+                return Some(pos);
+            }
+            pos = (pos + 1) % n;
+        }
+        None
+    }
+
+    /// Places a slot whose key is not present, with room for it; returns where it went.
+    fn place(&mut self, mut slot: Slot) -> usize {
+        let n = self.slots.len();
+        let mut pos = home(slot.tag & FINGERPRINT, n);
+        let mut dist = 0;
+        let mut placed = None;
+        loop {
+            if self.slots[pos].tag == 0 {
+                self.slots[pos] = slot;
+                self.len += 1;
+                return placed.unwrap_or(pos);
+            }
+            let theirs = self.distance(pos);
+            if theirs < dist {
+                std::mem::swap(&mut self.slots[pos], &mut slot);
+                placed.get_or_insert(pos);
+                dist = theirs;
+            }
+            pos = (pos + 1) % n;
+            dist += 1;
+        }
+    }
+
+    /// Empties `pos`, moving the slots after it back (Robin Hood backward shift).
+    fn take(&mut self, mut pos: usize) -> Slot {
+        let n = self.slots.len();
+        let gone = self.slots[pos];
+        loop {
+            let next = (pos + 1) % n;
+            if self.slots[next].tag == 0 || self.distance(next) == 0 {
+                self.slots[pos] = Slot::default();
+                break;
+            }
+            self.slots[pos] = self.slots[next];
+            pos = next;
+        }
+        self.len -= 1;
+        gone
+    }
+
+    /// Puts the slots `keep` holds into `n` fresh slots.
+    fn rebuild(&mut self, n: usize, keep: Vec<Slot>) {
+        self.slots = vec![Slot::default(); n];
+        self.len = 0;
+        for s in keep {
+            self.place(s);
+        }
+    }
+}
+
+/// One inline time: its offset from `base` plus one (0 means none), shifted left, with `flag`.
+fn encode(t: i64, flag: bool, base: i64) -> Option<u32> {
+    let off = t.checked_sub(base)?.checked_add(1)?;
+    (1..1 << 31)
+        .contains(&off)
+        .then(|| ((off as u32) << 1) | u32::from(flag))
+}
+
+fn decode(x: u32, base: i64) -> Option<(i64, bool)> {
+    (x != 0).then(|| (base + i64::from(x >> 1) - 1, x & 1 == 1))
+}
+
+/// A state as a slot's form and payload, when it fits one.
+fn pack(state: &State, base: i64) -> Option<(Form, u64)> {
+    let pair = |a: Option<u32>, b: Option<u32>| Some(u64::from(a?) | u64::from(b?) << 32);
+    let two = |xs: &[(i64, bool)]| match xs {
+        [] => Some(0),
+        [a] => pair(encode(a.0, a.1, base), Some(0)),
+        [a, b] => pair(encode(a.0, a.1, base), encode(b.0, b.1, base)),
+        _ => None,
+    };
+    match state {
+        State::Times(ts) => {
+            let xs: SmallVec<[(i64, bool); 2]> = ts.iter().map(|&t| (t, false)).collect();
+            Some((Form::Times, two(&xs)?))
+        }
+        State::EarlyCount(cs) => {
+            let xs: SmallVec<[(i64, bool); 2]> = cs.iter().map(|&x| (x >> 1, x & 1 == 1)).collect();
+            Some((Form::EarlyCount, two(&xs)?))
+        }
+        State::Known(t) => Some((Form::Known, u64::from(encode(*t, false, base)?))),
+        _ => None,
+    }
+}
+
+fn unpack(form: Form, val: u64, base: i64) -> State {
+    let times = || {
+        [val as u32, (val >> 32) as u32]
+            .into_iter()
+            .filter_map(move |x| decode(x, base))
+    };
+    match form {
+        Form::Times => State::Times(times().map(|(t, _)| t).collect()),
+        Form::EarlyCount => {
+            State::EarlyCount(times().map(|(t, m)| t << 1 | i64::from(m)).collect())
+        }
+        Form::Known => State::Known(times().next().map_or(i64::MIN, |(t, _)| t)),
+        Form::Slab => State::Known(i64::MIN),
+    }
+}
+
+/// The first time a state holds, to choose the base for inline times.
+fn some_time(state: &State) -> Option<i64> {
+    match state {
+        State::Times(ts) => ts.first().copied(),
+        State::EarlyCount(cs) => cs.first().map(|x| x >> 1),
+        State::Known(t) => (*t != i64::MIN).then_some(*t),
+        _ => None,
+    }
+}
+
+impl Table {
+    /// Groups held, including expired ones not yet swept.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Applies `f` to the state of `key`; a group missing, or last updated before `lo` (expired),
+    /// starts as `fresh()`. A new group beyond `max_keys` first evicts expired groups, then the
+    /// least recently updated; returns `f`'s result and how many groups were evicted.
+    pub fn update<R>(
+        &mut self,
+        key: &Key,
+        lo: i64,
+        max_keys: usize,
+        fresh: impl FnOnce() -> State,
+        f: impl FnOnce(&mut State) -> R,
+    ) -> (R, u64) {
+        let mut evicted = 0;
+        let pos = match self.position(key) {
+            Some(pos) => {
+                let seg = segment_of(key);
+                if self.last_at(seg, pos) < lo {
+                    let _expired = self.load(seg, pos);
+                    self.store(seg, pos, fresh());
+                }
+                pos
+            }
+            None => {
+                if self.len >= max_keys.max(1) {
+                    evicted = self.make_room(lo, max_keys.max(1));
+                }
+                self.insert_new(key, fresh(), lo)
+            }
+        };
+        let seg = segment_of(key);
+        let mut state = self.load(seg, pos);
+        let r = f(&mut state);
+        self.store(seg, pos, state);
+        (r, evicted)
+    }
+
+    /// Applies `f` to the state of `key` if it holds one (expired or not).
+    pub fn modify<R>(&mut self, key: &Key, f: impl FnOnce(&mut State) -> R) -> Option<R> {
+        let pos = self.position(key)?;
+        let seg = segment_of(key);
+        let mut state = self.load(seg, pos);
+        let r = f(&mut state);
+        self.store(seg, pos, state);
+        Some(r)
+    }
+
+    /// Forgets the group of `key`.
+    pub fn remove(&mut self, key: &Key) {
+        if let Some(pos) = self.position(key) {
+            let seg = segment_of(key);
+            let slot = self.segments[seg].take(pos);
+            self.release(slot);
+            self.len -= 1;
+        }
+    }
+
+    /// Adds a group (restoring a snapshot): no expiry, no cap.
+    pub fn insert(&mut self, key: &Key, state: State) {
+        match self.position(key) {
+            Some(pos) => self.store(segment_of(key), pos, state),
+            None => {
+                self.insert_new(key, state, i64::MIN);
+            }
+        }
+    }
+
+    /// Every group, as (key, state); the key's second word is not kept and reads 0.
+    pub fn iter(&self) -> impl Iterator<Item = (Key, State)> + '_ {
+        self.segments.iter().enumerate().flat_map(move |(i, seg)| {
+            seg.slots.iter().filter(|s| s.tag != 0).map(move |s| {
+                let key = ((i as u64) << 56 | (s.tag & FINGERPRINT), 0);
+                (key, self.state_of(s))
+            })
+        })
+    }
+
+    fn position(&self, key: &Key) -> Option<usize> {
+        self.segments.get(segment_of(key))?.find(fingerprint(key))
+    }
+
+    fn state_of(&self, s: &Slot) -> State {
+        match Form::of(s.tag) {
+            Form::Slab => self.slab[s.val as usize].clone(),
+            form => unpack(form, s.val, self.base.unwrap_or(0)),
+        }
+    }
+
+    /// Moves the state at `pos` out (a slab entry is freed; `store` puts it back).
+    fn load(&mut self, seg: usize, pos: usize) -> State {
+        let s = self.segments[seg].slots[pos];
+        match Form::of(s.tag) {
+            Form::Slab => {
+                self.free.push(s.val as u32);
+                std::mem::replace(&mut self.slab[s.val as usize], State::Known(i64::MIN))
+            }
+            form => unpack(form, s.val, self.base.unwrap_or(0)),
+        }
+    }
+
+    /// Writes `state` at `pos`, whose state was moved out with `load`.
+    fn store(&mut self, seg: usize, pos: usize, state: State) {
+        if self.base.is_none() {
+            self.base = some_time(&state).map(|t| t.saturating_sub(1 << 29));
+        }
+        let packed = self.base.and_then(|base| pack(&state, base));
+        let (form, val) = packed.unwrap_or_else(|| {
+            let i = match self.free.pop() {
+                Some(i) => {
+                    self.slab[i as usize] = state;
+                    i
+                }
+                None => {
+                    self.slab.push(state);
+                    (self.slab.len() - 1) as u32
+                }
+            };
+            (Form::Slab, u64::from(i))
+        });
+        let slot = &mut self.segments[seg].slots[pos];
+        slot.tag = OCCUPIED | (form as u64) << FORM_SHIFT | (slot.tag & FINGERPRINT);
+        slot.val = val;
+    }
+
+    /// Frees what a removed slot held.
+    fn release(&mut self, slot: Slot) {
+        if Form::of(slot.tag) == Form::Slab {
+            self.slab[slot.val as usize] = State::Known(i64::MIN);
+            self.free.push(slot.val as u32);
+        }
+    }
+
+    fn last_at(&self, seg: usize, pos: usize) -> i64 {
+        self.last_of(&self.segments[seg].slots[pos])
+    }
+
+    fn last_of(&self, s: &Slot) -> i64 {
+        match Form::of(s.tag) {
+            Form::Slab => self.slab[s.val as usize].last(),
+            form => unpack(form, s.val, self.base.unwrap_or(0)).last(),
+        }
+    }
+
+    /// Inserts a new key, sweeping or growing its segment first when it is full.
+    fn insert_new(&mut self, key: &Key, state: State, lo: i64) -> usize {
+        if self.segments.is_empty() {
+            self.segments = (0..SEGMENTS).map(|_| Segment::default()).collect();
+        }
+        let seg = segment_of(key);
+        let (n, len) = (self.segments[seg].slots.len(), self.segments[seg].len);
+        if (len + 1) * MAX_LOAD.1 > n * MAX_LOAD.0 {
+            self.rebuild(seg, |last| last >= lo, 1);
+        }
+        let pos = self.segments[seg].place(Slot {
+            tag: OCCUPIED | fingerprint(key),
+            val: 0,
+        });
+        self.len += 1;
+        self.store(seg, pos, state);
+        pos
+    }
+
+    /// Rebuilds a segment with the slots whose last update `keep` accepts, sized for `room`
+    /// more; returns how many were dropped.
+    fn rebuild(&mut self, seg: usize, keep: impl Fn(i64) -> bool, room: usize) -> usize {
+        let slots = std::mem::take(&mut self.segments[seg].slots);
+        let mut kept = Vec::with_capacity(self.segments[seg].len);
+        let mut dropped = 0;
+        for s in slots.into_iter().filter(|s| s.tag != 0) {
+            if keep(self.last_of(&s)) {
+                kept.push(s);
+            } else {
+                self.release(s);
+                dropped += 1;
+            }
+        }
+        self.len -= dropped;
+        let need = kept.len() + room;
+        let n = (need * REBUILT_LOAD.1)
+            .div_ceil(REBUILT_LOAD.0)
+            .max(MIN_SLOTS);
+        self.segments[seg].rebuild(n, kept);
+        dropped
+    }
+
+    /// Below `max_keys` again: expired groups go first, then the least recently updated, a
+    /// sixteenth of the cap at a time so that a flood of new keys costs O(1) each.
+    fn make_room(&mut self, lo: i64, max_keys: usize) -> u64 {
+        for seg in 0..self.segments.len() {
+            if self.segments[seg].len > 0 {
+                self.rebuild(seg, |last| last >= lo, 0);
+            }
+        }
+        if self.len < max_keys {
+            return 0;
+        }
+        let excess = self.len + 1 - max_keys;
+        let batch = excess.max(max_keys / 16).min(self.len);
+        let mut lasts: Vec<i64> = self
+            .segments
+            .iter()
+            .flat_map(|s| s.slots.iter().filter(|s| s.tag != 0))
+            .map(|s| self.last_of(s))
+            .collect();
+        let (_, &mut cut, _) = lasts.select_nth_unstable(batch - 1);
+        let below = lasts.iter().filter(|&&l| l < cut).count();
+        // Every group older than the cut goes, and as many at the cut as the batch needs (the
+        // first in slot order: the same input gives the same choice).
+        let at_cut = std::cell::Cell::new(batch - below);
+        let mut evicted = 0;
+        for seg in 0..self.segments.len() {
+            if self.segments[seg].len > 0 {
+                evicted += self.rebuild(
+                    seg,
+                    |last| {
+                        if last > cut {
+                            return true;
+                        }
+                        if last == cut && at_cut.get() == 0 {
+                            return true;
+                        }
+                        if last == cut {
+                            at_cut.set(at_cut.get() - 1);
+                        }
+                        false
+                    },
+                    0,
+                );
+            }
+        }
+        evicted as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn key(i: u64) -> Key {
+        let h = xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes());
+        ((h >> 64) as u64, h as u64)
+    }
+
+    #[test]
+    fn common_states_fit_a_slot_and_round_trip() {
+        let base = 1_700_000_000 - (1 << 29);
+        let cases = [
+            State::Times(SmallVec::new()),
+            State::Times(SmallVec::from_slice(&[1_700_000_000])),
+            State::Times(SmallVec::from_slice(&[1_700_000_000, 1_700_000_060])),
+            State::EarlyCount(SmallVec::from_slice(&[1_700_000_000 << 1 | 1])),
+            State::Known(1_700_000_000),
+        ];
+        for s in cases {
+            let (form, val) = pack(&s, base).expect("fits");
+            assert_eq!(format!("{:?}", unpack(form, val, base)), format!("{s:?}"));
+        }
+        let far = State::Times(SmallVec::from_slice(&[i64::MAX / 2]));
+        assert!(
+            pack(&far, base).is_none(),
+            "a time out of range goes to the slab"
+        );
+        let three = State::Times(SmallVec::from_slice(&[1, 2, 3]));
+        assert!(pack(&three, base).is_none());
+        assert!(pack(&State::Known(i64::MIN), base).is_none());
+    }
+
+    #[test]
+    fn slots_are_sixteen_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 16);
+    }
+
+    #[test]
+    fn expired_groups_start_fresh_and_are_swept_before_growing() {
+        let mut t = Table::default();
+        for i in 0..10_000u64 {
+            t.update(
+                &key(i),
+                0,
+                usize::MAX,
+                || State::Known(i64::MIN),
+                |s| *s = State::Known(i as i64),
+            );
+        }
+        assert_eq!(t.len(), 10_000);
+        // Everything before 9,000 has expired: the segments are swept as they fill again.
+        for i in 10_000..20_000u64 {
+            t.update(
+                &key(i),
+                i as i64 - 1_000,
+                usize::MAX,
+                || State::Known(i64::MIN),
+                |s| *s = State::Known(i as i64),
+            );
+        }
+        assert!(t.len() < 12_000, "{} groups held", t.len());
+        let found = t
+            .update(
+                &key(5),
+                19_000,
+                usize::MAX,
+                || State::Known(-1),
+                |s| format!("{s:?}"),
+            )
+            .0;
+        assert_eq!(found, "Known(-1)", "an expired group starts fresh");
+    }
+
+    #[test]
+    fn the_cap_evicts_the_least_recently_updated() {
+        let mut t = Table::default();
+        let mut evicted = 0;
+        for i in 0..100u64 {
+            evicted += t
+                .update(
+                    &key(i),
+                    i64::MIN,
+                    64,
+                    || State::Known(i64::MIN),
+                    |s| *s = State::Known(i as i64),
+                )
+                .1;
+        }
+        assert!(t.len() <= 64);
+        assert_eq!(evicted as usize + t.len(), 100);
+        let kept: Vec<i64> = t.iter().map(|(_, s)| s.last()).collect();
+        let oldest_kept = kept.iter().min().unwrap();
+        assert_eq!(*oldest_kept, 100 - t.len() as i64, "the newest are kept");
+    }
+
+    proptest! {
+        /// The table behaves as a map of key to state (expiry aside), whatever the operations.
+        #[test]
+        fn the_table_is_a_map(ops in proptest::collection::vec((0u64..300, 0u8..4, -5i64..5), 1..2000)) {
+            let mut t = Table::default();
+            let mut model: HashMap<u64, State> = HashMap::new();
+            for (k, op, x) in ops {
+                let time = 1_700_000_000 + x * 1000;
+                match op {
+                    0 => {
+                        t.remove(&key(k));
+                        model.remove(&k);
+                    }
+                    1 => {
+                        // A state of three times does not fit a slot.
+                        let s = State::Times(SmallVec::from_slice(&[time, time + 1, time + 2]));
+                        t.update(&key(k), i64::MIN, usize::MAX, || State::Known(i64::MIN), |st| *st = s.clone());
+                        model.insert(k, s);
+                    }
+                    _ => {
+                        let s = State::EarlyCount(SmallVec::from_slice(&[time << 1 | i64::from(op == 3)]));
+                        t.update(&key(k), i64::MIN, usize::MAX, || State::Known(i64::MIN), |st| *st = s.clone());
+                        model.insert(k, s);
+                    }
+                }
+                prop_assert_eq!(t.len(), model.len());
+            }
+            for (k, s) in &model {
+                let got = t.modify(&key(*k), |st| format!("{st:?}"));
+                prop_assert_eq!(got, Some(format!("{s:?}")));
+            }
+            prop_assert_eq!(t.iter().count(), model.len());
+            prop_assert_eq!(t.slab.len() - t.free.len(), model.values().filter(|s| matches!(s, State::Times(v) if v.len() > 2)).count());
+        }
+    }
+}
