@@ -112,8 +112,8 @@ impl CorrelationHit {
 struct Feed {
     corr: u32,
     pos: u16,
-    /// 128-bit hash of the group values: the state stores no key text (a collision between
-    /// two groups has odds of about 1 in 10^20 at a million live groups).
+    /// 128-bit hash of the group values: the state stores no key text (and keeps its first 64
+    /// bits, see [`table`]).
     key: Key,
     /// The group values as JSON text (read back only when the correlation fires).
     values: Box<str>,
@@ -159,13 +159,12 @@ impl PartialOrd for Pending {
     }
 }
 
-/// A group key: the 128-bit hash of the group values, as two words (8-byte aligned, so a
-/// map entry stays small). The state stores no key text; two groups collide with odds of about
-/// 1 in 10^26 at a million live groups.
+/// A group key: the 128-bit hash of the group values, as two words. The state table keys
+/// groups by the first (see [`table`]); lineage by both.
 type Key = (u64, u64);
 
-/// A group's window. Kept to 32 bytes: a busy correlation can track a million groups, most
-/// of them holding one or two events.
+/// A group's window. The common ones (an event_count or first-seen group of up to two events)
+/// fit a table slot's 8 bytes; the rest live in the table's slab.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum State {
     /// event_count: times of the events in the window, sorted.
