@@ -10,8 +10,12 @@ use super::{Correlator, Feed, Groups, Pending, State, Stats};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 
-/// The snapshot format this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The snapshot format this build writes. Version 2 keys groups by the first word of their hash
+/// only (the second is written as 0): a build that reads only version 1 must refuse it rather
+/// than restore groups it would never find. Version 1 is still read.
+pub const VERSION: u32 = 2;
+/// Older formats this build reads.
+const READS_ALSO: &[&str] = &["1"];
 const MAGIC: &str = "TRAILWATCH-STATE";
 
 /// Why a snapshot was not loaded.
@@ -302,7 +306,7 @@ fn parse(bytes: &[u8]) -> Result<Body, SnapshotError> {
         return Err(SnapshotError::NotASnapshot);
     }
     let version = parts.next().unwrap_or_default();
-    if version != VERSION.to_string() {
+    if version != VERSION.to_string() && !READS_ALSO.contains(&version) {
         return Err(SnapshotError::Version {
             found: version.to_string(),
             expected: VERSION,

@@ -66,6 +66,10 @@ struct Slot {
 struct Segment {
     slots: Vec<Slot>,
     len: usize,
+    /// Inline times are offsets from this: set by the first time stored, and again at each
+    /// rebuild from the newest time held (so one outlier cannot push every later group out of
+    /// range for good).
+    base: Option<i64>,
 }
 
 /// The group states of one correlation.
@@ -75,8 +79,6 @@ pub struct Table {
     /// States that do not fit a slot; freed entries hold `State::Known(i64::MIN)`.
     slab: Vec<State>,
     free: Vec<u32>,
-    /// Inline times are offsets from this (set by the first time stored).
-    base: Option<i64>,
     len: usize,
 }
 
@@ -159,16 +161,13 @@ impl Segment {
         self.len -= 1;
         gone
     }
-
-    /// Puts the slots `keep` holds into `n` fresh slots.
-    fn rebuild(&mut self, n: usize, keep: Vec<Slot>) {
-        self.slots = vec![Slot::default(); n];
-        self.len = 0;
-        for s in keep {
-            self.place(s);
-        }
-    }
 }
+
+/// The payload of a slot just placed, until its state is stored: an inline `Known(i64::MIN)`.
+const PLACEHOLDER: u64 = OCCUPIED | (Form::Known as u64) << FORM_SHIFT;
+
+/// Half the range of inline times on either side of a segment's base.
+const HALF_RANGE: i64 = 1 << 30;
 
 /// One inline time: its offset from `base` plus one (0 means none), shifted left, with `flag`.
 fn encode(t: i64, flag: bool, base: i64) -> Option<u32> {
@@ -221,12 +220,12 @@ fn unpack(form: Form, val: u64, base: i64) -> State {
     }
 }
 
-/// The first time a state holds, to choose the base for inline times.
-fn some_time(state: &State) -> Option<i64> {
+/// The newest time a state that could fit a slot holds, to choose the base for inline times.
+fn inline_time(state: &State) -> Option<i64> {
     match state {
-        State::Times(ts) => ts.first().copied(),
-        State::EarlyCount(cs) => cs.first().map(|x| x >> 1),
-        State::Known(t) => (*t != i64::MIN).then_some(*t),
+        State::Times(_) | State::EarlyCount(_) | State::Known(_) => {
+            Some(state.last()).filter(|&t| t != i64::MIN)
+        }
         _ => None,
     }
 }
@@ -249,11 +248,10 @@ impl Table {
         f: impl FnOnce(&mut State) -> R,
     ) -> (R, u64) {
         let mut evicted = 0;
+        let seg = segment_of(key);
         let pos = match self.position(key) {
             Some(pos) => {
-                let seg = segment_of(key);
-                if self.last_at(seg, pos) < lo {
-                    let _expired = self.load(seg, pos);
+                if self.last_of(seg, &self.segments[seg].slots[pos]) < lo {
                     self.store(seg, pos, fresh());
                 }
                 pos
@@ -265,21 +263,13 @@ impl Table {
                 self.insert_new(key, fresh(), lo)
             }
         };
-        let seg = segment_of(key);
-        let mut state = self.load(seg, pos);
-        let r = f(&mut state);
-        self.store(seg, pos, state);
-        (r, evicted)
+        (self.apply(seg, pos, f), evicted)
     }
 
     /// Applies `f` to the state of `key` if it holds one (expired or not).
     pub fn modify<R>(&mut self, key: &Key, f: impl FnOnce(&mut State) -> R) -> Option<R> {
         let pos = self.position(key)?;
-        let seg = segment_of(key);
-        let mut state = self.load(seg, pos);
-        let r = f(&mut state);
-        self.store(seg, pos, state);
-        Some(r)
+        Some(self.apply(segment_of(key), pos, f))
     }
 
     /// Forgets the group of `key`.
@@ -307,7 +297,7 @@ impl Table {
         self.segments.iter().enumerate().flat_map(move |(i, seg)| {
             seg.slots.iter().filter(|s| s.tag != 0).map(move |s| {
                 let key = ((i as u64) << 56 | (s.tag & FINGERPRINT), 0);
-                (key, self.state_of(s))
+                (key, self.state_of(i, s))
             })
         })
     }
@@ -316,65 +306,92 @@ impl Table {
         self.segments.get(segment_of(key))?.find(fingerprint(key))
     }
 
-    fn state_of(&self, s: &Slot) -> State {
+    fn state_of(&self, seg: usize, s: &Slot) -> State {
         match Form::of(s.tag) {
             Form::Slab => self.slab[s.val as usize].clone(),
-            form => unpack(form, s.val, self.base.unwrap_or(0)),
+            form => unpack(form, s.val, self.segments[seg].base.unwrap_or(0)),
         }
     }
 
-    /// Moves the state at `pos` out (a slab entry is freed; `store` puts it back).
-    fn load(&mut self, seg: usize, pos: usize) -> State {
+    /// Runs `f` on the state at `pos`: a slab state in place (a panic in `f` leaves the table
+    /// consistent, as the service survives a panicking event), an inline one on a copy.
+    fn apply<R>(&mut self, seg: usize, pos: usize, f: impl FnOnce(&mut State) -> R) -> R {
         let s = self.segments[seg].slots[pos];
-        match Form::of(s.tag) {
+        let mut state = match Form::of(s.tag) {
             Form::Slab => {
-                self.free.push(s.val as u32);
-                std::mem::replace(&mut self.slab[s.val as usize], State::Known(i64::MIN))
+                let i = s.val as usize;
+                let r = f(&mut self.slab[i]);
+                if inline_time(&self.slab[i]).is_some() {
+                    // It may fit a slot again.
+                    let state = std::mem::replace(&mut self.slab[i], State::Known(i64::MIN));
+                    self.store(seg, pos, state);
+                }
+                return r;
             }
-            form => unpack(form, s.val, self.base.unwrap_or(0)),
-        }
+            form => unpack(form, s.val, self.segments[seg].base.unwrap_or(0)),
+        };
+        let r = f(&mut state);
+        self.store(seg, pos, state);
+        r
     }
 
-    /// Writes `state` at `pos`, whose state was moved out with `load`.
+    /// Writes `state` at `pos`, replacing what the slot held (its slab entry is reused, or
+    /// freed when the state now fits inline).
     fn store(&mut self, seg: usize, pos: usize, state: State) {
-        if self.base.is_none() {
-            self.base = some_time(&state).map(|t| t.saturating_sub(1 << 29));
+        let old = self.segments[seg].slots[pos];
+        let held = (Form::of(old.tag) == Form::Slab).then_some(old.val as u32);
+        let segment = &mut self.segments[seg];
+        if segment.base.is_none() {
+            segment.base = inline_time(&state).map(|t| t.saturating_sub(HALF_RANGE));
         }
-        let packed = self.base.and_then(|base| pack(&state, base));
-        let (form, val) = packed.unwrap_or_else(|| {
-            let i = match self.free.pop() {
-                Some(i) => {
-                    self.slab[i as usize] = state;
-                    i
+        let packed = segment.base.and_then(|base| pack(&state, base));
+        let (form, val) = match (packed, held) {
+            (Some(p), held) => {
+                if let Some(i) = held {
+                    self.free_index(i);
                 }
-                None => {
-                    self.slab.push(state);
-                    (self.slab.len() - 1) as u32
-                }
-            };
-            (Form::Slab, u64::from(i))
-        });
+                p
+            }
+            (None, Some(i)) => {
+                self.slab[i as usize] = state;
+                (Form::Slab, u64::from(i))
+            }
+            (None, None) => (Form::Slab, u64::from(self.alloc(state))),
+        };
         let slot = &mut self.segments[seg].slots[pos];
         slot.tag = OCCUPIED | (form as u64) << FORM_SHIFT | (slot.tag & FINGERPRINT);
         slot.val = val;
     }
 
-    /// Frees what a removed slot held.
-    fn release(&mut self, slot: Slot) {
-        if Form::of(slot.tag) == Form::Slab {
-            self.slab[slot.val as usize] = State::Known(i64::MIN);
-            self.free.push(slot.val as u32);
+    fn alloc(&mut self, state: State) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                self.slab[i as usize] = state;
+                i
+            }
+            None => {
+                self.slab.push(state);
+                (self.slab.len() - 1) as u32
+            }
         }
     }
 
-    fn last_at(&self, seg: usize, pos: usize) -> i64 {
-        self.last_of(&self.segments[seg].slots[pos])
+    fn free_index(&mut self, i: u32) {
+        self.slab[i as usize] = State::Known(i64::MIN);
+        self.free.push(i);
     }
 
-    fn last_of(&self, s: &Slot) -> i64 {
+    /// Frees what a removed slot held.
+    fn release(&mut self, slot: Slot) {
+        if Form::of(slot.tag) == Form::Slab {
+            self.free_index(slot.val as u32);
+        }
+    }
+
+    fn last_of(&self, seg: usize, s: &Slot) -> i64 {
         match Form::of(s.tag) {
             Form::Slab => self.slab[s.val as usize].last(),
-            form => unpack(form, s.val, self.base.unwrap_or(0)).last(),
+            form => unpack(form, s.val, self.segments[seg].base.unwrap_or(0)).last(),
         }
     }
 
@@ -389,7 +406,7 @@ impl Table {
             self.rebuild(seg, |last| last >= lo, 1);
         }
         let pos = self.segments[seg].place(Slot {
-            tag: OCCUPIED | fingerprint(key),
+            tag: PLACEHOLDER | fingerprint(key),
             val: 0,
         });
         self.len += 1;
@@ -398,25 +415,48 @@ impl Table {
     }
 
     /// Rebuilds a segment with the slots whose last update `keep` accepts, sized for `room`
-    /// more; returns how many were dropped.
-    fn rebuild(&mut self, seg: usize, keep: impl Fn(i64) -> bool, room: usize) -> usize {
+    /// more and with its base chosen again; returns how many were dropped.
+    fn rebuild(&mut self, seg: usize, mut keep: impl FnMut(i64) -> bool, room: usize) -> usize {
         let slots = std::mem::take(&mut self.segments[seg].slots);
         let mut kept = Vec::with_capacity(self.segments[seg].len);
         let mut dropped = 0;
-        for s in slots.into_iter().filter(|s| s.tag != 0) {
-            if keep(self.last_of(&s)) {
-                kept.push(s);
+        for s in slots.iter().filter(|s| s.tag != 0) {
+            if keep(self.last_of(seg, s)) {
+                let state = match Form::of(s.tag) {
+                    Form::Slab => {
+                        let i = s.val as u32;
+                        let state =
+                            std::mem::replace(&mut self.slab[i as usize], State::Known(i64::MIN));
+                        self.free.push(i);
+                        state
+                    }
+                    form => unpack(form, s.val, self.segments[seg].base.unwrap_or(0)),
+                };
+                kept.push((s.tag & FINGERPRINT, state));
             } else {
-                self.release(s);
+                self.release(*s);
                 dropped += 1;
             }
         }
         self.len -= dropped;
-        let need = kept.len() + room;
-        let n = (need * REBUILT_LOAD.1)
+        let n = ((kept.len() + room) * REBUILT_LOAD.1)
             .div_ceil(REBUILT_LOAD.0)
             .max(MIN_SLOTS);
-        self.segments[seg].rebuild(n, kept);
+        let segment = &mut self.segments[seg];
+        segment.base = kept
+            .iter()
+            .filter_map(|(_, s)| inline_time(s))
+            .max()
+            .map(|t| t.saturating_sub(HALF_RANGE));
+        segment.slots = vec![Slot::default(); n];
+        segment.len = 0;
+        for (fp, state) in kept {
+            let pos = self.segments[seg].place(Slot {
+                tag: PLACEHOLDER | fp,
+                val: 0,
+            });
+            self.store(seg, pos, state);
+        }
         dropped
     }
 
@@ -428,16 +468,18 @@ impl Table {
                 self.rebuild(seg, |last| last >= lo, 0);
             }
         }
-        if self.len < max_keys {
+        // Down to a sixteenth below the cap, so the next sweep is that many new keys away.
+        let goal = max_keys.saturating_sub((max_keys / 16).max(1));
+        if self.len <= goal {
             return 0;
         }
-        let excess = self.len + 1 - max_keys;
-        let batch = excess.max(max_keys / 16).min(self.len);
+        let batch = self.len - goal;
         let mut lasts: Vec<i64> = self
             .segments
             .iter()
-            .flat_map(|s| s.slots.iter().filter(|s| s.tag != 0))
-            .map(|s| self.last_of(s))
+            .enumerate()
+            .flat_map(|(i, s)| s.slots.iter().filter(|s| s.tag != 0).map(move |s| (i, s)))
+            .map(|(i, s)| self.last_of(i, s))
             .collect();
         let (_, &mut cut, _) = lasts.select_nth_unstable(batch - 1);
         let below = lasts.iter().filter(|&&l| l < cut).count();
@@ -449,7 +491,7 @@ impl Table {
             if self.segments[seg].len > 0 {
                 evicted += self.rebuild(
                     seg,
-                    |last| {
+                    |last: i64| {
                         if last > cut {
                             return true;
                         }
@@ -567,10 +609,119 @@ mod tests {
         assert_eq!(*oldest_kept, 100 - t.len() as i64, "the newest are kept");
     }
 
+    fn slab_used(t: &Table) -> usize {
+        t.slab.len() - t.free.len()
+    }
+
+    #[test]
+    fn a_panic_while_updating_leaves_every_group_as_it_was() {
+        let mut t = Table::default();
+        let three = |x| State::Times(SmallVec::from_slice(&[x, x + 1, x + 2]));
+        t.update(&key(1), i64::MIN, 100, || three(10), |_| ());
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            t.update(&key(1), i64::MIN, 100, || three(0), |_| panic!("a bug"))
+        }));
+        assert!(caught.is_err());
+        t.update(&key(2), i64::MIN, 100, || three(20), |_| ());
+        let a = t.modify(&key(1), |s| format!("{s:?}"));
+        assert_eq!(a, Some(format!("{:?}", three(10))));
+        assert_eq!(slab_used(&t), 2);
+    }
+
+    #[test]
+    fn inserting_a_key_again_reuses_its_slab_entry() {
+        let mut t = Table::default();
+        for x in 1_700_000_000..1_700_000_005 {
+            t.insert(
+                &key(7),
+                State::Times(SmallVec::from_slice(&[x, x + 1, x + 2])),
+            );
+        }
+        assert_eq!((t.len(), slab_used(&t)), (1, 1));
+        t.insert(&key(7), State::Known(1_700_000_000));
+        assert_eq!(slab_used(&t), 0, "a state that fits a slot frees its entry");
+    }
+
+    #[test]
+    fn at_the_cap_one_sweep_makes_room_for_a_sixteenth() {
+        let mut t = Table::default();
+        let mut evicted = 0;
+        for i in 0..160u64 {
+            evicted += t
+                .update(
+                    &key(i),
+                    i64::MIN,
+                    160,
+                    || State::Known(i64::MIN),
+                    |s| *s = State::Known(i as i64),
+                )
+                .1;
+        }
+        assert_eq!((t.len(), evicted), (160, 0));
+        evicted += t
+            .update(
+                &key(1000),
+                i64::MIN,
+                160,
+                || State::Known(i64::MIN),
+                |s| *s = State::Known(1000),
+            )
+            .1;
+        assert_eq!((t.len(), evicted), (151, 10));
+        for i in 1001..1009u64 {
+            evicted += t
+                .update(
+                    &key(i),
+                    i64::MIN,
+                    160,
+                    || State::Known(i64::MIN),
+                    |s| *s = State::Known(i as i64),
+                )
+                .1;
+        }
+        assert_eq!(
+            (t.len(), evicted),
+            (159, 10),
+            "no eviction until the cap again"
+        );
+    }
+
+    #[test]
+    fn an_outlier_time_does_not_push_later_groups_out_of_their_slots() {
+        let mut t = Table::default();
+        let now = 1_700_000_000;
+        // The first time a correlation sees is from 1970: later ones are out of its range.
+        for i in 0..256u64 {
+            t.update(
+                &key(i),
+                i64::MIN,
+                usize::MAX,
+                || State::Known(i64::MIN),
+                |s| *s = State::Known(0),
+            );
+        }
+        for i in 256..20_000u64 {
+            t.update(
+                &key(i),
+                i64::MIN,
+                usize::MAX,
+                || State::Known(i64::MIN),
+                |s| *s = State::Known(now),
+            );
+        }
+        assert!(
+            slab_used(&t) < 2_000,
+            "{} groups in the slab",
+            slab_used(&t)
+        );
+        let old = t.modify(&key(3), |s| s.last());
+        assert_eq!(old, Some(0), "the outlier itself is kept exactly");
+    }
+
     proptest! {
         /// The table behaves as a map of key to state (expiry aside), whatever the operations.
         #[test]
-        fn the_table_is_a_map(ops in proptest::collection::vec((0u64..300, 0u8..4, -5i64..5), 1..2000)) {
+        fn the_table_is_a_map(ops in proptest::collection::vec((0u64..300, 0u8..5, -5i64..5), 1..2000)) {
             let mut t = Table::default();
             let mut model: HashMap<u64, State> = HashMap::new();
             for (k, op, x) in ops {
@@ -583,6 +734,12 @@ mod tests {
                     1 => {
                         // A state of three times does not fit a slot.
                         let s = State::Times(SmallVec::from_slice(&[time, time + 1, time + 2]));
+                        t.update(&key(k), i64::MIN, usize::MAX, || State::Known(i64::MIN), |st| *st = s.clone());
+                        model.insert(k, s);
+                    }
+                    4 => {
+                        // Times far apart: out of a segment's range, then its base again.
+                        let s = State::Known(x * 1_000_000_000);
                         t.update(&key(k), i64::MIN, usize::MAX, || State::Known(i64::MIN), |st| *st = s.clone());
                         model.insert(k, s);
                     }
@@ -599,7 +756,13 @@ mod tests {
                 prop_assert_eq!(got, Some(format!("{s:?}")));
             }
             prop_assert_eq!(t.iter().count(), model.len());
-            prop_assert_eq!(t.slab.len() - t.free.len(), model.values().filter(|s| matches!(s, State::Times(v) if v.len() > 2)).count());
+            // Every slab entry in use belongs to exactly one slot.
+            let mut held: Vec<u64> = t.segments.iter().flat_map(|g| g.slots.iter()).filter(|s| s.tag != 0 && Form::of(s.tag) == Form::Slab).map(|s| s.val).collect();
+            let n = held.len();
+            held.sort_unstable();
+            held.dedup();
+            prop_assert_eq!(held.len(), n);
+            prop_assert_eq!(slab_used(&t), n);
         }
     }
 }

@@ -615,7 +615,7 @@ mod snapshots {
         );
         assert_eq!(target.restore(b""), Err(SnapshotError::NotASnapshot));
         let old = String::from_utf8_lossy(&good).replacen(
-            "TRAILWATCH-STATE 1 ",
+            "TRAILWATCH-STATE 2 ",
             "TRAILWATCH-STATE 0 ",
             1,
         );
@@ -623,6 +623,13 @@ mod snapshots {
             target.restore(old.as_bytes()),
             Err(SnapshotError::Version { .. })
         ));
+        // Version 1 (full 128-bit keys) is still read: groups are found by their first word.
+        let v1 = String::from_utf8_lossy(&good).replacen(
+            "TRAILWATCH-STATE 2 ",
+            "TRAILWATCH-STATE 1 ",
+            1,
+        );
+        assert!(target.restore(v1.as_bytes()).is_ok());
         assert_eq!(target.pending(), 0, "a rejected snapshot changes nothing");
         assert!(target.restore(&good).is_ok());
     }
