@@ -100,7 +100,7 @@ impl Correlator<'_> {
                 .map(|(c, g)| CorrelationState {
                     id: c.id().to_string(),
                     fingerprint: fingerprint(c),
-                    groups: g.table.iter().collect(),
+                    groups: sorted(g.table.iter().collect()),
                     recent: g.recent.save(),
                     started: g.started.iter().map(|(a, t)| (*a, *t)).collect(),
                 })
@@ -186,6 +186,13 @@ impl Correlator<'_> {
         self.sources = body.sources;
         Ok(report)
     }
+}
+
+/// Groups by key: where a group lies in the table is secret and differs between processes; the
+/// snapshot of the same state is the same bytes.
+fn sorted(mut groups: Vec<((u64, u64), State)>) -> Vec<((u64, u64), State)> {
+    groups.sort_unstable_by_key(|(k, _)| *k);
+    groups
 }
 
 /// Event times a snapshot may hold (Unix seconds): ±2^43, about ±278,000 years, beyond any

@@ -14,6 +14,12 @@
 //! Two groups are the same group when the first 64 bits of their 128-bit hashes agree: at a
 //! million live groups of one correlation, two distinct ones share a slot with odds of about 1
 //! in 37 million.
+//!
+//! Where a group lands is decided by those 64 bits passed through a permutation keyed with a
+//! random secret of each table ([`Placement`]). The key hash is not secret (anyone can compute
+//! it for a user name they make up), so without it an attacker who controls a grouped field
+//! could send names that all land in one segment at one place, making every lookup there scan
+//! them all.
 
 use super::{Key, State};
 use smallvec::SmallVec;
@@ -75,6 +81,7 @@ struct Segment {
 /// The group states of one correlation.
 #[derive(Debug, Default)]
 pub struct Table {
+    placement: Placement,
     segments: Vec<Segment>,
     /// States that do not fit a slot; freed entries hold `State::Known(i64::MIN)`.
     slab: Vec<State>,
@@ -82,12 +89,52 @@ pub struct Table {
     len: usize,
 }
 
-fn segment_of(key: &Key) -> usize {
-    (key.0 >> 56) as usize
+/// A secret permutation of 64-bit keys: the table stores the permuted key (the top byte chooses
+/// the segment, the rest is the fingerprint and the probe's start), and inverts it to list keys.
+#[derive(Debug, Clone, Copy)]
+struct Placement {
+    xor: u64,
+    mul: [u64; 2],
+    inv: [u64; 2],
 }
 
-fn fingerprint(key: &Key) -> u64 {
-    key.0 & FINGERPRINT
+impl Default for Placement {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        let random = std::collections::hash_map::RandomState::new();
+        let word = |i: u64| random.hash_one(i);
+        Placement::with([word(0), word(1) | 1, word(2) | 1])
+    }
+}
+
+impl Placement {
+    /// From a xor mask and two odd multipliers.
+    fn with([xor, m0, m1]: [u64; 3]) -> Placement {
+        Placement {
+            xor,
+            mul: [m0 | 1, m1 | 1],
+            inv: [inverse(m0 | 1), inverse(m1 | 1)],
+        }
+    }
+
+    fn apply(&self, x: u64) -> u64 {
+        let x = (x ^ self.xor).wrapping_mul(self.mul[0]);
+        (x ^ x >> 32).wrapping_mul(self.mul[1])
+    }
+
+    fn invert(&self, y: u64) -> u64 {
+        let x = y.wrapping_mul(self.inv[1]);
+        (x ^ x >> 32).wrapping_mul(self.inv[0]) ^ self.xor
+    }
+}
+
+/// The inverse of an odd number modulo 2^64 (Newton's iteration doubles the correct bits).
+fn inverse(odd: u64) -> u64 {
+    let mut x = odd;
+    for _ in 0..6 {
+        x = x.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(x)));
+    }
+    x
 }
 
 /// Where a fingerprint starts probing in `n` slots: the high bits of the fingerprint scaled to
@@ -248,7 +295,7 @@ impl Table {
         f: impl FnOnce(&mut State) -> R,
     ) -> (R, u64) {
         let mut evicted = 0;
-        let seg = segment_of(key);
+        let seg = self.placed(key).0;
         let pos = match self.position(key) {
             Some(pos) => {
                 if self.last_of(seg, &self.segments[seg].slots[pos]) < lo {
@@ -269,13 +316,13 @@ impl Table {
     /// Applies `f` to the state of `key` if it holds one (expired or not).
     pub fn modify<R>(&mut self, key: &Key, f: impl FnOnce(&mut State) -> R) -> Option<R> {
         let pos = self.position(key)?;
-        Some(self.apply(segment_of(key), pos, f))
+        Some(self.apply(self.placed(key).0, pos, f))
     }
 
     /// Forgets the group of `key`.
     pub fn remove(&mut self, key: &Key) {
         if let Some(pos) = self.position(key) {
-            let seg = segment_of(key);
+            let seg = self.placed(key).0;
             let slot = self.segments[seg].take(pos);
             self.release(slot);
             self.len -= 1;
@@ -285,7 +332,7 @@ impl Table {
     /// Adds a group (restoring a snapshot): no expiry, no cap.
     pub fn insert(&mut self, key: &Key, state: State) {
         match self.position(key) {
-            Some(pos) => self.store(segment_of(key), pos, state),
+            Some(pos) => self.store(self.placed(key).0, pos, state),
             None => {
                 self.insert_new(key, state, i64::MIN);
             }
@@ -296,14 +343,22 @@ impl Table {
     pub fn iter(&self) -> impl Iterator<Item = (Key, State)> + '_ {
         self.segments.iter().enumerate().flat_map(move |(i, seg)| {
             seg.slots.iter().filter(|s| s.tag != 0).map(move |s| {
-                let key = ((i as u64) << 56 | (s.tag & FINGERPRINT), 0);
+                let placed = (i as u64) << 56 | (s.tag & FINGERPRINT);
+                let key = (self.placement.invert(placed), 0);
                 (key, self.state_of(i, s))
             })
         })
     }
 
+    /// The key as placed: its segment and fingerprint.
+    fn placed(&self, key: &Key) -> (usize, u64) {
+        let x = self.placement.apply(key.0);
+        ((x >> 56) as usize, x & FINGERPRINT)
+    }
+
     fn position(&self, key: &Key) -> Option<usize> {
-        self.segments.get(segment_of(key))?.find(fingerprint(key))
+        let (seg, fp) = self.placed(key);
+        self.segments.get(seg)?.find(fp)
     }
 
     fn state_of(&self, seg: usize, s: &Slot) -> State {
@@ -400,13 +455,13 @@ impl Table {
         if self.segments.is_empty() {
             self.segments = (0..SEGMENTS).map(|_| Segment::default()).collect();
         }
-        let seg = segment_of(key);
+        let (seg, fp) = self.placed(key);
         let (n, len) = (self.segments[seg].slots.len(), self.segments[seg].len);
         if (len + 1) * MAX_LOAD.1 > n * MAX_LOAD.0 {
             self.rebuild(seg, |last| last >= lo, 1);
         }
         let pos = self.segments[seg].place(Slot {
-            tag: PLACEHOLDER | fingerprint(key),
+            tag: PLACEHOLDER | fp,
             val: 0,
         });
         self.len += 1;
@@ -460,8 +515,9 @@ impl Table {
         dropped
     }
 
-    /// Below `max_keys` again: expired groups go first, then the least recently updated, a
-    /// sixteenth of the cap at a time so that a flood of new keys costs O(1) each.
+    /// Below `max_keys` again: expired groups go first, then the least recently updated (at least
+    /// a sixteenth of the cap, all of the oldest second) so that a flood of new keys costs O(1)
+    /// each.
     fn make_room(&mut self, lo: i64, max_keys: usize) -> u64 {
         for seg in 0..self.segments.len() {
             if self.segments[seg].len > 0 {
@@ -482,29 +538,13 @@ impl Table {
             .map(|(i, s)| self.last_of(i, s))
             .collect();
         let (_, &mut cut, _) = lasts.select_nth_unstable(batch - 1);
-        let below = lasts.iter().filter(|&&l| l < cut).count();
-        // Every group older than the cut goes, and as many at the cut as the batch needs (the
-        // first in slot order: the same input gives the same choice).
-        let at_cut = std::cell::Cell::new(batch - below);
+        // Every group updated at or before the cut goes: groups of the same second are not told
+        // apart by where they lie (which the secret placement decides), so the same input
+        // evicts the same groups in every run.
         let mut evicted = 0;
         for seg in 0..self.segments.len() {
             if self.segments[seg].len > 0 {
-                evicted += self.rebuild(
-                    seg,
-                    |last: i64| {
-                        if last > cut {
-                            return true;
-                        }
-                        if last == cut && at_cut.get() == 0 {
-                            return true;
-                        }
-                        if last == cut {
-                            at_cut.set(at_cut.get() - 1);
-                        }
-                        false
-                    },
-                    0,
-                );
+                evicted += self.rebuild(seg, |last: i64| last > cut, 0);
             }
         }
         evicted as u64
@@ -718,7 +758,48 @@ mod tests {
         assert_eq!(old, Some(0), "the outlier itself is kept exactly");
     }
 
+    #[test]
+    fn keys_made_to_collide_in_the_open_are_spread_by_the_secret_placement() {
+        let mut t = Table::default();
+        // What an attacker can compute: 5,000 keys whose first 20 bits agree, which would share
+        // a segment and a place without the secret permutation.
+        for i in 0..5_000u64 {
+            let k = (0xABCDE << 44 | i, 0);
+            t.update(
+                &k,
+                i64::MIN,
+                usize::MAX,
+                || State::Known(i64::MIN),
+                |s| *s = State::Known(1_700_000_000),
+            );
+        }
+        let longest = t
+            .segments
+            .iter()
+            .flat_map(|g| {
+                (0..g.slots.len())
+                    .filter(|&p| g.slots[p].tag != 0)
+                    .map(move |p| g.distance(p))
+            })
+            .max()
+            .unwrap();
+        assert!(longest < 40, "a probe of {longest} slots");
+        let busiest = t.segments.iter().map(|g| g.len).max().unwrap();
+        assert!(busiest < 60, "{busiest} keys in one segment");
+        let mut listed: Vec<u64> = t.iter().map(|(k, _)| k.0).collect();
+        listed.sort_unstable();
+        let made: Vec<u64> = (0..5_000u64).map(|i| 0xABCDE << 44 | i).collect();
+        assert_eq!(listed, made, "keys are listed as given");
+    }
+
     proptest! {
+        /// The placement is a permutation: inverting gives the key back.
+        #[test]
+        fn placement_inverts(words in any::<[u64; 3]>(), x in any::<u64>()) {
+            let p = Placement::with(words);
+            prop_assert_eq!(p.invert(p.apply(x)), x);
+        }
+
         /// The table behaves as a map of key to state (expiry aside), whatever the operations.
         #[test]
         fn the_table_is_a_map(ops in proptest::collection::vec((0u64..300, 0u8..5, -5i64..5), 1..2000)) {

@@ -169,6 +169,22 @@ fn hits_name_the_events_of_their_group_and_window() {
 }
 
 #[test]
+fn the_same_state_is_the_same_snapshot_in_any_process() {
+    // Each correlator places its groups with its own secret; the snapshot must not show it.
+    let s = brute_force(50);
+    let events: Vec<String> = (0..200)
+        .map(|i| login(i, &format!("u{}", i % 37), "1.1.1.1", false))
+        .collect();
+    let snapshot = || {
+        let mut c = Correlator::new(&s, Options::default());
+        feed_all_keep(&mut c, &events);
+        assert_eq!(c.keys(), 37);
+        c.snapshot()
+    };
+    assert_eq!(snapshot(), snapshot());
+}
+
+#[test]
 fn a_restart_keeps_what_a_window_is_made_of() {
     let s = brute_force(3);
     let first: Vec<String> = (0..2).map(|i| login(i, "bob", "1.1.1.1", false)).collect();
