@@ -793,50 +793,55 @@ impl<'s> Correlator<'s> {
             lo,
             self.opts.max_keys,
             || new_state(kind, 0),
-            |state| match state {
-                State::Countries(c) => {
-                    if c.events == 0 {
-                        c.first = t;
-                    }
-                    let new = !c.seen.contains(&loc.country);
-                    let seasoned = c.events >= spec.min_history && t - c.first >= spec.baseline;
-                    let fired = (new && seasoned).then(|| {
-                        let detail = format!(
-                            "first event from {}; seen before: {}",
-                            loc.country,
-                            c.seen.join(", ")
-                        );
-                        (c.first, 1.0, Some(detail))
-                    });
-                    if new {
-                        c.seen.push(loc.country.clone());
-                    }
-                    c.events = c.events.saturating_add(1);
-                    c.last = c.last.max(t);
-                    fired
+            |state| {
+                if !fits(kind, state) {
+                    *state = new_state(kind, 0);
                 }
-                State::Travel(prev) => {
-                    let fired = (prev.at != i64::MIN).then(|| {
-                        let km = crate::geo::distance_km(prev.lat, prev.lon, loc.lat, loc.lon);
-                        let hours = (t - prev.at).max(1) as f64 / 3600.0;
-                        let speed = km / hours;
-                        (km >= spec.min_distance_km && speed > spec.max_speed_kmh).then(|| {
+                match state {
+                    State::Countries(c) => {
+                        if c.events == 0 {
+                            c.first = t;
+                        }
+                        let new = !c.seen.contains(&loc.country);
+                        let seasoned = c.events >= spec.min_history && t - c.first >= spec.baseline;
+                        let fired = (new && seasoned).then(|| {
                             let detail = format!(
-                                "{} to {}: {km:.0} km in {:.2} h = {speed:.0} km/h",
-                                prev.country, loc.country, hours
+                                "first event from {}; seen before: {}",
+                                loc.country,
+                                c.seen.join(", ")
                             );
-                            (prev.at, speed.round(), Some(detail))
-                        })
-                    });
-                    **prev = Travel {
-                        at: t,
-                        lat: loc.lat,
-                        lon: loc.lon,
-                        country: loc.country.clone(),
-                    };
-                    fired.flatten()
+                            (c.first, 1.0, Some(detail))
+                        });
+                        if new {
+                            c.seen.push(loc.country.clone());
+                        }
+                        c.events = c.events.saturating_add(1);
+                        c.last = c.last.max(t);
+                        fired
+                    }
+                    State::Travel(prev) => {
+                        let fired = (prev.at != i64::MIN).then(|| {
+                            let km = crate::geo::distance_km(prev.lat, prev.lon, loc.lat, loc.lon);
+                            let hours = (t - prev.at).max(1) as f64 / 3600.0;
+                            let speed = km / hours;
+                            (km >= spec.min_distance_km && speed > spec.max_speed_kmh).then(|| {
+                                let detail = format!(
+                                    "{} to {}: {km:.0} km in {:.2} h = {speed:.0} km/h",
+                                    prev.country, loc.country, hours
+                                );
+                                (prev.at, speed.round(), Some(detail))
+                            })
+                        });
+                        **prev = Travel {
+                            at: t,
+                            lat: loc.lat,
+                            lon: loc.lon,
+                            country: loc.country.clone(),
+                        };
+                        fired.flatten()
+                    }
+                    _ => None,
                 }
-                _ => None,
             },
         );
         self.stats.evicted += evicted;
@@ -855,6 +860,11 @@ impl<'s> Correlator<'s> {
             groups
                 .table
                 .update(&feed.key, lo, self.opts.max_keys, fresh, |state| {
+                    if !fits(kind, state) {
+                        // A state of another shape (restored from an older build or a damaged
+                        // file) would never fire and never expire: start over.
+                        *state = fresh();
+                    }
                     state.touch(t);
                     let (start, value) = match state {
                         State::Times(times) => {
@@ -974,6 +984,20 @@ fn events_in_window(kind: Kind, value: f64, remembered: usize) -> u64 {
     match kind {
         Kind::EventCount => (value.max(0.0) as u64).max(remembered as u64),
         _ => remembered as u64,
+    }
+}
+
+/// Whether `state` has the shape a correlation of `kind` keeps.
+fn fits(kind: Kind, state: &State) -> bool {
+    match kind {
+        Kind::EventCount => matches!(state, State::Times(_)),
+        Kind::ValueCount | Kind::ValuePercentile => matches!(state, State::Values(_)),
+        Kind::ValueSum | Kind::ValueAvg => matches!(state, State::Numbers(_)),
+        Kind::Temporal => matches!(state, State::Seen(_)),
+        Kind::TemporalOrdered => matches!(state, State::Chain(_)),
+        Kind::NewCountry => matches!(state, State::Countries(_)),
+        Kind::ImpossibleTravel => matches!(state, State::Travel(_)),
+        Kind::FirstSeen | Kind::Silence => matches!(state, State::Known(_)),
     }
 }
 

@@ -154,8 +154,9 @@ impl Correlator<'_> {
             groups[i].started = saved.started.into_iter().collect();
             for (k, s) in saved.groups {
                 groups[i].table.insert(&k, s);
-                report.groups += 1;
             }
+            // Keys of an older snapshot that share their first word are one group now.
+            report.groups += groups[i].table.len();
         }
         let mut pending = std::collections::BinaryHeap::new();
         for p in body.pending {

@@ -169,6 +169,33 @@ fn hits_name_the_events_of_their_group_and_window() {
 }
 
 #[test]
+fn a_restored_state_of_another_shape_starts_over() {
+    // A buffered count (the upper bound keeps it from firing early).
+    let corr = "title: bounded\nid: bb\ncorrelation:\n  type: event_count\n  rules: [failed_login]\n  group-by: [userIdentity.userName]\n  timespan: 10m\n  condition: {gte: 3, lte: 1000}\nlevel: high\n";
+    let s = set(&[FAILED, corr]);
+    let mut c = Correlator::new(&s, Options::default());
+    feed_all_keep(&mut c, &[login(0, "bob", "1.1.1.1", false)]);
+    c.flush(&mut Vec::new());
+    let snap = String::from_utf8(c.snapshot()).unwrap();
+    let body = snap.split_once('\n').unwrap().1;
+    let times = r#"{"Times":[1704067200]}"#;
+    assert!(body.contains(times), "{body}");
+    // Found by a hostile probe: a group restored with a first-seen state never fired again.
+    let body = body.replacen(times, r#"{"Known":1704067200}"#, 1);
+    let sum = xxhash_rust::xxh3::xxh3_64(body.as_bytes());
+    let forged = format!("TRAILWATCH-STATE 2 {sum:016x}\n{body}");
+    let mut after = Correlator::new(&s, Options::default());
+    after.restore(forged.as_bytes()).unwrap();
+    let more: Vec<String> = (1..4)
+        .map(|i| login(i * 60, "bob", "1.1.1.1", false))
+        .collect();
+    let (mut hits, _) = feed_all_keep(&mut after, &more);
+    after.flush(&mut hits);
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].value, 3.0);
+}
+
+#[test]
 fn the_same_state_is_the_same_snapshot_in_any_process() {
     // Each correlator places its groups with its own secret; the snapshot must not show it.
     let s = brute_force(50);
