@@ -570,6 +570,29 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashMap;
 
+    /// Updates group `i` to `Known(time)` under `cap`; returns how many were evicted.
+    fn see(t: &mut Table, i: u64, time: i64, cap: usize) -> u64 {
+        t.update(
+            &key(i),
+            i64::MIN,
+            cap,
+            || State::Known(i64::MIN),
+            |s| *s = State::Known(time),
+        )
+        .1
+    }
+
+    /// Updates group `i` to `Known(time)`, groups last updated before `lo` having expired.
+    fn advance(t: &mut Table, i: u64, time: i64, lo: i64) {
+        t.update(
+            &key(i),
+            lo,
+            usize::MAX,
+            || State::Known(i64::MIN),
+            |s| *s = State::Known(time),
+        );
+    }
+
     fn key(i: u64) -> Key {
         let h = xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes());
         ((h >> 64) as u64, h as u64)
@@ -608,24 +631,12 @@ mod tests {
     fn expired_groups_start_fresh_and_are_swept_before_growing() {
         let mut t = Table::default();
         for i in 0..10_000u64 {
-            t.update(
-                &key(i),
-                0,
-                usize::MAX,
-                || State::Known(i64::MIN),
-                |s| *s = State::Known(i as i64),
-            );
+            advance(&mut t, i, i as i64, 0);
         }
         assert_eq!(t.len(), 10_000);
         // Everything before 9,000 has expired: the segments are swept as they fill again.
         for i in 10_000..20_000u64 {
-            t.update(
-                &key(i),
-                i as i64 - 1_000,
-                usize::MAX,
-                || State::Known(i64::MIN),
-                |s| *s = State::Known(i as i64),
-            );
+            advance(&mut t, i, i as i64, i as i64 - 1_000);
         }
         assert!(t.len() < 12_000, "{} groups held", t.len());
         let found = t
@@ -645,15 +656,7 @@ mod tests {
         let mut t = Table::default();
         let mut evicted = 0;
         for i in 0..100u64 {
-            evicted += t
-                .update(
-                    &key(i),
-                    i64::MIN,
-                    64,
-                    || State::Known(i64::MIN),
-                    |s| *s = State::Known(i as i64),
-                )
-                .1;
+            evicted += see(&mut t, i, i as i64, 64);
         }
         assert!(t.len() <= 64);
         assert_eq!(evicted as usize + t.len(), 100);
@@ -700,37 +703,13 @@ mod tests {
         let mut t = Table::default();
         let mut evicted = 0;
         for i in 0..160u64 {
-            evicted += t
-                .update(
-                    &key(i),
-                    i64::MIN,
-                    160,
-                    || State::Known(i64::MIN),
-                    |s| *s = State::Known(i as i64),
-                )
-                .1;
+            evicted += see(&mut t, i, i as i64, 160);
         }
         assert_eq!((t.len(), evicted), (160, 0));
-        evicted += t
-            .update(
-                &key(1000),
-                i64::MIN,
-                160,
-                || State::Known(i64::MIN),
-                |s| *s = State::Known(1000),
-            )
-            .1;
+        evicted += see(&mut t, 1000, 1000, 160);
         assert_eq!((t.len(), evicted), (151, 10));
         for i in 1001..1009u64 {
-            evicted += t
-                .update(
-                    &key(i),
-                    i64::MIN,
-                    160,
-                    || State::Known(i64::MIN),
-                    |s| *s = State::Known(i as i64),
-                )
-                .1;
+            evicted += see(&mut t, i, i as i64, 160);
         }
         assert_eq!(
             (t.len(), evicted),
@@ -747,15 +726,7 @@ mod tests {
         let mut t = Table::default();
         let mut evicted = 0;
         for i in 0..10_000u64 {
-            evicted += t
-                .update(
-                    &key(i),
-                    i64::MIN,
-                    16,
-                    || State::Known(i64::MIN),
-                    |s| *s = State::Known(i as i64),
-                )
-                .1;
+            evicted += see(&mut t, i, i as i64, 16);
         }
         assert_eq!(evicted as usize + t.len(), 10_000);
         let holding = t.segments.iter().filter(|g| !g.slots.is_empty()).count();
@@ -772,22 +743,10 @@ mod tests {
         let now = 1_700_000_000;
         // The first time a correlation sees is from 1970: later ones are out of its range.
         for i in 0..256u64 {
-            t.update(
-                &key(i),
-                i64::MIN,
-                usize::MAX,
-                || State::Known(i64::MIN),
-                |s| *s = State::Known(0),
-            );
+            advance(&mut t, i, 0, i64::MIN);
         }
         for i in 256..20_000u64 {
-            t.update(
-                &key(i),
-                i64::MIN,
-                usize::MAX,
-                || State::Known(i64::MIN),
-                |s| *s = State::Known(now),
-            );
+            advance(&mut t, i, now, i64::MIN);
         }
         assert!(
             slab_used(&t) < 2_000,
