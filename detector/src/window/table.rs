@@ -295,8 +295,8 @@ impl Table {
         f: impl FnOnce(&mut State) -> R,
     ) -> (R, u64) {
         let mut evicted = 0;
-        let seg = self.placed(key).0;
-        let pos = match self.position(key) {
+        let (seg, fp, found) = self.find(key);
+        let pos = match found {
             Some(pos) => {
                 if self.last_of(seg, &self.segments[seg].slots[pos]) < lo {
                     self.store(seg, pos, fresh());
@@ -307,7 +307,7 @@ impl Table {
                 if self.len >= max_keys.max(1) {
                     evicted = self.make_room(lo, max_keys.max(1));
                 }
-                self.insert_new(key, fresh(), lo)
+                self.insert_new(seg, fp, fresh(), lo)
             }
         };
         (self.apply(seg, pos, f), evicted)
@@ -315,14 +315,13 @@ impl Table {
 
     /// Applies `f` to the state of `key` if it holds one (expired or not).
     pub fn modify<R>(&mut self, key: &Key, f: impl FnOnce(&mut State) -> R) -> Option<R> {
-        let pos = self.position(key)?;
-        Some(self.apply(self.placed(key).0, pos, f))
+        let (seg, _, pos) = self.find(key);
+        Some(self.apply(seg, pos?, f))
     }
 
     /// Forgets the group of `key`.
     pub fn remove(&mut self, key: &Key) {
-        if let Some(pos) = self.position(key) {
-            let seg = self.placed(key).0;
+        if let (seg, _, Some(pos)) = self.find(key) {
             let slot = self.segments[seg].take(pos);
             self.release(slot);
             self.len -= 1;
@@ -331,10 +330,10 @@ impl Table {
 
     /// Adds a group (restoring a snapshot): no expiry, no cap.
     pub fn insert(&mut self, key: &Key, state: State) {
-        match self.position(key) {
-            Some(pos) => self.store(self.placed(key).0, pos, state),
-            None => {
-                self.insert_new(key, state, i64::MIN);
+        match self.find(key) {
+            (seg, _, Some(pos)) => self.store(seg, pos, state),
+            (seg, fp, None) => {
+                self.insert_new(seg, fp, state, i64::MIN);
             }
         }
     }
@@ -350,15 +349,11 @@ impl Table {
         })
     }
 
-    /// The key as placed: its segment and fingerprint.
-    fn placed(&self, key: &Key) -> (usize, u64) {
+    /// The key as placed (its segment and fingerprint), and its slot if it is held.
+    fn find(&self, key: &Key) -> (usize, u64, Option<usize>) {
         let x = self.placement.apply(key.0);
-        ((x >> 56) as usize, x & FINGERPRINT)
-    }
-
-    fn position(&self, key: &Key) -> Option<usize> {
-        let (seg, fp) = self.placed(key);
-        self.segments.get(seg)?.find(fp)
+        let (seg, fp) = ((x >> 56) as usize, x & FINGERPRINT);
+        (seg, fp, self.segments.get(seg).and_then(|g| g.find(fp)))
     }
 
     fn state_of(&self, seg: usize, s: &Slot) -> State {
@@ -450,12 +445,11 @@ impl Table {
         }
     }
 
-    /// Inserts a new key, sweeping or growing its segment first when it is full.
-    fn insert_new(&mut self, key: &Key, state: State, lo: i64) -> usize {
+    /// Inserts a new key (placed at `seg`, `fp`), sweeping or growing its segment first when full.
+    fn insert_new(&mut self, seg: usize, fp: u64, state: State, lo: i64) -> usize {
         if self.segments.is_empty() {
             self.segments = (0..SEGMENTS).map(|_| Segment::default()).collect();
         }
-        let (seg, fp) = self.placed(key);
         let (n, len) = (self.segments[seg].slots.len(), self.segments[seg].len);
         if (len + 1) * MAX_LOAD.1 > n * MAX_LOAD.0 {
             self.rebuild(seg, |last| last >= lo, 1);
