@@ -21,16 +21,9 @@ head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/archive.key"
 "$lt" generate --events "$EVENTS" --seed 11 -o "$work/events.jsonl" >&2
 run() { # mode
   local mode=$1 topic="cost-$1-$$-$RANDOM" cfg="$work/$1.toml" port=$((39500 + RANDOM % 400))
-  cat > "$cfg" <<TOML
-[rules]
-paths = ["$PWD/rules"]
-[source.kafka]
-brokers = "$brokers"
-topic = "$topic"
-group_id = "$topic"
-state_topic = "$topic-state"
-[source.kafka.properties]
-"fetch.wait.max.ms" = "10"
+  { printf '[rules]\npaths = ["%s/rules"]\n' "$PWD"
+    kafka_source "$brokers" "$topic" "$topic" 10
+    cat <<TOML
 [sink]
 jsonl = "$work/$mode-alerts.jsonl"
 [metrics]
@@ -38,6 +31,7 @@ listen = "127.0.0.1:$port"
 [alerts]
 hmac_key_file = "$work/hmac.key"
 TOML
+  } > "$cfg"
   if [ "$mode" = archive ]; then
     cat >> "$cfg" <<TOML
 [sink.archive]

@@ -41,14 +41,9 @@ for n in 1 2; do
   for i in $(seq "$n"); do
     m="127.0.0.1:$((9890 + 10 * n + i))"
     metrics+=("$m")
-    cat > "$work/tw-$n-$i.toml" <<TOML
-[rules]
-paths = ["$PWD/rules"]
-[source.kafka]
-brokers = "$brokers"
-topic = "$topic"
-group_id = "$group"
-state_topic = "$group-state"
+    { printf '[rules]\npaths = ["%s/rules"]\n' "$PWD"
+      kafka_source "$brokers" "$topic" "$group"
+      cat <<TOML
 [sink]
 jsonl = "$work/alerts-$n-$i.jsonl"
 [metrics]
@@ -56,6 +51,7 @@ listen = "$m"
 [alerts]
 hmac_key_file = "$work/hmac.key"
 TOML
+    } > "$work/tw-$n-$i.toml"
     target/release/trailwatch run --config "$work/tw-$n-$i.toml" 2> "$work/tw-$n-$i.log" &
     pids+=($!)
   done

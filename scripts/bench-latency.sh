@@ -82,17 +82,9 @@ kafka_run() { # steady|quiet
   topic="latency-$mode-$$"
   cfg="$work/kafka-$mode.toml"
   { common "$(echo "$res" | field topic_arn)"
-    cat <<TOML
-[source.kafka]
-brokers = "$brokers"
-topic = "$topic"
-group_id = "$topic"
-state_topic = "$topic-state"
-# tansu answers a fetch only after sleeping half its max wait (librdkafka's default: 500 ms),
-# even with data ready; Kafka brokers answer at once. This sets the floor, not trailwatch.
-[source.kafka.properties]
-"fetch.wait.max.ms" = "$FETCH_WAIT_MS"
-TOML
+    # tansu answers a fetch only after sleeping half its max wait (librdkafka's default:
+    # 500 ms), even with data ready; Kafka brokers answer at once: this sets the floor.
+    kafka_source "$brokers" "$topic" "$topic" "$FETCH_WAIT_MS"
   } > "$cfg"
   # Create the topic, start trailwatch, and produce only once it owns the partitions.
   "$lt" kafka-produce --brokers "$brokers" --topic "$topic" --partitions 3 /dev/null >/dev/null

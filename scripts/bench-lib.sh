@@ -33,6 +33,22 @@ best() {
   echo "$b"
 }
 
+# kafka_source BROKERS TOPIC GROUP [FETCH_WAIT_MS]: the [source.kafka] section of a trailwatch
+# configuration, its state topic named after the group, with librdkafka's fetch wait when given
+# (tansu answers a fetch only after sleeping half its max wait, even with data ready).
+kafka_source() {
+  cat <<TOML
+[source.kafka]
+brokers = "$1"
+topic = "$2"
+group_id = "$3"
+state_topic = "$3-state"
+TOML
+  if [ -n "${4:-}" ]; then
+    printf '[source.kafka.properties]\n"fetch.wait.max.ms" = "%s"\n' "$4"
+  fi
+}
+
 # start_tansu PORT DIR: builds tansu once (skipped when installed), starts it on 127.0.0.1:PORT
 # with its SQLite store in DIR, and waits until it is ready; its pid is TANSU_PID (the caller's
 # trap kills it).
