@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# A fresh clone gains nothing from incremental caches: they only cost disk (CI's is shared) and time.
+if [ "${CI:-}" = true ]; then
+  export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+fi
 
 # The end-to-end tests read third-party material from ../shared/corpus.
 if [ ! -d ../shared/corpus ]; then
