@@ -206,6 +206,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn a_node_finds_exactly_its_children(
+            keys in proptest::collection::btree_set("[a-cA.]{0,20}", 0..80),
+            probes in proptest::collection::vec("[a-cA.]{0,20}", 0..40),
+        ) {
+            let mut node = TrieNode::default();
+            for (id, k) in keys.iter().enumerate() {
+                node.insert(k.as_bytes(), id as u32);
+            }
+            for (id, k) in keys.iter().enumerate() {
+                proptest::prop_assert_eq!(node.get(k.as_bytes()), Some(id as u32));
+            }
+            for p in &probes {
+                let want = keys.iter().position(|k| k == p).map(|i| i as u32);
+                proptest::prop_assert_eq!(node.get(p.as_bytes()), want);
+            }
+        }
+    }
+
     #[test]
     fn interning_is_idempotent_and_builds_the_trie() {
         let mut t = FieldTable::new();
