@@ -254,6 +254,9 @@ pub fn read_lines(
     };
     let mut buf = Vec::with_capacity(64 << 10);
     loop {
+        if !first && decode_buffered(&mut reader, limit, decoder, &mut loc, sink) {
+            continue;
+        }
         buf.clear();
         loc.line += 1;
         let read = match read_line_limited(&mut reader, &mut buf, limit) {
@@ -386,6 +389,36 @@ pub(crate) fn starts_multiline_document(line: &[u8]) -> bool {
     }
     let v: Result<serde_json::Value, _> = serde_json::from_str(t);
     matches!(v, Err(e) if e.is_eof())
+}
+
+/// Decodes the next line where it lies in the reader's buffer, when the buffer holds all of it
+/// (nearly always): copying each line out first cost more than reading it. `false` leaves the
+/// line, untouched, to the general way (a line across the buffer's end, over the limit, at the
+/// end of the input, or a read error, which that way reports).
+fn decode_buffered(
+    reader: &mut impl BufRead,
+    limit: usize,
+    decoder: &mut Decoder<'_>,
+    loc: &mut Location,
+    sink: &mut dyn FnMut(Result<&Event<'_>, InputError>, &Location),
+) -> bool {
+    let Ok(chunk) = reader.fill_buf() else {
+        return false;
+    };
+    let Some(end) = memchr::memchr(b'\n', chunk) else {
+        return false;
+    };
+    let line = &chunk[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.len() > limit {
+        return false;
+    }
+    loc.line += 1;
+    if !line.iter().all(u8::is_ascii_whitespace) {
+        decode_one(decoder, line, loc, sink);
+    }
+    reader.consume(end + 1);
+    true
 }
 
 fn decode_one(
@@ -598,6 +631,65 @@ mod tests {
             Err(e) => errors.push(e.to_string()),
         });
         (names, errors)
+    }
+
+    /// What `read_lines` makes of `text` read through a buffer of `capacity` bytes: each record's
+    /// eventName and each error, with the line they were found at.
+    fn through_buffer(text: &[u8], capacity: usize, limits: Limits) -> Vec<String> {
+        let mut fields = FieldTable::new();
+        let name = fields.intern("eventName");
+        let mut decoder = Decoder::new(&fields, limits);
+        let mut seen = Vec::new();
+        let reader = io::BufReader::with_capacity(capacity, text);
+        let lines = read_lines(
+            "t",
+            reader,
+            true,
+            &mut decoder,
+            &mut |item, loc| match item {
+                Ok(ev) => seen.push(format!(
+                    "{} {}",
+                    loc.line,
+                    ev.get(name).text().unwrap_or("-")
+                )),
+                Err(e) => seen.push(e.to_string()),
+            },
+        );
+        seen.push(format!("{lines} lines"));
+        seen
+    }
+
+    #[test]
+    fn lines_read_in_place_or_copied_read_the_same() {
+        let long = format!("{{\"eventName\":\"{}\"}}", "x".repeat(200));
+        let text = format!(
+            "{{\"eventName\":\"A\"}}\r\n\n  \n{{\"eventName\":\"B\"}}\n{long}\nnot json\r\n{{\"eventName\":\"C\"}}\n\
+             {{\"eventName\":\n{{\"eventName\":\"D\"}}"
+        );
+        let limits = Limits {
+            max_document_bytes: 100,
+            ..Limits::default()
+        };
+        let whole = through_buffer(text.as_bytes(), 1 << 16, limits);
+        assert_eq!(whole.len(), 8, "{whole:?}");
+        assert_eq!(whole[0], "1 A");
+        assert_eq!(whole[1], "4 B");
+        assert!(
+            whole[2].starts_with("t:5: document of 217 bytes"),
+            "{whole:?}"
+        );
+        assert!(whole[3].starts_with("t:6: invalid JSON"), "{whole:?}");
+        assert_eq!(whole[4], "7 C");
+        assert!(whole[5].starts_with("t:8: truncated JSON"), "{whole:?}");
+        assert_eq!(whole[6..], ["9 D", "9 lines"]);
+        // Small buffers cut lines at every place: read the general way, they read the same.
+        for capacity in [1, 2, 7, 16, 19, 20, 21, 64, 100] {
+            assert_eq!(
+                through_buffer(text.as_bytes(), capacity, limits),
+                whole,
+                "{capacity}"
+            );
+        }
     }
 
     #[test]
