@@ -235,7 +235,8 @@ pub struct SinkConfig {
     pub archive: Option<ArchiveConfig>,
 }
 
-/// `[sink.archive]`: the audit archive (docs/archive.md). Set `dir` or `bucket`.
+/// `[sink.archive]`: the audit archive (docs/archive.md). Set `bucket`, `dir`, or neither for
+/// `archive` beside `windows.state_file`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveConfig {
@@ -245,7 +246,8 @@ pub struct ArchiveConfig {
     /// The local spool directory: a batch is acknowledged once its records are here, and
     /// objects wait here while the store is down.
     pub spool: PathBuf,
-    /// The archive as a local directory (without `bucket`).
+    /// The archive as a local directory (without `bucket`). With neither `dir` nor `bucket`:
+    /// `archive` in the directory of `windows.state_file` (the service's state directory).
     pub dir: Option<PathBuf>,
     /// The S3 bucket, created with Object Lock enabled (ops/cloudformation has it).
     pub bucket: Option<String>,
@@ -304,6 +306,14 @@ fn default_object_bytes() -> u64 {
 }
 fn default_spool_max() -> u64 {
     1 << 30
+}
+
+/// The archive of a `[sink.archive]` that names no store: beside the service's state.
+fn default_archive_dir(state_file: &Path) -> PathBuf {
+    state_file
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("archive")
 }
 
 impl ArchiveConfig {
@@ -513,10 +523,24 @@ fn validate_archive(a: &ArchiveConfig) -> Result<(), Problem> {
         (None, None) => {
             return Err(invalid(
                 "sink.archive",
-                "needs a store: dir (a local directory) or bucket (S3)",
+                "needs a store: set bucket (S3) or dir (a local directory), or set windows.state_file and the archive goes to the directory archive beside it",
             ))
         }
         _ => {}
+    }
+    if let Some(dir) = &a.dir {
+        // verify-archive would find the spool's files in the archive, or the archive's in the
+        // spool.
+        if dir.starts_with(&a.spool) || a.spool.starts_with(dir) {
+            return Err(invalid(
+                "sink.archive.dir",
+                format!(
+                    "{} and the spool {} must be separate directories",
+                    dir.display(),
+                    a.spool.display()
+                ),
+            ));
+        }
     }
     if let Some(b) = &a.bucket {
         let ok = (3..=63).contains(&b.len())
@@ -765,6 +789,9 @@ impl Config {
             fix(&mut a.key_file);
             fix(&mut a.spool);
             a.dir.iter_mut().for_each(fix);
+            if a.dir.is_none() && a.bucket.is_none() {
+                a.dir = c.windows.state_file.as_deref().map(default_archive_dir);
+            }
         }
         c.validate()
             .map_err(|Problem(key, kind, m)| ConfigError::new(path, key, kind, m))?;
@@ -1381,6 +1408,43 @@ mod tests {
             );
             assert_eq!(e.kind, kind, "{e}");
         }
+    }
+
+    #[test]
+    fn an_archive_without_a_store_goes_beside_the_state_or_is_refused() {
+        let archive = "[sink.archive]\nkey_file = \"archive.key\"\nspool = \"spool\"\n";
+        let c = load(&format!(
+            "{OK}{archive}[windows]\nstate_file = \"state/trailwatch.snap\"\n"
+        ))
+        .unwrap();
+        let state_dir = c.windows.state_file.as_ref().unwrap().parent().unwrap();
+        let a = c.sink.archive.as_ref().unwrap();
+        assert_eq!(a.dir.as_deref(), Some(state_dir.join("archive").as_path()));
+        assert!(a.dir.as_ref().unwrap().is_absolute());
+        assert_eq!(a.bucket, None);
+
+        let e = load(&format!("{OK}{archive}")).unwrap_err();
+        assert_eq!(
+            (e.key.as_deref(), e.kind),
+            (Some("sink.archive"), ConfigErrorKind::Invalid),
+            "{e}"
+        );
+        assert!(e.message.contains("bucket"), "{e}");
+        assert!(e.message.contains("dir"), "{e}");
+        assert!(e.message.contains("windows.state_file"), "{e}");
+
+        // A store that is named wins over the default.
+        let c = load(&format!(
+            "{OK}{archive}bucket = \"audit-bucket\"\n[windows]\nstate_file = \"state.snap\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.sink.archive.unwrap().dir, None);
+        let e = load(&format!(
+            "{OK}{archive}[windows]\nstate_file = \"spool/state.snap\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("sink.archive.dir"), "{e}");
+        assert!(e.message.contains("separate directories"), "{e}");
     }
 
     #[test]

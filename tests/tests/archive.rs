@@ -309,7 +309,8 @@ async fn alerts_and_batches_are_archived_locked_chained_and_kept_through_an_s3_o
 }
 
 /// Killed (SIGKILL) with records in the journal and nothing sealed: the restart seals them;
-/// every alert is in the local archive once and the chain is intact.
+/// every alert is in the local archive once and the chain is intact. The archive names no
+/// store, so it is the default: `archive` beside `windows.state_file` (`state.snap`).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_service_loses_no_archived_record() {
     let Some(url) = moto() else { return };
@@ -321,7 +322,8 @@ async fn a_killed_service_loses_no_archived_record() {
         "archive-secret-0123456789abcdef\n",
     )
     .unwrap();
-    let archive = "key_file = \"archive.key\"\nspool = \"spool\"\ndir = \"archive\"\nwriter = \"node-k\"\nseal_every = \"1h\"\n";
+    let archive =
+        "key_file = \"archive.key\"\nspool = \"spool\"\nwriter = \"node-k\"\nseal_every = \"1h\"\n";
     let extra = || Extra {
         archive,
         ..Extra::default()
