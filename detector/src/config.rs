@@ -275,7 +275,8 @@ pub struct ArchiveConfig {
     #[serde(default = "default_object_bytes")]
     pub object_bytes: u64,
     /// Largest spool, bytes: while it is full (the store down for long), batches are not
-    /// acknowledged and the source backs up. 1048576 to 1099511627776.
+    /// acknowledged and the source backs up, and no heartbeat is sealed. It holds at most this
+    /// plus the last batch taken. 1048576 to 1099511627776.
     #[serde(default = "default_spool_max")]
     pub spool_max_bytes: u64,
 }

@@ -183,13 +183,20 @@ impl Archive {
         );
     }
 
-    /// Seals the records since the last seal into an object (a heartbeat when none).
+    /// Seals the records since the last seal into an object (a heartbeat when none and the
+    /// spool has room for it).
     pub fn seal(&self) {
         let mut spool = self.spool();
         match tokio::task::block_in_place(|| spool.seal()) {
-            Ok(seq) => {
+            Ok(Some(seq)) => {
                 self.metrics.archive_objects_sealed.inc();
                 tracing::debug!(seq, "archive object sealed");
+            }
+            Ok(None) => {
+                tracing::debug!(
+                    spool_bytes = spool.bytes(),
+                    "no heartbeat sealed: the spool is full"
+                );
             }
             Err(e) => {
                 self.metrics.archive_store_failures.inc();

@@ -286,16 +286,25 @@ impl Spool {
 
     /// Seals the records accepted since the last seal into the chain's next object (a
     /// heartbeat when there are none, so that the archive shows the service alive), with the
-    /// manifest of the previous day when the day changed; returns the new sequence number.
-    pub fn seal(&mut self) -> Result<u64, SpoolError> {
+    /// manifest of the previous day when the day changed; returns the new sequence number, or
+    /// `None` for a heartbeat that does not fit below `max_bytes` (see [`Spool::seal_at`]).
+    pub fn seal(&mut self) -> Result<Option<u64>, SpoolError> {
         self.seal_at(object::now_rfc3339())
     }
 
     /// [`Spool::seal`] at a given time (RFC 3339, UTC).
-    pub fn seal_at(&mut self, sealed: String) -> Result<u64, SpoolError> {
+    ///
+    /// A heartbeat is sealed only if it fits below `max_bytes` with the manifest sealed with
+    /// it: while the store is down and the spool full, batches are refused anyway, and a
+    /// heartbeat an outage long would grow the outbox without bound. The archive then shows
+    /// the stretch as a gap (verify-archive: `GAP`), which it was: nothing was processed.
+    /// Records are always sealed (they are acknowledged), so the spool holds at most
+    /// `max_bytes` plus the last batch accepted below it.
+    pub fn seal_at(&mut self, sealed: String) -> Result<Option<u64>, SpoolError> {
         let day = object::day_of(&sealed).to_string();
         let seq = self.chain.seq + 1;
         let mut chain = self.chain.clone();
+        let mut manifest = None;
         if chain.day.as_deref() != Some(day.as_str()) {
             if let (Some(old), false) = (&chain.day, chain.day_objects.is_empty()) {
                 let m = Manifest::signed(
@@ -305,9 +314,7 @@ impl Spool {
                     chain.day_objects.clone(),
                     &self.key,
                 );
-                let name = object::manifest_name(&self.writer, old);
-                let body = m.to_stored();
-                self.put_outbox(&format!("{seq:012}.manifest"), &name, &body)?;
+                manifest = Some((object::manifest_name(&self.writer, old), m.to_stored()));
             }
             chain.day = Some(day.clone());
             chain.day_prev = chain.hash.clone();
@@ -326,7 +333,7 @@ impl Spool {
             .as_ref()
             .map(|(id, _)| id.clone())
             .unwrap_or_else(journal_id);
-        let header = Header {
+        let mut header = Header {
             kind: "header".into(),
             format: object::FORMAT,
             writer: self.writer.clone(),
@@ -339,11 +346,20 @@ impl Spool {
             records_sha256: String::new(),
             mac: String::new(),
         };
-        let mut header = header;
         header.seal(records, &self.key);
         let bytes = object::encode(&header, records);
-        let hash = object::sha256_hex(&bytes);
         let name = object::object_name(&self.writer, &day, seq);
+        if self.records.is_empty() {
+            let adds = outbox_bytes(&name, &bytes)
+                + manifest.as_ref().map_or(0, |(n, b)| outbox_bytes(n, b));
+            if self.bytes.saturating_add(adds) > self.max_bytes {
+                return Ok(None);
+            }
+        }
+        if let Some((name, body)) = manifest {
+            self.put_outbox(&format!("{seq:012}.manifest"), &name, &body)?;
+        }
+        let hash = object::sha256_hex(&bytes);
         self.put_outbox(&format!("{seq:012}.obj"), &name, &bytes)?;
         chain.seq = seq;
         chain.hash = Some(hash.clone());
@@ -368,7 +384,7 @@ impl Spool {
             fs::remove_file(&path).map_err(io_at(&path))?;
         }
         self.bytes = self.disk_bytes()?;
-        Ok(seq)
+        Ok(Some(seq))
     }
 
     /// Writes an outbox file whole or not at all: the archive name, then the bytes, encrypted.
@@ -556,6 +572,12 @@ fn spool_key(key: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// The size of an outbox file holding `bytes` under `name` (see [`Spool::put_outbox`]).
+fn outbox_bytes(name: &str, bytes: &[u8]) -> u64 {
+    const TAG: usize = 16;
+    (NONCE + TAG + 2 + name.len() + bytes.len()) as u64
+}
+
 /// A journal id that sorts by creation time.
 fn journal_id() -> String {
     let nanos = std::time::SystemTime::now()
@@ -624,8 +646,14 @@ pub(crate) mod tests {
                 "plain text in the spool"
             );
         }
-        assert_eq!(s.seal_at("2026-12-01T10:00:00.000Z".into()).unwrap(), 1);
-        assert_eq!(s.seal_at("2026-12-01T10:05:00.000Z".into()).unwrap(), 2);
+        assert_eq!(
+            s.seal_at("2026-12-01T10:00:00.000Z".into()).unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            s.seal_at("2026-12-01T10:05:00.000Z".into()).unwrap(),
+            Some(2)
+        );
         assert_eq!(
             objects(&s),
             vec![
@@ -644,7 +672,10 @@ pub(crate) mod tests {
         // A restart continues the chain.
         drop(s);
         let mut s = open(dir.path());
-        assert_eq!(s.seal_at("2026-12-01T10:10:00.000Z".into()).unwrap(), 3);
+        assert_eq!(
+            s.seal_at("2026-12-01T10:10:00.000Z".into()).unwrap(),
+            Some(3)
+        );
     }
 
     #[test]
@@ -835,6 +866,67 @@ pub(crate) mod tests {
             s.done(&out).unwrap();
         }
         s.append(&big).unwrap();
+    }
+
+    /// Seal times every five minutes from 2026-12-01T00:00Z, crossing days.
+    fn every_five_minutes() -> impl FnMut() -> String {
+        let start = chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z").unwrap();
+        let mut n = 0;
+        move || {
+            n += 1;
+            (start + chrono::Duration::minutes(5 * n))
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string()
+        }
+    }
+
+    /// Bytes of the outbox files of the newest object (and the manifest sealed with it).
+    fn newest_bytes(s: &Spool) -> u64 {
+        s.ready()
+            .unwrap()
+            .iter()
+            .filter(|o| o.seq == s.chain().seq)
+            .map(|o| fs::metadata(&o.path).unwrap().len())
+            .sum()
+    }
+
+    #[test]
+    fn heartbeats_never_take_the_spool_past_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), "w1", KEY, 8000).unwrap();
+        let mut at = every_five_minutes();
+        // The store is down for three days: nothing leaves the outbox.
+        let sealed = (0..3 * 288)
+            .filter(|_| s.seal_at(at()).unwrap().is_some())
+            .count();
+        assert!(s.bytes() <= 8000, "{}", s.bytes());
+        assert!((5..100).contains(&sealed), "{sealed} heartbeats fit");
+        assert_eq!(s.chain().seq, sealed as u64);
+        // The store takes the outbox: heartbeats resume, continuing the chain.
+        for out in s.ready().unwrap() {
+            s.done(&out).unwrap();
+        }
+        assert_eq!(s.seal_at(at()).unwrap(), Some(sealed as u64 + 1));
+    }
+
+    #[test]
+    fn an_outage_takes_the_spool_past_its_limit_by_one_batch_at_most() {
+        let dir = tempfile::tempdir().unwrap();
+        let max = 8000;
+        let mut s = Spool::open(dir.path(), "w1", KEY, max).unwrap();
+        let batch: Vec<Vec<u8>> = (0..20).map(rec).collect();
+        let mut at = every_five_minutes();
+        while s.append(&batch).is_ok() {
+            s.seal_at(at()).unwrap();
+            // All but the batch just sealed was below the limit when it was accepted.
+            assert!(s.bytes() - newest_bytes(&s) < max, "{}", s.bytes());
+        }
+        assert!(s.bytes() >= max);
+        let (full, seq) = (s.bytes(), s.chain().seq);
+        for _ in 0..2 * 288 {
+            assert_eq!(s.seal_at(at()).unwrap(), None, "a heartbeat while full");
+        }
+        assert_eq!((s.bytes(), s.chain().seq), (full, seq));
     }
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
