@@ -52,11 +52,22 @@ fn ids(row: &BTreeMap<String, String>) -> BTreeSet<String> {
         .collect()
 }
 
-fn account(a: &Value) -> String {
-    a["events"][0]["account"]
+/// What an alert groups by (a correlation names no events: its group says whose it is).
+fn group(a: &Value) -> Value {
+    serde_json::from_str(a["group_key"].as_str().unwrap_or("{}")).unwrap_or(Value::Null)
+}
+
+/// A fact the report takes from an alert's first event, else from its group.
+fn fact(a: &Value, event_field: &str, group_field: &str, none: &str) -> String {
+    a["events"][0][event_field]
         .as_str()
-        .unwrap_or("unknown")
+        .or(group(a)[group_field].as_str())
+        .unwrap_or(none)
         .to_string()
+}
+
+fn account(a: &Value) -> String {
+    fact(a, "account", "recipientAccountId", "unknown")
 }
 
 fn tagged(a: &Value, tag: &str) -> bool {
@@ -68,6 +79,11 @@ fn tagged(a: &Value, tag: &str) -> bool {
 }
 
 fn report(out: &Path, inputs: &[&Path]) {
+    report_with(out, inputs, &[]);
+}
+
+/// `trailwatch report` with options besides the rules and the output.
+fn report_with(out: &Path, inputs: &[&Path], extra: &[&str]) {
     let rules = root().join("rules");
     let mut args = vec![
         "report",
@@ -76,6 +92,7 @@ fn report(out: &Path, inputs: &[&Path]) {
         "--out",
         out.to_str().unwrap(),
     ];
+    args.extend(extra);
     args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
     let o = trailwatch(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -121,9 +138,28 @@ fn every_table_adds_up_to_the_alerts_it_summarises() {
         assert_eq!(row["PHI access"], phi.to_string());
     }
     let controls = t("controls");
-    assert!(controls
+    // Every control an alert's rule names has its row: the CIS controls and the HIPAA ones.
+    let named: BTreeSet<(String, String)> = alerts
         .iter()
-        .any(|r| r["control"].starts_with("cis.cloudwatch.")));
+        .flat_map(|a| {
+            let tags = a["rule"]["tags"].as_array().unwrap().iter();
+            tags.filter_map(Value::as_str)
+                .filter(|t| t.starts_with("cis.cloudwatch.") || t.starts_with("hipaa.164.312."))
+                .map(|t| (account(a), t.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let rows: BTreeSet<(String, String)> = controls
+        .iter()
+        .map(|r| (r["account"].clone(), r["control"].clone()))
+        .collect();
+    assert_eq!(rows, named);
+    for prefix in ["cis.cloudwatch.", "hipaa.164.312."] {
+        assert!(
+            rows.iter().any(|(_, c)| c.starts_with(prefix)),
+            "{prefix}* counted: {rows:?}"
+        );
+    }
     for row in &controls {
         let want: BTreeSet<String> = by_id
             .iter()
@@ -224,6 +260,169 @@ fn hostile_text_stays_text_in_html_and_csv() {
     assert!(!std::fs::read_to_string(out.join("top-addresses.csv"))
         .unwrap()
         .contains("HYPERLINK"));
+}
+
+const ACCOUNT: &str = "111122223333";
+const OTHER_ACCOUNT: &str = "444455556666";
+/// An address both accounts see.
+const SHARED_IP: &str = "203.0.113.7";
+
+/// Three days of records: trail changes a day before and after the period (2026-11-02), and
+/// inside it two hours of activity eight hours apart in one account (PHI read from another
+/// account, a large PHI download, trail changes) and one trail change in a second account
+/// from the same address.
+fn period_input(dir: &Path) -> PathBuf {
+    let stop = |id: &str, time: &str, account: &str, user: &str| {
+        serde_json::json!({
+            "eventVersion": "1.08", "eventID": id, "eventTime": time,
+            "eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging", "awsRegion": "us-east-1",
+            "recipientAccountId": account, "sourceIPAddress": SHARED_IP,
+            "userIdentity": {"type": "IAMUser", "accountId": account, "arn": format!("arn:aws:iam::{account}:user/{user}")}
+        })
+    };
+    let read = |id: &str, time: &str, principal: &str, ip: &str, bytes: u64| {
+        let owner = principal.split(':').nth(4).unwrap();
+        serde_json::json!({
+            "eventVersion": "1.09", "eventID": id, "eventTime": time,
+            "eventSource": "s3.amazonaws.com", "eventName": "GetObject", "awsRegion": "us-east-1",
+            "recipientAccountId": ACCOUNT, "sourceIPAddress": ip, "readOnly": true,
+            "userIdentity": {"type": "IAMUser", "accountId": owner, "arn": principal},
+            "requestParameters": {"bucketName": "example-phi-records", "key": "patients/0001.pdf"},
+            "additionalEventData": {"bytesTransferredOut": bytes},
+            "eventCategory": "Data", "managementEvent": false
+        })
+    };
+    let mallory = "arn:aws:iam::444455556666:user/mallory";
+    let alice = "arn:aws:iam::111122223333:user/alice";
+    let records = [
+        stop("p-early", "2026-11-01T10:00:00Z", ACCOUNT, "early"),
+        stop("p-in-1", "2026-11-02T01:00:00Z", ACCOUNT, "inside"),
+        read(
+            "p-phi-1",
+            "2026-11-02T01:10:00Z",
+            mallory,
+            "198.51.100.20",
+            1000,
+        ),
+        read(
+            "p-phi-2",
+            "2026-11-02T01:20:00Z",
+            alice,
+            "198.51.100.10",
+            600 << 20,
+        ),
+        read(
+            "p-phi-3",
+            "2026-11-02T01:30:00Z",
+            alice,
+            "198.51.100.10",
+            600 << 20,
+        ),
+        stop("p-in-2", "2026-11-02T09:00:00Z", ACCOUNT, "inside"),
+        read(
+            "p-phi-4",
+            "2026-11-02T09:10:00Z",
+            mallory,
+            "198.51.100.20",
+            1000,
+        ),
+        stop("p-other", "2026-11-02T09:20:00Z", OTHER_ACCOUNT, "admin"),
+        stop("p-late", "2026-11-03T10:00:00Z", ACCOUNT, "late"),
+    ];
+    let path = dir.join("period.jsonl");
+    let text: String = records.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn first_seen(a: &Value) -> &str {
+    a["first_seen"].as_str().unwrap()
+}
+
+fn alert_id(a: &Value) -> String {
+    a["alert_id"].as_str().unwrap().to_string()
+}
+
+/// The alerts of a plain replay whose first event is inside 2026-11-02 (UTC), and all of them.
+fn alerts_of_the_period(input: &Path) -> (Vec<Value>, Vec<Value>) {
+    let all = replayed(&[input]);
+    let inside = all
+        .iter()
+        .filter(|a| first_seen(a) >= "2026-11-02" && first_seen(a) < "2026-11-03")
+        .cloned()
+        .collect();
+    (inside, all)
+}
+
+#[test]
+fn since_and_until_keep_the_period_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = period_input(dir.path());
+    let out = dir.path().join("out");
+    let period = ["--since", "2026-11-02", "--until", "2026-11-03"];
+    report_with(&out, &[&input], &period);
+    let (inside, all) = alerts_of_the_period(&input);
+    let outside: BTreeSet<String> = all
+        .iter()
+        .filter(|a| !inside.contains(a))
+        .map(alert_id)
+        .collect();
+    assert!(
+        all.iter().any(|a| first_seen(a).starts_with("2026-11-01"))
+            && all.iter().any(|a| first_seen(a).starts_with("2026-11-03")),
+        "the input has alerts either side of the period: {all:?}"
+    );
+    let listed: BTreeSet<String> = table(&out.join("alerts.csv"))
+        .iter()
+        .map(|r| r["alert id"].clone())
+        .collect();
+    assert_eq!(listed, inside.iter().map(alert_id).collect());
+    assert!(listed.is_disjoint(&outside));
+    // Coverage counts the period's seven records, not the day before or after.
+    let events: u64 = table(&out.join("coverage.csv"))
+        .iter()
+        .map(|r| r["events"].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(events, 7);
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let shown = "2026-11-02T00:00:00Z to 2026-11-03T00:00:00Z (UTC)";
+    assert!(
+        html.contains(&format!("<p>Period: {shown}</p>")),
+        "period in the header"
+    );
+    assert!(html.contains(&format!("<title>trailwatch audit report, {shown}</title>")));
+    for early_or_late in ["user/early", "user/late"] {
+        assert!(!html.contains(early_or_late), "{early_or_late} is outside");
+    }
+}
+
+#[test]
+fn a_gap_longer_than_silent_hours_is_a_silent_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = period_input(dir.path());
+    let silences = |hours: &str| {
+        let out = dir.path().join(format!("out-{hours}"));
+        let mut args = vec!["--since", "2026-11-02", "--until", "2026-11-03"];
+        args.extend(["--silent-hours", hours]);
+        report_with(&out, &[&input], &args);
+        table(&out.join("silent-periods.csv"))
+    };
+    // Events at 01:xx and 09:xx: hours 02 to 08 are silent, seven of them.
+    let gap = BTreeMap::from(
+        [
+            ("account", ACCOUNT),
+            ("region", "us-east-1"),
+            ("from", "2026-11-02T02:00:00Z"),
+            ("until", "2026-11-02T09:00:00Z"),
+            ("hours", "7"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let rows = silences("3");
+    assert!(rows.contains(&gap), "{rows:?}");
+    let rows = silences("8");
+    assert!(!rows.contains(&gap), "seven hours are not eight: {rows:?}");
+    assert!(rows.iter().all(|r| r["hours"].parse::<u64>().unwrap() >= 8));
 }
 
 /// Chromium from scripts/test.sh; None (skip) outside CI when missing.

@@ -787,6 +787,37 @@ mod tests {
         })
     }
 
+    /// Over an archive every alert is evidence; the period picks (a replay also selects its
+    /// input by the period).
+    #[test]
+    fn a_period_keeps_only_its_alerts() {
+        let mut e = Evidence::default();
+        for (id, time) in [
+            ("before", "2026-11-01T23:59:59Z"),
+            ("first", "2026-11-02T00:00:00Z"),
+            ("last", "2026-11-02T23:59:59Z"),
+            ("after", "2026-11-03T00:00:00Z"),
+        ] {
+            e.add_record(&serde_json::json!({"kind": "alert", "alert": alert(id, time, 1)}));
+        }
+        let period = Period {
+            since: 1_793_577_600,
+            until: 1_793_664_000,
+        };
+        let r = build(
+            &e,
+            &Options {
+                period: Some(period),
+                ..Options::default()
+            },
+        );
+        assert_eq!(r.period, period);
+        let alerts = r.tables.iter().find(|t| t.id == "alerts").unwrap();
+        let ids: Vec<&str> = alerts.rows.iter().map(|r| r.cells[0].as_str()).collect();
+        assert_eq!(ids, ["first", "last"]);
+        assert_eq!(r.totals[0], ("alerts", "2".to_string()));
+    }
+
     #[test]
     fn hostile_evidence_gives_bounded_honest_numbers() {
         let mut e = Evidence::default();
