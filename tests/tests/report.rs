@@ -339,6 +339,10 @@ fn first_seen(a: &Value) -> &str {
     a["first_seen"].as_str().unwrap()
 }
 
+fn principal(a: &Value) -> String {
+    fact(a, "principal_arn", "userIdentity.arn", "-")
+}
+
 fn alert_id(a: &Value) -> String {
     a["alert_id"].as_str().unwrap().to_string()
 }
@@ -423,6 +427,79 @@ fn a_gap_longer_than_silent_hours_is_a_silent_period() {
     let rows = silences("8");
     assert!(!rows.contains(&gap), "seven hours are not eight: {rows:?}");
     assert!(rows.iter().all(|r| r["hours"].parse::<u64>().unwrap() >= 8));
+}
+
+/// The PHI table against the alerts it summarises, and the HIPAA controls they fall under.
+#[test]
+fn phi_access_rows_are_the_phi_alerts_by_account_and_principal() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = period_input(dir.path());
+    let out = dir.path().join("out");
+    report_with(
+        &out,
+        &[&input],
+        &["--since", "2026-11-02", "--until", "2026-11-03"],
+    );
+    let (inside, _) = alerts_of_the_period(&input);
+    let mut want: BTreeMap<(String, String), Vec<&Value>> = BTreeMap::new();
+    for a in inside.iter().filter(|a| tagged(a, "audit.phi-access")) {
+        want.entry((account(a), principal(a))).or_default().push(a);
+    }
+    let principals: BTreeSet<&str> = want.keys().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(
+        principals,
+        BTreeSet::from([
+            "arn:aws:iam::111122223333:user/alice",
+            "arn:aws:iam::444455556666:user/mallory"
+        ]),
+        "the large download and the reads from another account"
+    );
+    let rows = table(&out.join("phi-access.csv"));
+    assert_eq!(rows.len(), want.len(), "{rows:?}");
+    for row in &rows {
+        let alerts = &want[&(row["account"].clone(), row["principal"].clone())];
+        // The events behind each alert, not its count (a large download's is bytes).
+        let events: u64 = alerts
+            .iter()
+            .map(|a| a["lineage"]["total"].as_u64().unwrap().max(1))
+            .sum();
+        let rules: BTreeSet<&str> = alerts
+            .iter()
+            .map(|a| a["rule"]["title"].as_str().unwrap())
+            .collect();
+        let times: BTreeSet<&str> = alerts.iter().map(|a| first_seen(a)).collect();
+        let time = |t: &str| t.get(..19).unwrap().to_string() + "Z";
+        assert_eq!(ids(row), alerts.iter().map(|a| alert_id(a)).collect());
+        assert_eq!(row["alerts"], alerts.len().to_string());
+        assert_eq!(row["events"], events.to_string());
+        assert_eq!(row["first"], time(times.first().unwrap()));
+        assert_eq!(row["last"], time(times.last().unwrap()));
+        assert_eq!(
+            row["rules"],
+            rules.into_iter().collect::<Vec<_>>().join("; ")
+        );
+    }
+    // Every PHI alert counts under the HIPAA controls its rule names.
+    let controls = table(&out.join("controls.csv"));
+    let hipaa: BTreeSet<(String, String)> = controls
+        .iter()
+        .filter(|r| r["control"].starts_with("hipaa.164.312."))
+        .map(|r| (r["account"].clone(), r["control"].clone()))
+        .collect();
+    assert!(hipaa.contains(&(ACCOUNT.to_string(), "hipaa.164.312.b".to_string())));
+    for a in inside.iter().filter(|a| tagged(a, "audit.phi-access")) {
+        let named = a["rule"]["tags"].as_array().unwrap().iter();
+        for tag in named
+            .filter_map(Value::as_str)
+            .filter(|t| t.starts_with("hipaa.164.312."))
+        {
+            let row = controls
+                .iter()
+                .find(|r| r["account"] == account(a) && r["control"] == tag)
+                .unwrap_or_else(|| panic!("no row for {tag}"));
+            assert!(ids(row).contains(&alert_id(a)), "{tag}");
+        }
+    }
 }
 
 /// Chromium from scripts/test.sh; None (skip) outside CI when missing.

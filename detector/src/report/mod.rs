@@ -229,6 +229,12 @@ fn tagged(a: &Alert, tag: &str) -> bool {
     a.rule.tags.iter().any(|t| t == tag)
 }
 
+/// The events behind an alert. Not its `count`: for a correlation that is the value that met
+/// the condition (bytes summed, distinct values, km/h).
+fn events(a: &Alert) -> u64 {
+    a.lineage.total.max(1)
+}
+
 fn failed(a: &Alert) -> bool {
     tagged(a, FAILED_ACCESS) || a.events.iter().any(|e| e.error_code.is_some())
 }
@@ -515,7 +521,7 @@ fn grouped<'a>(
         .map(|(mut cells, fs)| {
             let events = fs
                 .iter()
-                .fold(0u64, |a, f| a.saturating_add(f.alert.count.max(1)));
+                .fold(0u64, |a, f| a.saturating_add(events(f.alert)));
             let rules: BTreeSet<&str> = fs.iter().map(|f| f.alert.rule.title.as_str()).collect();
             let n = fs.len();
             cells.extend([
@@ -573,7 +579,7 @@ fn changes_table(all: &[Facts<'_>]) -> Table {
                     names.into_iter().collect::<Vec<_>>().join(", "),
                     f.principal.clone(),
                     f.address.clone(),
-                    f.alert.count.max(1).to_string(),
+                    events(f.alert).to_string(),
                 ],
                 alert_ids: vec![f.alert.alert_id.clone()],
             }
@@ -748,7 +754,7 @@ fn alerts_table(all: &[Facts<'_>]) -> Table {
                 f.alert.rule.title.clone(),
                 f.principal.clone(),
                 f.address.clone(),
-                f.alert.count.max(1).to_string(),
+                events(f.alert).to_string(),
             ],
             alert_ids: Vec::new(),
         })
@@ -783,7 +789,7 @@ mod tests {
             "rule": {"id": "r", "title": "R", "level": "high", "tags": ["cis.cloudwatch.4", "audit.config-change"]},
             "first_seen": time, "last_seen": time, "count": count, "group_key": "{}",
             "events": [{"eventID": "e", "account": "111122223333", "principal_arn": "arn:aws:iam::111122223333:user/a"}],
-            "lineage": {"events": [], "total": 1}
+            "lineage": {"events": [], "total": count}
         })
     }
 
@@ -816,6 +822,29 @@ mod tests {
         let ids: Vec<&str> = alerts.rows.iter().map(|r| r.cells[0].as_str()).collect();
         assert_eq!(ids, ["first", "last"]);
         assert_eq!(r.totals[0], ("alerts", "2".to_string()));
+    }
+
+    #[test]
+    fn events_are_those_behind_an_alert_not_a_correlations_value() {
+        let mut e = Evidence::default();
+        // A value_sum correlation: 1.2 GB read in two events.
+        let mut a = alert("a1", "2026-11-01T10:00:00Z", 1_258_291_200);
+        a["lineage"]["total"] = 2.into();
+        e.add_record(&serde_json::json!({"kind": "alert", "alert": a}));
+        let r = build(&e, &Options::default());
+        let cell = |table: &str, column: &str| {
+            let t = r.tables.iter().find(|t| t.id == table).unwrap();
+            let i = t.columns.iter().position(|c| *c == column).unwrap();
+            t.rows[0].cells[i].clone()
+        };
+        for table in [
+            "top-principals",
+            "top-addresses",
+            "config-changes",
+            "alerts",
+        ] {
+            assert_eq!(cell(table, "events"), "2", "{table}");
+        }
     }
 
     #[test]
