@@ -343,6 +343,10 @@ fn principal(a: &Value) -> String {
     fact(a, "principal_arn", "userIdentity.arn", "-")
 }
 
+fn address(a: &Value) -> String {
+    fact(a, "sourceIPAddress", "sourceIPAddress", "-")
+}
+
 fn alert_id(a: &Value) -> String {
     a["alert_id"].as_str().unwrap().to_string()
 }
@@ -500,6 +504,50 @@ fn phi_access_rows_are_the_phi_alerts_by_account_and_principal() {
             assert!(ids(row).contains(&alert_id(a)), "{tag}");
         }
     }
+}
+
+#[test]
+fn top_addresses_are_per_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = period_input(dir.path());
+    let out = dir.path().join("out");
+    report_with(
+        &out,
+        &[&input],
+        &["--since", "2026-11-02", "--until", "2026-11-03"],
+    );
+    let (inside, _) = alerts_of_the_period(&input);
+    let rows = table(&out.join("top-addresses.csv"));
+    let mut want: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for a in &inside {
+        want.entry((account(a), address(a)))
+            .or_default()
+            .insert(alert_id(a));
+    }
+    let have: BTreeMap<(String, String), BTreeSet<String>> = rows
+        .iter()
+        .map(|r| ((r["account"].clone(), r["address"].clone()), ids(r)))
+        .collect();
+    assert_eq!(have, want);
+    for a in [ACCOUNT, OTHER_ACCOUNT] {
+        assert!(
+            have.contains_key(&(a.to_string(), SHARED_IP.to_string())),
+            "{SHARED_IP} in {a}: {have:?}"
+        );
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let section = html
+        .split("<section id=\"top-addresses\">")
+        .nth(1)
+        .unwrap()
+        .split("</section>")
+        .next()
+        .unwrap();
+    assert!(
+        section.contains("<th>account</th><th>address</th>"),
+        "{section}"
+    );
+    assert_eq!(section.matches(&format!("<td>{SHARED_IP}</td>")).count(), 2);
 }
 
 /// Chromium from scripts/test.sh; None (skip) outside CI when missing.

@@ -280,7 +280,7 @@ pub fn build(evidence: &Evidence, opts: &Options) -> Report {
         grouped(
             "top-principals",
             "Top principals",
-            "The principals with the most alerts, any rule.",
+            "The principals with the most alerts, any rule, per account.",
             all.iter(),
             |f| vec![f.account.clone(), f.principal.clone()],
             vec!["account", "principal"],
@@ -289,10 +289,10 @@ pub fn build(evidence: &Evidence, opts: &Options) -> Report {
         grouped(
             "top-addresses",
             "Top source addresses",
-            "The source addresses with the most alerts, any rule.",
+            "The source addresses with the most alerts, any rule, per account (an address seen in two accounts is a row in each).",
             all.iter(),
-            |f| vec![f.address.clone()],
-            vec!["address"],
+            |f| vec![f.account.clone(), f.address.clone()],
+            vec!["account", "address"],
             opts.top,
         ),
         coverage_table(&coverage, period),
@@ -845,6 +845,42 @@ mod tests {
         ] {
             assert_eq!(cell(table, "events"), "2", "{table}");
         }
+    }
+
+    #[test]
+    fn top_addresses_are_counted_per_account() {
+        let mut e = Evidence::default();
+        for (id, account, ip) in [
+            ("a1", "111122223333", "203.0.113.7"),
+            ("a2", "111122223333", "203.0.113.7"),
+            ("a3", "444455556666", "203.0.113.7"),
+        ] {
+            let mut a = alert(id, "2026-11-01T10:00:00Z", 1);
+            a["events"][0]["account"] = account.into();
+            a["events"][0]["sourceIPAddress"] = ip.into();
+            e.add_record(&serde_json::json!({"kind": "alert", "alert": a}));
+        }
+        let r = build(&e, &Options::default());
+        let t = r.tables.iter().find(|t| t.id == "top-addresses").unwrap();
+        assert_eq!(&t.columns[..3], ["account", "address", "alerts"]);
+        let rows: Vec<(&[String], &[String])> = t
+            .rows
+            .iter()
+            .map(|r| (&r.cells[..3], &r.alert_ids[..]))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (
+                    &["111122223333".into(), "203.0.113.7".into(), "2".into()][..],
+                    &["a1".to_string(), "a2".into()][..]
+                ),
+                (
+                    &["444455556666".into(), "203.0.113.7".into(), "1".into()][..],
+                    &["a3".to_string()][..]
+                ),
+            ]
+        );
     }
 
     #[test]
