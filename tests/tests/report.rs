@@ -621,12 +621,61 @@ fn the_page_renders_in_headless_chromium() {
         "an anchor per alert"
     );
     assert!(dom.contains("<svg"), "charts rendered");
+}
 
+/// The page's height in CSS pixels, measured on a copy that may run a script (the report
+/// itself forbids every script), so that a screenshot can hold the whole page.
+fn page_height(browser: &Path, page: &Path) -> u32 {
+    let html = std::fs::read_to_string(page).unwrap();
+    let csp = html
+        .find("<meta http-equiv=\"Content-Security-Policy\"")
+        .unwrap();
+    let csp_end = csp + html[csp..].find('>').unwrap() + 1;
+    let probe = format!("{}{}", &html[..csp], &html[csp_end..]).replace(
+        "</body>",
+        "<script>document.title = 'height ' + document.documentElement.scrollHeight</script></body>",
+    );
+    let copy = page.with_file_name("measure.html");
+    std::fs::write(&copy, probe).unwrap();
+    let dom = headless(browser, &["--window-size=1280,1000", "--dump-dom"], &copy);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    let at = dom.find("<title>height ").expect("the probe ran") + "<title>height ".len();
+    dom[at..].split('<').next().unwrap().parse().unwrap()
+}
+
+/// docs/report-screenshot.png: the whole page over the bundled EventBridge sample, made in the
+/// workspace with relative paths, as the docs show the command.
+#[test]
+fn the_screenshot_holds_the_whole_page() {
+    let Some(browser) = chromium() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(trailwatch_e2e::trailwatch_bin())
+        .current_dir(root())
+        .args(["report", "--rules", "rules", "--top", "10", "--out"])
+        .arg(dir.path())
+        .arg("detector/samples/eventbridge.jsonl")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = dir.path().join("report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    let header = html.split("</header>").next().unwrap();
+    assert!(
+        header.contains("from a replay of 1 input(s): detector/samples/eventbridge.jsonl</p>"),
+        "{header}"
+    );
+    let here = root().canonicalize().unwrap();
+    for absolute in [here.to_str().unwrap(), dir.path().to_str().unwrap()] {
+        assert!(!header.contains(absolute), "{absolute} in {header}");
+    }
+
+    let height = page_height(&browser, &page);
+    assert!(height > 5000, "{height}: every section and alert");
     let shot = dir.path().join("report.png");
     let o = headless(
         &browser,
         &[
-            "--window-size=1280,1700",
+            &format!("--window-size=1280,{height}"),
             &format!("--screenshot={}", shot.display()),
         ],
         &page,
@@ -634,13 +683,13 @@ fn the_page_renders_in_headless_chromium() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let png = std::fs::read(&shot).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    assert_eq!(
-        u32::from_be_bytes(png[16..20].try_into().unwrap()),
-        1280,
-        "width"
-    );
+    let size = |png: &[u8]| {
+        let word = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+        (word(16), word(20))
+    };
+    assert_eq!(size(&png), (1280, height), "the whole page");
     assert!(
-        png.len() > 20_000,
+        png.len() > 200_000,
         "a page, not a blank: {} bytes",
         png.len()
     );
@@ -652,6 +701,10 @@ fn the_page_renders_in_headless_chromium() {
         "docs/report-screenshot.png (UPDATE_DOCS=1 cargo test -p trailwatch-e2e --test report)",
     );
     assert_eq!(&kept[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(
+        size(&kept).1 > 5000,
+        "docs/report-screenshot.png is the whole page"
+    );
 }
 
 /// Over an archive with the key: an object forged without the key (a made-up writer framing
