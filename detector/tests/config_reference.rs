@@ -22,6 +22,9 @@ brokers = "(required)"
 topic = "(required)"
 [sink.sns]
 topic_arn = "(required)"
+[sink.archive]
+key_file = "(required)"
+spool = "(required)"
 "#;
 
 fn manifest_dir() -> PathBuf {
