@@ -483,15 +483,17 @@ impl SqsRun<'_> {
         let mut events: Vec<serde_json::Value> =
             merged(Generator::new(self.seed, start), self.n, injected).collect();
         if self.check_rules.is_some() {
-            // Generated time runs much faster than the wall clock, so a little reordering in the
-            // queue is a large jump in event time: trailwatch runs with a long lateness here,
-            // and background traffic two hours on moves its watermark past every scenario.
+            // Generated time runs much faster than the wall clock (about ten minutes of event
+            // time a second), so a little reordering in the queue is a large jump in event
+            // time: trailwatch runs with a lateness of three hours here, and background traffic
+            // five hours on moves its watermark past every scenario, short of the six hours
+            // that would make the background's own sources silent.
             let last = events
                 .last()
                 .and_then(|e| e["eventTime"].as_str())
                 .and_then(trailwatch::window::event_time)
                 .unwrap_or(start);
-            let mut tail = Generator::new(self.seed + 1, last + 7200);
+            let mut tail = Generator::new(self.seed + 1, last + 5 * 3600);
             events.extend((0..50).map(|_| tail.next_event()));
         }
         let expected: Vec<serde_json::Value> = truth.iter().map(|e| e.to_json()).collect();
