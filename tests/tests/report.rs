@@ -362,14 +362,23 @@ fn alerts_of_the_period(input: &Path) -> (Vec<Value>, Vec<Value>) {
     (inside, all)
 }
 
+/// The period the period tests report on.
+const PERIOD: [&str; 4] = ["--since", "2026-11-02", "--until", "2026-11-03"];
+
+/// A report of [`PERIOD`] over [`period_input`] written in `dir/out`, with the alerts of the
+/// period and all the input's alerts.
+fn period_report(dir: &Path) -> (PathBuf, Vec<Value>, Vec<Value>) {
+    let input = period_input(dir);
+    let out = dir.join("out");
+    report_with(&out, &[&input], &PERIOD);
+    let (inside, all) = alerts_of_the_period(&input);
+    (out, inside, all)
+}
+
 #[test]
 fn since_and_until_keep_the_period_and_say_so() {
     let dir = tempfile::tempdir().unwrap();
-    let input = period_input(dir.path());
-    let out = dir.path().join("out");
-    let period = ["--since", "2026-11-02", "--until", "2026-11-03"];
-    report_with(&out, &[&input], &period);
-    let (inside, all) = alerts_of_the_period(&input);
+    let (out, inside, all) = period_report(dir.path());
     let outside: BTreeSet<String> = all
         .iter()
         .filter(|a| !inside.contains(a))
@@ -410,7 +419,7 @@ fn a_gap_longer_than_silent_hours_is_a_silent_period() {
     let input = period_input(dir.path());
     let silences = |hours: &str| {
         let out = dir.path().join(format!("out-{hours}"));
-        let mut args = vec!["--since", "2026-11-02", "--until", "2026-11-03"];
+        let mut args = PERIOD.to_vec();
         args.extend(["--silent-hours", hours]);
         report_with(&out, &[&input], &args);
         table(&out.join("silent-periods.csv"))
@@ -437,14 +446,7 @@ fn a_gap_longer_than_silent_hours_is_a_silent_period() {
 #[test]
 fn phi_access_rows_are_the_phi_alerts_by_account_and_principal() {
     let dir = tempfile::tempdir().unwrap();
-    let input = period_input(dir.path());
-    let out = dir.path().join("out");
-    report_with(
-        &out,
-        &[&input],
-        &["--since", "2026-11-02", "--until", "2026-11-03"],
-    );
-    let (inside, _) = alerts_of_the_period(&input);
+    let (out, inside, _) = period_report(dir.path());
     let mut want: BTreeMap<(String, String), Vec<&Value>> = BTreeMap::new();
     for a in inside.iter().filter(|a| tagged(a, "audit.phi-access")) {
         want.entry((account(a), principal(a))).or_default().push(a);
@@ -509,14 +511,7 @@ fn phi_access_rows_are_the_phi_alerts_by_account_and_principal() {
 #[test]
 fn top_addresses_are_per_account() {
     let dir = tempfile::tempdir().unwrap();
-    let input = period_input(dir.path());
-    let out = dir.path().join("out");
-    report_with(
-        &out,
-        &[&input],
-        &["--since", "2026-11-02", "--until", "2026-11-03"],
-    );
-    let (inside, _) = alerts_of_the_period(&input);
+    let (out, inside, _) = period_report(dir.path());
     let rows = table(&out.join("top-addresses.csv"));
     let mut want: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for a in &inside {
