@@ -522,9 +522,13 @@ pub fn archive_store(
         .connect_timeout(Duration::from_secs(5))
         .operation_attempt_timeout(Duration::from_secs(60))
         .build();
+    // One attempt a call: the archive's own loop retries with its backoff, and sealing waits
+    // while a put is out, so the SDK's retries (seconds of backoff against a refusing store)
+    // held up the seals of an outage.
     let mut c = aws_sdk_s3::config::Builder::from(aws)
         .force_path_style(true)
-        .timeout_config(timeouts);
+        .timeout_config(timeouts)
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled());
     if let Some(url) = &a.endpoint_url {
         c = c.endpoint_url(url);
     }
