@@ -576,6 +576,11 @@ mod tests {
         .1
     }
 
+    /// [`see`] for each group of `ids` at its own number as time; how many were evicted.
+    fn see_each(t: &mut Table, ids: std::ops::Range<u64>, cap: usize) -> u64 {
+        ids.map(|i| see(t, i, i as i64, cap)).sum()
+    }
+
     /// Updates group `i` to `Known(time)`, groups last updated before `lo` having expired.
     fn advance(t: &mut Table, i: u64, time: i64, lo: i64) {
         t.update(
@@ -648,10 +653,7 @@ mod tests {
     #[test]
     fn the_cap_evicts_the_least_recently_updated() {
         let mut t = Table::default();
-        let mut evicted = 0;
-        for i in 0..100u64 {
-            evicted += see(&mut t, i, i as i64, 64);
-        }
+        let evicted = see_each(&mut t, 0..100, 64);
         assert!(t.len() <= 64);
         assert_eq!(evicted as usize + t.len(), 100);
         let kept: Vec<i64> = t.iter().map(|(_, s)| s.last()).collect();
@@ -695,16 +697,11 @@ mod tests {
     #[test]
     fn at_the_cap_one_sweep_makes_room_for_a_sixteenth() {
         let mut t = Table::default();
-        let mut evicted = 0;
-        for i in 0..160u64 {
-            evicted += see(&mut t, i, i as i64, 160);
-        }
+        let mut evicted = see_each(&mut t, 0..160, 160);
         assert_eq!((t.len(), evicted), (160, 0));
         evicted += see(&mut t, 1000, 1000, 160);
         assert_eq!((t.len(), evicted), (151, 10));
-        for i in 1001..1009u64 {
-            evicted += see(&mut t, i, i as i64, 160);
-        }
+        evicted += see_each(&mut t, 1001..1009, 160);
         assert_eq!(
             (t.len(), evicted),
             (159, 10),
@@ -718,10 +715,7 @@ mod tests {
         // eviction rebuilt and scanned all 256 segments. Emptied segments now give their slots
         // back and only segments holding a group to drop are rebuilt.
         let mut t = Table::default();
-        let mut evicted = 0;
-        for i in 0..10_000u64 {
-            evicted += see(&mut t, i, i as i64, 16);
-        }
+        let evicted = see_each(&mut t, 0..10_000, 16);
         assert_eq!(evicted as usize + t.len(), 10_000);
         let holding = t.segments.iter().filter(|g| !g.slots.is_empty()).count();
         assert!(
