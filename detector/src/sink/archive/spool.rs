@@ -393,8 +393,11 @@ impl Spool {
         plain.extend_from_slice(&(name.len() as u16).to_le_bytes());
         plain.extend_from_slice(name.as_bytes());
         plain.extend_from_slice(bytes);
+        let sealed = self.encrypt(&plain);
+        // The heartbeat's room check counts files by outbox_bytes: keep the two in step.
+        debug_assert_eq!(sealed.len() as u64, outbox_bytes(name, bytes));
         let path = self.dir.join("outbox").join(file);
-        crate::durable::save_atomically(&path, &self.encrypt(&plain)).map_err(io_at(&path))
+        crate::durable::save_atomically(&path, &sealed).map_err(io_at(&path))
     }
 
     /// The committed outbox files, oldest first: what the store may take.
