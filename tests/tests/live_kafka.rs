@@ -130,6 +130,42 @@ fn assert_same_alerts(got: &[Value], input: &Input, exactly_once: bool) {
     }
 }
 
+/// A member's log lines, without colours.
+fn plain_log(dir: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            let mut out = String::new();
+            let mut chars = line.chars();
+            while let Some(c) = chars.next() {
+                if c == '\u{1b}' {
+                    for c in chars.by_ref() {
+                        if c == 'm' {
+                            break;
+                        }
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// The members' warnings and errors, printed beside a failed assertion to tell a repeat's
+/// cause (a failed delivery or commit, a rebalance error) from a coordinator's overlap.
+fn print_warnings(members: &[&std::path::Path]) {
+    for dir in members {
+        for line in plain_log(dir) {
+            if (line.contains(" WARN ") || line.contains(" ERROR ")) && !line.contains("geo rules")
+            {
+                eprintln!("{}: {line}", dir.display());
+            }
+        }
+    }
+}
+
 /// Partitions two members owned at the same time, from their logs ("partitions assigned" /
 /// "partitions revoked"). A group coordinator must not hand a partition over before its owner
 /// revoked it; tansu sometimes does, under load, and then both members process the same events:
@@ -139,24 +175,7 @@ fn overlapping_ownership(members: &[&std::path::Path]) -> Vec<String> {
     // (time, member, partition, owned from then on)
     let mut changes: Vec<(String, usize, u32, bool)> = Vec::new();
     for (m, dir) in members.iter().enumerate() {
-        let text = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-        for line in text.lines() {
-            let plain: String = {
-                let mut out = String::new();
-                let mut chars = line.chars();
-                while let Some(c) = chars.next() {
-                    if c == '\u{1b}' {
-                        for c in chars.by_ref() {
-                            if c == 'm' {
-                                break;
-                            }
-                        }
-                    } else {
-                        out.push(c);
-                    }
-                }
-                out
-            };
+        for plain in plain_log(dir) {
             let owned = if plain.contains("partitions assigned") {
                 true
             } else if plain.contains("partitions revoked") {
@@ -255,6 +274,7 @@ async fn rebalances_neither_forget_nor_repeat() {
     if !overlaps.is_empty() {
         eprintln!("the coordinator overlapped owners (repeats allowed): {overlaps:?}");
     }
+    print_warnings(&[&d("a"), &d("b"), &d("c")]);
     assert_same_alerts(&got, &input, overlaps.is_empty());
     // The first member went through rebalances, and the joiner took partitions over mid-stream.
     let count = |addr: &str, prefix: &str| {
@@ -419,6 +439,7 @@ async fn a_rebalancing_group_archives_every_alert_once() {
     if !overlaps.is_empty() {
         eprintln!("the coordinator overlapped owners (repeats allowed): {overlaps:?}");
     }
+    print_warnings(&[&d("a"), &d("b"), &d("c")]);
     assert_same_alerts(&got, &input, overlaps.is_empty());
     stop_service(a);
     stop_service(c);

@@ -103,13 +103,21 @@ impl Part<'_> {
     /// Leaves this partition's state as of its next offset for the rebalance callback.
     fn keep(&mut self, p: i32, saved: &mut HashMap<i32, PartitionState>) {
         self.kept = Some(Instant::now());
-        saved.insert(
-            p,
-            PartitionState {
-                offset: self.next,
-                pipeline: self.pipeline.snapshot(),
-            },
-        );
+        saved.insert(p, self.state());
+    }
+
+    /// The state as of the next offset, everything before which was delivered.
+    fn state(&self) -> PartitionState {
+        PartitionState {
+            offset: self.next,
+            delivered: self.delivered(),
+            pipeline: self.pipeline.snapshot(),
+        }
+    }
+
+    /// Alerts of events before this offset were delivered, here or by a previous owner.
+    fn delivered(&self) -> i64 {
+        self.next.max(self.replay_until)
     }
 }
 
@@ -292,13 +300,9 @@ impl<'s> KafkaWorker<'s> {
         for (p, mut part) in self.parts {
             part.reported.retire(&self.metrics);
             // A pending assignment is newer than what this worker holds.
-            restores.entry(p).or_insert_with(|| Restore {
-                state: Some(PartitionState {
-                    offset: part.next,
-                    pipeline: part.pipeline.snapshot(),
-                }),
-                committed: part.next,
-            });
+            restores
+                .entry(p)
+                .or_insert_with(|| Restore::new(Some(part.state()), None));
         }
     }
 
@@ -433,6 +437,7 @@ impl<'s> KafkaWorker<'s> {
         else {
             return;
         };
+        let committed = restore.committed;
         match self.part_from(restore) {
             Ok(part) => {
                 self.drop_part(p);
@@ -440,9 +445,10 @@ impl<'s> KafkaWorker<'s> {
             }
             Err(e) => {
                 tracing::error!(partition = p, error = %format!("{e:#}"), "partition state unusable; starting the partition without it");
+                // What was delivered still was: those events only rebuild what state they can.
                 let fresh = self.part_from(Restore {
                     state: None,
-                    committed: -1,
+                    committed,
                 });
                 if let Ok(part) = fresh {
                     self.drop_part(p);
@@ -499,13 +505,18 @@ impl<'s> KafkaWorker<'s> {
             // Never behind what the previous owner committed: while this owner replays that
             // gap, a lower commit would make the next owner (after another rebalance) publish
             // the gap's alerts again.
-            let committed = part.next.max(part.replay_until);
+            let committed = part.delivered();
             let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(committed));
             // Handled ids are in memory: a new owner rebuilds them by replaying the gap.
             let _ = part.pipeline.confirm();
             part.reported
                 .report(self.set, &part.pipeline, &self.metrics);
             if part.kept.is_some_and(|k| k.elapsed() < KEEP_EVERY) {
+                // The older state hands over what was delivered since, in case this commit
+                // is refused or lost in a rebalance.
+                if let Some(state) = saved.get_mut(p) {
+                    state.delivered = committed;
+                }
                 continue;
             }
             part.keep(*p, &mut saved);

@@ -43,7 +43,7 @@ impl Sinks {
 
     /// [`Sinks::deliver`], with the archive's record of the batch behind the alerts (archived
     /// even when the batch raised none). Each sink gets everything once: a retry repeats only
-    /// the sinks that failed.
+    /// the sinks that failed, and of SNS only the alerts it did not accept.
     pub async fn deliver_with(&self, alerts: &[Alert], record: Option<Vec<u8>>, metrics: &Metrics) {
         let archived = self
             .archive
@@ -62,6 +62,7 @@ impl Sinks {
             self.sns.is_none() || alerts.is_empty(),
             self.jsonl.is_none() || alerts.is_empty(),
         ];
+        let mut sns_sent = vec![false; alerts.len()];
         let mut delay = Duration::from_millis(100);
         loop {
             let mut failed = None;
@@ -72,7 +73,7 @@ impl Sinks {
                 }
             }
             if let (false, Some(sns)) = (done[1], &self.sns) {
-                match sns.publish(alerts, self.format).await {
+                match sns.publish(alerts, &mut sns_sent, self.format).await {
                     Ok(()) => done[1] = true,
                     Err(e) => failed = Some(e),
                 }

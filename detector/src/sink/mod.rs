@@ -26,31 +26,24 @@ impl SnsSink {
         }
     }
 
-    /// Publishes alerts, ten a call, with `rule_id` and `level` as message attributes for
-    /// subscription filter policies. On a FIFO topic the alert id is the deduplication id.
-    pub async fn publish(&self, alerts: &[Alert], format: Format) -> Result<(), String> {
-        for chunk in alerts.chunks(10) {
-            let mut entries = Vec::with_capacity(chunk.len());
-            for (i, a) in chunk.iter().enumerate() {
-                let body = format.render(a).map_err(|e| e.to_string())?;
-                let attr = |v: &str| {
-                    MessageAttributeValue::builder()
-                        .data_type("String")
-                        .string_value(v)
-                        .build()
-                };
-                let mut entry = PublishBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message(body)
-                    .message_attributes("rule_id", attr(&a.rule.id).map_err(|e| e.to_string())?)
-                    .message_attributes("level", attr(&a.rule.level).map_err(|e| e.to_string())?);
-                if self.fifo {
-                    entry = entry
-                        .message_group_id(&a.rule.id)
-                        .message_deduplication_id(&a.alert_id);
-                }
-                entries.push(entry.build().map_err(|e| e.to_string())?);
-            }
+    /// Publishes the alerts `sent` does not mark yet, ten a call, with `rule_id` and `level`
+    /// as message attributes for subscription filter policies, and marks those SNS accepted.
+    /// A retry with the same marks sends only the rest: a call that failed after earlier ones
+    /// succeeded must not page twice through a standard topic, which has no deduplication.
+    /// On a FIFO topic the alert id is the deduplication id as well.
+    pub async fn publish(
+        &self,
+        alerts: &[Alert],
+        sent: &mut [bool],
+        format: Format,
+    ) -> Result<(), String> {
+        let pending: Vec<usize> = (0..alerts.len()).filter(|&i| !sent[i]).collect();
+        let mut refused = None;
+        for chunk in pending.chunks(10) {
+            let entries = chunk
+                .iter()
+                .map(|&i| self.entry(i, &alerts[i], format))
+                .collect::<Result<Vec<_>, _>>()?;
             let out = self
                 .client
                 .publish_batch()
@@ -59,15 +52,50 @@ impl SnsSink {
                 .send()
                 .await
                 .map_err(|e| aws_sdk_sns::error::DisplayErrorContext(&e).to_string())?;
+            for ok in out.successful.unwrap_or_default() {
+                if let Some(i) = ok.id.and_then(|id| id.parse::<usize>().ok()) {
+                    if let Some(mark) = sent.get_mut(i) {
+                        *mark = true;
+                    }
+                }
+            }
             if let Some(failed) = out.failed.filter(|f| !f.is_empty()) {
-                return Err(format!(
+                refused = Some(format!(
                     "SNS refused {} alerts: {}",
                     failed.len(),
                     failed[0].code
                 ));
             }
         }
-        Ok(())
+        refused.map_or(Ok(()), Err)
+    }
+
+    /// The batch entry of alert `i` (its index is the entry id, to mark what SNS accepted).
+    fn entry(
+        &self,
+        i: usize,
+        alert: &Alert,
+        format: Format,
+    ) -> Result<PublishBatchRequestEntry, String> {
+        let body = format.render(alert).map_err(|e| e.to_string())?;
+        let attr = |v: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(v)
+                .build()
+                .map_err(|e| e.to_string())
+        };
+        let mut entry = PublishBatchRequestEntry::builder()
+            .id(i.to_string())
+            .message(body)
+            .message_attributes("rule_id", attr(&alert.rule.id)?)
+            .message_attributes("level", attr(&alert.rule.level)?);
+        if self.fifo {
+            entry = entry
+                .message_group_id(&alert.rule.id)
+                .message_deduplication_id(&alert.alert_id);
+        }
+        entry.build().map_err(|e| e.to_string())
     }
 }
 
@@ -105,5 +133,200 @@ impl JsonlSink {
                 .and_then(|_| f.sync_data())
                 .map_err(|e| format!("{}: {e}", self.path.display()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use hyper::body::Bytes;
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    /// What the fake SNS endpoint does with one PublishBatch call.
+    #[derive(Clone, Copy)]
+    enum Answer {
+        /// Accepts every entry.
+        Accept,
+        /// Fails the whole call (HTTP 500), accepting nothing.
+        Fail,
+        /// Accepts every entry but the one with this id.
+        Refuse(&'static str),
+    }
+
+    /// Per call, the entries it carried (id, alert id), and the alert ids accepted in all.
+    #[derive(Default)]
+    struct Seen {
+        calls: Vec<Vec<(String, String)>>,
+        accepted: Vec<String>,
+    }
+
+    fn decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap();
+                    out.push(u8::from_str_radix(hex, 16).unwrap());
+                    i += 2;
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The entries of a PublishBatch form body, by member number: (entry id, alert id).
+    fn entries(body: &str) -> Vec<(String, String)> {
+        let mut members: BTreeMap<u32, (String, String)> = BTreeMap::new();
+        for pair in body.split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let (k, v) = (decode(k), decode(v));
+            let Some(rest) = k.strip_prefix("PublishBatchRequestEntries.member.") else {
+                continue;
+            };
+            let (n, field) = rest.split_once('.').unwrap();
+            let member = members.entry(n.parse().unwrap()).or_default();
+            match field {
+                "Id" => member.0 = v,
+                "Message" => {
+                    let alert: serde_json::Value = serde_json::from_str(&v).unwrap();
+                    member.1 = alert["alert_id"].as_str().unwrap().to_string();
+                }
+                _ => {}
+            }
+        }
+        members.into_values().collect()
+    }
+
+    /// Answers the n-th PublishBatch call with `script[n]` (then accepts), recording it.
+    async fn fake_sns(script: Vec<Answer>, seen: Arc<Mutex<Seen>>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (script, seen) = (script.clone(), seen.clone());
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (script, seen) = (script.clone(), seen.clone());
+                        async move {
+                            let body = req.into_body().collect().await?.to_bytes();
+                            let entries = entries(std::str::from_utf8(&body).unwrap());
+                            let mut seen = seen.lock().unwrap();
+                            let answer = *script.get(seen.calls.len()).unwrap_or(&Answer::Accept);
+                            seen.calls.push(entries.clone());
+                            let (status, xml) = respond(answer, &entries, &mut seen.accepted);
+                            Ok::<_, hyper::Error>(
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .header("content-type", "text/xml")
+                                    .body(http_body_util::Full::new(Bytes::from(xml)))
+                                    .unwrap(),
+                            )
+                        }
+                    },
+                );
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    /// SNS's query-protocol answer to a PublishBatch call.
+    fn respond(
+        answer: Answer,
+        entries: &[(String, String)],
+        accepted: &mut Vec<String>,
+    ) -> (u16, String) {
+        if let Answer::Fail = answer {
+            let xml = "<ErrorResponse><Error><Type>Receiver</Type><Code>InternalError</Code>\
+                <Message>down</Message></Error><RequestId>r</RequestId></ErrorResponse>";
+            return (500, xml.to_string());
+        }
+        let (mut ok, mut failed) = (String::new(), String::new());
+        for (id, alert) in entries {
+            if matches!(answer, Answer::Refuse(r) if r == id) {
+                failed.push_str(&format!(
+                    "<member><Id>{id}</Id><Code>InternalError</Code><SenderFault>false</SenderFault></member>"
+                ));
+            } else {
+                accepted.push(alert.clone());
+                ok.push_str(&format!(
+                    "<member><Id>{id}</Id><MessageId>m-{id}</MessageId></member>"
+                ));
+            }
+        }
+        let xml = format!(
+            "<PublishBatchResponse><PublishBatchResult><Successful>{ok}</Successful>\
+             <Failed>{failed}</Failed></PublishBatchResult>\
+             <ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></PublishBatchResponse>"
+        );
+        (200, xml)
+    }
+
+    fn sink(url: &str) -> SnsSink {
+        let config = aws_sdk_sns::Config::builder()
+            .behavior_version(aws_sdk_sns::config::BehaviorVersion::latest())
+            .region(aws_sdk_sns::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sns::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .endpoint_url(url)
+            .retry_config(aws_sdk_sns::config::retry::RetryConfig::disabled())
+            .build();
+        SnsSink::new(
+            aws_sdk_sns::Client::from_conf(config),
+            "arn:aws:sns:us-east-1:123456789012:alerts".into(),
+        )
+    }
+
+    /// A call failing after others succeeded, and an entry SNS refused: the retries send only
+    /// what SNS has not accepted, so every alert is accepted exactly once.
+    #[tokio::test]
+    async fn retries_send_only_what_sns_did_not_accept() {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let script = vec![Answer::Accept, Answer::Fail, Answer::Refuse("12")];
+        let sns = sink(&fake_sns(script, seen.clone()).await);
+        let alerts: Vec<Alert> = (0..25)
+            .map(|i| Alert::bare("r1", &format!("a{i:02}"), "2026-01-01T00:00:00Z"))
+            .collect();
+        let mut sent = vec![false; alerts.len()];
+
+        let first = sns.publish(&alerts, &mut sent, Format::Native).await;
+        assert!(first.is_err(), "the second call failed");
+        assert_eq!(sent.iter().filter(|s| **s).count(), 10);
+
+        let second = sns.publish(&alerts, &mut sent, Format::Native).await;
+        assert_eq!(
+            second,
+            Err("SNS refused 1 alerts: InternalError".to_string())
+        );
+        assert!(!sent[12] && sent.iter().filter(|s| **s).count() == 24);
+
+        sns.publish(&alerts, &mut sent, Format::Native)
+            .await
+            .unwrap();
+        assert!(sent.iter().all(|s| *s));
+
+        let seen = seen.lock().unwrap();
+        let sizes: Vec<usize> = seen.calls.iter().map(Vec::len).collect();
+        assert_eq!(
+            sizes,
+            [10, 10, 10, 5, 1],
+            "calls after a failure carry only the rest"
+        );
+        assert_eq!(seen.calls[4], [("12".to_string(), "a12".to_string())]);
+        let mut accepted = seen.accepted.clone();
+        accepted.sort();
+        let want: Vec<String> = alerts.iter().map(|a| a.alert_id.clone()).collect();
+        assert_eq!(accepted, want, "each alert accepted once");
     }
 }

@@ -9,7 +9,8 @@
 //! assigned the partition next restores it and starts reading at that offset. Offsets are
 //! committed after every delivered batch, so events between the state's offset and the committed
 //! offset only rebuild state (their alerts were delivered before the commit); later ones alert as
-//! usual. Snapshots are also written periodically, so after a `kill -9` the next owner does the
+//! usual. The state also says up to where its owner delivered: a commit refused or lost during
+//! the rebalance, or committed offsets that cannot be read, must not page again. Snapshots are also written periodically, so after a `kill -9` the next owner does the
 //! same from the last one.
 
 use crate::config::KafkaConfig;
@@ -32,6 +33,9 @@ const REBALANCE_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct PartitionState {
     /// The next offset to read after this state.
     pub offset: i64,
+    /// The alerts of events before this offset were delivered (by the state's owner, or
+    /// before it): at least `offset`, later when batches were delivered since the snapshot.
+    pub delivered: i64,
     /// The pipeline snapshot (`Pipeline::snapshot`): correlation and suppression windows and
     /// the remembered event ids, so a new owner drops the same redeliveries.
     pub pipeline: Vec<u8>,
@@ -40,15 +44,15 @@ pub struct PartitionState {
 const MAGIC: &str = "TRAILWATCH-PARTITION";
 
 impl PartitionState {
-    /// `TRAILWATCH-PARTITION 2 <offset>\n<pipeline snapshot>`.
+    /// `TRAILWATCH-PARTITION 3 <offset> <delivered>\n<pipeline snapshot>`.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = format!("{MAGIC} 2 {}\n", self.offset).into_bytes();
+        let mut out = format!("{MAGIC} 3 {} {}\n", self.offset, self.delivered).into_bytes();
         out.extend_from_slice(&self.pipeline);
         out
     }
 
-    /// Reads what [`PartitionState::encode`] wrote, and version 1 (correlation and
-    /// suppression state, without remembered event ids).
+    /// Reads what [`PartitionState::encode`] wrote, version 2 (without the delivered offset)
+    /// and version 1 (correlation and suppression state, without remembered event ids).
     pub fn decode(bytes: &[u8]) -> Result<PartitionState, String> {
         let nl = memchr::memchr(b'\n', bytes).ok_or("not a partition state")?;
         let header = std::str::from_utf8(&bytes[..nl]).map_err(|_| "not a partition state")?;
@@ -56,8 +60,14 @@ impl PartitionState {
         let body = &bytes[nl + 1..];
         let offset = |o: &str| o.parse::<i64>().map_err(|_| "bad offset".to_string());
         match parts[..] {
+            [MAGIC, "3", o, d] => Ok(PartitionState {
+                offset: offset(o)?,
+                delivered: offset(d)?,
+                pipeline: body.to_vec(),
+            }),
             [MAGIC, "2", o] => Ok(PartitionState {
                 offset: offset(o)?,
+                delivered: offset(o)?,
                 pipeline: body.to_vec(),
             }),
             [MAGIC, "1", o, len] => {
@@ -67,6 +77,7 @@ impl PartitionState {
                 }
                 Ok(PartitionState {
                     offset: offset(o)?,
+                    delivered: offset(o)?,
                     pipeline: crate::pipeline::state_of(&body[..len], &body[len..]),
                 })
             }
@@ -84,8 +95,30 @@ impl PartitionState {
 pub struct Restore {
     /// State to restore, if the partition had any.
     pub state: Option<PartitionState>,
-    /// The group's committed offset: alerts of earlier events were already delivered.
+    /// Alerts of events before this offset were already delivered: the group's committed
+    /// offset, or the state's delivered offset when that is later.
     pub committed: i64,
+}
+
+impl Restore {
+    /// What a partition starts from, given its handed-over state and the group's committed
+    /// offset (None: nothing committed, or not readable).
+    pub fn new(state: Option<PartitionState>, committed: Option<i64>) -> Restore {
+        let delivered = state.as_ref().map_or(-1, |s| s.delivered);
+        Restore {
+            committed: committed.unwrap_or(-1).max(delivered),
+            state,
+        }
+    }
+
+    /// Where reading starts: where the state ends, else after what was delivered.
+    pub fn start(&self) -> Offset {
+        match &self.state {
+            Some(s) => Offset::Offset(s.offset),
+            None if self.committed >= 0 => Offset::Offset(self.committed),
+            None => Offset::Beginning,
+        }
+    }
 }
 
 /// What the consumer's rebalance callbacks and the worker share.
@@ -226,18 +259,22 @@ impl GroupContext {
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let assigned = self.partitions(tpl);
-        let committed: HashMap<i32, i64> = consumer
+        let committed: HashMap<i32, i64> = match consumer
             .committed_offsets(tpl.clone(), REBALANCE_TIMEOUT)
-            .map(|c| {
-                c.elements_for_topic(&self.topic)
-                    .iter()
-                    .filter_map(|e| match e.offset() {
-                        Offset::Offset(o) => Some((e.partition(), o)),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        {
+            Ok(c) => c
+                .elements_for_topic(&self.topic)
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some((e.partition(), o)),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "reading committed offsets failed; starting from the handed-over states alone");
+                HashMap::new()
+            }
+        };
         let mut states = match self.store.read(&assigned) {
             Ok(s) => s,
             Err(e) => {
@@ -247,15 +284,9 @@ impl GroupContext {
         };
         let mut restores = lock(&self.shared.restores);
         for &p in &assigned {
-            let state = states.remove(&p);
-            let committed = committed.get(&p).copied().unwrap_or(-1);
-            let start = match &state {
-                Some(s) => Offset::Offset(s.offset),
-                None if committed >= 0 => Offset::Offset(committed),
-                None => Offset::Beginning,
-            };
-            let _ = tpl.set_partition_offset(&self.topic, p, start);
-            restores.insert(p, Restore { state, committed });
+            let restore = Restore::new(states.remove(&p), committed.get(&p).copied());
+            let _ = tpl.set_partition_offset(&self.topic, p, restore.start());
+            restores.insert(p, restore);
         }
         drop(restores);
         lock(&self.shared.owned).extend(assigned.iter().copied());
@@ -484,11 +515,14 @@ mod tests {
     fn partition_state_round_trips_and_rejects_damage() {
         let s = PartitionState {
             offset: 42,
+            delivered: 50,
             pipeline: b"TRAILWATCH-PIPELINE 1 ...".to_vec(),
         };
         let bytes = s.encode();
         assert_eq!(PartitionState::decode(&bytes).unwrap(), s);
         assert!(PartitionState::decode(b"TRAILWATCH-PARTITION 3 1\n").is_err());
+        assert!(PartitionState::decode(b"TRAILWATCH-PARTITION 3 1 y\n").is_err());
+        assert!(PartitionState::decode(b"TRAILWATCH-PARTITION 4 1 1\n").is_err());
         assert!(PartitionState::decode(b"garbage").is_err());
         assert!(PartitionState::decode(b"TRAILWATCH-PARTITION 2 x\n").is_err());
         assert!(PartitionState::decode(b"TRAILWATCH-PARTITION 1 1 9\nabc").is_err());
@@ -498,8 +532,35 @@ mod tests {
     fn a_version_1_partition_state_is_still_read() {
         let v1 = b"TRAILWATCH-PARTITION 1 7 5\nCORRS{\"open\":[]}";
         let s = PartitionState::decode(v1).unwrap();
-        assert_eq!(s.offset, 7);
+        assert_eq!((s.offset, s.delivered), (7, 7));
         assert!(s.pipeline.starts_with(b"TRAILWATCH-PIPELINE 1 "));
         assert!(s.pipeline.ends_with(b"CORRS{\"open\":[]}\0\0\0\0\0\0\0\0"));
+    }
+
+    #[test]
+    fn a_version_2_partition_state_delivered_up_to_its_offset() {
+        let s = PartitionState::decode(b"TRAILWATCH-PARTITION 2 9\nX").unwrap();
+        assert_eq!((s.offset, s.delivered, &s.pipeline[..]), (9, 9, &b"X"[..]));
+    }
+
+    /// A commit the group lost (or committed offsets that could not be read) does not make
+    /// the next owner alert again on what the state's owner delivered.
+    #[test]
+    fn a_restore_replays_up_to_the_later_of_commit_and_delivery() {
+        let state = |offset, delivered| PartitionState {
+            offset,
+            delivered,
+            pipeline: Vec::new(),
+        };
+        let r = Restore::new(Some(state(100, 180)), Some(150));
+        assert_eq!((r.start(), r.committed), (Offset::Offset(100), 180));
+        let r = Restore::new(Some(state(100, 180)), None);
+        assert_eq!((r.start(), r.committed), (Offset::Offset(100), 180));
+        let r = Restore::new(Some(state(100, 100)), Some(150));
+        assert_eq!((r.start(), r.committed), (Offset::Offset(100), 150));
+        let r = Restore::new(None, Some(150));
+        assert_eq!((r.start(), r.committed), (Offset::Offset(150), 150));
+        let r = Restore::new(None, None);
+        assert_eq!((r.start(), r.committed), (Offset::Beginning, -1));
     }
 }
