@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks behind docs/PERFORMANCE.md: trailwatch replay against rsigma 0.26 and against a bare
 # serde_json::Value parse of the same file, one thread each, best of N runs; then peak RSS as the
-# input grows. Prints a markdown report on stdout.
+# input grows, correlation and first-seen state against live keys, and the live path's CPU per
+# event on Kafka (scripts/bench-live-cpu.sh; starts tansu). Prints a markdown report on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
@@ -114,3 +115,8 @@ for k in 250000 1000000; do
   with=$(state_rss "$f" load-test/first-seen)
   echo "| $k | $(mib "$base") | $(mib "$with") | $(echo "($with - $base) * 1024 / $k" | bc) |"
 done
+
+echo
+echo "## Live path: CPU per event in \`run\` on Kafka (tansu) against replay's"
+echo
+NO_BUILD=1 scripts/bench-live-cpu.sh

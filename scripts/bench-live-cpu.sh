@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The live path's CPU per event against replay's (docs/PERFORMANCE.md, issue target: within 2x):
+# `trailwatch run` as one member of a Kafka consumer group (tansu on 127.0.0.1, 3 partitions),
+# events produced at RATE events/s, alerts as JSON lines on stdout (a file sink would add an
+# fsync a batch). Its CPU time (utime + stime of /proc/PID/stat, every thread: librdkafka's
+# included) between 10 % and 90 % of the events received, divided by those events; replay's is
+# the user + system time of `trailwatch replay --threads 1` over the same file and rules. The
+# test broker is the bottleneck, so CPU time is measured, not wall time. Prints a markdown table.
+#
+# TW=path compares another build (NO_BUILD=1 skips building this one).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
+EVENTS=${EVENTS:-20000}
+RATES=${RATES:-1000}
+RUNS=${RUNS:-3}
+FETCH_WAIT_MS=${FETCH_WAIT_MS:-10}  # tansu answers a fetch only after sleeping half of it
+PORT=${KAFKA_PORT:-29392}
+METRICS=${METRICS:-127.0.0.1:9983}
+
+[ -n "${NO_BUILD:-}" ] || cargo build --release --locked -p trailwatch -p load-test >&2
+tw=${TW:-target/release/trailwatch}
+lt=target/release/load-test
+work=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" ${twpid:-} 2>/dev/null || true; rm -rf "$work"' EXIT
+start_tansu "$PORT" "$work"
+pids+=("$TANSU_PID")
+brokers="127.0.0.1:$PORT"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/hmac.key"
+"$lt" generate --events "$EVENTS" --seed 5 -o "$work/events.jsonl" >&2
+records=$(wc -l < "$work/events.jsonl")
+
+# CPU seconds of a process, all its threads.
+cpu() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+received() {
+  curl -sf "http://$METRICS/metrics" | awk '/^trailwatch_events_total /{print $2}'
+}
+
+# One live run at a rate: prints microseconds of CPU per event.
+live() {
+  local rate=$1 topic="cpu-$$-$2" cfg="$work/run-$2.toml" n lo="" c0 c1 n0 n1
+  { printf '[rules]\npaths = ["%s/rules"]\n' "$PWD"
+    kafka_source "$brokers" "$topic" "$topic" "$FETCH_WAIT_MS"
+    cat <<TOML
+[sink]
+jsonl = "-"
+[metrics]
+listen = "$METRICS"
+[alerts]
+hmac_key_file = "$work/hmac.key"
+TOML
+  } > "$cfg"
+  "$lt" kafka-produce --brokers "$brokers" --topic "$topic" --partitions 3 /dev/null >/dev/null
+  "$tw" run --config "$cfg" > "$work/alerts-$2.jsonl" 2> "$cfg.log" &
+  twpid=$!
+  for _ in $(seq 300); do grep -q "partitions assigned" "$cfg.log" && break; sleep 0.1; done
+  "$lt" kafka-produce --brokers "$brokers" --topic "$topic" --rate "$rate" "$work/events.jsonl" >/dev/null &
+  local producer=$!
+  local deadline=$((SECONDS + 600))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    n=$(received); n=${n:-0}
+    if [ -z "$lo" ] && [ "$n" -ge $((records / 10)) ]; then lo=1; c0=$(cpu "$twpid"); n0=$n; fi
+    if [ "$n" -ge $((records * 9 / 10)) ]; then c1=$(cpu "$twpid"); n1=$n; break; fi
+    sleep 0.02
+  done
+  wait "$producer"
+  kill "$twpid"; wait "$twpid" 2>/dev/null || true; twpid=""
+  python3 -c "print(f'{($c1 - $c0) / ($n1 - $n0) * 1e6:.1f}')"
+}
+
+# Replay of the same file on one thread: microseconds of CPU per event, best of RUNS, less the
+# fixed cost of a replay of its first event alone (start-up: rules compiled, files opened).
+replay_us() {
+  head -n 1 "$work/events.jsonl" > "$work/one.jsonl"
+  python3 - "$tw" "$PWD/rules" "$work/events.jsonl" "$work/one.jsonl" "$records" "$RUNS" "$work/hmac.key" <<'PY'
+import resource, subprocess, sys
+tw, rules, events, one = sys.argv[1:5]
+records, runs, key = int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+def best(path):
+    b = None
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([tw, "replay", "--quiet", "--threads", "1", "--rules", rules,
+                        "--hmac-key-file", key, "--output", "/dev/null", path],
+                       check=True, stderr=subprocess.DEVNULL)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        b = cpu if b is None else min(b, cpu)
+    return b
+print(f"{(best(events) - best(one)) / (records - 1) * 1e6:.1f}")
+PY
+}
+
+replay=$(replay_us)
+echo "replay, one thread: $replay µs/event of CPU (best of $RUNS)" >&2
+echo "| rate (events/s) | live µs/event, $RUNS runs | median | against replay ($replay µs) |"
+echo "|---|---|---|---|"
+run=0
+for rate in $RATES; do
+  all=()
+  for _ in $(seq "$RUNS"); do
+    run=$((run + 1))
+    all+=("$(live "$rate" "$run")")
+  done
+  python3 - "$rate" "$replay" "${all[@]}" <<'PY'
+import statistics, sys
+rate, replay, runs = sys.argv[1], float(sys.argv[2]), [float(x) for x in sys.argv[3:]]
+m = statistics.median(runs)
+print(f"| {rate} | {', '.join(f'{r:.1f}' for r in runs)} | {m:.1f} | {m / replay:.1f}x |")
+PY
+done
