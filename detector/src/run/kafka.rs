@@ -251,6 +251,7 @@ impl<'s> KafkaWorker<'s> {
     /// publish their alerts twice, since a tick is no event the gap replay can mark as done.
     async fn tick(&mut self, sinks: &Sinks) {
         self.forget_revoked();
+        self.take_restores();
         let mut alerts = Vec::new();
         let mut closed = Vec::new();
         super::compute(|| {
@@ -437,7 +438,7 @@ impl<'s> KafkaWorker<'s> {
         else {
             return;
         };
-        let committed = restore.committed;
+        let (group, start) = (restore.group, restore.state.as_ref().map(|s| s.offset));
         match self.part_from(restore) {
             Ok(part) => {
                 self.drop_part(p);
@@ -445,16 +446,27 @@ impl<'s> KafkaWorker<'s> {
             }
             Err(e) => {
                 tracing::error!(partition = p, error = %format!("{e:#}"), "partition state unusable; starting the partition without it");
-                // What was delivered still was: those events only rebuild what state they can.
-                let fresh = self.part_from(Restore {
-                    state: None,
-                    committed,
-                });
-                if let Ok(part) = fresh {
+                // A state that does not open vouches for nothing in its header either: what the
+                // group committed was delivered, and the events before it that reading starts
+                // at replay without alerting, rebuilding what state they can.
+                let fresh = self.part_from(Restore::new(None, Some(group)));
+                if let Ok(mut part) = fresh {
+                    if let Some(start) = start.filter(|s| *s >= 0) {
+                        part.next = part.next.min(start);
+                    }
                     self.drop_part(p);
                     self.parts.insert(p, part);
                 }
             }
+        }
+    }
+
+    /// Starts every partition assigned since the last batch from what was handed over, so
+    /// that no wall-clock tick closes the windows of (and keeps) the state it held before.
+    fn take_restores(&mut self) {
+        let pending: Vec<i32> = lock(&self.shared.restores).keys().copied().collect();
+        for p in pending {
+            self.take_restore(p);
         }
     }
 

@@ -30,15 +30,18 @@ impl SnsSink {
     /// as message attributes for subscription filter policies, and marks those SNS accepted.
     /// A retry with the same marks sends only the rest: a call that failed after earlier ones
     /// succeeded must not page twice through a standard topic, which has no deduplication.
-    /// On a FIFO topic the alert id is the deduplication id as well.
+    /// The first call with a failure ends the attempt, so alerts keep their order. On a FIFO
+    /// topic the alert id is the deduplication id as well.
     pub async fn publish(
         &self,
         alerts: &[Alert],
         sent: &mut [bool],
         format: Format,
     ) -> Result<(), String> {
-        let pending: Vec<usize> = (0..alerts.len()).filter(|&i| !sent[i]).collect();
-        let mut refused = None;
+        debug_assert_eq!(sent.len(), alerts.len());
+        let pending: Vec<usize> = (0..alerts.len())
+            .filter(|&i| !sent.get(i).copied().unwrap_or(false))
+            .collect();
         for chunk in pending.chunks(10) {
             let entries = chunk
                 .iter()
@@ -53,21 +56,29 @@ impl SnsSink {
                 .await
                 .map_err(|e| aws_sdk_sns::error::DisplayErrorContext(&e).to_string())?;
             for ok in out.successful.unwrap_or_default() {
-                if let Some(i) = ok.id.and_then(|id| id.parse::<usize>().ok()) {
+                // Only an id this call sent: an endpoint answering with others marks nothing.
+                let id = ok.id.and_then(|id| id.parse::<usize>().ok());
+                if let Some(i) = id.filter(|i| chunk.contains(i)) {
                     if let Some(mark) = sent.get_mut(i) {
                         *mark = true;
                     }
                 }
             }
             if let Some(failed) = out.failed.filter(|f| !f.is_empty()) {
-                refused = Some(format!(
+                return Err(format!(
                     "SNS refused {} alerts: {}",
                     failed.len(),
                     failed[0].code
                 ));
             }
+            let unanswered = chunk.iter().filter(|&&i| sent.get(i) != Some(&true));
+            if let n @ 1.. = unanswered.count() {
+                return Err(format!(
+                    "SNS confirmed neither the success nor the failure of {n} alerts"
+                ));
+            }
         }
-        refused.map_or(Ok(()), Err)
+        Ok(())
     }
 
     /// The batch entry of alert `i` (its index is the entry id, to mark what SNS accepted).
@@ -153,6 +164,8 @@ mod tests {
         Fail,
         /// Accepts every entry but the one with this id.
         Refuse(&'static str),
+        /// Answers success for ids it numbers itself from 0, not those the call sent.
+        Renumber,
     }
 
     /// Per call, the entries it carried (id, alert id), and the alert ids accepted in all.
@@ -252,7 +265,17 @@ mod tests {
             return (500, xml.to_string());
         }
         let (mut ok, mut failed) = (String::new(), String::new());
-        for (id, alert) in entries {
+        if let Answer::Renumber = answer {
+            for n in 0..entries.len() {
+                ok.push_str(&format!(
+                    "<member><Id>{n}</Id><MessageId>m</MessageId></member>"
+                ));
+            }
+        }
+        for (id, alert) in entries
+            .iter()
+            .filter(|_| !matches!(answer, Answer::Renumber))
+        {
             if matches!(answer, Answer::Refuse(r) if r == id) {
                 failed.push_str(&format!(
                     "<member><Id>{id}</Id><Code>InternalError</Code><SenderFault>false</SenderFault></member>"
@@ -288,12 +311,18 @@ mod tests {
         )
     }
 
-    /// A call failing after others succeeded, and an entry SNS refused: the retries send only
-    /// what SNS has not accepted, so every alert is accepted exactly once.
+    /// A call failing after others succeeded, an entry SNS refused, and an answer naming ids
+    /// the call did not send: the retries send only what SNS has not accepted, in order, so
+    /// every alert is accepted exactly once.
     #[tokio::test]
     async fn retries_send_only_what_sns_did_not_accept() {
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let script = vec![Answer::Accept, Answer::Fail, Answer::Refuse("12")];
+        let script = vec![
+            Answer::Accept,
+            Answer::Fail,
+            Answer::Refuse("12"),
+            Answer::Renumber,
+        ];
         let sns = sink(&fake_sns(script, seen.clone()).await);
         let alerts: Vec<Alert> = (0..25)
             .map(|i| Alert::bare("r1", &format!("a{i:02}"), "2026-01-01T00:00:00Z"))
@@ -309,7 +338,13 @@ mod tests {
             second,
             Err("SNS refused 1 alerts: InternalError".to_string())
         );
-        assert!(!sent[12] && sent.iter().filter(|s| **s).count() == 24);
+        assert!(!sent[12] && sent.iter().filter(|s| **s).count() == 19);
+
+        // Ids 0 to 5 in the answer, which the call (12, 20 to 24) did not send.
+        let third = sns.publish(&alerts, &mut sent, Format::Native).await;
+        let unanswered = "SNS confirmed neither the success nor the failure of 6 alerts";
+        assert_eq!(third, Err(unanswered.to_string()));
+        assert_eq!(sent.iter().filter(|s| **s).count(), 19, "nothing marked");
 
         sns.publish(&alerts, &mut sent, Format::Native)
             .await
@@ -320,10 +355,11 @@ mod tests {
         let sizes: Vec<usize> = seen.calls.iter().map(Vec::len).collect();
         assert_eq!(
             sizes,
-            [10, 10, 10, 5, 1],
+            [10, 10, 10, 6, 6],
             "calls after a failure carry only the rest"
         );
-        assert_eq!(seen.calls[4], [("12".to_string(), "a12".to_string())]);
+        let ids: Vec<&str> = seen.calls[4].iter().map(|(_, a)| a.as_str()).collect();
+        assert_eq!(ids, ["a12", "a20", "a21", "a22", "a23", "a24"], "in order");
         let mut accepted = seen.accepted.clone();
         accepted.sort();
         let want: Vec<String> = alerts.iter().map(|a| a.alert_id.clone()).collect();

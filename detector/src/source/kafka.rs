@@ -98,6 +98,9 @@ pub struct Restore {
     /// Alerts of events before this offset were already delivered: the group's committed
     /// offset, or the state's delivered offset when that is later.
     pub committed: i64,
+    /// The group's committed offset alone (-1: none, or not readable), for a state that turns
+    /// out unusable: then nothing its header says is trusted.
+    pub group: i64,
 }
 
 impl Restore {
@@ -105,8 +108,10 @@ impl Restore {
     /// offset (None: nothing committed, or not readable).
     pub fn new(state: Option<PartitionState>, committed: Option<i64>) -> Restore {
         let delivered = state.as_ref().map_or(-1, |s| s.delivered);
+        let group = committed.unwrap_or(-1);
         Restore {
-            committed: committed.unwrap_or(-1).max(delivered),
+            committed: group.max(delivered),
+            group,
             state,
         }
     }
@@ -553,7 +558,10 @@ mod tests {
             pipeline: Vec::new(),
         };
         let r = Restore::new(Some(state(100, 180)), Some(150));
-        assert_eq!((r.start(), r.committed), (Offset::Offset(100), 180));
+        assert_eq!(
+            (r.start(), r.committed, r.group),
+            (Offset::Offset(100), 180, 150)
+        );
         let r = Restore::new(Some(state(100, 180)), None);
         assert_eq!((r.start(), r.committed), (Offset::Offset(100), 180));
         let r = Restore::new(Some(state(100, 100)), Some(150));
