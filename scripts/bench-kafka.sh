@@ -10,13 +10,7 @@ EVENTS=${EVENTS:-200000}
 PORT=${KAFKA_PORT:-29092}
 
 cargo build --release --locked -p trailwatch -p load-test >&2
-work=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
-start_tansu "$PORT" "$work"
-pids+=("$TANSU_PID")
-brokers="127.0.0.1:$PORT"
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/hmac.key"
+kafka_bench "$PORT"
 
 target/release/load-test generate --events "$EVENTS" --seed 7 -o "$work/events.jsonl" >&2
 topic="bench-$$"

@@ -64,3 +64,16 @@ start_tansu() {
   echo "error: tansu did not start on port $1 ($2/tansu.log)" >&2
   return 1
 }
+
+# kafka_bench PORT: a work directory `work` (removed on exit, after every pid in `pids` and
+# `twpid` is killed), tansu started in it on 127.0.0.1:PORT (`brokers`), and an HMAC key in
+# "$work/hmac.key".
+kafka_bench() {
+  work=$(mktemp -d)
+  pids=()
+  trap 'kill "${pids[@]}" ${twpid:-} 2>/dev/null || true; rm -rf "$work"' EXIT
+  start_tansu "$1" "$work"
+  pids+=("$TANSU_PID")
+  brokers="127.0.0.1:$1"
+  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/hmac.key"
+}

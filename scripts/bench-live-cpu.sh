@@ -21,13 +21,7 @@ METRICS=${METRICS:-127.0.0.1:9983}
 [ -n "${NO_BUILD:-}" ] || cargo build --release --locked -p trailwatch -p load-test >&2
 tw=${TW:-target/release/trailwatch}
 lt=target/release/load-test
-work=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" ${twpid:-} 2>/dev/null || true; rm -rf "$work"' EXIT
-start_tansu "$PORT" "$work"
-pids+=("$TANSU_PID")
-brokers="127.0.0.1:$PORT"
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/hmac.key"
+kafka_bench "$PORT"
 "$lt" generate --events "$EVENTS" --seed 5 -o "$work/events.jsonl" >&2
 records=$(wc -l < "$work/events.jsonl")
 

@@ -175,38 +175,17 @@ mod tests {
         accepted: Vec<String>,
     }
 
-    fn decode(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < b.len() => {
-                    let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap();
-                    out.push(u8::from_str_radix(hex, 16).unwrap());
-                    i += 2;
-                }
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).unwrap()
-    }
-
     /// The entries of a PublishBatch form body, by member number: (entry id, alert id).
-    fn entries(body: &str) -> Vec<(String, String)> {
+    fn entries(body: &[u8]) -> Vec<(String, String)> {
         let mut members: BTreeMap<u32, (String, String)> = BTreeMap::new();
-        for pair in body.split('&') {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let (k, v) = (decode(k), decode(v));
+        for (k, v) in form_urlencoded::parse(body) {
             let Some(rest) = k.strip_prefix("PublishBatchRequestEntries.member.") else {
                 continue;
             };
             let (n, field) = rest.split_once('.').unwrap();
             let member = members.entry(n.parse().unwrap()).or_default();
             match field {
-                "Id" => member.0 = v,
+                "Id" => member.0 = v.into_owned(),
                 "Message" => {
                     let alert: serde_json::Value = serde_json::from_str(&v).unwrap();
                     member.1 = alert["alert_id"].as_str().unwrap().to_string();
@@ -229,7 +208,7 @@ mod tests {
                         let (script, seen) = (script.clone(), seen.clone());
                         async move {
                             let body = req.into_body().collect().await?.to_bytes();
-                            let entries = entries(std::str::from_utf8(&body).unwrap());
+                            let entries = entries(&body);
                             let mut seen = seen.lock().unwrap();
                             let answer = *script.get(seen.calls.len()).unwrap_or(&Answer::Accept);
                             seen.calls.push(entries.clone());

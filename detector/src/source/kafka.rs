@@ -10,8 +10,9 @@
 //! committed after every delivered batch, so events between the state's offset and the committed
 //! offset only rebuild state (their alerts were delivered before the commit); later ones alert as
 //! usual. The state also says up to where its owner delivered: a commit refused or lost during
-//! the rebalance, or committed offsets that cannot be read, must not page again. Snapshots are also written periodically, so after a `kill -9` the next owner does the
-//! same from the last one.
+//! the rebalance, or committed offsets that cannot be read, must not page again. Snapshots are
+//! also written periodically, so after a `kill -9` the next owner does the same from the last
+//! one.
 
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
