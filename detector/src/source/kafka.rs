@@ -572,4 +572,21 @@ mod tests {
         let r = Restore::new(None, None);
         assert_eq!((r.start(), r.committed), (Offset::Beginning, -1));
     }
+
+    proptest::proptest! {
+        /// Whatever the state topic holds (a foreign record, a cut or forged header), decoding
+        /// returns a state or an error, never a panic; what encode writes reads back as itself.
+        #[test]
+        fn any_bytes_decode_or_fail_and_states_round_trip(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            header in "TRAILWATCH-PARTITION [0-9]{1,2}( -?[0-9]{1,20}){0,3}\n",
+            offset in proptest::prelude::any::<i64>(),
+            delivered in proptest::prelude::any::<i64>(),
+        ) {
+            let _ = PartitionState::decode(&bytes);
+            let _ = PartitionState::decode(&[header.as_bytes(), &bytes].concat());
+            let s = PartitionState { offset, delivered, pipeline: bytes };
+            proptest::prop_assert_eq!(PartitionState::decode(&s.encode()), Ok(s));
+        }
+    }
 }
