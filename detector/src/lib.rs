@@ -13,6 +13,7 @@ pub mod escape;
 pub mod event;
 pub mod fixture;
 pub mod geo;
+pub mod keyed;
 pub mod metrics;
 pub mod pipeline;
 pub mod replay;

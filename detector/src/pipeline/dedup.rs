@@ -10,7 +10,7 @@
 //! memory stays bounded: about 15 bytes an id (docs/PERFORMANCE.md). Records without a usable
 //! event time share one set, which only the cap empties (first).
 
-use rustc_hash::FxHashSet;
+use crate::keyed::Set;
 use std::collections::VecDeque;
 
 /// How long and how many ids are remembered.
@@ -45,10 +45,10 @@ pub struct Dedup {
     /// Seconds of event time a slot covers.
     width: i64,
     /// Ids by slot (event time divided by `width`): `slots[i]` is slot `base + i`.
-    slots: VecDeque<FxHashSet<u64>>,
+    slots: VecDeque<Set<u64>>,
     base: i64,
     /// Ids of records without an event time.
-    untimed: FxHashSet<u64>,
+    untimed: Set<u64>,
     len: usize,
     newest: Option<i64>,
     /// The oldest slot within the horizon of `newest`.
@@ -125,7 +125,7 @@ impl Dedup {
         }
         self.first_kept = first_kept;
         if first_kept.saturating_sub(self.base) >= self.slots.len() as i64 {
-            self.len -= self.slots.iter().map(FxHashSet::len).sum::<usize>();
+            self.len -= self.slots.iter().map(Set::len).sum::<usize>();
             self.slots.clear();
         }
         while self.base < first_kept {
@@ -141,7 +141,7 @@ impl Dedup {
     }
 
     /// The set of the slot of time `t`, made if need be; `None` before the horizon.
-    fn slot(&mut self, t: i64) -> Option<&mut FxHashSet<u64>> {
+    fn slot(&mut self, t: i64) -> Option<&mut Set<u64>> {
         let slot = t.div_euclid(self.width);
         if slot < self.first_kept {
             return None;
@@ -152,18 +152,16 @@ impl Dedup {
         // Bounded: every slot lies between the horizon and the newest time's slot, at most
         // SLOTS + 1 of them.
         while slot < self.base {
-            self.slots.push_front(FxHashSet::default());
+            self.slots.push_front(Set::default());
             self.base -= 1;
         }
         let at = (slot - self.base) as usize;
         if at >= self.slots.len() {
             // A new slot takes about as many ids as the last one: sized once, not grown.
-            let hint = self.slots.back().map_or(0, FxHashSet::len);
-            self.slots.resize_with(at, FxHashSet::default);
-            self.slots.push_back(FxHashSet::with_capacity_and_hasher(
-                hint,
-                Default::default(),
-            ));
+            let hint = self.slots.back().map_or(0, Set::len);
+            self.slots.resize_with(at, Set::default);
+            self.slots
+                .push_back(Set::with_capacity_and_hasher(hint, Default::default()));
         }
         self.slots.get_mut(at)
     }
@@ -174,7 +172,7 @@ impl Dedup {
             return;
         }
         self.len -= self.untimed.len();
-        self.untimed = FxHashSet::default();
+        self.untimed = Set::default();
         while self.len > self.opts.max_ids {
             let Some(gone) = self.slots.pop_front() else {
                 break;
@@ -199,7 +197,10 @@ impl Dedup {
     pub fn save(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 + 16 * self.len);
         out.extend_from_slice(&(self.len as u64).to_le_bytes());
-        let mut put = |ids: &FxHashSet<u64>, t: i64| {
+        let mut put = |ids: &Set<u64>, t: i64| {
+            // In order: the same memory is the same bytes in any process, whatever the seed.
+            let mut ids: Vec<u64> = ids.iter().copied().collect();
+            ids.sort_unstable();
             for id in ids {
                 out.extend_from_slice(&id.to_le_bytes());
                 out.extend_from_slice(&t.to_le_bytes());
@@ -334,6 +335,40 @@ mod tests {
         let mut huge = u64::MAX.to_le_bytes().to_vec();
         huge.extend_from_slice(&[0; 16]);
         assert!(Dedup::default().restore(&huge).is_err());
+    }
+
+    #[test]
+    fn where_an_id_is_kept_cannot_be_computed_from_the_id() {
+        use std::hash::BuildHasher;
+        // An id's hash is public (xxh3 of the eventID); its place in a set must not be, or
+        // ids made to share a bucket would make every lookup scan them all.
+        let memory = || {
+            let mut d = Dedup::new(Options::default());
+            d.first_time(1, Some(60));
+            d
+        };
+        let (a, b) = (memory(), memory());
+        let placed = |d: &Dedup, id: u64| d.slots[0].hasher().hash_one(id);
+        let differ = (0..64u64)
+            .filter(|&id| placed(&a, id) != placed(&b, id))
+            .count();
+        assert!(differ > 60, "{differ} of 64 ids placed alike");
+    }
+
+    #[test]
+    fn the_same_memory_is_the_same_bytes_in_any_process() {
+        // Each set has its own seed, so two memories of the same ids iterate differently.
+        let fill = |order: &mut dyn Iterator<Item = u64>| {
+            let mut d = Dedup::new(Options::default());
+            for id in order {
+                d.first_time(
+                    id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    Some(60 + (id as i64 % 3) * 60),
+                );
+            }
+            d.save()
+        };
+        assert_eq!(fill(&mut (0..3_000)), fill(&mut (0..3_000).rev()));
     }
 
     proptest::proptest! {

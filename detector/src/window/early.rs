@@ -9,8 +9,8 @@
 //! (an event arriving late within the lateness can make later events meet it too). The alert
 //! gate merges what one group reports within a suppression window into one alert and a roll-up.
 
+use crate::keyed::{Map, Set};
 use crate::rule::correlation::Range;
-use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -39,7 +39,8 @@ struct Item {
 pub struct Window {
     items: VecDeque<Item>,
     /// Occurrences of each value in the newest window (the items from `tail_from` on).
-    tail: FxHashMap<u64, u32>,
+    #[serde(with = "crate::keyed::sorted")]
+    tail: Map<u64, u32>,
     tail_from: usize,
 }
 
@@ -72,7 +73,7 @@ impl Window {
         if self.tail_from >= self.items.len() {
             return false;
         }
-        let mut tail: FxHashMap<u64, u32> = FxHashMap::default();
+        let mut tail: Map<u64, u32> = Map::default();
         for i in self.items.iter().skip(self.tail_from) {
             *tail.entry(i.v).or_default() += 1;
         }
@@ -161,14 +162,14 @@ impl Window {
                 .items
                 .range(lo..hi)
                 .map(|i| i.v)
-                .collect::<FxHashSet<u64>>()
+                .collect::<Set<u64>>()
                 .len(),
         };
         (value as f64, self.items[lo].t)
     }
 }
 
-fn uncount(tail: &mut FxHashMap<u64, u32>, v: u64) {
+fn uncount(tail: &mut Map<u64, u32>, v: u64) {
     if let Some(n) = tail.get_mut(&v) {
         *n -= 1;
         if *n == 0 {

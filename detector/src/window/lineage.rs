@@ -7,7 +7,6 @@
 //! ring by this many newer ones of other groups fires with a shorter list; its count stays exact.
 
 use super::Key;
-use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 use std::collections::VecDeque;
 
@@ -87,7 +86,7 @@ pub struct Recent {
     /// Sequence number of the ring's front entry.
     base: u64,
     /// Each group's entries still in the ring, by sequence number, oldest first.
-    index: FxHashMap<Key, SmallVec<[u64; 2]>>,
+    index: crate::keyed::Map<Key, SmallVec<[u64; 2]>>,
 }
 
 /// A saved entry: group key, event time, event id.

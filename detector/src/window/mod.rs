@@ -14,7 +14,6 @@
 use crate::engine::RuleSet;
 use crate::event::{Event, FieldValue};
 use crate::rule::correlation::Kind;
-use rustc_hash::FxHashMap;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
@@ -213,7 +212,8 @@ struct ValueWindow {
     /// (time, value) in arrival order.
     order: VecDeque<(i64, Arc<str>)>,
     /// How often each value occurs in the window.
-    counts: FxHashMap<Arc<str>, u32>,
+    #[serde(with = "crate::keyed::sorted")]
+    counts: crate::keyed::Map<Arc<str>, u32>,
     last: i64,
 }
 
@@ -266,7 +266,7 @@ struct Groups {
     recent: lineage::Recent,
     /// First-seen detectors: the earliest event time seen of each account (by the hash of its
     /// `recipientAccountId`), from which the detector learns that account.
-    started: FxHashMap<u64, i64>,
+    started: crate::keyed::Map<u64, i64>,
 }
 
 /// The group values back from their JSON text.

@@ -102,7 +102,7 @@ impl Correlator<'_> {
                     fingerprint: fingerprint(c),
                     groups: sorted(g.table.iter().collect()),
                     recent: g.recent.save(),
-                    started: g.started.iter().map(|(a, t)| (*a, *t)).collect(),
+                    started: in_order(g.started.iter().map(|(a, t)| (*a, *t)).collect()),
                 })
                 .collect(),
             pending: self
@@ -196,6 +196,12 @@ fn sorted(mut groups: Vec<((u64, u64), State)>) -> Vec<((u64, u64), State)> {
     groups
 }
 
+/// First-seen learning starts by account, in account order (the map's order shows its seed).
+fn in_order(mut started: Vec<(u64, i64)>) -> Vec<(u64, i64)> {
+    started.sort_unstable();
+    started
+}
+
 /// Event times a snapshot may hold (Unix seconds): ±2^43, about ±278,000 years, beyond any
 /// `eventTime` the decoder reads (chrono's range ends at year ±262,143), so a snapshot the
 /// correlator wrote always restores.
@@ -272,7 +278,7 @@ fn state_ok(state: &State, n_inputs: usize) -> bool {
             times.iter().all(|&t| time_ok(t)) && times.windows(2).all(|w| w[0] <= w[1])
         }
         State::Values(v) => {
-            let mut counts: rustc_hash::FxHashMap<&str, u32> = Default::default();
+            let mut counts: crate::keyed::Map<&str, u32> = Default::default();
             for (_, value) in &v.order {
                 *counts.entry(value).or_default() += 1;
             }

@@ -197,18 +197,50 @@ fn a_restored_state_of_another_shape_starts_over() {
 
 #[test]
 fn the_same_state_is_the_same_snapshot_in_any_process() {
-    // Each correlator places its groups with its own secret; the snapshot must not show it.
-    let s = brute_force(50);
-    let events: Vec<String> = (0..200)
-        .map(|i| login(i, &format!("u{}", i % 37), "1.1.1.1", false))
-        .collect();
-    let snapshot = || {
-        let mut c = Correlator::new(&s, Options::default());
-        feed_all_keep(&mut c, &events);
-        assert_eq!(c.keys(), 37);
-        c.snapshot()
+    // Each correlator places its groups with its own secret, and the maps inside windows
+    // (distinct values, early windows' counts, first-seen learning by account) have seeds of
+    // their own: the snapshot must show none of them.
+    let spray = |bound: &str| {
+        format!("title: spray\nid: spray\ncorrelation:\n  type: value_count\n  rules: [failed_login]\n  group-by: [sourceIPAddress]\n  timespan: 1h\n  condition: {{field: userIdentity.userName, gte: 3{bound}}}\n")
     };
-    assert_eq!(snapshot(), snapshot());
+    let first_seen = "title: new user\nid: fs\ntrailwatch:\n  first_seen:\n    rules: [failed_login]\n    fields: [userIdentity.userName]\n    history: 2d\n    retention: 10d\n";
+    let sets = [
+        (brute_force(50), r#"{"EarlyCount":"#),
+        (set(&[FAILED, &spray("")]), r#"{"Early":{"items":"#),
+        (
+            set(&[FAILED, &spray(", lte: 1000")]),
+            r#"{"Values":{"order":"#,
+        ),
+        (set(&[FAILED, first_seen]), r#""started":[["#),
+    ];
+    let events: Vec<String> = (0..200)
+        .map(|i| {
+            let e = login(
+                i * 10,
+                &format!("u{}", i % 77),
+                &format!("10.0.0.{}", i % 3),
+                false,
+            );
+            e.replacen(
+                '{',
+                &format!(r#"{{"recipientAccountId":"{:012}","#, i % 11),
+                1,
+            )
+        })
+        .collect();
+    for (s, holds) in &sets {
+        let snapshot = |events: &mut dyn Iterator<Item = &String>| {
+            let mut c = Correlator::new(s, Options::default());
+            let events: Vec<String> = events.cloned().collect();
+            feed_all_keep(&mut c, &events);
+            assert!(c.keys() >= 1, "{holds}: no keys");
+            c.snapshot()
+        };
+        let once = snapshot(&mut events.iter());
+        assert_eq!(once, snapshot(&mut events.iter()));
+        let text = String::from_utf8(once).unwrap();
+        assert!(text.contains(holds), "{holds}: {text}");
+    }
 }
 
 #[test]
