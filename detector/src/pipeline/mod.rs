@@ -337,6 +337,11 @@ impl<'s> Pipeline<'s> {
         ))
     }
 
+    /// The key state is sealed with (with an HMAC secret), for what travels beside the state.
+    pub fn seal_key(&self) -> Option<&seal::SealKey> {
+        self.seal.as_ref()
+    }
+
     fn sealed(&self, plain: Vec<u8>) -> Vec<u8> {
         match &self.seal {
             Some(key) => key.seal(&plain),

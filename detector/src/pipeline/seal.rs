@@ -26,11 +26,17 @@ pub enum SealError {
         "the sealed state does not open with this HMAC key (another key, or the file was altered)"
     )]
     WrongKey,
+    /// A partition state whose header no tag of this key vouches for.
+    #[error("the partition state's header is not vouched for by this HMAC key (written by a version before header tags, for another group, topic or partition, or altered)")]
+    Unvouched,
 }
 
-/// The key state is sealed with.
+/// The key state is sealed with, and the key that vouches for what travels beside it.
 #[derive(Clone)]
-pub struct SealKey(Key);
+pub struct SealKey {
+    cipher: Key,
+    mac: [u8; 32],
+}
 
 impl std::fmt::Debug for SealKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -39,32 +45,62 @@ impl std::fmt::Debug for SealKey {
 }
 
 impl SealKey {
-    /// Derives the sealing key from the HMAC secret (never the secret itself).
+    /// Derives the sealing keys from the HMAC secret (never the secret itself).
     pub fn derive(secret: &[u8]) -> Self {
-        let derived: [u8; 32] = match <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(secret) {
-            Ok(mut mac) => {
-                mac.update(b"trailwatch state sealing v1");
-                mac.finalize().into_bytes().into()
-            }
-            // HMAC takes keys of any length; this arm is never taken.
-            Err(_) => {
-                use sha2::Digest;
-                sha2::Sha256::digest(secret).into()
-            }
-        };
-        SealKey(Key::clone_from_slice(&derived))
+        SealKey {
+            cipher: Key::clone_from_slice(&derive(secret, b"trailwatch state sealing v1")),
+            mac: derive(secret, b"trailwatch state header v1"),
+        }
+    }
+
+    /// A tag vouching for `parts` (each length-prefixed, so no two lists share their bytes).
+    pub fn vouch(&self, parts: &[&[u8]]) -> [u8; 32] {
+        header_mac(&self.mac, parts).finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is [`SealKey::vouch`]'s for `parts` (compared in constant time).
+    pub fn vouches(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        header_mac(&self.mac, parts).verify_slice(tag).is_ok()
     }
 
     /// `plain`, encrypted and authenticated.
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
         let nonce: [u8; NONCE] = rand::random();
-        let cipher = ChaCha20Poly1305::new(&self.0);
+        let cipher = ChaCha20Poly1305::new(&self.cipher);
         // Encryption fails only past 256 GiB of input.
         let sealed = cipher
             .encrypt(Nonce::from_slice(&nonce), plain)
             .unwrap_or_default();
         [MAGIC, &nonce, &sealed].concat()
     }
+}
+
+type HeaderMac = hmac::Hmac<sha2::Sha256>;
+
+/// HMAC-SHA256 of `secret` over `label`: one key per use, none of them the secret.
+fn derive(secret: &[u8], label: &[u8]) -> [u8; 32] {
+    match <HeaderMac as Mac>::new_from_slice(secret) {
+        Ok(mut mac) => {
+            mac.update(label);
+            mac.finalize().into_bytes().into()
+        }
+        // HMAC takes keys of any length; this arm is never taken.
+        Err(_) => {
+            use sha2::Digest;
+            sha2::Sha256::digest([secret, label].concat()).into()
+        }
+    }
+}
+
+fn header_mac(key: &[u8; 32], parts: &[&[u8]]) -> HeaderMac {
+    // HMAC takes keys of any length: the fallback (a zero key) is never taken.
+    let mut mac = <HeaderMac as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| <HeaderMac as KeyInit>::new(&Default::default()));
+    for part in parts {
+        mac.update(&(part.len() as u64).to_le_bytes());
+        mac.update(part);
+    }
+    mac
 }
 
 /// Whether `bytes` is sealed state.
@@ -85,7 +121,7 @@ pub fn open<'a>(
         return Err(SealError::WrongKey);
     }
     let (nonce, sealed) = rest.split_at(NONCE);
-    ChaCha20Poly1305::new(&key.0)
+    ChaCha20Poly1305::new(&key.cipher)
         .decrypt(Nonce::from_slice(nonce), sealed)
         .map(std::borrow::Cow::Owned)
         .map_err(|_| SealError::WrongKey)

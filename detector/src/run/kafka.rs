@@ -11,7 +11,7 @@ use crate::config::KafkaConfig;
 use crate::engine::RuleSet;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Settings};
-use crate::source::kafka::{self, lock, PartitionState, Restore, Shared};
+use crate::source::kafka::{self, lock, Owner, PartitionState, Restore, Shared};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -101,18 +101,21 @@ pub(super) async fn serve(
 
 impl Part<'_> {
     /// Leaves this partition's state as of its next offset for the rebalance callback.
-    fn keep(&mut self, p: i32, saved: &mut HashMap<i32, PartitionState>) {
+    fn keep(&mut self, owner: Owner<'_>, saved: &mut HashMap<i32, PartitionState>) {
         self.kept = Some(Instant::now());
-        saved.insert(p, self.state());
+        saved.insert(owner.partition, self.state(owner));
     }
 
     /// The state as of the next offset, everything before which was delivered.
-    fn state(&self) -> PartitionState {
-        PartitionState {
+    fn state(&self, owner: Owner<'_>) -> PartitionState {
+        let mut state = PartitionState {
             offset: self.next,
             delivered: self.delivered(),
             pipeline: self.pipeline.snapshot(),
-        }
+            tag: None,
+        };
+        state.vouch(self.pipeline.seal_key(), owner);
+        state
     }
 
     /// Alerts of events before this offset were delivered, here or by a previous owner.
@@ -133,6 +136,8 @@ struct KafkaWorker<'s> {
     locator: Option<Arc<dyn crate::geo::Locate>>,
     metrics: Metrics,
     topic: String,
+    /// The consumer group, whose partitions' states these are.
+    group: String,
     events: u64,
     /// Messages that did not decode (whole or in part), for the archive's batch records.
     unreadable: u64,
@@ -163,6 +168,7 @@ impl<'s> KafkaWorker<'s> {
             locator,
             metrics: ctx.metrics.clone(),
             topic: kafka_config.topic.clone(),
+            group: kafka_config.group_id.clone(),
             events: 0,
             unreadable: 0,
             archiving: ctx.config.sink.archive.is_some(),
@@ -277,7 +283,8 @@ impl<'s> KafkaWorker<'s> {
         let mut saved = lock(&self.shared.saved);
         for p in closed {
             if let Some(part) = self.parts.get_mut(&p) {
-                part.keep(p, &mut saved);
+                let owner = owner(&self.group, &self.topic, p);
+                part.keep(owner, &mut saved);
             }
         }
     }
@@ -301,9 +308,10 @@ impl<'s> KafkaWorker<'s> {
         for (p, mut part) in self.parts {
             part.reported.retire(&self.metrics);
             // A pending assignment is newer than what this worker holds.
+            let owner = owner(&self.group, &self.topic, p);
             restores
                 .entry(p)
-                .or_insert_with(|| Restore::new(Some(part.state()), None));
+                .or_insert_with(|| Restore::new(Some(part.state(owner)), None));
         }
     }
 
@@ -439,7 +447,7 @@ impl<'s> KafkaWorker<'s> {
             return;
         };
         let (group, start) = (restore.group, restore.state.as_ref().map(|s| s.offset));
-        match self.part_from(restore) {
+        match self.part_from(restore, p) {
             Ok(part) => {
                 self.drop_part(p);
                 self.parts.insert(p, part);
@@ -449,7 +457,7 @@ impl<'s> KafkaWorker<'s> {
                 // A state that does not open vouches for nothing in its header either: what the
                 // group committed was delivered, and the events before it that reading starts
                 // at replay without alerting, rebuilding what state they can.
-                let fresh = self.part_from(Restore::new(None, Some(group)));
+                let fresh = self.part_from(Restore::new(None, Some(group)), p);
                 if let Ok(mut part) = fresh {
                     if let Some(start) = start.filter(|s| *s >= 0) {
                         part.next = part.next.min(start);
@@ -477,7 +485,7 @@ impl<'s> KafkaWorker<'s> {
         }
     }
 
-    fn part_from(&self, restore: Restore) -> Result<Part<'s>, crate::pipeline::StateError> {
+    fn part_from(&self, restore: Restore, p: i32) -> Result<Part<'s>, crate::pipeline::StateError> {
         let mut pipeline = Pipeline::new(
             self.set,
             Some(self.summaries.clone()),
@@ -489,6 +497,10 @@ impl<'s> KafkaWorker<'s> {
         }
         let mut next = restore.committed.max(0);
         if let Some(s) = &restore.state {
+            let owner = owner(&self.group, &self.topic, p);
+            // Before anything of it is used: `restore.committed` already took its `delivered`,
+            // which the caller's fallback then ignores.
+            s.check(pipeline.seal_key(), owner)?;
             pipeline.restore(&s.pipeline)?;
             next = s.offset;
         }
@@ -528,10 +540,13 @@ impl<'s> KafkaWorker<'s> {
                 // is refused or lost in a rebalance.
                 if let Some(state) = saved.get_mut(p) {
                     state.delivered = committed;
+                    let owner = owner(&self.group, &self.topic, *p);
+                    state.vouch(part.pipeline.seal_key(), owner);
                 }
                 continue;
             }
-            part.keep(*p, &mut saved);
+            let owner = owner(&self.group, &self.topic, *p);
+            part.keep(owner, &mut saved);
         }
         drop(saved);
         // Committed at once, not on the auto-commit timer: after a crash the next owner takes
@@ -558,6 +573,15 @@ impl<'s> KafkaWorker<'s> {
             Ok(()) => self.metrics.snapshots.inc(),
             Err(e) => tracing::warn!(error = %e, "writing partition state failed"),
         }
+    }
+}
+
+/// Whose partition `partition` is, for vouching for its state.
+fn owner<'a>(group: &'a str, topic: &'a str, partition: i32) -> Owner<'a> {
+    Owner {
+        group,
+        topic,
+        partition,
     }
 }
 
