@@ -5,7 +5,7 @@
 //! delivery) before they are appended and synced; in memory they count at once.
 
 use crate::alert::ledger::Ledger;
-use rustc_hash::FxHashSet;
+use crate::keyed::Set;
 
 /// Hit ids and alert ids share the ledger; a prefix keeps a hit from hiding an alert whose
 /// id is the same (an unsuppressed rule's alert keeps its hit's id).
@@ -14,7 +14,7 @@ const HIT: &str = "hit/";
 pub(super) struct Handled {
     ledger: Ledger,
     pending: Vec<String>,
-    pending_set: FxHashSet<String>,
+    pending_set: Set<String>,
 }
 
 impl Handled {
@@ -22,7 +22,7 @@ impl Handled {
         Handled {
             ledger,
             pending: Vec::new(),
-            pending_set: FxHashSet::default(),
+            pending_set: Set::default(),
         }
     }
 

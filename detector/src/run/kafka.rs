@@ -56,12 +56,12 @@ pub(super) async fn serve(
             source,
         })?;
     let shared = Arc::new(Shared::default());
-    let consumer =
-        kafka::consumer(kafka_config, shared.clone(), ctx.metrics.clone()).map_err(|source| {
-            RunError::Kafka {
-                what: "creating the Kafka consumer",
-                source,
-            }
+    // The rebalance callback checks handed-over headers with the pipelines' sealing key.
+    let seal = (prepared.summaries.hmac_key()).map(crate::pipeline::seal::SealKey::derive);
+    let consumer = kafka::consumer(kafka_config, shared.clone(), seal, ctx.metrics.clone())
+        .map_err(|source| RunError::Kafka {
+            what: "creating the Kafka consumer",
+            source,
         })?;
     ctx.metrics.set_ready(true);
     tracing::info!(topic = %kafka_config.topic, group = %kafka_config.group_id, "consuming");

@@ -200,6 +200,25 @@ impl Restore {
         }
     }
 
+    /// [`Restore::new`] from a state read back from the state topic: one whose header the key
+    /// does not vouch for is not used, so reading starts at the group's committed offset and
+    /// no offset a forged header names is skipped.
+    pub fn vouched(
+        state: Option<PartitionState>,
+        committed: Option<i64>,
+        key: Option<&SealKey>,
+        owner: Owner<'_>,
+    ) -> Restore {
+        let state = state.filter(|s| match s.check(key, owner) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(partition = owner.partition, error = %e, "partition state not used; starting from the group's committed offset");
+                false
+            }
+        });
+        Restore::new(state, committed)
+    }
+
     /// Where reading starts: where the state ends, else after what was delivered.
     pub fn start(&self) -> Offset {
         match &self.state {
@@ -242,6 +261,10 @@ pub struct GroupContext {
     shared: Arc<Shared>,
     store: StateStore,
     topic: String,
+    /// The consumer group, whose states' headers the key vouches for.
+    group: String,
+    /// The key state is sealed with (with an HMAC secret).
+    seal: Option<SealKey>,
     metrics: Metrics,
 }
 
@@ -373,7 +396,14 @@ impl GroupContext {
         };
         let mut restores = lock(&self.shared.restores);
         for &p in &assigned {
-            let restore = Restore::new(states.remove(&p), committed.get(&p).copied());
+            let owner = Owner {
+                group: &self.group,
+                topic: &self.topic,
+                partition: p,
+            };
+            let state = states.remove(&p);
+            let restore =
+                Restore::vouched(state, committed.get(&p).copied(), self.seal.as_ref(), owner);
             let _ = tpl.set_partition_offset(&self.topic, p, restore.start());
             restores.insert(p, restore);
         }
@@ -554,6 +584,7 @@ pub async fn ensure_state_topic(config: &KafkaConfig) -> KafkaResult<()> {
 pub fn consumer(
     config: &KafkaConfig,
     shared: Arc<Shared>,
+    seal: Option<SealKey>,
     metrics: Metrics,
 ) -> KafkaResult<StreamConsumer<GroupContext>> {
     let base = client_config(config, false);
@@ -573,6 +604,8 @@ pub fn consumer(
         shared,
         store,
         topic: config.topic.clone(),
+        group: config.group_id.clone(),
+        seal,
         metrics,
     };
     let consumer: StreamConsumer<GroupContext> = client_config(config, true)
@@ -739,6 +772,39 @@ mod tests {
         on.vouch(Some(&key), owner);
         assert_eq!(on.check(Some(&key), owner), Ok(()));
         assert_ne!(on.tag, s.tag);
+    }
+
+    /// A forged header must not move where reading starts: the offsets between the group's
+    /// commit and a forged later offset would never be fetched, so never alert.
+    #[test]
+    fn an_unvouched_state_does_not_choose_where_reading_starts() {
+        let key = SealKey::derive(b"test-secret-0123456789abcdef");
+        let owner = Owner {
+            group: "trailwatch",
+            topic: "cloudtrail",
+            partition: 0,
+        };
+        let mut real = PartitionState {
+            offset: 100,
+            delivered: 100,
+            pipeline: key.seal(b"TRAILWATCH-PIPELINE 2 ..."),
+            tag: None,
+        };
+        real.vouch(Some(&key), owner);
+        let forged = PartitionState {
+            offset: 5_000,
+            delivered: 5_000,
+            ..real.clone()
+        };
+        let r = Restore::vouched(Some(forged.clone()), Some(150), Some(&key), owner);
+        assert!(r.state.is_none());
+        assert_eq!((r.start(), r.committed), (Offset::Offset(150), 150));
+        let r = Restore::vouched(Some(real.clone()), Some(150), Some(&key), owner);
+        assert_eq!((r.start(), r.committed), (Offset::Offset(100), 150));
+        assert_eq!(r.state, Some(real));
+        // Without a secret nothing is authenticated, as before.
+        let r = Restore::vouched(Some(forged), Some(150), None, owner);
+        assert_eq!(r.start(), Offset::Offset(5_000));
     }
 
     proptest::proptest! {

@@ -10,7 +10,7 @@
 //! page per source). Only sources that delivered normally (enough events over enough time)
 //! count. Checks run only when the earliest deadline passes, so the per-event cost stays flat.
 
-use rustc_hash::FxHashMap;
+use crate::keyed::Map;
 use serde::{Deserialize, Serialize};
 
 /// Most sources tracked; beyond, the one silent longest is forgotten.
@@ -68,7 +68,7 @@ pub struct Silent {
 pub struct Sources {
     table: Vec<Source>,
     #[serde(skip)]
-    index: FxHashMap<(Box<str>, Box<str>), u32>,
+    index: Map<(Box<str>, Box<str>), u32>,
     #[serde(skip)]
     recent: Option<u32>,
     /// No rule can report anything before the watermark reaches this.
@@ -80,7 +80,7 @@ impl Default for Sources {
     fn default() -> Self {
         Sources {
             table: Vec::new(),
-            index: FxHashMap::default(),
+            index: Map::default(),
             recent: None,
             next_check: check_now(),
         }

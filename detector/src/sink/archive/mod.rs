@@ -328,7 +328,7 @@ type HourCounts = (Box<str>, Box<str>, std::collections::BTreeMap<i64, u64>);
 pub struct Hours {
     /// Keyed by the account's length, the account and the region (unambiguous whatever the
     /// values hold); hours in Unix seconds / 3600.
-    table: rustc_hash::FxHashMap<Box<str>, HourCounts>,
+    table: crate::keyed::Map<Box<str>, HourCounts>,
     key: String,
 }
 
