@@ -697,23 +697,34 @@ mod tests {
         assert_eq!((r.start(), r.committed), (Offset::Beginning, -1));
     }
 
+    const OWNER: Owner<'static> = Owner {
+        group: "trailwatch",
+        topic: "cloudtrail",
+        partition: 2,
+    };
+
+    fn test_key() -> SealKey {
+        SealKey::derive(b"test-secret-0123456789abcdef")
+    }
+
+    /// A state of [`OWNER`]'s with a sealed body, vouched for by `key`.
+    fn vouched_state(key: &SealKey, offset: i64, delivered: i64) -> PartitionState {
+        let mut s = PartitionState {
+            offset,
+            delivered,
+            pipeline: key.seal(b"TRAILWATCH-PIPELINE 2 ..."),
+            tag: None,
+        };
+        s.vouch(Some(key), OWNER);
+        s
+    }
+
     /// With an HMAC secret, a header is trusted only as written by its partition's owner: a
     /// forged `delivered` beside a real sealed body would otherwise silence the partition.
     #[test]
     fn a_header_is_trusted_only_as_its_owner_vouched_for_it() {
-        let key = SealKey::derive(b"test-secret-0123456789abcdef");
-        let owner = Owner {
-            group: "trailwatch",
-            topic: "cloudtrail",
-            partition: 2,
-        };
-        let mut s = PartitionState {
-            offset: 100,
-            delivered: 120,
-            pipeline: key.seal(b"TRAILWATCH-PIPELINE 2 ..."),
-            tag: None,
-        };
-        s.vouch(Some(&key), owner);
+        let (key, owner) = (test_key(), OWNER);
+        let s = vouched_state(&key, 100, 120);
         let s = PartitionState::decode(&s.encode()).unwrap();
         assert_eq!(s.check(Some(&key), owner), Ok(()));
         assert_eq!(
@@ -778,19 +789,8 @@ mod tests {
     /// commit and a forged later offset would never be fetched, so never alert.
     #[test]
     fn an_unvouched_state_does_not_choose_where_reading_starts() {
-        let key = SealKey::derive(b"test-secret-0123456789abcdef");
-        let owner = Owner {
-            group: "trailwatch",
-            topic: "cloudtrail",
-            partition: 0,
-        };
-        let mut real = PartitionState {
-            offset: 100,
-            delivered: 100,
-            pipeline: key.seal(b"TRAILWATCH-PIPELINE 2 ..."),
-            tag: None,
-        };
-        real.vouch(Some(&key), owner);
+        let (key, owner) = (test_key(), OWNER);
+        let real = vouched_state(&key, 100, 100);
         let forged = PartitionState {
             offset: 5_000,
             delivered: 5_000,
