@@ -14,6 +14,12 @@ mkdir -p "$dir"
 cargo build --release --locked -p trailwatch -p load-test >&2
 tw=target/release/trailwatch
 lt=target/release/load-test
+# PGO=1: the profile-guided build of scripts/build-pgo.sh (about 20 minutes more) throughout.
+build=""
+if [ "${PGO:-0}" = 1 ]; then
+  tw=$(scripts/build-pgo.sh)
+  build=" (PGO build)"
+fi
 RSIGMA=0.26.0
 # cargo install puts it in $CARGO_HOME/bin, which may not be on PATH.
 rsigma=$(command -v rsigma || echo "${CARGO_HOME:-$HOME/.cargo}/bin/rsigma")
@@ -40,7 +46,7 @@ echo "## Replay throughput ($n events, $(du -m "$events" | cut -f1) MB, $(ls "$R
 echo
 echo "| program | seconds | events/s | trailwatch is |"
 echo "|---|---|---|---|"
-echo "| trailwatch replay --emit hits | $(printf '%.3f' "$t_tw") | $(rate "$t_tw") | |"
+echo "| trailwatch$build replay --emit hits | $(printf '%.3f' "$t_tw") | $(rate "$t_tw") | |"
 echo "| rsigma $RSIGMA engine eval | $(printf '%.3f' "$t_rs") | $(rate "$t_rs") | $(ratio "$t_rs" "$t_tw")× faster |"
 echo "| serde_json::Value parse only | $(printf '%.3f' "$t_pb") | $(rate "$t_pb") | $(ratio "$t_pb" "$t_tw")× faster |"
 
@@ -119,4 +125,4 @@ done
 echo
 echo "## Live path: CPU per event in \`run\` on Kafka (tansu) against replay's"
 echo
-NO_BUILD=1 scripts/bench-live-cpu.sh
+TW="$tw" NO_BUILD=1 scripts/bench-live-cpu.sh
