@@ -45,13 +45,12 @@ TOML
   for _ in $(seq 300); do grep -q "partitions assigned" "$cfg.log" && break; sleep 0.2; done
   "$lt" kafka-produce --brokers "$brokers" --topic "$topic" --rate "$RATE" "$work/events.jsonl" >/dev/null
   for _ in $(seq 600); do
-    n=$(curl -sf "http://127.0.0.1:$port/metrics" | awk '$1=="trailwatch_events_total"{print $2}')
+    n=$(events_total "127.0.0.1:$port")
     [ "${n:-0}" -ge "$EVENTS" ] && break; sleep 0.1
   done
-  local ticks; ticks=$(awk '{print $14+$15}' /proc/$pid/stat)
-  local hz; hz=$(getconf CLK_TCK)
+  local cpu; cpu=$(cpu_seconds $pid)
   kill -TERM $pid; wait $pid || true
-  python3 -c "print('$mode: events $n, cpu {:.2f} s, {:.1f} us/event'.format($ticks/$hz, $ticks/$hz/$n*1e6))"
+  python3 -c "print('$mode: events $n, cpu {:.2f} s, {:.1f} us/event'.format($cpu, $cpu/$n*1e6))"
   if [ "$mode" = archive ]; then
     du -sb "$work/archive-$topic" | awk '{print "archive bytes", $1}'
     find "$work/archive-$topic" -name '*.jsonl.gz' | wc -l | awk '{print "objects", $1}'

@@ -77,3 +77,9 @@ kafka_bench() {
   brokers="127.0.0.1:$1"
   head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/hmac.key"
 }
+
+# cpu_seconds PID: CPU time a process has used so far, every thread (utime + stime).
+cpu_seconds() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+
+# events_total HOST:PORT: trailwatch_events_total on a run's metrics endpoint.
+events_total() { curl -sf "http://$1/metrics" | awk '$1=="trailwatch_events_total"{print $2}'; }

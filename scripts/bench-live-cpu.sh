@@ -25,12 +25,6 @@ kafka_bench "$PORT"
 "$lt" generate --events "$EVENTS" --seed 5 -o "$work/events.jsonl" >&2
 records=$(wc -l < "$work/events.jsonl")
 
-# CPU seconds of a process, all its threads.
-cpu() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
-received() {
-  curl -sf "http://$METRICS/metrics" | awk '/^trailwatch_events_total /{print $2}'
-}
-
 # One live run at a rate: prints microseconds of CPU per event.
 live() {
   local rate=$1 topic="cpu-$$-$2" cfg="$work/run-$2.toml" n lo="" c0 c1 n0 n1
@@ -53,9 +47,9 @@ TOML
   local producer=$!
   local deadline=$((SECONDS + 600))
   while [ "$SECONDS" -lt "$deadline" ]; do
-    n=$(received); n=${n:-0}
-    if [ -z "$lo" ] && [ "$n" -ge $((records / 10)) ]; then lo=1; c0=$(cpu "$twpid"); n0=$n; fi
-    if [ "$n" -ge $((records * 9 / 10)) ]; then c1=$(cpu "$twpid"); n1=$n; break; fi
+    n=$(events_total "$METRICS"); n=${n:-0}
+    if [ -z "$lo" ] && [ "$n" -ge $((records / 10)) ]; then lo=1; c0=$(cpu_seconds "$twpid"); n0=$n; fi
+    if [ "$n" -ge $((records * 9 / 10)) ]; then c1=$(cpu_seconds "$twpid"); n1=$n; break; fi
     sleep 0.02
   done
   wait "$producer"

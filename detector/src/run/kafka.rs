@@ -447,7 +447,7 @@ impl<'s> KafkaWorker<'s> {
             return;
         };
         let (group, start) = (restore.group, restore.state.as_ref().map(|s| s.offset));
-        match self.part_from(restore, p) {
+        match self.part_from(restore) {
             Ok(part) => {
                 self.drop_part(p);
                 self.parts.insert(p, part);
@@ -457,7 +457,7 @@ impl<'s> KafkaWorker<'s> {
                 // A state that does not open vouches for nothing in its header either: what the
                 // group committed was delivered, and the events before it that reading starts
                 // at replay without alerting, rebuilding what state they can.
-                let fresh = self.part_from(Restore::new(None, Some(group)), p);
+                let fresh = self.part_from(Restore::new(None, Some(group)));
                 if let Ok(mut part) = fresh {
                     if let Some(start) = start.filter(|s| *s >= 0) {
                         part.next = part.next.min(start);
@@ -485,7 +485,7 @@ impl<'s> KafkaWorker<'s> {
         }
     }
 
-    fn part_from(&self, restore: Restore, p: i32) -> Result<Part<'s>, crate::pipeline::StateError> {
+    fn part_from(&self, restore: Restore) -> Result<Part<'s>, crate::pipeline::StateError> {
         let mut pipeline = Pipeline::new(
             self.set,
             Some(self.summaries.clone()),
@@ -497,10 +497,8 @@ impl<'s> KafkaWorker<'s> {
         }
         let mut next = restore.committed.max(0);
         if let Some(s) = &restore.state {
-            let owner = owner(&self.group, &self.topic, p);
-            // Before anything of it is used: `restore.committed` already took its `delivered`,
-            // which the caller's fallback then ignores.
-            s.check(pipeline.seal_key(), owner)?;
+            // Headers from the state topic were checked on assignment (`Restore::vouched`);
+            // a hand-over on reload is this worker's own.
             pipeline.restore(&s.pipeline)?;
             next = s.offset;
         }

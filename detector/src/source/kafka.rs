@@ -17,6 +17,7 @@
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
 use crate::pipeline::seal::{SealError, SealKey};
+use crate::sink::archive::object::{hex, unhex};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
@@ -62,9 +63,7 @@ pub struct Owner<'a> {
 impl PartitionState {
     /// `TRAILWATCH-PARTITION 4 <offset> <delivered> <tag in hex, or ->\n<pipeline snapshot>`.
     pub fn encode(&self) -> Vec<u8> {
-        let tag = self.tag.map_or("-".to_string(), |t| {
-            t.iter().map(|b| format!("{b:02x}")).collect()
-        });
+        let tag = self.tag.map_or("-".to_string(), |t| hex(&t));
         let mut out = format!("{MAGIC} 4 {} {} {tag}\n", self.offset, self.delivered).into_bytes();
         out.extend_from_slice(&self.pipeline);
         out
@@ -158,19 +157,13 @@ impl PartitionState {
     }
 }
 
-/// A header's tag: `-` for none, else 64 hex digits.
+/// A header's tag: `-` for none, else 64 lower-case hex digits.
 fn parse_tag(text: &str) -> Result<Option<[u8; 32]>, String> {
     if text == "-" {
         return Ok(None);
     }
-    let bad = || "bad partition state tag".to_string();
-    if text.len() != 64 || !text.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return Err(bad());
-    }
-    let mut tag = [0u8; 32];
-    for (i, byte) in tag.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-    }
+    let bytes = unhex(text).ok_or("bad partition state tag")?;
+    let tag = <[u8; 32]>::try_from(bytes).map_err(|_| "bad partition state tag")?;
     Ok(Some(tag))
 }
 

@@ -75,7 +75,7 @@ impl Manifest {
     pub fn signature_holds(&self, key: &[u8]) -> bool {
         let mut mac = mac(key);
         mac.update(&self.unsigned_bytes());
-        let Some(given) = unhex(&self.signature) else {
+        let Some(given) = super::object::unhex(&self.signature) else {
             return false;
         };
         // Constant time: the check must not tell a forger how much of a signature was right.
@@ -100,24 +100,6 @@ impl Manifest {
 fn mac(key: &[u8]) -> Hmac<sha2::Sha256> {
     // HMAC takes keys of any length.
     <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length")
-}
-
-/// Lower-case hex only, as written: `A` or `+a` would be other signature texts of the same bytes.
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    fn digit(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        }
-    }
-    let s = s.as_bytes();
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    s.chunks(2)
-        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
-        .collect()
 }
 
 #[cfg(test)]

@@ -244,6 +244,25 @@ pub fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// The bytes of lower-case hex only, as [`hex`] writes it: `A` or `+a` would be other texts of
+/// the same bytes (signatures and tags must have one).
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    let s = s.as_bytes();
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    s.chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
+}
+
 /// The day (`YYYY-MM-DD`) of an RFC 3339 time, as keys and manifests use it.
 pub fn day_of(time: &str) -> &str {
     time.get(..10).unwrap_or(time)
