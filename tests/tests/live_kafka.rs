@@ -246,6 +246,72 @@ async fn events_on_three_partitions_become_alerts_on_sns() {
     stop_service(service);
 }
 
+/// States forged on the state topic before the group starts (a header without a tag, one with
+/// a wrong tag, and one genuinely tagged but for another partition), each claiming that half of
+/// its partition was delivered: none is used, so reading starts at the beginning and every
+/// alert of the input is published, once. Trusted, each would have skipped 200 events.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_partition_states_skip_no_event() {
+    use trailwatch::pipeline::seal::SealKey;
+    use trailwatch::source::kafka::{ensure_state_topic, Owner, PartitionState, StateStore};
+    let (Some(url), Some(brokers)) = (moto(), kafka()) else {
+        return;
+    };
+    let (sqs, sns) = clients(&url);
+    let tag = format!("k6-{}", std::process::id());
+    let q = queues(&sqs, &sns, &tag).await;
+    let input = input(2000);
+    let mut producer = produce(&brokers, &tag, &input.events, 0);
+    wait_exit(&mut producer);
+    let config: trailwatch::config::KafkaConfig = serde_json::from_value(serde_json::json!({
+        "brokers": brokers,
+        "topic": tag,
+        "group_id": tag,
+        "state_topic": format!("{tag}-state"),
+    }))
+    .unwrap();
+    ensure_state_topic(&config).await.unwrap();
+    let secret =
+        trailwatch::alert::read_hmac_key(&input.events.with_file_name("hmac.key")).unwrap();
+    let key = SealKey::derive(&secret);
+    let forged = |tag: Option<[u8; 32]>| PartitionState {
+        offset: 200,
+        delivered: 200,
+        pipeline: key.seal(b"not a snapshot"),
+        tag,
+    };
+    let mut moved = forged(None);
+    let other = Owner {
+        group: &tag,
+        topic: &tag,
+        partition: 0,
+    };
+    moved.vouch(Some(&key), other);
+    let states = [(0, forged(None)), (1, forged(Some([7; 32]))), (2, moved)];
+    StateStore::new(&config).unwrap().write(&states).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let member = dir.path().join("a");
+    let (service, metrics) = start_kafka(&url, &q, &member, &brokers, &tag, &tag);
+    let got = collect(&sqs, &q.alerts, &input.alerts).await;
+    assert_same_alerts(&got, &input, true);
+    let records = std::fs::read_to_string(&input.events)
+        .unwrap()
+        .lines()
+        .count();
+    let text = metrics_with(&metrics, &[format!("trailwatch_events_total {records}\n")]);
+    assert!(
+        text.contains(&format!("trailwatch_events_total {records}\n")),
+        "every record read, none skipped: {records}: {text}"
+    );
+    stop_service(service);
+    let refused = plain_log(&member)
+        .into_iter()
+        .filter(|l| l.contains("partition state not used"))
+        .count();
+    assert_eq!(refused, 3, "each forged state was seen and refused");
+}
+
 /// Two members, a third joining and one leaving mid-stream: the alerts equal a single replay's,
 /// correlations whose windows span the rebalances included, and none is published twice.
 #[tokio::test(flavor = "multi_thread")]

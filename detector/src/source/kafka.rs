@@ -425,6 +425,23 @@ pub struct StateStore {
 }
 
 impl StateStore {
+    /// The store of `config`'s group and events topic in its state topic.
+    pub fn new(config: &KafkaConfig) -> KafkaResult<StateStore> {
+        let base = client_config(config, false);
+        let producer: BaseProducer = base.clone().set("enable.idempotence", "true").create()?;
+        let mut reader = base;
+        reader
+            .set("group.id", format!("{}-state-reader", config.group_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false");
+        Ok(StateStore {
+            producer,
+            client: reader,
+            topic: config.state_topic.clone(),
+            key_prefix: format!("{}/{}", config.group_id, config.topic),
+        })
+    }
+
     fn key(&self, partition: i32) -> String {
         format!("{}/{partition}", self.key_prefix)
     }
@@ -580,19 +597,7 @@ pub fn consumer(
     seal: Option<SealKey>,
     metrics: Metrics,
 ) -> KafkaResult<StreamConsumer<GroupContext>> {
-    let base = client_config(config, false);
-    let producer: BaseProducer = base.clone().set("enable.idempotence", "true").create()?;
-    let mut reader = base.clone();
-    reader
-        .set("group.id", format!("{}-state-reader", config.group_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false");
-    let store = StateStore {
-        producer,
-        client: reader,
-        topic: config.state_topic.clone(),
-        key_prefix: format!("{}/{}", config.group_id, config.topic),
-    };
+    let store = StateStore::new(config)?;
     let context = GroupContext {
         shared,
         store,
