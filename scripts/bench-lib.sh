@@ -33,18 +33,15 @@ best() {
   echo "$b"
 }
 
-# best_cpu CMD...: the least CPU time (user + system, seconds) CMD used over $RUNS runs. On a
-# shared virtual machine wall time also counts the time others held the core; CPU time does not.
+# best_cpu CMD...: the least CPU time (user + system, seconds, to the millisecond) CMD used over
+# $RUNS runs. On a shared virtual machine wall time also counts the time others held the core.
 best_cpu() {
-  local b="" f
-  f=$(mktemp)
+  local b="" t
   for _ in $(seq "$RUNS"); do
-    /usr/bin/time -f '%U %S' -o "$f" "$@" >/dev/null 2>&1 || { echo "error: failed: $*" >&2; exit 1; }
-    local t
-    t=$(awk '{print $1 + $2}' "$f")
+    t=$( { TIMEFORMAT='%3U %3S'; time "$@" >/dev/null 2>&1; } 2>&1 ) || { echo "error: failed: $*" >&2; exit 1; }
+    t=$(echo "$t" | awk '{print $1 + $2}')
     if [ -z "$b" ] || [ "$(echo "$t < $b" | bc -l)" = 1 ]; then b=$t; fi
   done
-  rm -f "$f"
   echo "$b"
 }
 

@@ -69,7 +69,7 @@ rate() { echo "$n / $1" | bc -l | xargs printf '%.0f'; }
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
 secs() { printf '%.3f' "$1"; }
 
-echo "## Replay throughput ($n events, $(du -m "$events" | cut -f1) MB, one core, best of $RUNS)"
+echo "## Replay throughput ($n events, $(( $(stat -c %s "$events") / 1000000 )) MB, one core, best of $RUNS)"
 echo
 echo "Wall time, and CPU time (user + system), each the best of $RUNS runs."
 echo
