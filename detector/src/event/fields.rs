@@ -58,8 +58,15 @@ fn same_len_eq(a: &[u8], b: &[u8]) -> bool {
         w.copy_from_slice(&s[at..at + 8]);
         u64::from_le_bytes(w)
     };
+    let half = |s: &[u8], at: usize| {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&s[at..at + 4]);
+        u32::from_le_bytes(w)
+    };
     match n {
-        0..=7 => a.iter().zip(b).all(|(x, y)| x == y),
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        // Two overlapping half-words cover 4..=7 bytes.
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
         // Two overlapping words cover 8..=16 bytes.
         8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
         _ => a == b,
