@@ -203,6 +203,13 @@ mod tests {
         for (a, b) in [
             ("", ""),
             ("abc", "abd"),
+            ("type", "type"),
+            ("type", "typf"),
+            ("xype", "type"),
+            ("eventID", "eventID"),
+            ("eventID", "eventIE"),
+            ("eventID", "fventID"),
+            ("event", "evfnt"),
             ("eventName", "eventNamf"),
             ("eventName", "eventName"),
             ("abcdefghijklmnop", "abcdefghijklmnop"),
