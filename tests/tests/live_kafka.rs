@@ -75,6 +75,16 @@ fn input(events: u32) -> Input {
     }
 }
 
+impl Input {
+    /// How many records the input holds (one a line).
+    fn records(&self) -> usize {
+        std::fs::read_to_string(&self.events)
+            .unwrap()
+            .lines()
+            .count()
+    }
+}
+
 /// Receives alerts until every expected first alert arrived (or 120 s passed), then one look
 /// more for stragglers and duplicates.
 async fn collect(
@@ -235,10 +245,7 @@ async fn events_on_three_partitions_become_alerts_on_sns() {
         &["trailwatch_kafka_consumer_lag{partition=\"2\"} 0".to_string()],
     );
     // Every record of the input (traffic and scenario events, history included) was read.
-    let records = std::fs::read_to_string(&input.events)
-        .unwrap()
-        .lines()
-        .count();
+    let records = input.records();
     assert!(
         text.contains(&format!("trailwatch_events_total {records}\n")),
         "{records} records: {text}"
@@ -297,10 +304,7 @@ async fn forged_partition_states_skip_no_event() {
     let (service, metrics) = start_kafka(&url, &q, &member, &brokers, &tag, &tag);
     let got = collect(&sqs, &q.alerts, &input.alerts).await;
     assert_same_alerts(&got, &input, true);
-    let records = std::fs::read_to_string(&input.events)
-        .unwrap()
-        .lines()
-        .count();
+    let records = input.records();
     let text = metrics_with(&metrics, &[format!("trailwatch_events_total {records}\n")]);
     assert!(
         text.contains(&format!("trailwatch_events_total {records}\n")),
@@ -567,10 +571,7 @@ async fn a_rebalancing_group_archives_every_alert_once() {
         published,
         "the archive holds what was published"
     );
-    let records = std::fs::read_to_string(&input.events)
-        .unwrap()
-        .lines()
-        .count();
+    let records = input.records();
     let covered: usize = offsets.values().map(|o| o.len()).sum();
     assert_eq!(
         covered, records,
