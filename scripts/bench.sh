@@ -35,12 +35,13 @@ events=$dir/events-200k.jsonl
 n=$(wc -l < "$events")
 
 
-t_tw=$(best taskset -c 0 "$tw" replay --quiet --threads 1 --rules "$RULES" --emit hits --output /dev/null "$events")
-t_rs=$(best taskset -c 0 "$rsigma" engine eval -r "$RULES" -e "@$events")
-t_pb=$(best taskset -c 0 "$lt" parse-baseline "$events")
-c_tw=$(best_cpu taskset -c 0 "$tw" replay --quiet --threads 1 --rules "$RULES" --emit hits --output /dev/null "$events")
-c_rs=$(best_cpu taskset -c 0 "$rsigma" engine eval -r "$RULES" -e "@$events")
-c_pb=$(best_cpu taskset -c 0 "$lt" parse-baseline "$events")
+# Each "WALL CPU" assigned before it is split, so a failed run stops the script (set -e).
+m_tw=$(best_times taskset -c 0 "$tw" replay --quiet --threads 1 --rules "$RULES" --emit hits --output /dev/null "$events")
+m_rs=$(best_times taskset -c 0 "$rsigma" engine eval -r "$RULES" -e "@$events")
+m_pb=$(best_times taskset -c 0 "$lt" parse-baseline "$events")
+read -r t_tw c_tw <<<"$m_tw"
+read -r t_rs c_rs <<<"$m_rs"
+read -r t_pb c_pb <<<"$m_pb"
 
 # The floor: one rule that reads only eventSource and eventName, so nearly every byte is
 # skipped. What is left is reading, UTF-8 and JSON validation, de-duplication and output.
@@ -60,10 +61,10 @@ detection:
   condition: selection
 level: low
 YAML
-t_tw1=$(best taskset -c 0 "$tw" replay --quiet --threads 1 --rules "$floor" --emit hits --output /dev/null "$events")
-t_rs1=$(best taskset -c 0 "$rsigma" engine eval -r "$floor" -e "@$events")
-c_tw1=$(best_cpu taskset -c 0 "$tw" replay --quiet --threads 1 --rules "$floor" --emit hits --output /dev/null "$events")
-c_rs1=$(best_cpu taskset -c 0 "$rsigma" engine eval -r "$floor" -e "@$events")
+m_tw1=$(best_times taskset -c 0 "$tw" replay --quiet --threads 1 --rules "$floor" --emit hits --output /dev/null "$events")
+m_rs1=$(best_times taskset -c 0 "$rsigma" engine eval -r "$floor" -e "@$events")
+read -r t_tw1 c_tw1 <<<"$m_tw1"
+read -r t_rs1 c_rs1 <<<"$m_rs1"
 
 rate() { echo "$n / $1" | bc -l | xargs printf '%.0f'; }
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
@@ -71,7 +72,7 @@ secs() { printf '%.3f' "$1"; }
 
 echo "## Replay throughput ($n events, $(( $(stat -c %s "$events") / 1000000 )) MB, one core, best of $RUNS)"
 echo
-echo "Wall time, and CPU time (user + system), each the best of $RUNS runs."
+echo "Wall time, and CPU time (user + system), each the least of the same $RUNS runs."
 echo
 echo "| program | rules | wall (s) | events/s | CPU (s) | trailwatch is (wall / CPU) |"
 echo "|---|---|---|---|---|---|"
