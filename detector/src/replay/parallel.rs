@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex};
 /// Pieces decoded ahead of the one being taken in order, per thread: bounds the memory held
 /// by results waiting for their turn (two replay as fast as four).
 const AHEAD_PER_THREAD: usize = 2;
+/// A worker's read buffer for a piece of a plain file, a quarter of one thread's: with two
+/// threads, 64 KiB measured about 4 % less CPU than 256 KiB (16 and 32 KiB no better).
+const PIECE_BUFFER: usize = 64 << 10;
 
 /// What a worker made of a piece.
 enum Done {
@@ -133,7 +136,10 @@ impl<'s> Worker<'s> {
 
     fn decode(&mut self, part: Part, name: &str, mut batch: Batch) -> Done {
         let (reader, first): (Box<dyn BufRead>, bool) = match part {
-            Part::Lines(lines) => (Box::new(BufReader::with_capacity(256 << 10, lines)), false),
+            Part::Lines(lines) => (
+                Box::new(BufReader::with_capacity(PIECE_BUFFER, lines)),
+                false,
+            ),
             Part::Whole(reader) => (reader, true),
             Part::InOrder(reader) => return Done::InOrder(reader),
             Part::Unreadable(e) => return Done::Unreadable(e),
@@ -246,7 +252,9 @@ pub(super) fn replay(
         for _ in 0..ahead {
             let _ = permit_tx.send(());
         }
-        let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Piece)>(threads);
+        // Every permitted piece can wait in the queue (the permits bound them all the same): a
+        // worker done with one takes the next without waiting for the splitting thread to run.
+        let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Piece)>(ahead);
         let (done_tx, done_rx) = mpsc::channel::<(u64, usize, bool, Done)>();
         // Batches go back to the workers once taken: their memory is reused, not faulted in anew.
         let (spare_tx, spare_rx) = mpsc::channel::<Batch>();
