@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader};
 use std::ops::Range;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Pieces decoded ahead of the one being taken in order, per thread: bounds the memory held
 /// by results waiting for their turn (two replay as fast as four).
@@ -245,42 +245,21 @@ pub(super) fn replay(
     let ahead = threads * AHEAD_PER_THREAD;
     let set = writer.set;
     let names: Vec<String> = inputs.iter().map(Input::name).collect();
+    let feed = Feed::new(
+        split(inputs, progress.bytes.clone(), opts.piece_bytes),
+        ahead,
+    );
     std::thread::scope(|scope| {
-        // A piece is handed out only against a permit, given back once its results were taken
-        // in order: at most `ahead` pieces' results are held at once.
-        let (permit_tx, permit_rx) = mpsc::sync_channel::<()>(ahead);
-        for _ in 0..ahead {
-            let _ = permit_tx.send(());
-        }
-        // Every permitted piece can wait in the queue (the permits bound them all the same): a
-        // worker done with one takes the next without waiting for the splitting thread to run.
-        let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Piece)>(ahead);
         let (done_tx, done_rx) = mpsc::channel::<(u64, usize, bool, Done)>();
         // Batches go back to the workers once taken: their memory is reused, not faulted in anew.
         let (spare_tx, spare_rx) = mpsc::channel::<Batch>();
         let spare_rx = Arc::new(Mutex::new(spare_rx));
-        let pieces = split(inputs, progress.bytes.clone(), opts.piece_bytes);
-        scope.spawn(move || {
-            for (seq, piece) in (0u64..).zip(pieces) {
-                if permit_rx.recv().is_err() || work_tx.send((seq, piece)).is_err() {
-                    return;
-                }
-            }
-        });
-        let work_rx = Arc::new(Mutex::new(work_rx));
         for _ in 0..threads {
-            let (work_rx, done_tx, names) = (work_rx.clone(), done_tx.clone(), &names);
+            let (feed, done_tx, names) = (&feed, done_tx.clone(), &names);
             let spare_rx = spare_rx.clone();
             scope.spawn(move || {
                 let mut worker = Worker::new(set, opts);
-                loop {
-                    let next = match work_rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((seq, piece)) = next else {
-                        return;
-                    };
+                while let Some((seq, piece)) = feed.next() {
                     let spare = spare_rx.lock().ok().and_then(|rx| rx.try_recv().ok());
                     let batch = spare.unwrap_or_default();
                     let done = worker.piece(piece.part, &names[piece.input], opts, batch);
@@ -316,15 +295,91 @@ pub(super) fn replay(
                     taker.finished()?;
                 }
                 next += 1;
-                let _ = permit_tx.send(());
+                feed.give_back();
             }
         }
         // Every worker has stopped: a piece still missing means one died outside its guard.
-        if !waiting.is_empty() {
+        if !waiting.is_empty() || !feed.exhausted() {
             return Err(io::Error::other("a replay worker stopped early"));
         }
         Ok(())
     })
+}
+
+/// Hands out the pieces in order, each against a permit given back once its results were taken
+/// in order: at most `ahead` pieces' results are held at once. Workers take pieces themselves,
+/// so none waits for another thread to be scheduled to hand one over.
+struct Feed<I> {
+    pieces: Mutex<Pieces<I>>,
+    permits: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// The pieces not handed out yet.
+struct Pieces<I> {
+    iter: I,
+    /// The next piece's place in the input order.
+    seq: u64,
+    exhausted: bool,
+}
+
+impl<I: Iterator<Item = Piece>> Feed<I> {
+    fn new(pieces: I, permits: usize) -> Self {
+        Feed {
+            pieces: Mutex::new(Pieces {
+                iter: pieces,
+                seq: 0,
+                exhausted: false,
+            }),
+            permits: Mutex::new(permits),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// The next piece and its place in the input order, once a permit is free; `None` once
+    /// every piece was handed out.
+    fn next(&self) -> Option<(u64, Piece)> {
+        {
+            let mut permits = self.permits.lock().ok()?;
+            while *permits == 0 {
+                permits = self.freed.wait(permits).ok()?;
+            }
+            *permits -= 1;
+        }
+        // Opening a piece may wait for its download (S3): the permits stay free meanwhile.
+        let mut pieces = self.pieces.lock().ok()?;
+        let piece = if pieces.exhausted {
+            None
+        } else {
+            pieces.iter.next()
+        };
+        match piece {
+            Some(piece) => {
+                pieces.seq += 1;
+                Some((pieces.seq - 1, piece))
+            }
+            None => {
+                pieces.exhausted = true;
+                drop(pieces);
+                // Another worker may wait for a permit that no taken piece will give back.
+                self.give_back();
+                None
+            }
+        }
+    }
+
+    /// Gives a permit back.
+    fn give_back(&self) {
+        if let Ok(mut permits) = self.permits.lock() {
+            *permits += 1;
+            self.freed.notify_one();
+        }
+    }
+
+    /// Whether every piece was handed out.
+    fn exhausted(&self) -> bool {
+        self.pieces.lock().is_ok_and(|p| p.exhausted)
+    }
 }
 
 /// Takes the workers' results in input order through the stages that keep state.
@@ -449,5 +504,46 @@ impl Taker<'_, '_, '_, '_> {
 
     fn finished(&mut self) -> io::Result<()> {
         finished(self.pipeline, self.writer, *self.unselected, self.progress)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_feed_hands_pieces_in_order_against_permits_then_ends_for_every_worker() {
+        let pieces = (0..5).map(|input| Piece {
+            input,
+            last: true,
+            part: Part::Unreadable(io::Error::other("unused")),
+        });
+        let feed = Feed::new(pieces, 2);
+        let seq = |p: Option<(u64, Piece)>| p.map(|(seq, piece)| (seq, piece.input));
+        assert_eq!(seq(feed.next()), Some((0, 0)));
+        assert_eq!(seq(feed.next()), Some((1, 1)));
+        std::thread::scope(|s| {
+            let third = s.spawn(|| seq(feed.next()));
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!third.is_finished(), "a piece handed out without a permit");
+            feed.give_back();
+            assert_eq!(third.join().unwrap(), Some((2, 2)));
+        });
+        feed.give_back();
+        feed.give_back();
+        assert_eq!(seq(feed.next()), Some((3, 3)));
+        assert_eq!(seq(feed.next()), Some((4, 4)));
+        assert!(!feed.exhausted());
+        // Every permit is out: one given back reaches the end, which frees the other workers.
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..3).map(|_| s.spawn(|| feed.next().is_none())).collect();
+            std::thread::sleep(Duration::from_millis(20));
+            feed.give_back();
+            for w in workers {
+                assert!(w.join().unwrap(), "a piece after the last");
+            }
+        });
+        assert!(feed.exhausted());
     }
 }
