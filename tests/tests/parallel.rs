@@ -269,3 +269,39 @@ fn a_pipe_gives_what_the_same_file_gives() {
     assert!(want.len() > 100, "only {} hits", want.len());
     assert_eq!(strip(&got), want);
 }
+
+/// An output closed early (`| head -1`) ends the replay at once, whatever the threads were
+/// doing: workers waiting for a permit the stopped taker would never give back are released.
+#[test]
+fn a_closed_output_ends_a_parallel_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = generate(&dir.path().join("generated.jsonl"), "3000", "7");
+    let logs = log_files(dir.path(), &generated);
+    let sigma = corpus().join("sigma-cloudtrail");
+    for threads in ["2", "4"] {
+        let mut child = Command::new(trailwatch_bin())
+            .args(["replay", "--quiet", "--threads", threads, "--emit", "hits"])
+            .arg("--rules")
+            .arg(&sigma)
+            .arg(&logs)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running trailwatch");
+        // The read end is closed before anything is written: the first flush fails.
+        drop(child.stdout.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{threads} threads: the replay still runs 60 s after its output closed");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(status.success(), "{threads} threads: {status}");
+    }
+}

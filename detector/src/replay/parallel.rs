@@ -250,6 +250,9 @@ pub(super) fn replay(
         ahead,
     );
     std::thread::scope(|scope| {
+        // However the taker stops (an error returned early, a panic), waiting workers are
+        // released, or the scope would wait for them for ever.
+        let _closing = Closing(&feed);
         let (done_tx, done_rx) = mpsc::channel::<(u64, usize, bool, Done)>();
         // Batches go back to the workers once taken: their memory is reused, not faulted in anew.
         let (spare_tx, spare_rx) = mpsc::channel::<Batch>();
@@ -311,8 +314,14 @@ pub(super) fn replay(
 /// so none waits for another thread to be scheduled to hand one over.
 struct Feed<I> {
     pieces: Mutex<Pieces<I>>,
-    permits: Mutex<usize>,
+    permits: Mutex<Permits>,
     freed: Condvar,
+}
+
+struct Permits {
+    free: usize,
+    /// The taker stopped (an error, a closed output): no more pieces are handed out.
+    closed: bool,
 }
 
 /// The pieces not handed out yet.
@@ -331,23 +340,33 @@ impl<I: Iterator<Item = Piece>> Feed<I> {
                 seq: 0,
                 exhausted: false,
             }),
-            permits: Mutex::new(permits),
+            permits: Mutex::new(Permits {
+                free: permits,
+                closed: false,
+            }),
             freed: Condvar::new(),
         }
     }
 
     /// The next piece and its place in the input order, once a permit is free; `None` once
-    /// every piece was handed out.
+    /// every piece was handed out or the feed was closed.
     fn next(&self) -> Option<(u64, Piece)> {
         {
             let mut permits = self.permits.lock().ok()?;
-            while *permits == 0 {
+            while permits.free == 0 && !permits.closed {
                 permits = self.freed.wait(permits).ok()?;
             }
-            *permits -= 1;
+            if permits.closed {
+                return None;
+            }
+            permits.free -= 1;
         }
         // Opening a piece may wait for its download (S3): the permits stay free meanwhile.
-        let mut pieces = self.pieces.lock().ok()?;
+        let Ok(mut pieces) = self.pieces.lock() else {
+            // Splitting panicked on another worker: this one stops too, its permit given back.
+            self.give_back();
+            return None;
+        };
         let piece = if pieces.exhausted {
             None
         } else {
@@ -371,14 +390,31 @@ impl<I: Iterator<Item = Piece>> Feed<I> {
     /// Gives a permit back.
     fn give_back(&self) {
         if let Ok(mut permits) = self.permits.lock() {
-            *permits += 1;
+            permits.free += 1;
             self.freed.notify_one();
         }
+    }
+
+    /// Stops handing out pieces: every worker waiting for a permit, or asking later, gets `None`.
+    fn close(&self) {
+        if let Ok(mut permits) = self.permits.lock() {
+            permits.closed = true;
+        }
+        self.freed.notify_all();
     }
 
     /// Whether every piece was handed out.
     fn exhausted(&self) -> bool {
         self.pieces.lock().is_ok_and(|p| p.exhausted)
+    }
+}
+
+/// Closes a [`Feed`] when dropped.
+struct Closing<'a, I: Iterator<Item = Piece>>(&'a Feed<I>);
+
+impl<I: Iterator<Item = Piece>> Drop for Closing<'_, I> {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -545,5 +581,30 @@ mod tests {
             }
         });
         assert!(feed.exhausted());
+    }
+
+    #[test]
+    fn a_closed_feed_releases_the_workers_waiting_for_a_permit() {
+        let pieces = (0..5).map(|input| Piece {
+            input,
+            last: true,
+            part: Part::Unreadable(io::Error::other("unused")),
+        });
+        let feed = Feed::new(pieces, 1);
+        assert!(feed.next().is_some());
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..2).map(|_| s.spawn(|| feed.next().is_none())).collect();
+            std::thread::sleep(Duration::from_millis(20));
+            feed.close();
+            for w in workers {
+                assert!(
+                    w.join().unwrap(),
+                    "a piece handed out after the feed closed"
+                );
+            }
+        });
+        feed.give_back();
+        assert!(feed.next().is_none(), "closed for good");
+        assert!(!feed.exhausted());
     }
 }
