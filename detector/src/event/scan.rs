@@ -101,6 +101,12 @@ pub fn kind_of(first: u8) -> &'static str {
     }
 }
 
+/// Whether `b` starts a JSON value that it ends inside of (a document cut short, or opened on
+/// one line and continued on the next).
+pub fn ends_inside_value(b: &[u8]) -> bool {
+    matches!(Scanner::new(b).skip_value(0), Err(ScanError::Eof))
+}
+
 impl<'a> Scanner<'a> {
     /// A scanner at the start of `b`.
     pub fn new(b: &'a [u8]) -> Self {
