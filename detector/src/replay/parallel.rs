@@ -12,7 +12,7 @@ use crate::event::{Decoder, Detached, DetachedRecord, Event, Scratch};
 use crate::pipeline::{hit_candidate, Identity, Pipeline, Prepare, Prepared};
 use crate::source::file::{read_lines, Input, InputError, InputErrorKind, Location};
 use crate::source::select::{Selection, SelectionFields};
-use crate::source::split::{split, Part, Piece};
+use crate::source::split::{split, Part};
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader};
 use std::ops::Range;
@@ -253,7 +253,7 @@ pub(super) fn replay(
         // However the taker stops (an error returned early, a panic), waiting workers are
         // released, or the scope would wait for them for ever.
         let _closing = Closing(&feed);
-        let (done_tx, done_rx) = mpsc::channel::<(u64, usize, bool, Done)>();
+        let (done_tx, done_rx) = mpsc::channel::<(u64, Vec<(usize, bool, Done)>)>();
         // Batches go back to the workers once taken: their memory is reused, not faulted in anew.
         let (spare_tx, spare_rx) = mpsc::channel::<Batch>();
         let spare_rx = Arc::new(Mutex::new(spare_rx));
@@ -262,11 +262,14 @@ pub(super) fn replay(
             let spare_rx = spare_rx.clone();
             scope.spawn(move || {
                 let mut worker = Worker::new(set, opts);
-                while let Some((seq, piece)) = feed.next() {
-                    let spare = spare_rx.lock().ok().and_then(|rx| rx.try_recv().ok());
-                    let batch = spare.unwrap_or_default();
-                    let done = worker.piece(piece.part, &names[piece.input], opts, batch);
-                    if done_tx.send((seq, piece.input, piece.last, done)).is_err() {
+                while let Some((seq, pieces)) = feed.next() {
+                    let done = pieces.into_iter().map(|piece| {
+                        let spare = spare_rx.lock().ok().and_then(|rx| rx.try_recv().ok());
+                        let batch = spare.unwrap_or_default();
+                        let done = worker.piece(piece.part, &names[piece.input], opts, batch);
+                        (piece.input, piece.last, done)
+                    });
+                    if done_tx.send((seq, done.collect())).is_err() {
                         return;
                     }
                 }
@@ -288,14 +291,16 @@ pub(super) fn replay(
         };
         let mut waiting = BTreeMap::new();
         let mut next = 0u64;
-        for (seq, input, last, done) in done_rx {
-            waiting.insert(seq, (input, last, done));
-            while let Some((input, last, done)) = waiting.remove(&next) {
-                if let Some(batch) = taker.take(input, done) {
-                    let _ = spare_tx.send(batch.recycled());
-                }
-                if last {
-                    taker.finished()?;
+        for (seq, done) in done_rx {
+            waiting.insert(seq, done);
+            while let Some(done) = waiting.remove(&next) {
+                for (input, last, done) in done {
+                    if let Some(batch) = taker.take(input, done) {
+                        let _ = spare_tx.send(batch.recycled());
+                    }
+                    if last {
+                        taker.finished()?;
+                    }
                 }
                 next += 1;
                 feed.give_back();
@@ -332,7 +337,7 @@ struct Pieces<I> {
     exhausted: bool,
 }
 
-impl<I: Iterator<Item = Piece>> Feed<I> {
+impl<I: Iterator> Feed<I> {
     fn new(pieces: I, permits: usize) -> Self {
         Feed {
             pieces: Mutex::new(Pieces {
@@ -350,7 +355,7 @@ impl<I: Iterator<Item = Piece>> Feed<I> {
 
     /// The next piece and its place in the input order, once a permit is free; `None` once
     /// every piece was handed out or the feed was closed.
-    fn next(&self) -> Option<(u64, Piece)> {
+    fn next(&self) -> Option<(u64, I::Item)> {
         {
             let mut permits = self.permits.lock().ok()?;
             while permits.free == 0 && !permits.closed {
@@ -410,9 +415,9 @@ impl<I: Iterator<Item = Piece>> Feed<I> {
 }
 
 /// Closes a [`Feed`] when dropped.
-struct Closing<'a, I: Iterator<Item = Piece>>(&'a Feed<I>);
+struct Closing<'a, I: Iterator>(&'a Feed<I>);
 
-impl<I: Iterator<Item = Piece>> Drop for Closing<'_, I> {
+impl<I: Iterator> Drop for Closing<'_, I> {
     fn drop(&mut self) {
         self.0.close();
     }
@@ -546,6 +551,7 @@ impl Taker<'_, '_, '_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::split::Piece;
     use std::time::Duration;
 
     #[test]

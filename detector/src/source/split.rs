@@ -8,6 +8,7 @@
 //! turn, exactly as a one-thread replay reads it.
 
 use super::file::{open, reading, Input};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,38 +42,106 @@ pub enum Part {
     Unreadable(io::Error),
 }
 
-/// The pieces of `inputs`, opened lazily in order (S3 objects are fetched in listing order).
+/// Small inputs are grouped up to this many stored bytes: a worker takes them together, so the
+/// hand-over of a piece is not paid for every log file (CloudTrail writes many of a few records).
+const GROUP_BYTES: u64 = 128 << 10;
+/// ...and up to this many inputs.
+const GROUP_INPUTS: usize = 64;
+
+/// The pieces of `inputs`, opened lazily in order (S3 objects are fetched in listing order),
+/// handed out a few at a time: each item is decoded by one worker, its pieces in turn. Small
+/// inputs, whole, go together (up to [`GROUP_BYTES`], [`GROUP_INPUTS`]); any other piece alone.
 /// `chunk` is the size of a plain file's pieces, in bytes.
 pub fn split(
     inputs: &[Input],
     progress: Arc<AtomicU64>,
     chunk: u64,
-) -> impl Iterator<Item = Piece> + Send + '_ {
-    let chunk = chunk.max(1);
-    inputs.iter().enumerate().flat_map(move |(i, input)| {
-        let parts = match parts(input, &progress, chunk) {
-            Ok(parts) => parts,
-            Err(e) => vec![Part::Unreadable(e)],
-        };
-        let n = parts.len();
-        parts.into_iter().enumerate().map(move |(k, part)| Piece {
-            input: i,
-            last: k + 1 == n,
-            part,
-        })
-    })
+) -> impl Iterator<Item = Vec<Piece>> + Send + '_ {
+    Pieces {
+        inputs,
+        next: 0,
+        opened: VecDeque::new(),
+        progress,
+        chunk: chunk.max(1),
+    }
 }
 
-fn parts(input: &Input, progress: &Arc<AtomicU64>, chunk: u64) -> io::Result<Vec<Part>> {
+/// The iterator behind [`split`].
+struct Pieces<'a> {
+    inputs: &'a [Input],
+    /// The next input to open.
+    next: usize,
+    /// Pieces of opened inputs not handed out yet, with whether each may join a group and its
+    /// stored size.
+    opened: VecDeque<(Piece, Option<u64>)>,
+    progress: Arc<AtomicU64>,
+    chunk: u64,
+}
+
+impl Pieces<'_> {
+    /// Opens the next input into `opened`; `false` when none is left.
+    fn open_next(&mut self) -> bool {
+        let Some(input) = self.inputs.get(self.next) else {
+            return false;
+        };
+        let i = self.next;
+        self.next += 1;
+        let (parts, size) = match parts(input, &self.progress, self.chunk) {
+            Ok(found) => found,
+            Err(e) => (vec![Part::Unreadable(e)], 0),
+        };
+        let n = parts.len();
+        for (k, part) in parts.into_iter().enumerate() {
+            let small = n == 1
+                && size <= GROUP_BYTES
+                && matches!(part, Part::Whole(_) | Part::Lines(_) | Part::Unreadable(_));
+            let piece = Piece {
+                input: i,
+                last: k + 1 == n,
+                part,
+            };
+            self.opened.push_back((piece, small.then_some(size)));
+        }
+        true
+    }
+}
+
+impl Iterator for Pieces<'_> {
+    type Item = Vec<Piece>;
+
+    fn next(&mut self) -> Option<Vec<Piece>> {
+        let mut group = Vec::new();
+        let mut bytes = 0;
+        while group.len() < GROUP_INPUTS {
+            if self.opened.is_empty() && !self.open_next() {
+                break;
+            }
+            let size = self.opened.front().and_then(|(_, small)| *small);
+            match size {
+                Some(size) if group.is_empty() || bytes + size <= GROUP_BYTES => bytes += size,
+                // A piece that goes alone, or a small one that starts the next group.
+                _ => {
+                    if group.is_empty() {
+                        group.extend(self.opened.pop_front().map(|(piece, _)| piece));
+                    }
+                    break;
+                }
+            }
+            group.extend(self.opened.pop_front().map(|(piece, _)| piece));
+        }
+        (!group.is_empty()).then_some(group)
+    }
+}
+
+/// The parts of one input, and its size as stored (0 when unknown).
+fn parts(input: &Input, progress: &Arc<AtomicU64>, chunk: u64) -> io::Result<(Vec<Part>, u64)> {
     if let Input::File(path) = input {
         let file = File::open(path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
             // A pipe or a device (`<(zcat ...)`): read once, in order, from this handle.
-            return Ok(vec![Part::InOrder(reading(
-                Box::new(file),
-                progress.clone(),
-            )?)]);
+            let reader = reading(Box::new(file), None, progress.clone())?;
+            return Ok((vec![Part::InOrder(reader)], 0));
         }
         let size = meta.len();
         let mut head = vec![0; PEEK.min(size as usize)];
@@ -81,27 +150,36 @@ fn parts(input: &Input, progress: &Arc<AtomicU64>, chunk: u64) -> io::Result<Vec
         if !head.starts_with(&[0x1f, 0x8b]) && plain_lines(&head) {
             let file = Arc::new(file);
             let count = size.div_ceil(chunk).max(1);
-            return Ok((0..count)
-                .map(|k| {
-                    Part::Lines(Lines {
-                        file: file.clone(),
-                        pos: k * chunk,
-                        end: ((k + 1) * chunk).min(size),
-                        skip_first: k > 0,
-                        done: false,
-                        progress: progress.clone(),
-                    })
+            let lines = (0..count).map(|k| {
+                Part::Lines(Lines {
+                    file: file.clone(),
+                    pos: k * chunk,
+                    end: ((k + 1) * chunk).min(size),
+                    skip_first: k > 0,
+                    done: false,
+                    progress: progress.clone(),
                 })
-                .collect());
+            });
+            return Ok((lines.collect(), size));
         }
+        // Read from this handle (positioned reads left it at the start): not opened twice.
+        let reader = reading(Box::new(file), Some(size), progress.clone())?;
+        return Ok((vec![whole_or_in_order(reader, size)], size));
     }
-    let whole = !matches!(input, Input::Stdin) && input.size().is_some_and(|s| s <= WHOLE_UP_TO);
+    let size = input.size();
     let reader = open(input, progress.clone())?;
-    Ok(vec![if whole {
+    Ok(match size {
+        Some(size) => (vec![whole_or_in_order(reader, size)], size),
+        None => (vec![Part::InOrder(reader)], 0),
+    })
+}
+
+fn whole_or_in_order(reader: Box<dyn BufRead + Send>, size: u64) -> Part {
+    if size <= WHOLE_UP_TO {
         Part::Whole(reader)
     } else {
         Part::InOrder(reader)
-    }])
+    }
 }
 
 /// Whether a file starting with `head` can be cut at line starts: its first non-blank line is
@@ -223,6 +301,7 @@ mod tests {
         f.write_all(text).unwrap();
         let inputs = vec![Input::File(f.path().to_path_buf())];
         split(&inputs, Arc::default(), chunk)
+            .flatten()
             .map(|p| match p.part {
                 Part::Lines(mut l) => {
                     let mut out = Vec::new();
@@ -263,7 +342,7 @@ mod tests {
         f.write_all(b"{\"Records\": [\n{\"eventID\":\"a\"}\n]}\n")
             .unwrap();
         let inputs = vec![Input::File(f.path().to_path_buf())];
-        let parts: Vec<Piece> = split(&inputs, Arc::default(), 4).collect();
+        let parts: Vec<Piece> = split(&inputs, Arc::default(), 4).flatten().collect();
         assert_eq!(parts.len(), 1);
         assert!(parts[0].last);
         assert!(matches!(parts[0].part, Part::Whole(_)));
@@ -281,7 +360,7 @@ mod tests {
             std::thread::spawn(move || std::fs::write(fifo, "{\"eventID\":\"a\"}\n"))
         };
         let inputs = vec![Input::File(fifo)];
-        let mut parts: Vec<Piece> = split(&inputs, Arc::default(), 4).collect();
+        let mut parts: Vec<Piece> = split(&inputs, Arc::default(), 4).flatten().collect();
         assert_eq!(parts.len(), 1);
         let Part::InOrder(reader) = &mut parts[0].part else {
             panic!("a pipe must be read in order");
@@ -293,9 +372,53 @@ mod tests {
     }
 
     #[test]
+    fn small_inputs_go_together_in_order_and_large_ones_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inputs = Vec::new();
+        for i in 0..150 {
+            let path = dir.path().join(format!("{i:03}.json"));
+            // Input 70 is over the group's budget; 90 is missing.
+            let size = if i == 70 { 200 << 10 } else { 1000 };
+            let line = format!("{{\"eventID\":\"{}\"}}\n", "x".repeat(size));
+            if i != 90 {
+                std::fs::write(&path, line).unwrap();
+            }
+            inputs.push(Input::File(path));
+        }
+        let groups: Vec<Vec<Piece>> = split(&inputs, Arc::default(), 1 << 20).collect();
+        let order: Vec<usize> = groups.iter().flatten().map(|p| p.input).collect();
+        assert_eq!(
+            order,
+            (0..150).collect::<Vec<_>>(),
+            "every input once, in order"
+        );
+        for g in &groups {
+            assert!(g.len() <= GROUP_INPUTS);
+            let bytes: u64 = g.iter().map(|p| inputs[p.input].size().unwrap_or(0)).sum();
+            assert!(
+                g.len() == 1 || bytes <= GROUP_BYTES,
+                "{bytes} bytes in a group"
+            );
+            assert!(g.iter().all(|p| p.last));
+        }
+        let alone = groups
+            .iter()
+            .find(|g| g.iter().any(|p| p.input == 70))
+            .unwrap();
+        assert_eq!(alone.len(), 1, "a large input goes alone");
+        assert!(
+            groups.len() < 10,
+            "{} groups for 150 small inputs",
+            groups.len()
+        );
+        let missing = groups.iter().flatten().find(|p| p.input == 90).unwrap();
+        assert!(matches!(missing.part, Part::Unreadable(_)));
+    }
+
+    #[test]
     fn a_missing_file_is_one_unreadable_piece() {
         let inputs = vec![Input::File("/nonexistent/trailwatch".into())];
-        let parts: Vec<Piece> = split(&inputs, Arc::default(), 4).collect();
+        let parts: Vec<Piece> = split(&inputs, Arc::default(), 4).flatten().collect();
         assert_eq!(parts.len(), 1);
         assert!(matches!(parts[0].part, Part::Unreadable(_)));
     }
