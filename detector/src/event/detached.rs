@@ -25,6 +25,11 @@ pub struct DetachedRecord {
 }
 
 impl Detached {
+    /// Bytes of text the arena holds without growing.
+    pub fn text_capacity(&self) -> usize {
+        self.text.capacity()
+    }
+
     /// Forgets everything, keeping the allocations.
     pub fn clear(&mut self) {
         self.text.clear();

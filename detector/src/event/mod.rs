@@ -12,7 +12,7 @@ pub mod text;
 pub use decode::{DecodeError, Decoder, Limits};
 pub use detached::{Detached, DetachedRecord};
 pub use fields::{FieldId, FieldTable};
-pub use scan::ends_inside_value;
+pub use scan::{ends_inside_value, is_whole_value};
 
 use serde_json::Value;
 use std::cell::OnceCell;

@@ -107,6 +107,12 @@ pub fn ends_inside_value(b: &[u8]) -> bool {
     matches!(Scanner::new(b).skip_value(0), Err(ScanError::Eof))
 }
 
+/// Whether `b` is one JSON value, white space around it and nothing else.
+pub fn is_whole_value(b: &[u8]) -> bool {
+    let mut sc = Scanner::new(b);
+    sc.skip_value(0).is_ok() && sc.peek().is_none()
+}
+
 impl<'a> Scanner<'a> {
     /// A scanner at the start of `b`.
     pub fn new(b: &'a [u8]) -> Self {

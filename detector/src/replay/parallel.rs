@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader};
 use std::ops::Range;
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Condvar, Mutex};
 
 /// Pieces decoded ahead of the one being taken in order, per thread: bounds the memory held
 /// by results waiting for their turn (two replay as fast as four).
@@ -92,6 +92,49 @@ struct Stateless<'s> {
     summaries: Option<&'s SummaryFields>,
 }
 
+/// Batches given back once taken, so their memory is reused, not allocated and faulted in anew:
+/// a few for pieces, many (a group's worth) for small inputs, whose batches stay small. Kept
+/// apart so that no more than a few large batches are ever kept.
+struct Spares {
+    small: (mpsc::SyncSender<Batch>, Mutex<mpsc::Receiver<Batch>>),
+    large: (mpsc::SyncSender<Batch>, Mutex<mpsc::Receiver<Batch>>),
+}
+
+/// A batch that held more records than this, or more bytes of their text, is kept with the
+/// large ones.
+const SMALL_BATCH: (usize, usize) = (256, 64 << 10);
+
+impl Spares {
+    /// Pools for as many batches as can be out at once: `ahead` pieces held, one more being
+    /// decoded by each of `threads`.
+    fn new(ahead: usize, threads: usize) -> Self {
+        let pool = |n| {
+            let (tx, rx) = mpsc::sync_channel(n);
+            (tx, Mutex::new(rx))
+        };
+        let out = ahead + threads;
+        Spares {
+            small: pool(out * crate::source::split::GROUP_INPUTS),
+            large: pool(out),
+        }
+    }
+
+    /// A spare batch for a small input or a piece, or a new one.
+    fn take(&self, small: bool) -> Batch {
+        let (_, rx) = if small { &self.small } else { &self.large };
+        let spare = rx.lock().ok().and_then(|rx| rx.try_recv().ok());
+        spare.unwrap_or_default()
+    }
+
+    /// Keeps a taken batch, emptied, unless its pool is full.
+    fn give(&self, batch: Batch) {
+        let small = batch.records.capacity() <= SMALL_BATCH.0
+            && batch.arena.text_capacity() <= SMALL_BATCH.1;
+        let (tx, _) = if small { &self.small } else { &self.large };
+        let _ = tx.try_send(batch.recycled());
+    }
+}
+
 impl Batch {
     /// Empties a batch taken in order, so a worker can fill it again without new memory.
     fn recycled(mut self) -> Batch {
@@ -141,6 +184,10 @@ impl<'s> Worker<'s> {
                 false,
             ),
             Part::Whole(reader) => (reader, true),
+            Part::Small(small) => match small.reader() {
+                Ok(reader) => (reader, true),
+                Err(e) => return Done::Unreadable(e),
+            },
             Part::InOrder(reader) => return Done::InOrder(reader),
             Part::Unreadable(e) => return Done::Unreadable(e),
         };
@@ -244,29 +291,26 @@ pub(super) fn replay(
     let threads = opts.threads.max(1);
     let ahead = threads * AHEAD_PER_THREAD;
     let set = writer.set;
-    let names: Vec<String> = inputs.iter().map(Input::name).collect();
     let feed = Feed::new(
         split(inputs, progress.bytes.clone(), opts.piece_bytes),
         ahead,
     );
+    let spares = Spares::new(ahead, threads);
     std::thread::scope(|scope| {
         // However the taker stops (an error returned early, a panic), waiting workers are
         // released, or the scope would wait for them for ever.
         let _closing = Closing(&feed);
         let (done_tx, done_rx) = mpsc::channel::<(u64, Vec<(usize, bool, Done)>)>();
-        // Batches go back to the workers once taken: their memory is reused, not faulted in anew.
-        let (spare_tx, spare_rx) = mpsc::channel::<Batch>();
-        let spare_rx = Arc::new(Mutex::new(spare_rx));
         for _ in 0..threads {
-            let (feed, done_tx, names) = (&feed, done_tx.clone(), &names);
-            let spare_rx = spare_rx.clone();
+            let (feed, done_tx, spares) = (&feed, done_tx.clone(), &spares);
             scope.spawn(move || {
                 let mut worker = Worker::new(set, opts);
                 while let Some((seq, pieces)) = feed.next() {
                     let done = pieces.into_iter().map(|piece| {
-                        let spare = spare_rx.lock().ok().and_then(|rx| rx.try_recv().ok());
-                        let batch = spare.unwrap_or_default();
-                        let done = worker.piece(piece.part, &names[piece.input], opts, batch);
+                        let batch = spares.take(matches!(piece.part, Part::Small(_)));
+                        // Named here, not every input before the workers start.
+                        let name = inputs[piece.input].name();
+                        let done = worker.piece(piece.part, &name, opts, batch);
                         (piece.input, piece.last, done)
                     });
                     if done_tx.send((seq, done.collect())).is_err() {
@@ -296,7 +340,7 @@ pub(super) fn replay(
             while let Some(done) = waiting.remove(&next) {
                 for (input, last, done) in done {
                     if let Some(batch) = taker.take(input, done) {
-                        let _ = spare_tx.send(batch.recycled());
+                        spares.give(batch);
                     }
                     if last {
                         taker.finished()?;

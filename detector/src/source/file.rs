@@ -128,7 +128,7 @@ pub fn expand_selected(
             // CloudTrail writes one file per account and region every few minutes; reading them in
             // the order of the time in their names (not account by account) keeps event time
             // moving forward, as correlations need.
-            files.sort_by_cached_key(|f| (cloudtrail_file_time(f), f.clone()));
+            files.sort_by_cached_key(|f| (cloudtrail_file_time(f), component_order(f)));
             out.extend(files.into_iter().map(Input::File));
         } else if a.exists() {
             // A file, or a pipe such as `<(zcat old.json.gz)` (read once, in order).
@@ -153,6 +153,26 @@ pub(crate) fn cloudtrail_file_time(p: &Path) -> String {
         })
         .unwrap_or_default()
         .to_string()
+}
+
+/// Bytes that sort as `p`'s components do (`Path`'s own order), compared without parsing the
+/// paths again at every comparison: each component's kind, in `Component`'s order, then its
+/// text and a NUL, which no component holds and which sorts it before any longer one it begins.
+fn component_order(p: &Path) -> Vec<u8> {
+    use std::path::Component;
+    let mut key = Vec::with_capacity(p.as_os_str().len() + 8);
+    for c in p.components() {
+        key.push(match c {
+            Component::Prefix(_) => 1,
+            Component::RootDir => 2,
+            Component::CurDir => 3,
+            Component::ParentDir => 4,
+            Component::Normal(_) => 5,
+        });
+        key.extend_from_slice(c.as_os_str().as_encoded_bytes());
+        key.push(0);
+    }
+    key
 }
 
 pub(crate) fn is_event_file(p: &Path) -> bool {
@@ -400,7 +420,8 @@ fn opens_log_file(line: &[u8]) -> bool {
 /// A line that holds one whole JSON object: a record of a JSON-lines file.
 fn is_whole_record(line: &[u8]) -> bool {
     let t = line.trim_ascii();
-    t.starts_with(b"{") && serde_json::from_slice::<serde::de::IgnoredAny>(t).is_ok()
+    // The decoder's grammar (raw control characters in strings are read), as for the first line.
+    t.starts_with(b"{") && crate::event::is_whole_value(t)
 }
 
 /// A first line that opens a document and does not close it: `{`, `[`, or `{"Records": [`.
@@ -643,6 +664,38 @@ impl Nesting {
 mod tests {
     use super::*;
     use crate::event::{FieldTable, Limits};
+
+    #[test]
+    fn a_truncated_first_record_with_raw_tabs_costs_that_line_only() {
+        // Raw control characters in strings are read as the decoder reads them: the second
+        // line is a whole record, so the file is JSON lines, not a document over many lines.
+        let text = "{\"eventName\":\"a\tb\",\"eventID\":\"x\n{\"eventName\":\"c\td\",\"eventID\":\"y\"}\n{\"eventName\":\"e\",\"eventID\":\"z\"}\n";
+        let (names, errors) = run(text.as_bytes(), Limits::default());
+        assert_eq!(names, ["c\td", "e"]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains(":1:") || errors[0].contains("line 1"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn component_order_sorts_as_paths_do() {
+        let paths = [
+            "a/b", "a-x/b", "a/b/c", "a.b", "a//b", "./a/c", "/a", "a/b-1", "a/b/", "../a", "ab",
+            "a", "b/a",
+        ];
+        for x in paths {
+            for y in paths {
+                let (x, y) = (Path::new(x), Path::new(y));
+                assert_eq!(
+                    component_order(x).cmp(&component_order(y)),
+                    x.cmp(y),
+                    "{x:?} against {y:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_first_line_opens_a_document_only_when_it_ends_inside_one() {

@@ -10,7 +10,7 @@
 use super::file::{open, reading, Input};
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, Read, Seek};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -36,17 +36,38 @@ pub enum Part {
     Lines(Lines),
     /// A whole input, from its start, decoded by one worker.
     Whole(Box<dyn BufRead + Send>),
+    /// A small file's bytes, read when it was opened (no handle is kept while it waits in a
+    /// group): decoded from its start by one worker.
+    Small(Small),
     /// A whole input, read in order by the thread that keeps state.
     InOrder(Box<dyn BufRead + Send>),
     /// The input could not be opened.
     Unreadable(io::Error),
 }
 
+/// A small file's bytes, with the progress counter its reading adds to.
+pub struct Small {
+    bytes: Vec<u8>,
+    progress: Arc<AtomicU64>,
+}
+
+impl Small {
+    /// A reader of the file's bytes, gunzipped when they are gzip.
+    pub fn reader(self) -> io::Result<Box<dyn BufRead + Send>> {
+        let size = self.bytes.len() as u64;
+        reading(
+            Box::new(io::Cursor::new(self.bytes)),
+            Some(size),
+            self.progress,
+        )
+    }
+}
+
 /// Small inputs are grouped up to this many stored bytes: a worker takes them together, so the
 /// hand-over of a piece is not paid for every log file (CloudTrail writes many of a few records).
 const GROUP_BYTES: u64 = 128 << 10;
 /// ...and up to this many inputs.
-const GROUP_INPUTS: usize = 64;
+pub const GROUP_INPUTS: usize = 64;
 
 /// The pieces of `inputs`, opened lazily in order (S3 objects are fetched in listing order),
 /// handed out a few at a time: each item is decoded by one worker, its pieces in turn. Small
@@ -92,9 +113,8 @@ impl Pieces<'_> {
         };
         let n = parts.len();
         for (k, part) in parts.into_iter().enumerate() {
-            let small = n == 1
-                && size <= GROUP_BYTES
-                && matches!(part, Part::Whole(_) | Part::Lines(_) | Part::Unreadable(_));
+            // Only what holds no open file (a group of them would hold GROUP_INPUTS each).
+            let small = n == 1 && matches!(part, Part::Small(_) | Part::Unreadable(_));
             let piece = Piece {
                 input: i,
                 last: k + 1 == n,
@@ -144,6 +164,16 @@ fn parts(input: &Input, progress: &Arc<AtomicU64>, chunk: u64) -> io::Result<(Ve
             return Ok((vec![Part::InOrder(reader)], 0));
         }
         let size = meta.len();
+        // A small file that would be one piece anyway is held as bytes.
+        if size <= GROUP_BYTES.min(chunk) {
+            let mut bytes = Vec::with_capacity(size as usize);
+            (&file).read_to_end(&mut bytes)?;
+            let small = Small {
+                bytes,
+                progress: progress.clone(),
+            };
+            return Ok((vec![Part::Small(small)], size));
+        }
         let mut head = vec![0; PEEK.min(size as usize)];
         let n = read_at_most(&file, 0, &mut head)?;
         head.truncate(n);
@@ -162,7 +192,9 @@ fn parts(input: &Input, progress: &Arc<AtomicU64>, chunk: u64) -> io::Result<(Ve
             });
             return Ok((lines.collect(), size));
         }
-        // Read from this handle (positioned reads left it at the start): not opened twice.
+        // Read from this handle, not opened twice (Windows' positioned reads move it).
+        let mut file = file;
+        file.rewind()?;
         let reader = reading(Box::new(file), Some(size), progress.clone())?;
         return Ok((vec![whole_or_in_order(reader, size)], size));
     }
@@ -308,6 +340,12 @@ mod tests {
                     l.read_to_end(&mut out).unwrap();
                     out
                 }
+                // Within one chunk: held whole.
+                Part::Small(small) => {
+                    let mut out = Vec::new();
+                    small.reader().unwrap().read_to_end(&mut out).unwrap();
+                    out
+                }
                 _ => panic!("not cut into lines"),
             })
             .collect()
@@ -413,6 +451,15 @@ mod tests {
         );
         let missing = groups.iter().flatten().find(|p| p.input == 90).unwrap();
         assert!(matches!(missing.part, Part::Unreadable(_)));
+        let small = groups
+            .iter()
+            .flatten()
+            .filter(|p| matches!(p.part, Part::Small(_)));
+        assert_eq!(
+            small.count(),
+            148,
+            "small files are held as bytes, not open files"
+        );
     }
 
     #[test]
