@@ -598,14 +598,18 @@ mod tests {
     use crate::source::split::Piece;
     use std::time::Duration;
 
-    #[test]
-    fn the_feed_hands_pieces_in_order_against_permits_then_ends_for_every_worker() {
-        let pieces = (0..5).map(|input| Piece {
+    /// Pieces of five inputs, never read.
+    fn five_pieces() -> impl Iterator<Item = Piece> {
+        (0..5).map(|input| Piece {
             input,
             last: true,
             part: Part::Unreadable(io::Error::other("unused")),
-        });
-        let feed = Feed::new(pieces, 2);
+        })
+    }
+
+    #[test]
+    fn the_feed_hands_pieces_in_order_against_permits_then_ends_for_every_worker() {
+        let feed = Feed::new(five_pieces(), 2);
         let seq = |p: Option<(u64, Piece)>| p.map(|(seq, piece)| (seq, piece.input));
         assert_eq!(seq(feed.next()), Some((0, 0)));
         assert_eq!(seq(feed.next()), Some((1, 1)));
@@ -635,12 +639,7 @@ mod tests {
 
     #[test]
     fn a_closed_feed_releases_the_workers_waiting_for_a_permit() {
-        let pieces = (0..5).map(|input| Piece {
-            input,
-            last: true,
-            part: Part::Unreadable(io::Error::other("unused")),
-        });
-        let feed = Feed::new(pieces, 1);
+        let feed = Feed::new(five_pieces(), 1);
         assert!(feed.next().is_some());
         std::thread::scope(|s| {
             let workers: Vec<_> = (0..2).map(|_| s.spawn(|| feed.next().is_none())).collect();
