@@ -96,8 +96,14 @@ struct Stateless<'s> {
 /// a few for pieces, many (a group's worth) for small inputs, whose batches stay small. Kept
 /// apart so that no more than a few large batches are ever kept.
 struct Spares {
-    small: (mpsc::SyncSender<Batch>, Mutex<mpsc::Receiver<Batch>>),
-    large: (mpsc::SyncSender<Batch>, Mutex<mpsc::Receiver<Batch>>),
+    small: Pool,
+    large: Pool,
+}
+
+/// Batches kept, up to a number.
+struct Pool {
+    kept: Mutex<Vec<Batch>>,
+    most: usize,
 }
 
 /// A batch that held more records than this, or more bytes of their text, is kept with the
@@ -108,9 +114,9 @@ impl Spares {
     /// Pools for as many batches as can be out at once: `ahead` pieces held, one more being
     /// decoded by each of `threads`.
     fn new(ahead: usize, threads: usize) -> Self {
-        let pool = |n| {
-            let (tx, rx) = mpsc::sync_channel(n);
-            (tx, Mutex::new(rx))
+        let pool = |most| Pool {
+            kept: Mutex::new(Vec::new()),
+            most,
         };
         let out = ahead + threads;
         Spares {
@@ -121,8 +127,8 @@ impl Spares {
 
     /// A spare batch for a small input or a piece, or a new one.
     fn take(&self, small: bool) -> Batch {
-        let (_, rx) = if small { &self.small } else { &self.large };
-        let spare = rx.lock().ok().and_then(|rx| rx.try_recv().ok());
+        let pool = if small { &self.small } else { &self.large };
+        let spare = pool.kept.lock().ok().and_then(|mut kept| kept.pop());
         spare.unwrap_or_default()
     }
 
@@ -130,8 +136,12 @@ impl Spares {
     fn give(&self, batch: Batch) {
         let small = batch.records.capacity() <= SMALL_BATCH.0
             && batch.arena.text_capacity() <= SMALL_BATCH.1;
-        let (tx, _) = if small { &self.small } else { &self.large };
-        let _ = tx.try_send(batch.recycled());
+        let pool = if small { &self.small } else { &self.large };
+        if let Ok(mut kept) = pool.kept.lock() {
+            if kept.len() < pool.most {
+                kept.push(batch.recycled());
+            }
+        }
     }
 }
 
@@ -362,7 +372,7 @@ pub(super) fn replay(
 /// in order: at most `ahead` pieces' results are held at once. Workers take pieces themselves,
 /// so none waits for another thread to be scheduled to hand one over.
 struct Feed<I> {
-    pieces: Mutex<Pieces<I>>,
+    pieces: Mutex<Unhanded<I>>,
     permits: Mutex<Permits>,
     freed: Condvar,
 }
@@ -374,7 +384,7 @@ struct Permits {
 }
 
 /// The pieces not handed out yet.
-struct Pieces<I> {
+struct Unhanded<I> {
     iter: I,
     /// The next piece's place in the input order.
     seq: u64,
@@ -384,7 +394,7 @@ struct Pieces<I> {
 impl<I: Iterator> Feed<I> {
     fn new(pieces: I, permits: usize) -> Self {
         Feed {
-            pieces: Mutex::new(Pieces {
+            pieces: Mutex::new(Unhanded {
                 iter: pieces,
                 seq: 0,
                 exhausted: false,
