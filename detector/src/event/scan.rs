@@ -503,6 +503,16 @@ mod tests {
             proptest::prop_assert_eq!(find_quote_or_backslash_swar(&b), want);
         }
 
+        /// What tells a document over many lines from JSON lines answers as serde_json did
+        /// (where the grammars agree: no raw control characters here).
+        #[test]
+        fn whole_and_cut_short_agree_with_serde(s in "[\\[\\]{}\":,a-z0-9 .eE+\\-\\\\]{0,60}") {
+            let theirs = serde_json::from_str::<serde_json::Value>(&s);
+            proptest::prop_assert_eq!(is_whole_value(s.as_bytes()), theirs.is_ok(), "{}", s);
+            let eof = matches!(&theirs, Err(e) if e.is_eof());
+            proptest::prop_assert_eq!(ends_inside_value(s.as_bytes()), eof, "{}", s);
+        }
+
         #[test]
         fn agrees_with_serde(s in "[\\[\\]{}\":,a-z0-9 .eE+\\-\\\\]{0,60}") {
             let ours = check(&s).is_ok();
