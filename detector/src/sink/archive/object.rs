@@ -136,9 +136,9 @@ pub fn read(bytes: &[u8], each: &mut RecordFn<'_>) -> Result<Read, ObjectError> 
     // One gzip member, with the header this encoder writes: a member appended, a file name
     // added or a time set would change the stored bytes without changing what they hold, so
     // the newest object (which nothing names yet) could be rewritten unnoticed.
-    let canonical = bytes.get(..10).is_some_and(|h| {
-        h[..8] == [0x1f, 0x8b, 8, 0, 0, 0, 0, 0] && matches!(h[8], 0 | 2 | 4) && h[9] == 0xff
-    });
+    let canonical = bytes
+        .get(..10)
+        .is_some_and(|h| h == [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
     if !canonical {
         return Err(ObjectError::Gzip(std::io::Error::other(
             "not a gzip member with the header trailwatch writes",
@@ -196,11 +196,37 @@ pub fn read(bytes: &[u8], each: &mut RecordFn<'_>) -> Result<Read, ObjectError> 
             rest.len()
         ))));
     }
+    if !padding_is_zero(bytes) {
+        return Err(ObjectError::Gzip(std::io::Error::other(
+            "the bits after the final deflate block are not zero, as the encoder writes them",
+        )));
+    }
     Ok(Read {
         header,
         records,
         records_sha256: hex(&hash.finalize()),
     })
+}
+
+/// Whether the unused bits after the final deflate block of a whole gzip member are zero, as
+/// every encoder writes them. No decoder reads them, so without this check they could be
+/// changed in the newest object (which no successor names yet) and it would still read intact.
+fn padding_is_zero(bytes: &[u8]) -> bool {
+    // The member ends with 8 bytes of CRC and size; the deflate stream's last byte is before.
+    let Some(&last) = bytes.len().checked_sub(9).and_then(|at| bytes.get(at)) else {
+        return true;
+    };
+    if last == 0 {
+        return true;
+    }
+    // Padding is the high bits of that byte. If the highest set bit is read, clearing it
+    // changes what decodes (the CRC then fails) or breaks the stream; if it is not, the member
+    // still reads whole.
+    let mut cleared = bytes.to_vec();
+    let at = bytes.len() - 9;
+    cleared[at] &= !(0x80u8 >> last.leading_zeros());
+    let mut gz = flate2::bufread::GzDecoder::new(&cleared[..]).take(MAX_UNCOMPRESSED + 1);
+    !matches!(std::io::copy(&mut gz, &mut std::io::sink()), Ok(n) if n <= MAX_UNCOMPRESSED)
 }
 
 /// Reads an object checking that every record is JSON, keeping none of them.
@@ -414,6 +440,43 @@ mod tests {
         for (what, b) in [("a time", timed), ("a second member", appended)] {
             assert!(matches!(check(&b), Err(ObjectError::Gzip(_))), "{what}");
         }
+    }
+
+    #[test]
+    fn any_bit_of_the_last_deflate_byte_or_of_the_flags_changed_is_refused() {
+        let mut padded = 0;
+        for n in 0..200u64 {
+            let records: Vec<Vec<u8>> = (0..n % 17)
+                .map(|i| {
+                    format!(
+                        "{{\"n\":{n},\"i\":{i},\"pad\":\"{}\"}}",
+                        "x".repeat((n * i % 23) as usize)
+                    )
+                    .into_bytes()
+                })
+                .collect();
+            let mut h = header(n + 1);
+            h.records = records.len() as u64;
+            let bytes = encode(&h, &records);
+            assert!(check(&bytes).is_ok(), "object {n} as written");
+            let last = bytes.len() - 9;
+            padded += usize::from(bytes[last] < 0x80);
+            for bit in 0..8 {
+                let mut changed = bytes.clone();
+                changed[last] ^= 1 << bit;
+                assert!(
+                    check(&changed).is_err(),
+                    "object {n}, bit {bit} of byte {last}"
+                );
+            }
+            for xfl in [2, 4] {
+                let mut changed = bytes.clone();
+                changed[8] = xfl;
+                assert!(check(&changed).is_err(), "object {n}, XFL {xfl}");
+            }
+        }
+        // Most objects have unused bits to change, so the loop above tried the padding.
+        assert!(padded > 100, "{padded} of 200 objects had a free high bit");
     }
 
     #[test]
