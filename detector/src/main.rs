@@ -122,6 +122,7 @@ Rate caps are off (each rule's suppression stays), so a change to one rule does 
 other rules' alerts in and out of storms. Exit 1 with --fail-on-change when anything differs.";
 
 fn main() -> ExitCode {
+    cli::allocator::tune();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(a) => cmd_replay(*a),

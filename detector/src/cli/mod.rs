@@ -1,5 +1,6 @@
 //! The subcommands of the `trailwatch` binary, and what they share: loading rules.
 
+pub(crate) mod allocator;
 pub(crate) mod diff;
 pub(crate) mod replay;
 pub(crate) mod report;
