@@ -197,8 +197,7 @@ pub fn keyed_hash(key: &[u8], value: &str) -> String {
     };
     mac.update(value.as_bytes());
     let digest = mac.finalize().into_bytes();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("hmac-sha256:{hex}")
+    format!("hmac-sha256:{}", crate::sink::archive::object::hex(&digest))
 }
 
 /// The minimum necessary of one event.
@@ -513,7 +512,7 @@ pub fn alert_id(rule_id: &str, group_key: &str, window: &str) -> String {
     h.update([0x1f]);
     h.update(window.as_bytes());
     let digest = h.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    crate::sink::archive::object::hex(&digest[..16])
 }
 
 #[cfg(test)]

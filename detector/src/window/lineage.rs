@@ -62,14 +62,15 @@ fn hex(c: u8) -> Option<u8> {
 }
 
 fn format_uuid(b: &[u8; 16]) -> String {
-    let mut s = String::with_capacity(36);
-    for (i, byte) in b.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        s.push_str(&format!("{byte:02x}"));
-    }
-    s
+    let h = crate::sink::archive::object::hex(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 #[derive(Debug, Clone)]

@@ -9,11 +9,53 @@ pub fn event_time(text: &str) -> Option<i64> {
     canonical(text.as_bytes()).or_else(|| general(text))
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds.
+/// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds. Years 0 to 9999 are written by hand (the gate
+/// names a window by its start for every hit); chrono writes the others, signed.
 pub fn format_time(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_default()
+    const FIRST: i64 = -62_167_219_200; // 0000-01-01T00:00:00Z
+    const LAST: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    if !(FIRST..=LAST).contains(&t) {
+        return chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default();
+    }
+    let (year, month, day) = civil_from_days(t.div_euclid(86_400));
+    let second = t.rem_euclid(86_400);
+    let mut out = [0u8; 20];
+    out.copy_from_slice(b"0000-00-00T00:00:00Z");
+    let mut put = |at: usize, digits: usize, v: i64| {
+        let mut v = v;
+        for i in (at..at + digits).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, second / 3600);
+    put(14, 2, second / 60 % 60);
+    put(17, 2, second % 60);
+    out.iter().map(|&b| char::from(b)).collect()
+}
+
+/// The proleptic Gregorian date of a day since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, the inverse of [`days_from_civil`]).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// Unix seconds of exactly `YYYY-MM-DDTHH:MM:SSZ` with every field in range; `None` for any
@@ -130,6 +172,19 @@ mod tests {
                 prop_assert_eq!(Some(t), general(&text), "{}", text);
             }
             prop_assert_eq!(event_time(&text), general(&text), "{}", text);
+        }
+
+        #[test]
+        fn times_are_written_as_chrono_writes_them(t in prop_oneof![
+            -62_167_219_210i64..-62_167_219_190,
+            253_402_300_790i64..253_402_300_810,
+            -62_167_219_200i64..253_402_300_800,
+            any::<i64>(),
+        ]) {
+            let chrono = chrono::DateTime::from_timestamp(t, 0)
+                .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_default();
+            prop_assert_eq!(format_time(t), chrono, "{}", t);
         }
 
         #[test]
