@@ -718,7 +718,10 @@ mod tests {
     }
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
-        /// Any change to any byte of any object or manifest is found: never "intact".
+        /// Any change to any byte of any object or manifest is found, but one: the newest
+        /// object's deflate data changed so that it still inflates to the same bytes (a
+        /// back-reference moved to identical text), which docs/archive.md says is not caught
+        /// until the next object names it.
         #[test]
         fn any_changed_byte_is_found(file in 0usize..64, at in proptest::prelude::any::<proptest::sample::Index>(), xor in 1u8..=255) {
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -728,11 +731,28 @@ mod tests {
             let name = &names[file % names.len()];
             let path = dir.path().join(name);
             let mut bytes = std::fs::read(&path).unwrap();
+            let original = bytes.clone();
             let i = at.index(bytes.len());
             bytes[i] ^= xor;
             std::fs::write(&path, &bytes).unwrap();
             let r = runtime.block_on(verify(&store, &scope(KEY))).unwrap();
-            proptest::prop_assert_eq!(r.exit_code(), 1, "{} byte {} ^ {}: {:?}", name, i, xor, r.findings);
+            if r.exit_code() != 1 {
+                let newest = names
+                    .iter()
+                    .filter_map(|n| match object::parse_name(n) {
+                        Some(Name::Object { seq, .. }) => Some((seq, n)),
+                        _ => None,
+                    })
+                    .max()
+                    .map(|(_, n)| n);
+                let inflated = |b: &[u8]| {
+                    let mut out = Vec::new();
+                    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(b), &mut out).map(|_| out).ok()
+                };
+                proptest::prop_assert_eq!(Some(name), newest, "byte {} ^ {}: {:?}", i, xor, r.findings);
+                proptest::prop_assert_eq!(inflated(&bytes), inflated(&original), "{} byte {} ^ {}", name, i, xor);
+                proptest::prop_assert_eq!(r.exit_code(), 0);
+            }
         }
 
         /// Whatever bytes an object holds, reading it ends (no panic, bounded).
