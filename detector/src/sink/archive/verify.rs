@@ -140,9 +140,19 @@ pub async fn verify(store: &Store, scope: &Scope) -> Result<Report, StoreError> 
     }
     for (writer, (mut objects, manifests)) in chains {
         objects.sort();
+        // Every other object's stored bytes are named by its successor's header.
+        let newest = objects.last().map(|(_, _, name)| name.clone());
         let mut read = Vec::with_capacity(objects.len());
         for (seq, day, name) in objects {
             let (hash, header) = match store.get(&name).await {
+                Ok(bytes) if Some(&name) == newest.as_ref() && !object::padding_is_zero(&bytes) => {
+                    report.findings.push(Finding {
+                        kind: Kind::Altered,
+                        name: name.clone(),
+                        detail: "the bits after its final deflate block are not zero, as the encoder writes them".into(),
+                    });
+                    (object::sha256_hex(&bytes), None)
+                }
                 Ok(bytes) => (
                     object::sha256_hex(&bytes),
                     read_header(&name, &bytes, scope, &mut report),
@@ -572,6 +582,49 @@ mod tests {
             .iter()
             .any(|f| f.detail.contains("signed manifest")));
         assert!(r.findings.iter().any(|f| f.detail.contains("do not match")));
+    }
+
+    #[tokio::test]
+    async fn a_set_padding_bit_in_the_newest_object_is_named() {
+        // Archives are built until one's newest object has an unused bit after its final
+        // deflate block (7 in 8 have one), which is then set.
+        for _ in 0..8 {
+            let dir = tempfile::tempdir().unwrap();
+            let store = archive(dir.path(), &TIMES).await;
+            let newest = store
+                .list()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter_map(|n| match object::parse_name(&n) {
+                    Some(Name::Object { seq, .. }) => Some((seq, n)),
+                    _ => None,
+                })
+                .max()
+                .map(|(_, n)| n)
+                .unwrap();
+            let path = dir.path().join(&newest);
+            let bytes = std::fs::read(&path).unwrap();
+            let at = bytes.len() - 9;
+            let padding = (0..8).rev().map(|bit| 1u8 << bit).find(|&b| {
+                let mut set = bytes.clone();
+                set[at] |= b;
+                set != bytes && object::check(&set).is_ok()
+            });
+            let Some(b) = padding else { continue };
+            let mut set = bytes.clone();
+            set[at] |= b;
+            std::fs::write(&path, &set).unwrap();
+            let r = verify(&store, &scope(KEY)).await.unwrap();
+            assert_eq!(
+                found(&r),
+                [(Kind::Altered, newest.as_str())],
+                "{:?}",
+                r.findings
+            );
+            return;
+        }
+        panic!("no archive of 8 had an unused bit in its newest object");
     }
 
     #[tokio::test]
