@@ -137,9 +137,11 @@ impl Spares {
         let small = batch.records.capacity() <= SMALL_BATCH.0
             && batch.arena.text_capacity() <= SMALL_BATCH.1;
         let pool = if small { &self.small } else { &self.large };
+        // Cleared (its records dropped) before the lock, which workers wait on to take one.
+        let batch = batch.recycled();
         if let Ok(mut kept) = pool.kept.lock() {
             if kept.len() < pool.most {
-                kept.push(batch.recycled());
+                kept.push(batch);
             }
         }
     }
