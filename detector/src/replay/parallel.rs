@@ -196,10 +196,7 @@ impl<'s> Worker<'s> {
                 false,
             ),
             Part::Whole(reader) => (reader, true),
-            Part::Small(small) => match small.reader() {
-                Ok(reader) => (reader, true),
-                Err(e) => return Done::Unreadable(e),
-            },
+            Part::Small(small) => (small.reader(), true),
             Part::InOrder(reader) => return Done::InOrder(reader),
             Part::Unreadable(e) => return Done::Unreadable(e),
         };

@@ -75,7 +75,10 @@ impl Input {
     /// The name used in messages.
     pub fn name(&self) -> String {
         match self {
-            Input::File(p) => p.display().to_string(),
+            // `display` formats through a lossy UTF-8 iterator: dearer than the check, per file.
+            Input::File(p) => p
+                .to_str()
+                .map_or_else(|| p.display().to_string(), str::to_owned),
             Input::Stdin => "-".into(),
             Input::S3(o) => format!("s3://{}/{}", o.bucket, o.key),
         }
@@ -112,23 +115,7 @@ pub fn expand_selected(
         } else if a.as_os_str() == "-" {
             out.push(Input::Stdin);
         } else if a.is_dir() {
-            // Not sorted while walked: the sort below orders every file (sorting each folder
-            // by name compared paths parsed anew, a third of the walk).
-            let mut files: Vec<PathBuf> = walkdir::WalkDir::new(a)
-                .into_iter()
-                .filter_entry(|e| {
-                    let name = e.file_name().to_string_lossy();
-                    e.depth() == 0 || (!name.starts_with('.') && name != "CloudTrail-Digest")
-                })
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_file() && is_event_file(e.path()))
-                .filter(|e| selection.may_hold(&e.file_name().to_string_lossy()))
-                .map(|e| e.into_path())
-                .collect();
-            // CloudTrail writes one file per account and region every few minutes; reading them in
-            // the order of the time in their names (not account by account) keeps event time
-            // moving forward, as correlations need.
-            files.sort_by_cached_key(|f| (cloudtrail_file_time(f), component_order(f)));
+            let files = super::walk::event_files(a, selection);
             out.extend(files.into_iter().map(Input::File));
         } else if a.exists() {
             // A file, or a pipe such as `<(zcat old.json.gz)` (read once, in order).
@@ -141,8 +128,9 @@ pub fn expand_selected(
 }
 
 /// The `YYYYMMDDTHHMMZ` in a CloudTrail log file name
-/// (`<account>_CloudTrail_<region>_<YYYYMMDDTHHMMZ>_<unique>.json.gz`); empty for other names.
-pub(crate) fn cloudtrail_file_time(p: &Path) -> String {
+/// (`<account>_CloudTrail_<region>_<YYYYMMDDTHHMMZ>_<unique>.json.gz`), as a number that sorts as
+/// its text does; 0, before any, for other names.
+pub(crate) fn cloudtrail_file_time(p: &Path) -> u128 {
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     name.split('_')
         .find(|part| {
@@ -151,28 +139,10 @@ pub(crate) fn cloudtrail_file_time(p: &Path) -> String {
                 && part.ends_with('Z')
                 && part[..8].bytes().all(|b| b.is_ascii_digit())
         })
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Bytes that sort as `p`'s components do (`Path`'s own order), compared without parsing the
-/// paths again at every comparison: each component's kind, in `Component`'s order, then its
-/// text and a NUL, which no component holds and which sorts it before any longer one it begins.
-fn component_order(p: &Path) -> Vec<u8> {
-    use std::path::Component;
-    let mut key = Vec::with_capacity(p.as_os_str().len() + 8);
-    for c in p.components() {
-        key.push(match c {
-            Component::Prefix(_) => 1,
-            Component::RootDir => 2,
-            Component::CurDir => 3,
-            Component::ParentDir => 4,
-            Component::Normal(_) => 5,
-        });
-        key.extend_from_slice(c.as_os_str().as_encoded_bytes());
-        key.push(0);
-    }
-    key
+        // Fourteen bytes, the first a digit, read big-endian: the text's order, and never 0.
+        .map_or(0, |part| {
+            part.bytes().fold(0u128, |n, b| (n << 8) | u128::from(b))
+        })
 }
 
 pub(crate) fn is_event_file(p: &Path) -> bool {
@@ -239,18 +209,55 @@ pub fn reading(
             count: progress,
         },
     );
-    let gz = reader.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-    Ok(if gz {
-        // Reads from `reader`'s buffer: no buffer of its own between them. A log file
-        // inflates about tenfold.
-        let inflated = capacity.saturating_mul(16).min(READ_BUFFER);
-        Box::new(BufReader::with_capacity(
-            inflated,
-            MultiGzDecoder::new(reader),
-        ))
-    } else {
-        Box::new(reader)
-    })
+    let head = reader.fill_buf()?;
+    if !head.starts_with(GZIP_MAGIC) {
+        return Ok(Box::new(reader));
+    }
+    // Reads from `reader`'s buffer: no buffer of its own between them.
+    let inflated = inflated_capacity(head, size, capacity);
+    Ok(Box::new(BufReader::with_capacity(
+        inflated,
+        MultiGzDecoder::new(reader),
+    )))
+}
+
+/// A reader of a whole file's `bytes`, already read (counted into `progress` now), gunzipped
+/// when they are gzip: no copy into a read buffer of its own.
+pub fn reading_bytes(
+    bytes: Vec<u8>,
+    progress: &std::sync::atomic::AtomicU64,
+) -> Box<dyn BufRead + Send> {
+    progress.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    if !bytes.starts_with(GZIP_MAGIC) {
+        return Box::new(io::Cursor::new(bytes));
+    }
+    let size = Some(bytes.len() as u64);
+    let inflated = inflated_capacity(&bytes, size, bytes.len());
+    Box::new(BufReader::with_capacity(
+        inflated,
+        MultiGzDecoder::new(io::Cursor::new(bytes)),
+    ))
+}
+
+/// gzip's first two bytes.
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+
+/// The read buffer for the inflated bytes of a gzip input whose first `head` bytes are read and
+/// which is `size` bytes as stored, when known.
+///
+/// std zeroes a reader's whole buffer before the first read into it, so a buffer far larger than
+/// a small log file's text costs more than inflating it. When `head` is the whole input, its
+/// trailer's ISIZE (the last member's inflated size, modulo 2^32) sizes the buffer; it is only a
+/// hint (a forged one costs a buffer of at most [`READ_BUFFER`], or lines copied out of a small
+/// one). Otherwise a log file inflates about tenfold.
+fn inflated_capacity(head: &[u8], size: Option<u64>, stored_capacity: usize) -> usize {
+    if size == Some(head.len() as u64) && head.len() >= 18 {
+        let mut trailer = [0; 4];
+        trailer.copy_from_slice(&head[head.len() - 4..]);
+        let isize = u32::from_le_bytes(trailer) as usize;
+        return isize.saturating_add(1).clamp(4 << 10, READ_BUFFER);
+    }
+    stored_capacity.saturating_mul(16).min(READ_BUFFER)
 }
 
 /// Reads every document of `input`, handing each record (or error) to `sink`.
@@ -297,12 +304,25 @@ pub fn read_lines(
     };
     let mut buf = Vec::with_capacity(64 << 10);
     loop {
-        if !first && decode_buffered(&mut reader, limit, decoder, &mut loc, sink) {
-            continue;
-        }
+        let buffered = match first {
+            true => Ok(false),
+            false => decode_buffered(&mut reader, limit, decoder, &mut loc, sink),
+        };
         buf.clear();
-        loc.line += 1;
-        let read = match read_line_limited(&mut reader, &mut buf, limit) {
+        let read = match buffered {
+            Ok(true) => continue,
+            Ok(false) => {
+                loc.line += 1;
+                read_line_limited(&mut reader, &mut buf, limit)
+            }
+            // Reported here, not retried: an inflater that found a bad checksum says so once,
+            // then reads as ended.
+            Err(e) => {
+                loc.line += 1;
+                Err(e)
+            }
+        };
+        let read = match read {
             Ok(r) => r,
             Err(e) => {
                 let err = InputError {
@@ -440,31 +460,30 @@ pub(crate) fn starts_multiline_document(line: &[u8]) -> bool {
 /// Decodes the next line where it lies in the reader's buffer, when the buffer holds all of it
 /// (nearly always): copying each line out first cost more than reading it. `false` leaves the
 /// line, untouched, to the general way (a line across the buffer's end, over the limit, at the
-/// end of the input, or a read error, which that way reports).
+/// end of the input). A read error is returned, not left: a gzip member's bad checksum or size
+/// is reported by the inflater once, and reads as the end after that.
 fn decode_buffered(
     reader: &mut impl BufRead,
     limit: usize,
     decoder: &mut Decoder<'_>,
     loc: &mut Location,
     sink: &mut dyn FnMut(Result<&Event<'_>, InputError>, &Location),
-) -> bool {
-    let Ok(chunk) = reader.fill_buf() else {
-        return false;
-    };
+) -> io::Result<bool> {
+    let chunk = reader.fill_buf()?;
     let Some(end) = memchr::memchr(b'\n', chunk) else {
-        return false;
+        return Ok(false);
     };
     let line = &chunk[..end];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.len() > limit {
-        return false;
+        return Ok(false);
     }
     loc.line += 1;
     if !line.iter().all(u8::is_ascii_whitespace) {
         decode_one(decoder, line, loc, sink);
     }
     reader.consume(end + 1);
-    true
+    Ok(true)
 }
 
 fn decode_one(
@@ -677,24 +696,6 @@ mod tests {
             errors[0].contains(":1:") || errors[0].contains("line 1"),
             "{errors:?}"
         );
-    }
-
-    #[test]
-    fn component_order_sorts_as_paths_do() {
-        let paths = [
-            "a/b", "a-x/b", "a/b/c", "a.b", "a//b", "./a/c", "/a", "a/b-1", "a/b/", "../a", "ab",
-            "a", "b/a",
-        ];
-        for x in paths {
-            for y in paths {
-                let (x, y) = (Path::new(x), Path::new(y));
-                assert_eq!(
-                    component_order(x).cmp(&component_order(y)),
-                    x.cmp(y),
-                    "{x:?} against {y:?}"
-                );
-            }
-        }
     }
 
     #[test]
@@ -999,6 +1000,62 @@ mod tests {
             names.push(item.unwrap().get(name).text().unwrap().to_string())
         });
         assert_eq!(names, vec!["Z"]);
+    }
+
+    #[test]
+    fn a_gzip_trailer_that_lies_about_the_size_only_sizes_the_buffer() {
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        // Several members, the last one tiny: its ISIZE says far less than the whole text.
+        let lines: Vec<String> = (0..3000)
+            .map(|i| {
+                format!(
+                    "{{\"eventName\":\"E{i}\",\"pad\":\"{}\"}}\n",
+                    "x".repeat(i % 97)
+                )
+            })
+            .collect();
+        let text = lines.concat();
+        let mut bytes = Vec::new();
+        for part in [&text[..100_000], &text[100_000..text.len() - 1], "\n"] {
+            let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(part.as_bytes()).unwrap();
+            bytes.extend(enc.finish().unwrap());
+        }
+        let n = bytes.len();
+        let mut fields = FieldTable::new();
+        let name = fields.intern("eventName");
+        for isize in [None, Some(0u32), Some(1), Some(u32::MAX)] {
+            let mut bytes = bytes.clone();
+            if let Some(v) = isize {
+                // CRC and size are checked per member by the inflater: forge the last member's
+                // size and expect the same lines, then the error the forgery is.
+                bytes[n - 4..].copy_from_slice(&v.to_le_bytes());
+            }
+            for reader in [
+                reading_bytes(bytes.clone(), &Default::default()),
+                reading(
+                    Box::new(io::Cursor::new(bytes.clone())),
+                    Some(n as u64),
+                    Default::default(),
+                )
+                .unwrap(),
+            ] {
+                let mut decoder = Decoder::new(&fields, Limits::default());
+                let (mut names, mut errors) = (Vec::new(), Vec::new());
+                read_documents("x", reader, &mut decoder, &mut |item, _| match item {
+                    Ok(ev) => names.push(ev.get(name).text().unwrap().to_string()),
+                    Err(e) => errors.push(e.to_string()),
+                });
+                let want: Vec<String> = (0..3000).map(|i| format!("E{i}")).collect();
+                assert_eq!(names, want, "ISIZE {isize:?}");
+                assert_eq!(
+                    errors.len(),
+                    usize::from(isize.is_some_and(|v| v != 1)),
+                    "{errors:?}"
+                );
+            }
+        }
     }
 
     #[test]

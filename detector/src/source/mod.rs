@@ -6,3 +6,4 @@ pub mod s3;
 pub mod select;
 pub mod split;
 pub mod sqs;
+pub mod walk;

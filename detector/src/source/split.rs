@@ -7,7 +7,7 @@
 //! that opens with a document over many lines — is read by the thread that keeps state, at its
 //! turn, exactly as a one-thread replay reads it.
 
-use super::file::{open, reading, Input};
+use super::file::{open, reading, reading_bytes, Input};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, Read, Seek};
@@ -53,13 +53,8 @@ pub struct Small {
 
 impl Small {
     /// A reader of the file's bytes, gunzipped when they are gzip.
-    pub fn reader(self) -> io::Result<Box<dyn BufRead + Send>> {
-        let size = self.bytes.len() as u64;
-        reading(
-            Box::new(io::Cursor::new(self.bytes)),
-            Some(size),
-            self.progress,
-        )
+    pub fn reader(self) -> Box<dyn BufRead + Send> {
+        reading_bytes(self.bytes, &self.progress)
     }
 }
 
@@ -343,7 +338,7 @@ mod tests {
                 // Within one chunk: held whole.
                 Part::Small(small) => {
                     let mut out = Vec::new();
-                    small.reader().unwrap().read_to_end(&mut out).unwrap();
+                    small.reader().read_to_end(&mut out).unwrap();
                     out
                 }
                 _ => panic!("not cut into lines"),
