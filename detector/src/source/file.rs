@@ -180,6 +180,13 @@ pub fn open(
                 .ok()
                 .filter(|m| m.is_file())
                 .map(|m| m.len());
+            if size.is_some_and(|s| s <= READ_WHOLE) {
+                // As a parallel replay's worker reads it (source::split), so that both make
+                // the same of it, good or broken.
+                let mut bytes = Vec::with_capacity(size.unwrap_or(0) as usize);
+                (&file).read_to_end(&mut bytes)?;
+                return Ok(reading_bytes(bytes, &progress));
+            }
             (Box::new(file), size)
         }
         Input::Stdin => (Box::new(io::stdin()), None),
@@ -221,8 +228,13 @@ pub fn reading(
     )))
 }
 
+/// Local files up to this size are read whole when opened, and inflated in one call when they
+/// are gzip ([`super::gunzip`]): CloudTrail's log files are a few KiB.
+pub const READ_WHOLE: u64 = 128 << 10;
+
 /// A reader of a whole file's `bytes`, already read (counted into `progress` now), gunzipped
-/// when they are gzip: no copy into a read buffer of its own.
+/// when they are gzip (in one call when [`super::gunzip`] accepts them, else streamed): no copy
+/// into a read buffer of its own.
 pub fn reading_bytes(
     bytes: Vec<u8>,
     progress: &std::sync::atomic::AtomicU64,
@@ -230,6 +242,9 @@ pub fn reading_bytes(
     progress.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
     if !bytes.starts_with(GZIP_MAGIC) {
         return Box::new(io::Cursor::new(bytes));
+    }
+    if let Some(text) = super::gunzip::inflate_whole(&bytes) {
+        return Box::new(io::Cursor::new(text));
     }
     let size = Some(bytes.len() as u64);
     let inflated = inflated_capacity(&bytes, size, bytes.len());
@@ -240,7 +255,7 @@ pub fn reading_bytes(
 }
 
 /// gzip's first two bytes.
-const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+pub const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 
 /// The read buffer for the inflated bytes of a gzip input whose first `head` bytes are read and
 /// which is `size` bytes as stored, when known.

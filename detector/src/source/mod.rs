@@ -1,6 +1,7 @@
 //! Where events come from; each source hands documents to the decoder.
 
 pub mod file;
+pub mod gunzip;
 pub mod kafka;
 pub mod s3;
 pub mod select;

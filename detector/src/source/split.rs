@@ -7,7 +7,7 @@
 //! that opens with a document over many lines — is read by the thread that keeps state, at its
 //! turn, exactly as a one-thread replay reads it.
 
-use super::file::{open, reading, reading_bytes, Input};
+use super::file::{open, reading, reading_bytes, Input, GZIP_MAGIC, READ_WHOLE};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, Read, Seek};
@@ -60,7 +60,7 @@ impl Small {
 
 /// Small inputs are grouped up to this many stored bytes: a worker takes them together, so the
 /// hand-over of a piece is not paid for every log file (CloudTrail writes many of a few records).
-const GROUP_BYTES: u64 = 128 << 10;
+const GROUP_BYTES: u64 = READ_WHOLE;
 /// ...and up to this many inputs.
 pub const GROUP_INPUTS: usize = 64;
 
@@ -159,15 +159,18 @@ fn parts(input: &Input, progress: &Arc<AtomicU64>, chunk: u64) -> io::Result<(Ve
             return Ok((vec![Part::InOrder(reader)], 0));
         }
         let size = meta.len();
-        // A small file that would be one piece anyway is held as bytes.
-        if size <= GROUP_BYTES.min(chunk) {
+        // A small file is read whole, as a one-thread replay opens it (source::file::open); held
+        // as bytes when it would be one piece anyway (gzip cannot be cut).
+        if size <= READ_WHOLE {
             let mut bytes = Vec::with_capacity(size as usize);
             (&file).read_to_end(&mut bytes)?;
-            let small = Small {
-                bytes,
-                progress: progress.clone(),
-            };
-            return Ok((vec![Part::Small(small)], size));
+            if size <= chunk || bytes.starts_with(GZIP_MAGIC) {
+                let small = Small {
+                    bytes,
+                    progress: progress.clone(),
+                };
+                return Ok((vec![Part::Small(small)], size));
+            }
         }
         let mut head = vec![0; PEEK.min(size as usize)];
         let n = read_at_most(&file, 0, &mut head)?;
