@@ -26,7 +26,19 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result
         .set("bootstrap.servers", brokers)
         .create()?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    for r in admin.create_topics([&new], &AdminOptions::new()).await? {
+    // tansu, after a few runs on a busy machine, has let a create time out now and then (the
+    // benchmarks create a topic a run); the topic may exist by the next try, which is fine.
+    let mut tries = 0;
+    let results = loop {
+        tries += 1;
+        match admin.create_topics([&new], &AdminOptions::new()).await {
+            Err(rdkafka::error::KafkaError::AdminOp(
+                rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+            )) if tries < CREATE_TRIES => continue,
+            other => break other.with_context(|| format!("creating topic {topic}"))?,
+        }
+    };
+    for r in results {
         match r {
             Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((t, e)) => anyhow::bail!("creating topic {t}: {e}"),
@@ -34,6 +46,9 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result
     }
     Ok(())
 }
+
+/// How many times a topic's creation is asked for when the broker does not answer in time.
+const CREATE_TRIES: u32 = 3;
 
 /// Produces the events of a JSON-lines file at `rate` events/s (0: as fast as possible), quiet
 /// for a while after the events `pauses` names (each delivered before the pause); returns the
