@@ -28,23 +28,26 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     // tansu, after a few runs on a busy machine, has let a create time out now and then (the
     // benchmarks create a topic a run); the topic may exist by the next try, which is fine.
-    let mut tries = 0;
-    let results = loop {
-        tries += 1;
-        match admin.create_topics([&new], &AdminOptions::new()).await {
-            Err(rdkafka::error::KafkaError::AdminOp(
-                rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-            )) if tries < CREATE_TRIES => continue,
-            other => break other.with_context(|| format!("creating topic {topic}"))?,
-        }
+    use rdkafka::types::RDKafkaErrorCode::{
+        OperationTimedOut, RequestTimedOut, TopicAlreadyExists,
     };
-    for r in results {
-        match r {
-            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((t, e)) => anyhow::bail!("creating topic {t}: {e}"),
+    let mut tries = 0;
+    'create: loop {
+        tries += 1;
+        let again = tries < CREATE_TRIES;
+        let results = match admin.create_topics([&new], &AdminOptions::new()).await {
+            Err(rdkafka::error::KafkaError::AdminOp(OperationTimedOut)) if again => continue,
+            other => other.with_context(|| format!("creating topic {topic}"))?,
+        };
+        for r in results {
+            match r {
+                Ok(_) | Err((_, TopicAlreadyExists)) => {}
+                Err((_, RequestTimedOut)) if again => continue 'create,
+                Err((t, e)) => anyhow::bail!("creating topic {t}: {e}"),
+            }
         }
+        return Ok(());
     }
-    Ok(())
 }
 
 /// How many times a topic's creation is asked for when the broker does not answer in time.

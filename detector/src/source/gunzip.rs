@@ -65,7 +65,12 @@ fn members(d: &Decompressor, gz: &[u8]) -> Option<Vec<u8>> {
         .checked_sub(4)
         .and_then(|at| gz.get(at..))
         .map_or(0, |t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as usize);
-    let mut out: Vec<u8> = Vec::with_capacity(last_size.clamp(gz.len(), MOST_TEXT));
+    if gz.len() > MOST_TEXT {
+        return None;
+    }
+    // A forged ISIZE may claim 4 GiB of a 20-byte file: deflate inflates at most 1032-fold.
+    let hint = last_size.min(gz.len().saturating_mul(1032));
+    let mut out: Vec<u8> = Vec::with_capacity(hint.max(gz.len()).min(MOST_TEXT));
     let mut at = 0;
     while at < gz.len() {
         let member = &gz[at..];
@@ -187,6 +192,13 @@ mod tests {
             assert_eq!(streamed(gz), None, "the streaming inflater checks it");
         }
         assert_eq!(inflate_whole(&plain).as_deref(), Some(&b"hello\n"[..]));
+    }
+
+    #[test]
+    fn more_stored_bytes_than_it_inflates_at_once_are_declined() {
+        let mut big = vec![0u8; MOST_TEXT + 1];
+        big[..4].copy_from_slice(&[0x1f, 0x8b, 8, 0]);
+        assert_eq!(inflate_whole(&big), None);
     }
 
     #[test]

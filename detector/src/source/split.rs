@@ -159,18 +159,16 @@ fn parts(input: &Input, progress: &Arc<AtomicU64>, chunk: u64) -> io::Result<(Ve
             return Ok((vec![Part::InOrder(reader)], 0));
         }
         let size = meta.len();
-        // A small file is read whole, as a one-thread replay opens it (source::file::open); held
-        // as bytes when it would be one piece anyway (gzip cannot be cut).
-        if size <= READ_WHOLE {
+        // A small file that is one piece anyway (gzip cannot be cut) is read whole and held as
+        // bytes, as a one-thread replay reads it when it opens it (source::file::open).
+        if size <= READ_WHOLE && (size <= chunk || starts_gzip(&file)?) {
             let mut bytes = Vec::with_capacity(size as usize);
             (&file).read_to_end(&mut bytes)?;
-            if size <= chunk || bytes.starts_with(GZIP_MAGIC) {
-                let small = Small {
-                    bytes,
-                    progress: progress.clone(),
-                };
-                return Ok((vec![Part::Small(small)], size));
-            }
+            let small = Small {
+                bytes,
+                progress: progress.clone(),
+            };
+            return Ok((vec![Part::Small(small)], size));
         }
         let mut head = vec![0; PEEK.min(size as usize)];
         let n = read_at_most(&file, 0, &mut head)?;
@@ -202,6 +200,16 @@ fn parts(input: &Input, progress: &Arc<AtomicU64>, chunk: u64) -> io::Result<(Ve
         Some(size) => (vec![whole_or_in_order(reader, size)], size),
         None => (vec![Part::InOrder(reader)], 0),
     })
+}
+
+/// Whether `file` opens with gzip's magic number; the handle is left at the file's start.
+fn starts_gzip(file: &File) -> io::Result<bool> {
+    let mut head = [0; 2];
+    let n = read_at_most(file, 0, &mut head)?;
+    // Windows' positioned reads move the handle.
+    #[cfg(not(unix))]
+    (&*file).rewind()?;
+    Ok(head[..n] == *GZIP_MAGIC)
 }
 
 fn whole_or_in_order(reader: Box<dyn BufRead + Send>, size: u64) -> Part {

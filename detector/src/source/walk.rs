@@ -52,6 +52,24 @@ fn path_order(path: &Path) -> Vec<u8> {
 struct Queue {
     folders: Vec<PathBuf>,
     busy: usize,
+    /// A lister panicked (a bug): the others stop, and the panic is raised where they are joined.
+    failed: bool,
+}
+
+/// Marks the queue failed if a lister unwinds while listing, so that no other waits for ever
+/// for the folders it would have added.
+struct Listing<'q> {
+    queue: &'q Mutex<Queue>,
+    more: &'q Condvar,
+}
+
+impl Drop for Listing<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(self.queue).failed = true;
+            self.more.notify_all();
+        }
+    }
 }
 
 /// The event files under `root`, in no particular order.
@@ -60,6 +78,7 @@ fn list(root: &Path, selection: &Selection) -> Vec<PathBuf> {
     let queue = Mutex::new(Queue {
         folders: vec![root.to_path_buf()],
         busy: 0,
+        failed: false,
     });
     let more = Condvar::new();
     std::thread::scope(|s| {
@@ -84,6 +103,9 @@ fn lister(queue: &Mutex<Queue>, more: &Condvar, selection: &Selection) -> Vec<Pa
     let mut found = Vec::new();
     let mut guard = lock(queue);
     loop {
+        if guard.failed {
+            return files;
+        }
         let Some(folder) = guard.folders.pop() else {
             if guard.busy == 0 {
                 more.notify_all();
@@ -94,7 +116,9 @@ fn lister(queue: &Mutex<Queue>, more: &Condvar, selection: &Selection) -> Vec<Pa
         };
         guard.busy += 1;
         drop(guard);
+        let listing = Listing { queue, more };
         list_folder(&folder, selection, &mut found, &mut files);
+        drop(listing);
         guard = lock(queue);
         guard.busy -= 1;
         if !found.is_empty() {
