@@ -180,12 +180,10 @@ pub fn open(
                 .ok()
                 .filter(|m| m.is_file())
                 .map(|m| m.len());
-            if size.is_some_and(|s| s <= READ_WHOLE) {
+            if let Some(size) = size.filter(|&s| s <= READ_WHOLE) {
                 // As a parallel replay's worker reads it (source::split), so that both make
                 // the same of it, good or broken.
-                let mut bytes = Vec::with_capacity(size.unwrap_or(0) as usize);
-                (&file).read_to_end(&mut bytes)?;
-                return Ok(reading_bytes(bytes, &progress));
+                return Ok(reading_bytes(read_whole(&file, size)?, &progress));
             }
             (Box::new(file), size)
         }
@@ -232,6 +230,13 @@ pub fn reading(
 /// are gzip ([`super::gunzip`]): CloudTrail's log files are a few KiB.
 pub const READ_WHOLE: u64 = 128 << 10;
 
+/// All of `file`, which was `size` bytes when its metadata was read (it may have grown since).
+pub fn read_whole(file: &File, size: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    (&*file).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// A reader of a whole file's `bytes`, already read (counted into `progress` now), gunzipped
 /// when they are gzip (in one call when [`super::gunzip`] accepts them, else streamed): no copy
 /// into a read buffer of its own.
@@ -267,10 +272,9 @@ pub const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 /// one). Otherwise a log file inflates about tenfold.
 fn inflated_capacity(head: &[u8], size: Option<u64>, stored_capacity: usize) -> usize {
     if size == Some(head.len() as u64) && head.len() >= 18 {
-        let mut trailer = [0; 4];
-        trailer.copy_from_slice(&head[head.len() - 4..]);
-        let isize = u32::from_le_bytes(trailer) as usize;
-        return isize.saturating_add(1).clamp(4 << 10, READ_BUFFER);
+        if let Some(isize) = super::gunzip::last_member_size(head) {
+            return isize.saturating_add(1).clamp(4 << 10, READ_BUFFER);
+        }
     }
     stored_capacity.saturating_mul(16).min(READ_BUFFER)
 }
@@ -319,9 +323,10 @@ pub fn read_lines(
     };
     let mut buf = Vec::with_capacity(64 << 10);
     loop {
-        let buffered = match first {
-            true => Ok(false),
-            false => decode_buffered(&mut reader, limit, decoder, &mut loc, sink),
+        let buffered = if first {
+            Ok(false)
+        } else {
+            decode_buffered(&mut reader, limit, decoder, &mut loc, sink)
         };
         buf.clear();
         let read = match buffered {

@@ -60,11 +60,7 @@ pub fn inflate_whole(gz: &[u8]) -> Option<Vec<u8>> {
 
 /// Every member of `gz`, inflated into one buffer first sized by the last member's ISIZE.
 fn members(d: &Decompressor, gz: &[u8]) -> Option<Vec<u8>> {
-    let last_size = gz
-        .len()
-        .checked_sub(4)
-        .and_then(|at| gz.get(at..))
-        .map_or(0, |t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as usize);
+    let last_size = last_member_size(gz).unwrap_or(0);
     if gz.len() > MOST_TEXT {
         return None;
     }
@@ -115,6 +111,13 @@ fn members(d: &Decompressor, gz: &[u8]) -> Option<Vec<u8>> {
         at += used;
     }
     Some(out)
+}
+
+/// The ISIZE in the trailer of `gz`'s last member (its text's size, modulo 2^32): a hint only,
+/// which nothing checks until that member is inflated.
+pub fn last_member_size(gz: &[u8]) -> Option<usize> {
+    let trailer = gz.get(gz.len().checked_sub(4)?..)?;
+    Some(u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]) as usize)
 }
 
 #[cfg(test)]

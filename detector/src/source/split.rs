@@ -7,7 +7,7 @@
 //! that opens with a document over many lines — is read by the thread that keeps state, at its
 //! turn, exactly as a one-thread replay reads it.
 
-use super::file::{open, reading, reading_bytes, Input, GZIP_MAGIC, READ_WHOLE};
+use super::file::{open, read_whole, reading, reading_bytes, Input, GZIP_MAGIC, READ_WHOLE};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, Read, Seek};
@@ -162,10 +162,8 @@ fn parts(input: &Input, progress: &Arc<AtomicU64>, chunk: u64) -> io::Result<(Ve
         // A small file that is one piece anyway (gzip cannot be cut) is read whole and held as
         // bytes, as a one-thread replay reads it when it opens it (source::file::open).
         if size <= READ_WHOLE && (size <= chunk || starts_gzip(&file)?) {
-            let mut bytes = Vec::with_capacity(size as usize);
-            (&file).read_to_end(&mut bytes)?;
             let small = Small {
-                bytes,
+                bytes: read_whole(&file, size)?,
                 progress: progress.clone(),
             };
             return Ok((vec![Part::Small(small)], size));
