@@ -104,7 +104,8 @@ sqs_run() { # steady|quiet
   res=$("$lt" sqs-setup --name "lat-sqs-$mode")
   cfg="$work/sqs-$mode.toml"
   # One poller: the batches arrive in the order they were sent (4 pollers reorder them by more
-  # than a 10 s lateness of generated time).
+  # than a 10 s lateness of generated time), so no stretches either (`--stretch 0`: waiting for
+  # the queue to drain between them would add to the latency of buffered correlations).
   { common "$(echo "$res" | field topic_arn)"
     cat <<TOML
 [source.sqs]
@@ -119,7 +120,7 @@ TOML
   [ "$mode" = quiet ] && pause=(--pause-after-completion "$PAUSE")
   "$lt" sqs-run --events-queue "$(echo "$res" | field events_queue)" \
     --alerts-queue "$(echo "$res" | field alerts_queue)" --metrics "$METRICS" \
-    --events "$SQS_EVENTS" --rate "$SQS_RATE" --check-rules "$PWD/rules" --geoip "${pause[@]}" > "$work/sqs-$mode.json"
+    --events "$SQS_EVENTS" --rate "$SQS_RATE" --check-rules "$PWD/rules" --stretch 0 --geoip "${pause[@]}" > "$work/sqs-$mode.json"
   stop_trailwatch "$work/sqs-$mode.metrics"
   echo "sqs $mode: $(cat "$work/sqs-$mode.json")" >&2
 }

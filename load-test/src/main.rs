@@ -118,6 +118,17 @@ enum Command {
         /// the pause.
         #[arg(long, value_name = "SECS", requires = "check_rules")]
         pause_after_completion: Option<u64>,
+        /// With --check-rules: send the traffic in stretches of at most SECS seconds of event
+        /// time, each once the one before is processed (0: all at once). The scenarios crowd
+        /// hours of event time into seconds of wall time, so the reordering of several pollers
+        /// would otherwise make events later than trailwatch's lateness; keep SECS below it.
+        #[arg(
+            long,
+            value_name = "SECS",
+            default_value_t = 1200,
+            requires = "check_rules"
+        )]
+        stretch: i64,
         /// The running trailwatch has a geolocation database placing the scenario addresses
         /// (`load-test geoip`), so geo expectations count.
         #[arg(long)]
@@ -258,6 +269,7 @@ fn main() -> Result<()> {
             seed,
             check_rules,
             pause_after_completion,
+            stretch,
             geoip,
         } => {
             let run = SqsRun {
@@ -269,6 +281,7 @@ fn main() -> Result<()> {
                 seed,
                 check_rules: check_rules.as_deref(),
                 pause: pause_after_completion,
+                stretch: (stretch > 0).then_some(stretch),
                 geoip,
             };
             let report = tokio::runtime::Runtime::new()?.block_on(run.run())?;
@@ -462,6 +475,8 @@ struct SqsRun<'a> {
     check_rules: Option<&'a std::path::Path>,
     /// Seconds of quiet after each event completing an expected correlation.
     pause: Option<u64>,
+    /// Seconds of event time sent before waiting for the queue to drain.
+    stretch: Option<i64>,
     /// Geo expectations count.
     geoip: bool,
 }
@@ -483,11 +498,9 @@ impl SqsRun<'_> {
         let mut events: Vec<serde_json::Value> =
             merged(Generator::new(self.seed, start), self.n, injected).collect();
         if self.check_rules.is_some() {
-            // Generated time runs much faster than the wall clock (about ten minutes of event
-            // time a second), so a little reordering in the queue is a large jump in event
-            // time: trailwatch runs with a lateness of three hours here, and background traffic
-            // five hours on moves its watermark past every scenario, short of the six hours
-            // that would make the background's own sources silent.
+            // Background traffic five hours on moves trailwatch's watermark past every
+            // scenario (the scenario runs set a lateness of up to three hours), short of the
+            // six hours that would make the background's own sources silent.
             let last = events
                 .last()
                 .and_then(|e| e["eventTime"].as_str())
@@ -511,8 +524,24 @@ impl SqsRun<'_> {
         });
         let traffic = events.split_off(split);
         let mut sent = sqs::send_history(self.events_queue, events, t0).await?;
-        let events = traffic;
-        sent.extend(sqs::send(self.events_queue, events, self.rate, pauses.as_ref(), t0).await?);
+        let late = |text: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("trailwatch_window_late_events "))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        };
+        let late_before = late(&trailwatch::metrics::Metrics::scrape(self.metrics));
+        let stretch = self.check_rules.and(self.stretch);
+        sent.extend(
+            sqs::send(
+                self.events_queue,
+                traffic,
+                self.rate,
+                pauses.as_ref(),
+                stretch,
+                t0,
+            )
+            .await?,
+        );
         let send_secs = t0.elapsed().as_secs_f64();
         let done = sqs::drained(self.events_queue, std::time::Duration::from_secs(600)).await?;
         let elapsed = done.duration_since(t0).as_secs_f64();
@@ -531,10 +560,8 @@ impl SqsRun<'_> {
             "event_to_alert": readback::latency(&sent, &alerts),
             "batch_latency_ms_p50": q(0.5),
             "batch_latency_ms_p99": q(0.99),
-            "late_events": text
-                .lines()
-                .find_map(|l| l.strip_prefix("trailwatch_window_late_events "))
-                .and_then(|n| n.trim().parse::<u64>().ok()),
+            "late_events": late(&text),
+            "late_events_in_traffic": late(&text).zip(late_before).map(|(n, b)| n.saturating_sub(b)),
         });
         if let Some(rules) = self.check_rules {
             let dir = tempfile::tempdir()?;

@@ -68,12 +68,17 @@ pub async fn setup(name: &str) -> Result<Resources> {
 
 /// Sends `events` as EventBridge envelopes, ten a call, at `rate` events/s (0: as fast as
 /// possible), quiet for a while after the events `pauses` names (each ends a call).
+/// With `stretch`, an event more than that many seconds of event time after the first event
+/// not yet processed waits until the queue is drained: concurrent receivers reorder messages by
+/// a second or so, and where event time runs hours a wall-clock second (scenarios crowded
+/// together), that reordering alone would make events later than any lateness.
 /// Returns when each event was handed over (eventID → seconds since `start`).
 pub async fn send(
     queue: &str,
     mut events: Vec<serde_json::Value>,
     rate: u64,
     pauses: Option<&crate::pause::Pauses>,
+    stretch: Option<i64>,
     start: Instant,
 ) -> Result<std::collections::HashMap<String, f64>> {
     let aws = aws_config::load_from_env().await;
@@ -81,9 +86,26 @@ pub async fn send(
     let mut sent = std::collections::HashMap::new();
     // Wall time paused so far; event times after a pause move on by it.
     let mut paused = Duration::ZERO;
+    // Wall time spent waiting for stretches to drain, which the rate does not count.
+    let mut drained_for = Duration::ZERO;
+    // Event time the stretch being sent began at.
+    let mut begun: Option<i64> = None;
     let mut from = 0;
     while from < events.len() {
         let mut to = (from + 10).min(events.len());
+        if let Some(step) = stretch {
+            let first = time_of(&events[from]);
+            if begun.is_some_and(|b| first > b + step) {
+                let waited = Instant::now();
+                drained(queue, Duration::from_secs(120)).await?;
+                drained_for += waited.elapsed();
+                begun = None;
+            }
+            let b = *begun.get_or_insert(first);
+            if let Some(k) = (from + 1..to).find(|&k| time_of(&events[k]) > b + step) {
+                to = k;
+            }
+        }
         let pause = pauses.and_then(|p| {
             let k = (from..to).find(|&k| p.is_after(&events[k]))?;
             to = k + 1;
@@ -122,7 +144,7 @@ pub async fn send(
             paused += pause;
         }
         if rate > 0 {
-            let due = paused + Duration::from_secs_f64(from as f64 / rate as f64);
+            let due = paused + drained_for + Duration::from_secs_f64(from as f64 / rate as f64);
             if let Some(wait) = due.checked_sub(start.elapsed()) {
                 tokio::time::sleep(wait).await;
             }
@@ -144,30 +166,32 @@ pub async fn send_history(
     events: Vec<serde_json::Value>,
     start: Instant,
 ) -> Result<std::collections::HashMap<String, f64>> {
-    let time = |e: &serde_json::Value| {
-        e["eventTime"]
-            .as_str()
-            .and_then(trailwatch::window::event_time)
-            .unwrap_or(0)
-    };
     let mut sent = std::collections::HashMap::new();
     let mut stretch: Vec<serde_json::Value> = Vec::new();
     for ev in events {
-        let at = time(&ev);
+        let at = time_of(&ev);
         stretch.push(ev);
-        if stretch.len() > 1 && at - time(&stretch[stretch.len() - 2]) > HISTORY_STEP {
+        if stretch.len() > 1 && at - time_of(&stretch[stretch.len() - 2]) > HISTORY_STEP {
             // The new event starts a stretch of its own: send what came before it first.
             let first = stretch.pop().unwrap_or_default();
-            sent.extend(send(queue, std::mem::take(&mut stretch), 0, None, start).await?);
+            sent.extend(send(queue, std::mem::take(&mut stretch), 0, None, None, start).await?);
             drained(queue, Duration::from_secs(120)).await?;
             stretch.push(first);
         }
     }
     if !stretch.is_empty() {
-        sent.extend(send(queue, stretch, 0, None, start).await?);
+        sent.extend(send(queue, stretch, 0, None, None, start).await?);
         drained(queue, Duration::from_secs(120)).await?;
     }
     Ok(sent)
+}
+
+/// An event's `eventTime` in seconds since the epoch (0 when it has none).
+fn time_of(event: &serde_json::Value) -> i64 {
+    event["eventTime"]
+        .as_str()
+        .and_then(trailwatch::window::event_time)
+        .unwrap_or(0)
 }
 
 /// Waits until the events queue is drained (every message processed and deleted); returns when.
