@@ -43,6 +43,28 @@ pub struct Candidate {
     pub time: Option<i64>,
     /// Suppression window, seconds; 0 publishes every alert.
     pub suppress: i64,
+    /// The suppression window's alert id, when made ahead ([`Candidate::with_window_id`]):
+    /// parallel replay's workers make it, so the thread that keeps state does not hash it.
+    pub window_id: Option<String>,
+}
+
+impl Candidate {
+    /// The start of the suppression window the alert falls in, when it is suppressed.
+    fn window_start(&self) -> Option<i64> {
+        let t = self.time.filter(|_| self.suppress > 0)?;
+        Some(t.div_euclid(self.suppress) * self.suppress)
+    }
+
+    /// The id the alert takes when suppressed: from its rule, key and window.
+    fn make_window_id(&self, start: i64) -> String {
+        alert_id(&self.alert.rule.id, &self.key, &format_time(start))
+    }
+
+    /// Makes the suppression window's alert id now rather than in [`Gate::offer`].
+    pub fn with_window_id(mut self) -> Self {
+        self.window_id = self.window_start().map(|start| self.make_window_id(start));
+        self
+    }
 }
 
 /// Alert rate caps per minute of event time; 0 means no cap.
@@ -80,6 +102,7 @@ pub struct GateStats {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Open {
     end: i64,
+    /// What a roll-up needs of the window's first alert ([`rollup_head`]).
     first: Alert,
     repeats: u64,
     first_seen: Option<String>,
@@ -223,19 +246,22 @@ impl Gate {
     }
 
     /// Takes one candidate; what is to be published now is pushed to `out`.
-    pub fn offer(&mut self, c: Candidate, out: &mut Vec<Alert>) {
-        let time = match c.time {
-            Some(t) if c.suppress > 0 => t,
-            other => {
-                other.inspect(|&t| self.observe(t));
-                self.admit(c.alert, out);
-                return;
-            }
+    pub fn offer(&mut self, mut c: Candidate, out: &mut Vec<Alert>) {
+        let (Some(time), Some(start)) = (c.time, c.window_start()) else {
+            c.time.inspect(|&t| self.observe(t));
+            self.admit(c.alert, out);
+            return;
         };
         self.observe(time);
-        let start = time.div_euclid(c.suppress) * c.suppress;
+        let id = match c.window_id.take() {
+            Some(id) => {
+                debug_assert_eq!(id, c.make_window_id(start), "a stale window id");
+                id
+            }
+            None => c.make_window_id(start),
+        };
         let mut alert = c.alert;
-        alert.alert_id = alert_id(&alert.rule.id, &c.key, &format_time(start));
+        alert.alert_id = id;
         alert.group_key = c.key;
         if let Some(open) = self.open.get_mut(&alert.alert_id) {
             open.repeats += 1;
@@ -251,7 +277,7 @@ impl Gate {
             alert.alert_id.clone(),
             Open {
                 end,
-                first: alert.clone(),
+                first: rollup_head(&alert),
                 repeats: 0,
                 first_seen: alert.first_seen.clone(),
                 last_seen: alert.last_seen.clone(),
@@ -372,6 +398,26 @@ fn widen(bound: &mut Option<String>, t: &Option<String>, earliest: bool) {
 }
 
 /// The roll-up of a window that merged repeats: counts the first alert and every repeat.
+/// What a roll-up takes from the first alert of its window (rule, group, id): its events and
+/// lineage are merged apart, so copying them for every window opened was wasted (the state
+/// thread's largest cost in the gate).
+fn rollup_head(alert: &Alert) -> Alert {
+    Alert {
+        alert_id: alert.alert_id.clone(),
+        kind: alert.kind,
+        rule: alert.rule.clone(),
+        first_seen: None,
+        last_seen: None,
+        count: alert.count,
+        group_key: alert.group_key.clone(),
+        events: Vec::new(),
+        related_alert_id: None,
+        held_back: None,
+        held_alert_ids: None,
+        lineage: Default::default(),
+    }
+}
+
 fn rollup(open: Open) -> Alert {
     let first = open.first;
     Alert {
@@ -434,6 +480,7 @@ mod tests {
             key: key.into(),
             time: Some(t),
             suppress,
+            window_id: None,
         }
     }
 

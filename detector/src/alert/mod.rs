@@ -468,6 +468,7 @@ pub fn hit_candidate(
         time,
         suppress: rule.rule.policy.suppress_seconds,
         alert: Alert::for_hit(rule, summary),
+        window_id: None,
     }
 }
 
@@ -482,6 +483,7 @@ pub fn correlation_candidate(
         time: Some(hit.time),
         suppress: corr.rule.policy.suppress_seconds,
         alert,
+        window_id: None,
     }
 }
 

@@ -250,7 +250,7 @@ fn matched(
         for &r in &prepare.hits {
             let r = r as usize;
             if links.rule_reported[r] {
-                let c = hit_candidate(set, r, ev, summaries, identity.future);
+                let c = hit_candidate(set, r, ev, summaries, identity.future).with_window_id();
                 batch.candidates.push(Some(c));
             }
         }
