@@ -34,6 +34,8 @@ topic_arn = "$t"
 listen = "$metrics"
 [windows]
 lateness = "1h"   # generated event time runs ~12x the wall clock: see load-test sqs-run
+# (which sends the traffic in stretches of 20 minutes of event time, waiting for the queue to drain
+# between them; figures before 2026-12-03 had no such waits)
 [alerts]
 hmac_key_file = "$work/hmac.key"
 TOML

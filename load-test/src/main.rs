@@ -121,7 +121,8 @@ enum Command {
         /// With --check-rules: send the traffic in stretches of at most SECS seconds of event
         /// time, each once the one before is processed (0: all at once). The scenarios crowd
         /// hours of event time into seconds of wall time, so the reordering of several pollers
-        /// would otherwise make events later than trailwatch's lateness; keep SECS below it.
+        /// would otherwise make events later than trailwatch's lateness; keep SECS below it
+        /// (pauses after completions move later events on, and add to a stretch's span).
         #[arg(
             long,
             value_name = "SECS",

@@ -95,14 +95,15 @@ pub async fn send(
         let mut to = (from + 10).min(events.len());
         if let Some(step) = stretch {
             let first = time_of(&events[from]);
-            if begun.is_some_and(|b| first > b + step) {
+            if begun.is_some_and(|b| first > b.saturating_add(step)) {
                 let waited = Instant::now();
                 drained(queue, Duration::from_secs(120)).await?;
                 drained_for += waited.elapsed();
                 begun = None;
             }
             let b = *begun.get_or_insert(first);
-            if let Some(k) = (from + 1..to).find(|&k| time_of(&events[k]) > b + step) {
+            let end = b.saturating_add(step);
+            if let Some(k) = (from + 1..to).find(|&k| time_of(&events[k]) > end) {
                 to = k;
             }
         }

@@ -45,10 +45,22 @@ pub struct Candidate {
     pub suppress: i64,
     /// The suppression window's alert id, when made ahead ([`Candidate::with_window_id`]):
     /// parallel replay's workers make it, so the thread that keeps state does not hash it.
-    pub window_id: Option<String>,
+    /// Kept with the window start it was made for, and used only while that still holds.
+    window_id: Option<(i64, String)>,
 }
 
 impl Candidate {
+    /// A candidate whose window id the gate makes when it takes it.
+    pub fn new(alert: Alert, key: String, time: Option<i64>, suppress: i64) -> Self {
+        Candidate {
+            alert,
+            key,
+            time,
+            suppress,
+            window_id: None,
+        }
+    }
+
     /// The start of the suppression window the alert falls in, when it is suppressed.
     fn window_start(&self) -> Option<i64> {
         let t = self.time.filter(|_| self.suppress > 0)?;
@@ -62,7 +74,9 @@ impl Candidate {
 
     /// Makes the suppression window's alert id now rather than in [`Gate::offer`].
     pub fn with_window_id(mut self) -> Self {
-        self.window_id = self.window_start().map(|start| self.make_window_id(start));
+        self.window_id = self
+            .window_start()
+            .map(|start| (start, self.make_window_id(start)));
         self
     }
 }
@@ -254,11 +268,11 @@ impl Gate {
         };
         self.observe(time);
         let id = match c.window_id.take() {
-            Some(id) => {
+            Some((made_for, id)) if made_for == start => {
                 debug_assert_eq!(id, c.make_window_id(start), "a stale window id");
                 id
             }
-            None => c.make_window_id(start),
+            _ => c.make_window_id(start),
         };
         let mut alert = c.alert;
         alert.alert_id = id;
@@ -397,7 +411,6 @@ fn widen(bound: &mut Option<String>, t: &Option<String>, earliest: bool) {
     }
 }
 
-/// The roll-up of a window that merged repeats: counts the first alert and every repeat.
 /// What a roll-up takes from the first alert of its window (rule, group, id): its events and
 /// lineage are merged apart, so copying them for every window opened was wasted (the state
 /// thread's largest cost in the gate).
@@ -418,6 +431,7 @@ fn rollup_head(alert: &Alert) -> Alert {
     }
 }
 
+/// The roll-up of a window that merged repeats: counts the first alert and every repeat.
 fn rollup(open: Open) -> Alert {
     let first = open.first;
     Alert {
@@ -488,6 +502,20 @@ mod tests {
         per_rule_per_minute: 0,
         global_per_minute: 0,
     };
+
+    #[test]
+    fn a_window_id_made_ahead_is_the_gates_own_and_a_moved_time_makes_it_anew() {
+        let mut out = Vec::new();
+        let mut g = Gate::new(NO_LIMITS, 60);
+        g.offer(cand("r", "alice", T0 + 10, 3600).with_window_id(), &mut out);
+        assert_eq!(out[0].alert_id, alert_id("r", "alice", &format_time(T0)));
+        // Made for one window, then moved to the next hour: the id follows the time.
+        let mut c = cand("r", "bob", T0 + 10, 3600).with_window_id();
+        c.time = Some(T0 + 3610);
+        g.offer(c, &mut out);
+        let next = format_time(T0 + 3600);
+        assert_eq!(out[1].alert_id, alert_id("r", "bob", &next));
+    }
 
     #[test]
     fn repeats_merge_into_one_alert_and_a_rollup() {

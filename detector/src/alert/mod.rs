@@ -463,13 +463,12 @@ pub fn hit_candidate(
         .event_time
         .as_deref()
         .and_then(crate::window::event_time);
-    gate::Candidate {
-        key: fields.suppress_key(index, ev),
+    gate::Candidate::new(
+        Alert::for_hit(rule, summary),
+        fields.suppress_key(index, ev),
         time,
-        suppress: rule.rule.policy.suppress_seconds,
-        alert: Alert::for_hit(rule, summary),
-        window_id: None,
-    }
+        rule.rule.policy.suppress_seconds,
+    )
 }
 
 /// The gate candidate for a correlation that fired; its repeats are merged per group.
@@ -478,13 +477,13 @@ pub fn correlation_candidate(
     hit: &crate::window::CorrelationHit,
 ) -> gate::Candidate {
     let alert = Alert::for_correlation(corr, hit);
-    gate::Candidate {
-        key: alert.group_key.clone(),
-        time: Some(hit.time),
-        suppress: corr.rule.policy.suppress_seconds,
+    let key = alert.group_key.clone();
+    gate::Candidate::new(
         alert,
-        window_id: None,
-    }
+        key,
+        Some(hit.time),
+        corr.rule.policy.suppress_seconds,
+    )
 }
 
 /// A correlation group with each known field's value checked for its shape.
