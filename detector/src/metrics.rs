@@ -353,6 +353,13 @@ impl Metrics {
         out
     }
 
+    /// The value of the unlabelled counter or gauge `name` in scraped metrics text.
+    pub fn sample(text: &str, name: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// Marks the service started (or not) for `/readyz`.
     pub fn set_ready(&self, ready: bool) {
         self.health.ready.store(ready, Ordering::Relaxed);
@@ -487,6 +494,14 @@ impl Metrics {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn a_sample_is_read_by_its_whole_name() {
+        let text = "# TYPE a_b counter\na_b_total 7\na_b{x=\"1\"} 5\na_b 3\n";
+        assert_eq!(Metrics::sample(text, "a_b"), Some(3.0));
+        assert_eq!(Metrics::sample(text, "a_b_total"), Some(7.0));
+        assert_eq!(Metrics::sample(text, "a"), None);
+    }
 
     async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -526,9 +526,8 @@ impl SqsRun<'_> {
         let traffic = events.split_off(split);
         let mut sent = sqs::send_history(self.events_queue, events, t0).await?;
         let late = |text: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("trailwatch_window_late_events "))
-                .and_then(|n| n.trim().parse::<u64>().ok())
+            trailwatch::metrics::Metrics::sample(text, "trailwatch_window_late_events")
+                .map(|n| n as u64)
         };
         let late_before = late(&trailwatch::metrics::Metrics::scrape(self.metrics));
         let stretch = self.check_rules.and(self.stretch);

@@ -364,11 +364,7 @@ pub async fn receive_once(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<String>
 
 /// A counter or gauge from the metrics text (0 when absent).
 pub fn metric(addr: &str, name: &str) -> u64 {
-    http_get(addr, "/metrics")
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    trailwatch::metrics::Metrics::sample(&http_get(addr, "/metrics"), name).map_or(0, |v| v as u64)
 }
 
 /// Waits until metric `name` reaches `n` (60 s at most); returns its last value.
