@@ -52,7 +52,7 @@ impl CompiledCorrelation {
 
 /// Compiles `corrs` against the detection rules `rules`; rejects unknown references and cycles.
 pub fn compile(
-    rules: &[Rule],
+    rules: &[&Rule],
     corrs: Vec<Rule>,
     fields: &mut FieldTable,
 ) -> Result<Vec<CompiledCorrelation>, Vec<RuleError>> {

@@ -190,7 +190,7 @@ impl RuleSet {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let detection: Vec<Rule> = set.rules.iter().map(|r| r.rule.clone()).collect();
+        let detection: Vec<&Rule> = set.rules.iter().map(|r| &r.rule).collect();
         set.correlations = correlation::compile(&detection, corr_rules, &mut fields)?;
         set.fields = fields;
         if set.correlations.iter().any(|c| c.spec().silence.is_some()) {

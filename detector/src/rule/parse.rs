@@ -130,22 +130,81 @@ impl Rule {
 ///
 /// Returns the rules that loaded and the errors of those that did not.
 pub fn load_paths(paths: &[PathBuf], placeholders: &Placeholders) -> (Vec<Rule>, Vec<RuleError>) {
-    let mut rules = Vec::new();
     let mut errors = Vec::new();
     let mut folders = HashMap::new();
-    for file in rule_files(paths, &mut errors) {
-        let mut values = folder_placeholders(&file, paths, &mut folders, &mut errors);
-        values.extend(placeholders.iter().map(|(k, v)| (k.clone(), v.clone())));
-        match read_rule_file(&file) {
-            Ok(text) => {
-                let (r, e) = parse_file(&file, &text, &values);
-                rules.extend(r);
-                errors.extend(e);
-            }
-            Err(e) => errors.push(e),
-        }
+    let files: Vec<(PathBuf, Placeholders, Vec<RuleError>)> = rule_files(paths, &mut errors)
+        .into_iter()
+        .map(|file| {
+            let mut folder_errors = Vec::new();
+            let mut values = folder_placeholders(&file, paths, &mut folders, &mut folder_errors);
+            values.extend(placeholders.iter().map(|(k, v)| (k.clone(), v.clone())));
+            (file, values, folder_errors)
+        })
+        .collect();
+    let parsed = in_parallel(&files, |(file, values, _)| match read_rule_file(file) {
+        Ok(text) => parse_file(file, &text, values),
+        Err(e) => (Vec::new(), vec![e]),
+    });
+    let mut rules = Vec::new();
+    // In file order, each file's folder errors before its own, whatever thread read it.
+    for ((_, _, folder_errors), (r, e)) in files.into_iter().zip(parsed) {
+        errors.extend(folder_errors);
+        rules.extend(r);
+        errors.extend(e);
     }
     (rules, errors)
+}
+
+/// Most threads that read rule files at once.
+const MAX_LOAD_THREADS: usize = 8;
+
+/// `f` of every item, in order, on as many threads as the process may use (up to
+/// [`MAX_LOAD_THREADS`]): a replay's workers wait for the rules, and reading YAML is most of the
+/// time before them (a large pack takes tens of milliseconds on one core).
+fn in_parallel<T: Sync, R: Send + Default>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_LOAD_THREADS)
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let share = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(item) = items.get(i) else {
+                return done;
+            };
+            done.push((i, f(item)));
+        }
+    };
+    let mut out: Vec<R> = std::iter::repeat_with(R::default)
+        .take(items.len())
+        .collect();
+    std::thread::scope(|s| {
+        // The main thread's stack size, which rule parsing was written against.
+        let spawn = || {
+            std::thread::Builder::new()
+                .stack_size(8 << 20)
+                .spawn_scoped(s, share)
+        };
+        let others: Vec<_> = (1..threads).filter_map(|_| spawn().ok()).collect();
+        let mut done = share();
+        for other in others {
+            // A panic while parsing is a bug: shown as one, as on one thread.
+            done.extend(
+                other
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            );
+        }
+        for (i, r) in done {
+            out[i] = r;
+        }
+    });
+    out
 }
 
 /// The file in a rule folder that gives its rules' placeholder values: defaults for the rules
@@ -318,6 +377,11 @@ pub fn parse_file(
     let mut errors = Vec::new();
     let mut global: Option<Node> = None;
     let mut previous: Option<Node> = None;
+    // Each rule is kept for an `action: repeat` after it only where the file has one: copying a
+    // rule costs about as much as parsing it, and a rule's embedded tests can be most of a file.
+    let repeats = docs
+        .iter()
+        .any(|d| d.get("action").and_then(Node::as_text).as_deref() == Some("repeat"));
     let mut merged = (0usize, 0usize);
     let mut value_bytes = 0usize;
     for doc in docs {
@@ -383,7 +447,9 @@ pub fn parse_file(
             ));
             break;
         }
-        previous = Some(doc.clone());
+        if repeats {
+            previous = Some(doc.clone());
+        }
         match parse_rule(file, doc, placeholders) {
             Ok(r) => {
                 value_bytes = value_bytes.saturating_add(rule_value_bytes(&r));
@@ -848,6 +914,43 @@ mod tests {
         assert_eq!(rules.len(), 2);
         assert_eq!(rules[0].title, "g");
         assert_eq!(rules[1].id.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn a_folder_loads_in_file_order_whatever_thread_reads_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..40 {
+            let text = if i % 3 == 0 {
+                "title: [unclosed\n".to_string()
+            } else {
+                format!("title: r{i:02}\nlogsource: {{product: aws}}\ndetection:\n  sel: {{eventName: X}}\n  condition: sel\n")
+            };
+            std::fs::write(dir.path().join(format!("r{i:02}.yml")), text).unwrap();
+        }
+        let (rules, errors) = load_paths(&[dir.path().to_path_buf()], &Placeholders::new());
+        let titles: Vec<String> = rules.iter().map(|r| r.title.clone()).collect();
+        let want: Vec<String> = (0..40)
+            .filter(|i| i % 3 != 0)
+            .map(|i| format!("r{i:02}"))
+            .collect();
+        assert_eq!(titles, want);
+        let failed: Vec<String> = errors
+            .iter()
+            .map(|e| e.file.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        let want: Vec<String> = (0..40)
+            .filter(|i| i % 3 == 0)
+            .map(|i| format!("r{i:02}.yml"))
+            .collect();
+        assert_eq!(failed, want);
+    }
+
+    #[test]
+    fn in_parallel_keeps_the_order_of_its_items() {
+        let items: Vec<u32> = (0..1000).collect();
+        let doubled = in_parallel(&items, |i| i * 2);
+        assert_eq!(doubled, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        assert!(in_parallel(&[] as &[u32], |i| *i).is_empty());
     }
 
     #[test]
