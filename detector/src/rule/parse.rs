@@ -132,19 +132,31 @@ impl Rule {
 pub fn load_paths(paths: &[PathBuf], placeholders: &Placeholders) -> (Vec<Rule>, Vec<RuleError>) {
     let mut errors = Vec::new();
     let mut folders = HashMap::new();
-    let files: Vec<(PathBuf, Placeholders, Vec<RuleError>)> = rule_files(paths, &mut errors)
-        .into_iter()
-        .map(|file| {
-            let mut folder_errors = Vec::new();
-            let mut values = folder_placeholders(&file, paths, &mut folders, &mut folder_errors);
-            values.extend(placeholders.iter().map(|(k, v)| (k.clone(), v.clone())));
-            (file, values, folder_errors)
-        })
-        .collect();
-    let parsed = in_parallel(&files, |(file, values, _)| match read_rule_file(file) {
-        Ok(text) => parse_file(file, &text, values),
-        Err(e) => (Vec::new(), vec![e]),
-    });
+    // One set of values per folder, shared by its files: a placeholder file may hold megabytes.
+    let mut merged: HashMap<PathBuf, std::sync::Arc<Placeholders>> = HashMap::new();
+    let files: Vec<(PathBuf, std::sync::Arc<Placeholders>, Vec<RuleError>)> =
+        rule_files(paths, &mut errors)
+            .into_iter()
+            .map(|file| {
+                let mut folder_errors = Vec::new();
+                let folder = file.parent().unwrap_or(Path::new("")).to_path_buf();
+                let values = merged.entry(folder).or_insert_with(|| {
+                    let mut values =
+                        folder_placeholders(&file, paths, &mut folders, &mut folder_errors);
+                    values.extend(placeholders.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    std::sync::Arc::new(values)
+                });
+                (file, values.clone(), folder_errors)
+            })
+            .collect();
+    let parsed = in_parallel(
+        &files,
+        load_threads(),
+        |(file, values, _)| match read_rule_file(file) {
+            Ok(text) => parse_file(file, &text, values),
+            Err(e) => (Vec::new(), vec![e]),
+        },
+    );
     let mut rules = Vec::new();
     // In file order, each file's folder errors before its own, whatever thread read it.
     for ((_, _, folder_errors), (r, e)) in files.into_iter().zip(parsed) {
@@ -155,17 +167,20 @@ pub fn load_paths(paths: &[PathBuf], placeholders: &Placeholders) -> (Vec<Rule>,
     (rules, errors)
 }
 
-/// Most threads that read rule files at once.
-const MAX_LOAD_THREADS: usize = 8;
+/// Threads that read rule files: as many as the process may use (the CPU mask counts, so
+/// `taskset -c 0` gives one), at most 8. A replay's workers wait for the rules, and reading YAML
+/// is most of the time before them (a large pack takes tens of milliseconds on one core).
+fn load_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
 
-/// `f` of every item, in order, on as many threads as the process may use (up to
-/// [`MAX_LOAD_THREADS`]): a replay's workers wait for the rules, and reading YAML is most of the
-/// time before them (a large pack takes tens of milliseconds on one core).
-fn in_parallel<T: Sync, R: Send + Default>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(MAX_LOAD_THREADS)
-        .min(items.len());
+/// `f` of every item, in order, on up to `threads` threads (the calling one included).
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.min(items.len());
     if threads <= 1 {
         return items.iter().map(f).collect();
     }
@@ -180,16 +195,14 @@ fn in_parallel<T: Sync, R: Send + Default>(items: &[T], f: impl Fn(&T) -> R + Sy
             done.push((i, f(item)));
         }
     };
-    let mut out: Vec<R> = std::iter::repeat_with(R::default)
-        .take(items.len())
-        .collect();
+    let mut out: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
     std::thread::scope(|s| {
-        // The main thread's stack size, which rule parsing was written against.
         let spawn = || {
             std::thread::Builder::new()
-                .stack_size(8 << 20)
+                .name("rules".into())
                 .spawn_scoped(s, share)
         };
+        // A thread that cannot be had leaves its share to the others.
         let others: Vec<_> = (1..threads).filter_map(|_| spawn().ok()).collect();
         let mut done = share();
         for other in others {
@@ -201,10 +214,12 @@ fn in_parallel<T: Sync, R: Send + Default>(items: &[T], f: impl Fn(&T) -> R + Sy
             );
         }
         for (i, r) in done {
-            out[i] = r;
+            out[i] = Some(r);
         }
     });
-    out
+    out.into_iter()
+        .map(|r| r.expect("every index below the length is taken by exactly one thread"))
+        .collect()
 }
 
 /// The file in a rule folder that gives its rules' placeholder values: defaults for the rules
@@ -919,38 +934,50 @@ mod tests {
     #[test]
     fn a_folder_loads_in_file_order_whatever_thread_reads_a_file() {
         let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("s");
+        std::fs::create_dir(&sub).unwrap();
+        // A broken placeholder file: its error comes before the errors of the files below it.
+        std::fs::write(sub.join(PLACEHOLDER_FILE), "[unclosed\n").unwrap();
+        let mut want_rules = Vec::new();
+        let mut want_errors = Vec::new();
         for i in 0..40 {
+            let folder = if i < 20 { dir.path() } else { &sub };
+            let name = format!("r{i:02}.yml");
+            if i == 20 {
+                want_errors.push(PLACEHOLDER_FILE.to_string());
+            }
             let text = if i % 3 == 0 {
+                want_errors.push(name.clone());
                 "title: [unclosed\n".to_string()
             } else {
+                want_rules.push(format!("r{i:02}"));
                 format!("title: r{i:02}\nlogsource: {{product: aws}}\ndetection:\n  sel: {{eventName: X}}\n  condition: sel\n")
             };
-            std::fs::write(dir.path().join(format!("r{i:02}.yml")), text).unwrap();
+            std::fs::write(folder.join(name), text).unwrap();
         }
         let (rules, errors) = load_paths(&[dir.path().to_path_buf()], &Placeholders::new());
         let titles: Vec<String> = rules.iter().map(|r| r.title.clone()).collect();
-        let want: Vec<String> = (0..40)
-            .filter(|i| i % 3 != 0)
-            .map(|i| format!("r{i:02}"))
-            .collect();
-        assert_eq!(titles, want);
+        assert_eq!(titles, want_rules);
         let failed: Vec<String> = errors
             .iter()
             .map(|e| e.file.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        let want: Vec<String> = (0..40)
-            .filter(|i| i % 3 == 0)
-            .map(|i| format!("r{i:02}.yml"))
-            .collect();
-        assert_eq!(failed, want);
+        assert_eq!(failed, want_errors);
     }
 
     #[test]
-    fn in_parallel_keeps_the_order_of_its_items() {
-        let items: Vec<u32> = (0..1000).collect();
-        let doubled = in_parallel(&items, |i| i * 2);
-        assert_eq!(doubled, items.iter().map(|i| i * 2).collect::<Vec<_>>());
-        assert!(in_parallel(&[] as &[u32], |i| *i).is_empty());
+    fn in_parallel_keeps_the_order_of_its_items_whatever_finishes_first() {
+        let items: Vec<u64> = (0..64).collect();
+        // The first items are the slowest, so threads finish them after later ones.
+        let slow_first = |i: &u64| {
+            std::thread::sleep(std::time::Duration::from_micros((64 - i) * 200));
+            i * 2
+        };
+        for threads in [1, 2, 4, 100] {
+            let doubled = in_parallel(&items, threads, slow_first);
+            assert_eq!(doubled, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        }
+        assert!(in_parallel(&[] as &[u64], 4, |i| *i).is_empty());
     }
 
     #[test]
