@@ -6,6 +6,7 @@
 
 pub mod gate;
 pub mod human;
+pub mod json;
 pub mod ledger;
 pub mod lineage;
 pub mod ocsf;
@@ -445,7 +446,7 @@ impl Format {
     /// The alert as one line of JSON.
     pub fn render(self, alert: &Alert) -> serde_json::Result<String> {
         match self {
-            Format::Native => serde_json::to_string(alert),
+            Format::Native => Ok(json::native(alert)),
             Format::Ocsf => serde_json::to_string(&ocsf::finding(alert)),
         }
     }
