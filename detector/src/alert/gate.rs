@@ -460,12 +460,12 @@ fn storm_alert(start: i64, storm: Storm) -> Alert {
     Alert {
         alert_id: alert_id(STORM_RULE_ID, "", &window),
         kind: AlertKind::Storm,
-        rule: AlertRule {
+        rule: std::sync::Arc::new(AlertRule {
             id: STORM_RULE_ID.into(),
             title: "Alert storm: alerts held back by rate limits".into(),
             level: "high".into(),
             tags: Vec::new(),
-        },
+        }),
         first_seen: storm.first_seen,
         last_seen: storm.last_seen,
         count: total,

@@ -272,12 +272,12 @@ mod tests {
         Alert {
             alert_id: format!("id-{rule}-{time}"),
             kind: AlertKind::Alert,
-            rule: AlertRule {
+            rule: std::sync::Arc::new(AlertRule {
                 id: rule.to_string(),
                 title: rule.to_string(),
                 level: level.to_string(),
                 tags: vec![],
-            },
+            }),
             first_seen: Some(time.to_string()),
             last_seen: Some(time.to_string()),
             count,

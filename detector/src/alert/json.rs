@@ -247,12 +247,12 @@ mod tests {
                         alert_id: id,
                         kind: [AlertKind::Alert, AlertKind::Rollup, AlertKind::Storm]
                             [usize::from(kind)],
-                        rule: AlertRule {
+                        rule: std::sync::Arc::new(AlertRule {
                             id: rule.0,
                             title: rule.1,
                             level: rule.2,
                             tags: rule.3,
-                        },
+                        }),
                         first_seen: first,
                         last_seen: last,
                         count,

@@ -18,6 +18,7 @@ use crate::event::{Event, FieldId, FieldValue};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Fields of the event an alert may carry (the minimum necessary).
 pub const SUMMARY_FIELDS: &[&str] = &[
@@ -284,8 +285,8 @@ pub struct Alert {
     /// What the alert reports.
     #[serde(default)]
     pub kind: AlertKind,
-    /// The rule.
-    pub rule: AlertRule,
+    /// The rule (shared by the alerts of one rule).
+    pub rule: Arc<AlertRule>,
     /// Earliest event time covered.
     pub first_seen: Option<String>,
     /// Latest event time covered.
@@ -321,12 +322,7 @@ impl Alert {
         Alert {
             lineage: lineage::Lineage::of(refs, 1),
             alert_id: alert_id(rule.id(), &group_key, ""),
-            rule: AlertRule {
-                id: rule.id().to_string(),
-                title: rule.rule.title.clone(),
-                level: rule.level().as_str().to_string(),
-                tags: rule.rule.tags.clone(),
-            },
+            rule: rule.alert_rule(),
             first_seen: summary.event_time.clone(),
             last_seen: summary.event_time.clone(),
             count: 1,
@@ -360,7 +356,7 @@ impl Alert {
         };
         Alert {
             alert_id: alert_id(corr.id(), &group_key, &id_window),
-            rule: AlertRule {
+            rule: Arc::new(AlertRule {
                 id: corr.id().to_string(),
                 title: corr.rule.title.clone(),
                 level: corr
@@ -370,7 +366,7 @@ impl Alert {
                     .as_str()
                     .to_string(),
                 tags: corr.rule.tags.clone(),
-            },
+            }),
             first_seen: Some(window_start),
             last_seen: hit
                 .origin
@@ -403,12 +399,12 @@ impl Alert {
         Alert {
             alert_id: id.into(),
             kind: AlertKind::Alert,
-            rule: AlertRule {
+            rule: Arc::new(AlertRule {
                 id: rule.into(),
                 title: rule.into(),
                 level: "high".into(),
                 tags: vec![],
-            },
+            }),
             first_seen: Some(time.into()),
             last_seen: Some(time.into()),
             count: 1,

@@ -174,12 +174,12 @@ mod tests {
         Alert {
             alert_id: "abc".into(),
             kind,
-            rule: AlertRule {
+            rule: std::sync::Arc::new(AlertRule {
                 id: "r1".into(),
                 title: "Root sign-in".into(),
                 level: "critical".into(),
                 tags: vec!["attack.t1078".into()],
-            },
+            }),
             first_seen: Some("2024-01-01T00:00:00Z".into()),
             last_seen: Some("2024-01-01T00:01:00Z".into()),
             count: 1,

@@ -64,6 +64,8 @@ pub struct CompiledRule {
     expr: Expr,
     /// Each named search's program, for explanations.
     searches: Vec<(String, Expr)>,
+    /// What its alerts say of it, made once and shared by them.
+    alert_rule: std::sync::Arc<crate::alert::AlertRule>,
 }
 
 impl CompiledRule {
@@ -75,6 +77,11 @@ impl CompiledRule {
     /// The level, `medium` when the rule gives none.
     pub fn level(&self) -> Level {
         self.rule.level.unwrap_or(Level::Medium)
+    }
+
+    /// What its alerts say of the rule (shared: a hit's alert allocates nothing for it).
+    pub fn alert_rule(&self) -> std::sync::Arc<crate::alert::AlertRule> {
+        self.alert_rule.clone()
     }
 }
 
@@ -267,10 +274,17 @@ impl RuleSet {
             searches.push((search.name.clone(), expr));
         }
         let expr = self.order(cond_expr(&rule.condition, &searches));
+        let alert_rule = std::sync::Arc::new(crate::alert::AlertRule {
+            id: rule.label().to_string(),
+            title: rule.title.clone(),
+            level: rule.level.unwrap_or(Level::Medium).as_str().to_string(),
+            tags: rule.tags.clone(),
+        });
         self.rules.push(CompiledRule {
             rule,
             expr,
             searches,
+            alert_rule,
         });
         Ok(())
     }
@@ -668,6 +682,26 @@ mod tests {
             out.push(!hit.is_empty());
         }
         out
+    }
+
+    #[test]
+    fn a_rules_alerts_share_one_rule_block_as_it_reads() {
+        let text = "title: Root use\nid: r-1\nlevel: high\ntags: [attack.t1078]\nlogsource: {product: aws}\ndetection:\n  sel: {eventName: X}\n  condition: sel\n";
+        let (rules, errs) = parse_file(Path::new("t.yml"), text, &Placeholders::new());
+        assert!(errs.is_empty(), "{errs:?}");
+        let set = RuleSet::compile(rules).unwrap();
+        let rule = &set.rules()[0];
+        let (a, b) = (rule.alert_rule(), rule.alert_rule());
+        assert!(std::sync::Arc::ptr_eq(&a, &b), "one block for every alert");
+        assert_eq!(
+            *a,
+            crate::alert::AlertRule {
+                id: "r-1".into(),
+                title: "Root use".into(),
+                level: "high".into(),
+                tags: vec!["attack.t1078".into()],
+            }
+        );
     }
 
     #[test]
