@@ -9,95 +9,134 @@ use std::collections::BTreeMap;
 
 /// The alert as one line of JSON, byte for byte as serde_json writes it.
 pub fn native(alert: &Alert) -> String {
+    // Taken apart whole, so that a field added to an alert does not compile until it is written.
+    let Alert {
+        alert_id,
+        kind,
+        rule: rule_block,
+        first_seen,
+        last_seen,
+        count,
+        group_key,
+        events,
+        related_alert_id,
+        held_back,
+        held_alert_ids,
+        lineage: events_behind,
+    } = alert;
     let mut out = String::with_capacity(1024);
     let o = &mut out;
     o.push_str("{\"alert_id\":");
-    string(o, &alert.alert_id);
+    string(o, alert_id);
     o.push_str(",\"kind\":");
-    o.push_str(match alert.kind {
+    o.push_str(match kind {
         AlertKind::Alert => "\"alert\"",
         AlertKind::Rollup => "\"rollup\"",
         AlertKind::Storm => "\"storm\"",
     });
     o.push_str(",\"rule\":");
-    rule(o, &alert.rule);
+    rule(o, rule_block);
     o.push_str(",\"first_seen\":");
-    optional(o, &alert.first_seen);
+    optional(o, first_seen);
     o.push_str(",\"last_seen\":");
-    optional(o, &alert.last_seen);
+    optional(o, last_seen);
     o.push_str(",\"count\":");
-    number(o, alert.count);
+    number(o, *count);
     o.push_str(",\"group_key\":");
-    string(o, &alert.group_key);
+    string(o, group_key);
     o.push_str(",\"events\":");
-    list(o, &alert.events, summary);
-    if let Some(id) = &alert.related_alert_id {
+    list(o, events, summary);
+    if let Some(id) = related_alert_id {
         o.push_str(",\"related_alert_id\":");
         string(o, id);
     }
-    if let Some(held) = &alert.held_back {
+    if let Some(held) = held_back {
         o.push_str(",\"held_back\":");
         map(o, held, |o, n| number(o, *n));
     }
-    if let Some(ids) = &alert.held_alert_ids {
+    if let Some(ids) = held_alert_ids {
         o.push_str(",\"held_alert_ids\":");
         list(o, ids, |o, id| string(o, id));
     }
     o.push_str(",\"lineage\":");
-    lineage(o, &alert.lineage);
+    lineage(o, events_behind);
     o.push('}');
     out
 }
 
 fn rule(o: &mut String, rule: &AlertRule) {
+    let AlertRule {
+        id,
+        title,
+        level,
+        tags,
+    } = rule;
     o.push_str("{\"id\":");
-    string(o, &rule.id);
+    string(o, id);
     o.push_str(",\"title\":");
-    string(o, &rule.title);
+    string(o, title);
     o.push_str(",\"level\":");
-    string(o, &rule.level);
+    string(o, level);
     o.push_str(",\"tags\":");
-    list(o, &rule.tags, |o, tag| string(o, tag));
+    list(o, tags, |o, tag| string(o, tag));
     o.push('}');
 }
 
 fn summary(o: &mut String, e: &EventSummary) {
-    let fields = [
-        ("{\"eventID\":", &e.event_id),
-        (",\"eventTime\":", &e.event_time),
-        (",\"eventSource\":", &e.event_source),
-        (",\"eventName\":", &e.event_name),
-        (",\"account\":", &e.account),
-        (",\"region\":", &e.region),
-        (",\"principal_type\":", &e.principal_type),
-        (",\"principal_arn\":", &e.principal_arn),
-        (",\"sourceIPAddress\":", &e.source_ip),
-        (",\"errorCode\":", &e.error_code),
+    let EventSummary {
+        event_id,
+        event_time,
+        event_source,
+        event_name,
+        account,
+        region,
+        principal_type,
+        principal_arn,
+        source_ip,
+        error_code,
+        fields,
+    } = e;
+    let named = [
+        ("{\"eventID\":", event_id),
+        (",\"eventTime\":", event_time),
+        (",\"eventSource\":", event_source),
+        (",\"eventName\":", event_name),
+        (",\"account\":", account),
+        (",\"region\":", region),
+        (",\"principal_type\":", principal_type),
+        (",\"principal_arn\":", principal_arn),
+        (",\"sourceIPAddress\":", source_ip),
+        (",\"errorCode\":", error_code),
     ];
-    for (key, value) in fields {
+    for (key, value) in named {
         o.push_str(key);
         optional(o, value);
     }
-    if !e.fields.is_empty() {
+    if !fields.is_empty() {
         o.push_str(",\"fields\":");
-        map(o, &e.fields, |o, v| string(o, v));
+        map(o, fields, |o, v| string(o, v));
     }
     o.push('}');
 }
 
 fn lineage(o: &mut String, l: &Lineage) {
+    let Lineage { events, total } = l;
     o.push_str("{\"events\":");
-    list(o, &l.events, event_ref);
+    list(o, events, event_ref);
     o.push_str(",\"total\":");
-    number(o, l.total);
+    number(o, *total);
     o.push('}');
 }
 
 fn event_ref(o: &mut String, r: &EventRef) {
+    let EventRef {
+        event_time,
+        event_id,
+    } = r;
     o.push_str("{\"eventTime\":");
-    optional(o, &r.event_time);
+    optional(o, event_time);
     o.push_str(",\"eventID\":");
-    string(o, &r.event_id);
+    string(o, event_id);
     o.push('}');
 }
 

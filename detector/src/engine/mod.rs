@@ -702,6 +702,15 @@ mod tests {
                 tags: vec!["attack.t1078".into()],
             }
         );
+        // Without an id the title names it; without a level it is medium, as alerts always said.
+        let text = "title: No id\nlogsource: {product: aws}\ndetection:\n  sel: {eventName: X}\n  condition: sel\n";
+        let (rules, _) = parse_file(Path::new("t.yml"), text, &Placeholders::new());
+        let set = RuleSet::compile(rules).unwrap();
+        let block = set.rules()[0].alert_rule();
+        assert_eq!(
+            (block.id.as_str(), block.level.as_str()),
+            ("No id", "medium")
+        );
     }
 
     #[test]
