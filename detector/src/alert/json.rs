@@ -175,57 +175,9 @@ fn number(o: &mut String, n: u64) {
     o.push_str(itoa::Buffer::new().format(n));
 }
 
-/// `s` as a JSON string, escaped as serde_json escapes it: `"`, `\` and control characters.
+/// `s` as a JSON string, escaped as serde_json escapes it.
 fn string(o: &mut String, s: &str) {
-    o.push('"');
-    if needs_escape(s.as_bytes()) {
-        escaped(o, s);
-    } else {
-        o.push_str(s);
-    }
-    o.push('"');
-}
-
-/// Whether any byte of `b` is escaped in JSON. Nearly every string has none: checked 16 bytes
-/// a step (a fixed-size block without an early exit is compiled to a few vector instructions).
-fn needs_escape(b: &[u8]) -> bool {
-    let escaped = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
-    let mut blocks = b.chunks_exact(16);
-    for block in &mut blocks {
-        if block.iter().fold(false, |any, &b| any | escaped(b)) {
-            return true;
-        }
-    }
-    blocks.remainder().iter().any(|&b| escaped(b))
-}
-
-fn escaped(o: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut plain = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let short = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        // Both ends are next to ASCII bytes, so both are character boundaries.
-        o.push_str(&s[plain..i]);
-        if short.is_empty() {
-            o.push_str("\\u00");
-            o.push(char::from(HEX[usize::from(b >> 4)]));
-            o.push(char::from(HEX[usize::from(b & 0xf)]));
-        } else {
-            o.push_str(short);
-        }
-        plain = i + 1;
-    }
-    o.push_str(&s[plain..]);
+    crate::event::text::write_json_string(s, o);
 }
 
 #[cfg(test)]
@@ -320,21 +272,6 @@ mod tests {
         fn an_alert_is_written_as_serde_json_writes_it(a in alert()) {
             prop_assert_eq!(native(&a), serde_json::to_string(&a).unwrap());
         }
-    }
-
-    #[test]
-    fn an_escape_is_found_wherever_it_lies_in_a_block_or_the_rest() {
-        for len in 0..=40 {
-            assert!(!needs_escape(&vec![b'a'; len]));
-            for at in 0..len {
-                for c in [b'"', b'\\', 0, 0x1f] {
-                    let mut b = vec![b'a'; len];
-                    b[at] = c;
-                    assert!(needs_escape(&b), "{c} at {at} of {len}");
-                }
-            }
-        }
-        assert!(!needs_escape("é\u{7f}/ plain".as_bytes()));
     }
 
     #[test]

@@ -454,12 +454,7 @@ struct Writer<'s, 'o> {
 /// copied as they are, anything else goes through serde_json.
 fn json_string(line: &mut Vec<u8>, text: Option<&str>) {
     match text {
-        // Without an early exit, so it compiles to vector compares.
-        Some(t)
-            if !t.bytes().fold(false, |bad, b| {
-                bad | (b < 0x20) | (b == b'"') | (b == b'\\')
-            }) =>
-        {
+        Some(t) if !crate::event::text::needs_escape(t.as_bytes()) => {
             line.push(b'"');
             line.extend_from_slice(t.as_bytes());
             line.push(b'"');
