@@ -328,6 +328,50 @@ async fn forged_partition_states_skip_no_event() {
     );
 }
 
+/// A partition's state larger than a Kafka record may be (brokers and librdkafka refuse records
+/// over about 1 MB by default, and remembered event ids alone reach 16 MB) is written in pieces
+/// and read back whole by the next owner; a later, smaller state replaces it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_state_larger_than_a_record_is_handed_over_whole() {
+    use trailwatch::source::kafka::{ensure_state_topic, PartitionState, StateStore};
+    let Some(brokers) = kafka() else {
+        return;
+    };
+    let tag = format!("k7-{}", std::process::id());
+    let config: trailwatch::config::KafkaConfig = serde_json::from_value(serde_json::json!({
+        "brokers": brokers,
+        "topic": tag,
+        "group_id": tag,
+        "state_topic": format!("{tag}-state"),
+    }))
+    .unwrap();
+    ensure_state_topic(&config).await.unwrap();
+    let state = |offset: i64, bytes: usize| PartitionState {
+        offset,
+        delivered: offset + 4,
+        pipeline: (0..bytes).map(|i| (i * 7 % 251) as u8).collect(),
+        tag: None,
+    };
+    let (big, small) = (state(5, 3_000_000), state(10, 1000));
+    StateStore::new(&config)
+        .unwrap()
+        .write(&[(0, big.clone()), (1, small.clone())])
+        .unwrap();
+    // The next owner, another process.
+    let next = StateStore::new(&config).unwrap();
+    let got = next.read(&[0, 1, 2]).unwrap();
+    assert_eq!(got.get(&0), Some(&big), "the big state, whole");
+    assert_eq!(got.get(&1), Some(&small));
+    assert!(
+        !got.contains_key(&2),
+        "no state was written for partition 2"
+    );
+    let smaller = state(20, 2_000);
+    next.write(&[(0, smaller.clone())]).unwrap();
+    let got = StateStore::new(&config).unwrap().read(&[0]).unwrap();
+    assert_eq!(got.get(&0), Some(&smaller), "the latest state wins");
+}
+
 /// Two members, a third joining and one leaving mid-stream: the alerts equal a single replay's,
 /// correlations whose windows span the rebalances included, and none is published twice.
 #[tokio::test(flavor = "multi_thread")]

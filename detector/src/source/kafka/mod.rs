@@ -3,9 +3,10 @@
 //! The events topic is keyed by account (`recipientAccountId`), so every event of an account,
 //! and so every principal and address a correlation groups by within it, lands in one partition.
 //! Each partition's correlation and suppression state travels with the partition: the worker
-//! keeps, per owned partition, its state as of a recent delivered batch (serialised at most once
-//! a second); when the group takes a partition away, that state is written to a compacted state
-//! topic (keyed by group, topic and partition) with the offset it corresponds to, and whoever is
+//! keeps, per owned partition, its state as of a recent delivered batch (serialised at most every
+//! ten seconds); when the group takes a partition away, that state is written to a compacted state
+//! topic (keyed by group, topic and partition; in pieces when it is larger than a record may be,
+//! see `store`) with the offset it corresponds to, and whoever is
 //! assigned the partition next restores it and starts reading at that offset. Offsets are
 //! committed after every delivered batch, so events between the state's offset and the committed
 //! offset only rebuild state (their alerts were delivered before the commit); later ones alert as
@@ -20,13 +21,14 @@ use crate::pipeline::seal::{SealError, SealKey};
 use crate::sink::archive::object::{hex, unhex};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, ClientContext, Statistics};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+mod store;
+pub use store::StateStore;
 
 /// How long rebalance work (reading or writing state, committing) may take.
 const REBALANCE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -412,97 +414,6 @@ impl GroupContext {
 /// Locks shared partition bookkeeping, even after a panic elsewhere: it is plain data.
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The compacted topic partition state lives in, one record per partition (the latest wins).
-pub struct StateStore {
-    /// Served only by `flush` in [`StateStore::write`]: a threaded producer's polling thread
-    /// woke every few milliseconds for nothing (a tenth of a partition's CPU at 1,000 events/s).
-    producer: BaseProducer,
-    client: ClientConfig,
-    topic: String,
-    key_prefix: String,
-}
-
-impl StateStore {
-    /// The store of `config`'s group and events topic in its state topic.
-    pub fn new(config: &KafkaConfig) -> KafkaResult<StateStore> {
-        let base = client_config(config, false);
-        let producer: BaseProducer = base.clone().set("enable.idempotence", "true").create()?;
-        let mut reader = base;
-        reader
-            .set("group.id", format!("{}-state-reader", config.group_id))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false");
-        Ok(StateStore {
-            producer,
-            client: reader,
-            topic: config.state_topic.clone(),
-            key_prefix: format!("{}/{}", config.group_id, config.topic),
-        })
-    }
-
-    fn key(&self, partition: i32) -> String {
-        format!("{}/{partition}", self.key_prefix)
-    }
-
-    /// Writes states and waits until the broker has them.
-    pub fn write(&self, states: &[(i32, PartitionState)]) -> KafkaResult<()> {
-        for (p, s) in states {
-            let key = self.key(*p);
-            let value = s.encode();
-            let record = BaseRecord::to(&self.topic).key(&key).payload(&value);
-            self.producer.send(record).map_err(|(e, _)| e)?;
-        }
-        self.producer.flush(REBALANCE_TIMEOUT)
-    }
-
-    /// Reads the latest state of each of `partitions` (those with none are absent).
-    pub fn read(&self, partitions: &[i32]) -> KafkaResult<HashMap<i32, PartitionState>> {
-        let consumer: BaseConsumer = self.client.create()?;
-        let meta = consumer.fetch_metadata(Some(&self.topic), REBALANCE_TIMEOUT)?;
-        let mut tpl = TopicPartitionList::new();
-        let mut ends = HashMap::new();
-        for t in meta.topics() {
-            for p in t.partitions() {
-                let (low, high) =
-                    consumer.fetch_watermarks(&self.topic, p.id(), REBALANCE_TIMEOUT)?;
-                if high > low {
-                    tpl.add_partition_offset(&self.topic, p.id(), Offset::Offset(low))?;
-                    ends.insert(p.id(), high);
-                }
-            }
-        }
-        let wanted: HashMap<String, i32> = partitions.iter().map(|p| (self.key(*p), *p)).collect();
-        let mut found = HashMap::new();
-        if ends.is_empty() {
-            return Ok(found);
-        }
-        consumer.assign(&tpl)?;
-        let deadline = std::time::Instant::now() + REBALANCE_TIMEOUT;
-        while !ends.is_empty() && std::time::Instant::now() < deadline {
-            let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
-                continue;
-            };
-            let msg = msg?;
-            let key = msg.key().and_then(|k| std::str::from_utf8(k).ok());
-            if let Some(&p) = key.and_then(|k| wanted.get(k)) {
-                match msg.payload().map(PartitionState::decode) {
-                    Some(Ok(s)) => {
-                        found.insert(p, s);
-                    }
-                    // A tombstone or a foreign record clears what came before it.
-                    _ => {
-                        found.remove(&p);
-                    }
-                }
-            }
-            if msg.offset() + 1 >= ends.get(&msg.partition()).copied().unwrap_or(0) {
-                ends.remove(&msg.partition());
-            }
-        }
-        Ok(found)
-    }
 }
 
 /// Properties only a group consumer takes (others would warn about them).
