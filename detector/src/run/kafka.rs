@@ -28,16 +28,7 @@ struct Part<'s> {
     replay_until: i64,
     /// The next offset to process; earlier ones (a refetch after a rebalance) are skipped.
     next: i64,
-    /// When the state was last kept for hand-over.
-    kept: Option<Instant>,
 }
-
-/// How often a partition's state is serialised for hand-over. A hand-over from a state older
-/// than the committed offset is exact too: the next owner replays the gap to rebuild state,
-/// without alerting, as after a crash. Once a second cost a third of the CPU of a partition
-/// at 1,000 events/s (a state of 200-400 KB serialised and sealed each time); ten seconds of
-/// events replay in milliseconds.
-const KEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// Runs the Kafka source until a stop signal; accepted rule reloads take over between
 /// batches, each partition's state carried over (as on a rebalance).
@@ -63,6 +54,12 @@ pub(super) async fn serve(
             what: "creating the Kafka consumer",
             source,
         })?;
+    // Dropped before the consumer, however this returns (a panic, an abort at the shutdown
+    // timeout): closing waits for revoked partitions to be let go, and no worker is left to.
+    let _closing = Closing {
+        consumer: &consumer,
+        shared: &shared,
+    };
     ctx.metrics.set_ready(true);
     tracing::info!(topic = %kafka_config.topic, group = %kafka_config.group_id, "consuming");
     let mut events = 0;
@@ -83,12 +80,14 @@ pub(super) async fn serve(
                 Next::Stop => {
                     // Offsets were committed batch by batch; the state as of them goes to the state
                     // topic, and dropping the consumer leaves the group (handing partitions over).
+                    worker.let_go_revoked(&consumer);
                     worker.write_states(&consumer);
                     tracing::info!(events = worker.events, "stopped");
                     return Ok(());
                 }
                 Next::Reload(p) => {
                     events = worker.events;
+                    worker.let_go_revoked(&consumer);
                     worker.hand_over();
                     ctx.archive_rules("reload", &p).await;
                     *p
@@ -100,12 +99,6 @@ pub(super) async fn serve(
 }
 
 impl Part<'_> {
-    /// Leaves this partition's state as of its next offset for the rebalance callback.
-    fn keep(&mut self, owner: Owner<'_>, saved: &mut HashMap<i32, PartitionState>) {
-        self.kept = Some(Instant::now());
-        saved.insert(owner.partition, self.state(owner));
-    }
-
     /// The state as of the next offset, everything before which was delivered.
     fn state(&self, owner: Owner<'_>) -> PartitionState {
         let mut state = PartitionState {
@@ -188,18 +181,24 @@ impl<'s> KafkaWorker<'s> {
         let mut tick = tokio::time::interval(every);
         let mut quiet = tokio::time::interval(super::QUIET_CHECK);
         loop {
+            self.let_go_revoked(consumer);
             let first = tokio::select! {
                 m = consumer.recv() => m.map(|m| (m, self.shared.generation())),
+                _ = self.shared.revoking.notified() => continue,
+                // Each branch lets revoked partitions go first: the group waits for that.
                 _ = tick.tick() => {
+                    self.let_go_revoked(consumer);
                     self.write_states(consumer);
                     continue;
                 }
                 _ = quiet.tick() => {
+                    self.let_go_revoked(consumer);
                     self.tick(ctx.out).await;
                     continue;
                 }
                 _ = stop.changed() => return Next::Stop,
                 Some(why) = reload.recv() => {
+                    self.let_go_revoked(consumer);
                     match ctx.try_reload(why, reload).await {
                         Some(p) => return Next::Reload(p),
                         None => continue,
@@ -235,8 +234,8 @@ impl<'s> KafkaWorker<'s> {
                 }
             }
             // A rebalance while the batch filled (inside a receive) makes what came before it
-            // stale: those partitions restart from their restored state, before these offsets,
-            // and are fetched again. Processed now, they would skip the gap's replay.
+            // stale: a revoked partition is handed over as of the last batch, and its next owner
+            // reads these offsets again. Processed here too, they would alert twice.
             let now = self.shared.generation();
             // Messages stay in librdkafka's buffers (valid after a revocation too) until the
             // batch is done: copying each out cost a seventh of the live path's CPU.
@@ -252,23 +251,15 @@ impl<'s> KafkaWorker<'s> {
     }
 
     /// Closes what idle partitions' wall clocks have passed and delivers it. Their offsets
-    /// need no commit: the events behind these alerts were committed already.
-    ///
-    /// A partition that closed something keeps its state at once: a next owner replaying the
-    /// gap from an older state would close the same windows again on its own clock and
-    /// publish their alerts twice, since a tick is no event the gap replay can mark as done.
+    /// need no commit: the events behind these alerts were committed already. (A next owner
+    /// takes the state as of the last batch on a revocation, these windows closed; after a
+    /// crash, one restoring an older snapshot may close them again.)
     async fn tick(&mut self, sinks: &Sinks) {
-        self.forget_revoked();
         self.take_restores();
         let mut alerts = Vec::new();
-        let mut closed = Vec::new();
         super::compute(|| {
-            for (p, part) in self.parts.iter_mut() {
-                let before = alerts.len();
+            for part in self.parts.values_mut() {
                 part.pipeline.tick(&mut alerts);
-                if alerts.len() > before {
-                    closed.push(*p);
-                }
             }
         });
         if alerts.is_empty() {
@@ -282,30 +273,34 @@ impl<'s> KafkaWorker<'s> {
             part.reported
                 .report(self.set, &part.pipeline, &self.metrics);
         }
-        let mut saved = lock(&self.shared.saved);
-        for p in closed {
-            if let Some(part) = self.parts.get_mut(&p) {
-                let owner = owner(&self.group, &self.topic, p);
-                part.keep(owner, &mut saved);
-            }
-        }
     }
 
-    /// Forgets the partitions a rebalance took away, so that no wall-clock tick closes their
-    /// windows here as well as at their new owner.
-    fn forget_revoked(&mut self) {
-        let revoked: Vec<i32> = (self.parts.keys())
-            .filter(|p| !self.shared.owns(**p))
-            .copied()
-            .collect();
+    /// Writes the states of the partitions revoked since the last look, exactly as of the last
+    /// delivered batch, and lets the partitions go.
+    fn let_go_revoked(
+        &mut self,
+        consumer: &rdkafka::consumer::StreamConsumer<kafka::GroupContext>,
+    ) {
+        let revoked = std::mem::take(&mut *lock(&self.shared.revoked));
+        if revoked.is_empty() {
+            return;
+        }
+        super::compute(|| {
+            let states: Vec<(i32, PartitionState)> = (revoked.iter())
+                .filter_map(|p| {
+                    let part = self.parts.get(p)?;
+                    Some((*p, part.state(owner(&self.group, &self.topic, *p))))
+                })
+                .collect();
+            consumer.context().let_go(consumer, &revoked, &states);
+        });
         for p in revoked {
             self.drop_part(p);
         }
     }
 
     /// Leaves each partition's state for the next rule set's worker, as a rebalance would.
-    fn hand_over(mut self) {
-        self.forget_revoked();
+    fn hand_over(self) {
         let mut restores = lock(&self.shared.restores);
         for (p, mut part) in self.parts {
             part.reported.retire(&self.metrics);
@@ -318,7 +313,8 @@ impl<'s> KafkaWorker<'s> {
     }
 
     /// Processes one batch: alerts delivered first, then the partitions' offsets stored and
-    /// their state kept for the next hand-over.
+    /// their
+    /// remembered ids confirmed.
     async fn batch(
         &mut self,
         batch: Vec<BorrowedMessage<'_>>,
@@ -472,7 +468,7 @@ impl<'s> KafkaWorker<'s> {
     }
 
     /// Starts every partition assigned since the last batch from what was handed over, so
-    /// that no wall-clock tick closes the windows of (and keeps) the state it held before.
+    /// that no wall-clock tick closes the windows of the state it held before.
     fn take_restores(&mut self) {
         let pending: Vec<i32> = lock(&self.shared.restores).keys().copied().collect();
         for p in pending {
@@ -509,19 +505,16 @@ impl<'s> KafkaWorker<'s> {
             reported: Reported::default(),
             replay_until: restore.committed,
             next,
-            kept: None,
         })
     }
 
-    /// Commits the processed offsets and keeps each partition's state as of them, for the
-    /// rebalance callback to hand over.
+    /// Commits the processed offsets.
     fn commit(
         &mut self,
         touched: &[i32],
         consumer: &rdkafka::consumer::StreamConsumer<kafka::GroupContext>,
     ) {
         let mut tpl = TopicPartitionList::new();
-        let mut saved = lock(&self.shared.saved);
         for p in touched {
             let Some(part) = self.parts.get_mut(p) else {
                 continue;
@@ -535,20 +528,7 @@ impl<'s> KafkaWorker<'s> {
             let _ = part.pipeline.confirm();
             part.reported
                 .report(self.set, &part.pipeline, &self.metrics);
-            if part.kept.is_some_and(|k| k.elapsed() < KEEP_EVERY) {
-                // The older state hands over what was delivered since, in case this commit
-                // is refused or lost in a rebalance.
-                if let Some(state) = saved.get_mut(p) {
-                    state.delivered = committed;
-                    let owner = owner(&self.group, &self.topic, *p);
-                    state.vouch(part.pipeline.seal_key(), owner);
-                }
-                continue;
-            }
-            let owner = owner(&self.group, &self.topic, *p);
-            part.keep(owner, &mut saved);
         }
-        drop(saved);
         // Committed at once, not on the auto-commit timer: after a crash the next owner takes
         // the alerts of everything up to here as delivered.
         if tpl.count() > 0 {
@@ -559,19 +539,38 @@ impl<'s> KafkaWorker<'s> {
         }
     }
 
-    /// Writes every owned partition's state to the state topic (periodically and at shutdown).
+    /// Writes every owned partition's state, as of its last delivered batch, to the state topic
+    /// (periodically and at shutdown).
     fn write_states(&self, consumer: &rdkafka::consumer::StreamConsumer<kafka::GroupContext>) {
-        let states: Vec<(i32, PartitionState)> = match self.shared.saved.lock() {
-            Ok(s) => s.iter().map(|(p, s)| (*p, s.clone())).collect(),
-            Err(_) => return,
-        };
-        if states.is_empty() {
-            return;
-        }
-        let written = tokio::task::block_in_place(|| consumer.context().write_states(&states));
+        let written = super::compute(|| {
+            let states: Vec<(i32, PartitionState)> = (self.parts.iter())
+                .filter(|(p, _)| self.shared.owns(**p))
+                .map(|(p, part)| (*p, part.state(owner(&self.group, &self.topic, *p))))
+                .collect();
+            (!states.is_empty()).then(|| consumer.context().write_states(&states))
+        });
         match written {
-            Ok(()) => self.metrics.snapshots.inc(),
-            Err(e) => tracing::warn!(error = %e, "writing partition state failed"),
+            Some(Ok(())) => self.metrics.snapshots.inc(),
+            Some(Err(e)) => tracing::warn!(error = %e, "writing partition state failed"),
+            None => {}
+        }
+    }
+}
+
+/// Lets go, as the consumer closes, of what the worker can no longer hand over: from then on a
+/// revocation lets partitions go at once (their states were written as the worker stopped, or,
+/// after a failure, the next owner restores the last periodic one).
+struct Closing<'a> {
+    consumer: &'a rdkafka::consumer::StreamConsumer<kafka::GroupContext>,
+    shared: &'a Shared,
+}
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        (self.shared.closing).store(true, std::sync::atomic::Ordering::SeqCst);
+        let revoked = std::mem::take(&mut *lock(&self.shared.revoked));
+        if !revoked.is_empty() {
+            self.consumer.context().let_go(self.consumer, &revoked, &[]);
         }
     }
 }

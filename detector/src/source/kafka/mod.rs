@@ -2,11 +2,10 @@
 //!
 //! The events topic is keyed by account (`recipientAccountId`), so every event of an account,
 //! and so every principal and address a correlation groups by within it, lands in one partition.
-//! Each partition's correlation and suppression state travels with the partition: the worker
-//! keeps, per owned partition, its state as of a recent delivered batch (serialised at most every
-//! ten seconds); when the group takes a partition away, that state is written to a compacted state
-//! topic (keyed by group, topic and partition; in pieces when it is larger than a record may be,
-//! see `store`) with the offset it corresponds to, and whoever is
+//! Each partition's correlation and suppression state travels with the partition: when the group
+//! takes a partition away, the worker writes its state as of its last delivered batch to a
+//! compacted state topic (keyed by group, topic and partition; in pieces when it is larger than a
+//! record may be, see `store`) with the offset it corresponds to, then lets it go; whoever is
 //! assigned the partition next restores it and starts reading at that offset. Offsets are
 //! committed after every delivered batch, so events between the state's offset and the committed
 //! offset only rebuild state (their alerts were delivered before the commit); later ones alert as
@@ -39,7 +38,8 @@ pub struct PartitionState {
     /// The next offset to read after this state.
     pub offset: i64,
     /// The alerts of events before this offset were delivered (by the state's owner, or
-    /// before it): at least `offset`, later when batches were delivered since the snapshot.
+    /// before it): at least `offset`, later while the owner replays a gap its predecessor
+    /// delivered.
     pub delivered: i64,
     /// The pipeline snapshot (`Pipeline::snapshot`): correlation and suppression windows and
     /// the remembered event ids, so a new owner drops the same redeliveries.
@@ -71,9 +71,9 @@ impl PartitionState {
         out
     }
 
-    /// Sets the tag that vouches for this state as `owner`'s (none without a secret). Called
-    /// again whenever `delivered` moves: the body's own seal stands for the body, so this costs
-    /// one HMAC of a few dozen bytes, not a pass over the state.
+    /// Sets the tag that vouches for this state as `owner`'s (none without a secret). The
+    /// body's own seal stands for the body, so this costs one HMAC of a few dozen bytes, not a
+    /// pass over the state.
     pub fn vouch(&mut self, key: Option<&SealKey>, owner: Owner<'_>) {
         self.tag = key.map(|k| self.vouched(owner, |parts| k.vouch(parts)));
     }
@@ -227,8 +227,14 @@ impl Restore {
 /// What the consumer's rebalance callbacks and the worker share.
 #[derive(Default)]
 pub struct Shared {
-    /// Per owned partition, the state as of its last delivered batch.
-    pub saved: Mutex<HashMap<i32, PartitionState>>,
+    /// Partitions revoked that the worker has yet to let go of: it writes their states as of
+    /// its last delivered batch, then unassigns them ([`GroupContext::let_go`]).
+    pub revoked: Mutex<Vec<i32>>,
+    /// Wakes the worker to let revoked partitions go.
+    pub revoking: tokio::sync::Notify,
+    /// Set as the consumer closes: a revocation then lets partitions go at once (the worker
+    /// wrote their states as it stopped).
+    pub closing: std::sync::atomic::AtomicBool,
     /// Partitions assigned since the worker last looked, with what to start from.
     pub restores: Mutex<HashMap<i32, Restore>>,
     /// The partitions this instance owns now.
@@ -251,7 +257,8 @@ impl Shared {
     }
 }
 
-/// The consumer's context: writes state on revocation, reads it on assignment.
+/// The consumer's context: hands revocations to the worker (which writes their states and
+/// lets them go), reads states on assignment.
 pub struct GroupContext {
     shared: Arc<Shared>,
     store: StateStore,
@@ -328,7 +335,10 @@ impl GroupContext {
             .collect()
     }
 
-    /// Saves and commits the state of the partitions taken away, then lets them go.
+    /// Hands the partitions taken away to the worker, which writes their states exactly as of
+    /// its last delivered batch and then lets them go: librdkafka holds the rebalance until
+    /// they are unassigned. (Serialising every partition's state ahead of time, in case of a
+    /// revocation, cost a state's worth of CPU, up to tens of megabytes, every few seconds.)
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         self.metrics
             .kafka_rebalances
@@ -338,21 +348,32 @@ impl GroupContext {
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let revoked = self.partitions(tpl);
-        let states: Vec<(i32, PartitionState)> = {
-            let mut saved = lock(&self.shared.saved);
-            revoked
-                .iter()
-                .filter_map(|p| saved.remove(p).map(|s| (*p, s)))
-                .collect()
-        };
-        // Offsets were committed batch by batch; the state may be a little older than them,
-        // and the next owner replays that gap without alerting.
-        if let Err(e) = self.store.write(&states) {
+        if self
+            .shared
+            .closing
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            self.let_go(consumer, &revoked, &[]);
+            return;
+        }
+        lock(&self.shared.revoked).extend(revoked);
+        self.shared.revoking.notify_one();
+    }
+
+    /// Writes revoked partitions' states (offsets were committed batch by batch) and lets the
+    /// partitions go.
+    pub fn let_go<C: Consumer<GroupContext>>(
+        &self,
+        consumer: &C,
+        revoked: &[i32],
+        states: &[(i32, PartitionState)],
+    ) {
+        if let Err(e) = self.store.write(states) {
             tracing::error!(error = %e, "writing partition state on revocation failed; the next owner starts from an older snapshot");
         }
         lock(&self.shared.restores).retain(|p, _| !revoked.contains(p));
         lock(&self.shared.owned).retain(|p| !revoked.contains(p));
-        tracing::info!(partitions = ?revoked, saved = states.len(), "partitions revoked");
+        tracing::info!(partitions = ?revoked, states_written = states.len(), "partitions revoked");
         let _ = consumer.unassign();
     }
 
@@ -389,6 +410,7 @@ impl GroupContext {
                 HashMap::new()
             }
         };
+        let handed_over = states.len();
         let mut restores = lock(&self.shared.restores);
         for &p in &assigned {
             let owner = Owner {
@@ -404,7 +426,7 @@ impl GroupContext {
         }
         drop(restores);
         lock(&self.shared.owned).extend(assigned.iter().copied());
-        tracing::info!(partitions = ?assigned, "partitions assigned");
+        tracing::info!(partitions = ?assigned, with_state = handed_over, "partitions assigned");
         if let Err(e) = consumer.assign(tpl) {
             tracing::error!(error = %e, "assigning partitions failed");
         }
@@ -686,7 +708,7 @@ mod tests {
             "a version 3 header"
         );
 
-        // Moving `delivered` on and vouching again is what the worker does between keeps.
+        // A header moved on (a later `delivered`) is vouched for anew.
         let mut on = s.clone();
         on.delivered = 150;
         on.vouch(Some(&key), owner);
