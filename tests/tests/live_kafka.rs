@@ -225,6 +225,17 @@ fn overlapping_ownership(members: &[&std::path::Path]) -> Vec<String> {
     overlaps
 }
 
+/// The Kafka settings of a group named `tag` reading topic `tag`, its state in `{tag}-state`.
+fn state_config(brokers: &str, tag: &str) -> trailwatch::config::KafkaConfig {
+    serde_json::from_value(serde_json::json!({
+        "brokers": brokers,
+        "topic": tag,
+        "group_id": tag,
+        "state_topic": format!("{tag}-state"),
+    }))
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn events_on_three_partitions_become_alerts_on_sns() {
     let (Some(url), Some(brokers)) = (moto(), kafka()) else {
@@ -272,13 +283,7 @@ async fn forged_partition_states_skip_no_event() {
     let input = input(2000);
     let mut producer = produce(&brokers, &tag, &input.events, 0);
     wait_exit(&mut producer);
-    let config: trailwatch::config::KafkaConfig = serde_json::from_value(serde_json::json!({
-        "brokers": brokers,
-        "topic": tag,
-        "group_id": tag,
-        "state_topic": format!("{tag}-state"),
-    }))
-    .unwrap();
+    let config = state_config(&brokers, &tag);
     ensure_state_topic(&config).await.unwrap();
     let secret =
         trailwatch::alert::read_hmac_key(&input.events.with_file_name("hmac.key")).unwrap();
@@ -338,13 +343,7 @@ async fn a_state_larger_than_a_record_is_handed_over_whole() {
         return;
     };
     let tag = format!("k7-{}", std::process::id());
-    let config: trailwatch::config::KafkaConfig = serde_json::from_value(serde_json::json!({
-        "brokers": brokers,
-        "topic": tag,
-        "group_id": tag,
-        "state_topic": format!("{tag}-state"),
-    }))
-    .unwrap();
+    let config = state_config(&brokers, &tag);
     ensure_state_topic(&config).await.unwrap();
     let state = |offset: i64, bytes: usize| PartitionState {
         offset,
@@ -366,10 +365,87 @@ async fn a_state_larger_than_a_record_is_handed_over_whole() {
         !got.contains_key(&2),
         "no state was written for partition 2"
     );
-    let smaller = state(20, 2_000);
-    next.write(&[(0, smaller.clone())]).unwrap();
-    let got = StateStore::new(&config).unwrap().read(&[0]).unwrap();
-    assert_eq!(got.get(&0), Some(&smaller), "the latest state wins");
+    // Larger and smaller states in turn (pieces rewritten, some deleted): the latest is read.
+    for (i, bytes) in [4_000_000, 1_200_000, 3_000_000, 2_000]
+        .into_iter()
+        .enumerate()
+    {
+        let later = state(20 + i as i64, bytes);
+        next.write(&[(0, later.clone())]).unwrap();
+        let got = StateStore::new(&config).unwrap().read(&[0]).unwrap();
+        assert_eq!(
+            got.get(&0),
+            Some(&later),
+            "the latest state wins ({bytes} bytes)"
+        );
+    }
+}
+
+/// A member that leaves hands over everything it remembers, a state larger than one Kafka
+/// record included: the same events delivered again to the next owner are all recognised as
+/// duplicates, and page nobody.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_stream_pages_nobody_after_a_hand_over() {
+    let (Some(url), Some(brokers)) = (moto(), kafka()) else {
+        return;
+    };
+    let (sqs, sns) = clients(&url);
+    let tag = format!("k8-{}", std::process::id());
+    let q = queues(&sqs, &sns, &tag).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    // 10,000 users of one account (so one partition) failing to sign in: their correlation
+    // windows and remembered event ids make a state of about 4 MB, more than a record may be
+    // (Kafka's default limit is 1 MB; tansu's lies between 2 and 3 MB).
+    let events = d("events.jsonl");
+    let out = load_test(&[
+        "distinct-keys",
+        "--count",
+        "10000",
+        "-o",
+        events.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    create_topic(&brokers, &tag);
+    let patient = |addr: String, name: &'static str| async move {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while metric(&addr, name) < 10_000 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        metric(&addr, name)
+    };
+    // What is handed over is written as the member leaves, not by periodic snapshots (of 4 MB,
+    // slow in a debug build beside the other live tests).
+    let member = |name: &str| {
+        let extra = Extra {
+            windows: "snapshot_interval = \"1h\"\n",
+            ..Extra::default()
+        };
+        let rules = trailwatch_e2e::root().join("rules");
+        start_kafka_with(&url, &q, &d(name), &brokers, &tag, &tag, &rules, &extra)
+    };
+    let (a, metrics_a) = member("a");
+    let mut producer = produce(&brokers, &tag, &events, 0);
+    wait_exit(&mut producer);
+    // More than once only if a rebalance made the member replay a gap to rebuild state.
+    let read = patient(metrics_a.clone(), "trailwatch_events_total").await;
+    assert!(read >= 10_000, "the first member read every event: {read}");
+    stop_service(a);
+    let (b, metrics_b) = member("b");
+    let mut producer = produce(&brokers, &tag, &events, 0);
+    wait_exit(&mut producer);
+    let again = patient(metrics_b.clone(), "trailwatch_events_duplicate_total").await;
+    print_warnings(&[&d("a"), &d("b")]);
+    assert_eq!(again, 10_000, "every redelivered event recognised");
+    assert_eq!(metric(&metrics_b, "trailwatch_alerts_published_total"), 0);
+    let handed: Vec<String> = (plain_log(&d("b")).into_iter())
+        .filter(|l| l.contains("partitions assigned"))
+        .collect();
+    assert!(
+        handed.iter().any(|l| !l.contains("with_state=0")),
+        "the states were handed over: {handed:?}"
+    );
+    stop_service(b);
 }
 
 /// Two members, a third joining and one leaving mid-stream: the alerts equal a single replay's,

@@ -591,8 +591,8 @@ pub fn start_kafka(
     )
 }
 
-/// [`start_kafka`] with rules from `rules`, and `extra.sns` and `extra.alerts` lines for
-/// `[sink.sns]` and `[alerts]`.
+/// [`start_kafka`] with rules from `rules`, and `extra.sns`, `extra.alerts` and `extra.windows`
+/// lines for `[sink.sns]`, `[alerts]` and `[windows]` (else snapshots every second).
 #[allow(clippy::too_many_arguments)]
 pub fn start_kafka_with(
     url: &str,
@@ -614,9 +614,13 @@ pub fn start_kafka_with(
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("hmac.key"), "test-secret-0123456789abcdef\n").unwrap();
     let text = format!(
-        "[rules]\npaths = [{rules:?}]\n[source.kafka]\nbrokers = {brokers:?}\ntopic = {topic:?}\ngroup_id = {group:?}\nstate_topic = \"{group}-state\"\nmax_batch = 50\n[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"10000\"\n[sink.sns]\ntopic_arn = {topic_arn:?}\n{sns}{archive}[metrics]\nlisten = {metrics:?}\n[windows]\nsnapshot_interval = \"1s\"\n[alerts]\nhmac_key_file = \"hmac.key\"\n{alerts}",
+        "[rules]\npaths = [{rules:?}]\n[source.kafka]\nbrokers = {brokers:?}\ntopic = {topic:?}\ngroup_id = {group:?}\nstate_topic = \"{group}-state\"\nmax_batch = 50\n[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"10000\"\n[sink.sns]\ntopic_arn = {topic_arn:?}\n{sns}{archive}[metrics]\nlisten = {metrics:?}\n[windows]\n{windows}[alerts]\nhmac_key_file = \"hmac.key\"\n{alerts}",
         rules = rules.display().to_string(),
         topic_arn = q.topic,
+        windows = match extra.windows {
+            "" => "snapshot_interval = \"1s\"\n",
+            w => w,
+        },
     );
     let config = dir.join("trailwatch.toml");
     std::fs::write(&config, text).unwrap();
