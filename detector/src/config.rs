@@ -158,7 +158,9 @@ pub struct KafkaConfig {
     /// The consumer group: instances in one group share the partitions.
     #[serde(default = "default_group")]
     pub group_id: String,
-    /// The compacted topic partition state is kept in.
+    /// The compacted topic partition state is kept in (created if missing). A state larger
+    /// than 512 KiB is written as pieces of 512 KiB under keys of their own, so no record
+    /// exceeds the default 1 MB limit of brokers and clients.
     #[serde(default = "default_state_topic")]
     pub state_topic: String,
     /// Largest message accepted, bytes; larger ones are counted and skipped. 1024 to 16777216.
@@ -375,7 +377,10 @@ pub struct WindowsConfig {
     pub max_keys: usize,
     /// Where correlation state is snapshotted (restored on start).
     pub state_file: Option<PathBuf>,
-    /// How often the state is snapshotted while running; 1s to 1h.
+    /// How often the state is snapshotted while running; 1s to 1h. Each snapshot serialises
+    /// every owned partition's whole state (with the default 1,000,000 remembered ids, about
+    /// 16 MB a partition once they fill up), so seconds cost CPU on a busy instance. A Kafka
+    /// partition taken away is written at that moment, whatever this says.
     #[serde(default = "default_snapshot_interval")]
     pub snapshot_interval: String,
     /// How long (event time) a record's `eventID` is remembered to drop redeliveries; 0s to
