@@ -281,7 +281,7 @@ impl<'s> KafkaWorker<'s> {
         &mut self,
         consumer: &rdkafka::consumer::StreamConsumer<kafka::GroupContext>,
     ) {
-        let revoked = std::mem::take(&mut *lock(&self.shared.revoked));
+        let revoked = self.shared.take_revoked();
         if revoked.is_empty() {
             return;
         }
@@ -568,7 +568,7 @@ struct Closing<'a> {
 impl Drop for Closing<'_> {
     fn drop(&mut self) {
         (self.shared.closing).store(true, std::sync::atomic::Ordering::SeqCst);
-        let revoked = std::mem::take(&mut *lock(&self.shared.revoked));
+        let revoked = self.shared.take_revoked();
         if !revoked.is_empty() {
             self.consumer.context().let_go(self.consumer, &revoked, &[]);
         }

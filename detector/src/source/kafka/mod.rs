@@ -251,6 +251,11 @@ impl Shared {
         self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// The partitions revoked since the last look, forgotten here (the caller lets them go).
+    pub fn take_revoked(&self) -> Vec<i32> {
+        std::mem::take(&mut *lock(&self.revoked))
+    }
+
     /// Whether partition `p` is owned now.
     pub fn owns(&self, p: i32) -> bool {
         lock(&self.owned).contains(&p)
@@ -328,6 +333,19 @@ impl ConsumerContext for GroupContext {
 }
 
 impl GroupContext {
+    /// Counts a rebalance of `kind`, starts a new assignment generation (messages received
+    /// before it are stale) and returns the events topic's partitions in `tpl`.
+    fn rebalanced(&self, kind: &str, tpl: &TopicPartitionList) -> Vec<i32> {
+        self.metrics
+            .kafka_rebalances
+            .with_label_values(&[kind])
+            .inc();
+        self.shared
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.partitions(tpl)
+    }
+
     fn partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
         tpl.elements_for_topic(&self.topic)
             .iter()
@@ -340,14 +358,7 @@ impl GroupContext {
     /// they are unassigned. (Serialising every partition's state ahead of time, in case of a
     /// revocation, cost a state's worth of CPU, up to tens of megabytes, every few seconds.)
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
-        self.metrics
-            .kafka_rebalances
-            .with_label_values(&["revoke"])
-            .inc();
-        self.shared
-            .generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let revoked = self.partitions(tpl);
+        let revoked = self.rebalanced("revoke", tpl);
         if self
             .shared
             .closing
@@ -379,14 +390,7 @@ impl GroupContext {
 
     /// Restores the state of newly assigned partitions and starts each where its state ends.
     fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
-        self.metrics
-            .kafka_rebalances
-            .with_label_values(&["assign"])
-            .inc();
-        self.shared
-            .generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let assigned = self.partitions(tpl);
+        let assigned = self.rebalanced("assign", tpl);
         let committed: HashMap<i32, i64> = match consumer
             .committed_offsets(tpl.clone(), REBALANCE_TIMEOUT)
         {
