@@ -25,6 +25,11 @@ use std::time::Duration;
 /// bytes with its key and framing), so no broker or topic setting needs raising.
 pub const PIECE: usize = 512 * 1024;
 
+/// The most pieces a state may have (2 GiB): piece keys beyond are nobody's, so records
+/// written there (by anyone who can write to the topic) are neither kept while reading nor
+/// deleted one by one afterwards.
+const MAX_PIECES: usize = 4096;
+
 /// The record under a partition's key when its state is in pieces:
 /// `TRAILWATCH-PIECES 1 <write id> <pieces> <bytes> <xxh3-64 of the state>`, numbers in hex
 /// where they are hashes or ids.
@@ -110,7 +115,10 @@ impl StateStore {
         for &p in partitions {
             let head = latest.get(&self.key(p)).and_then(Option::as_deref);
             let mut pieces = Vec::new();
-            while let Some(piece) = latest.get(&self.piece_key(p, pieces.len())) {
+            while pieces.len() < MAX_PIECES {
+                let Some(piece) = latest.get(&self.piece_key(p, pieces.len())) else {
+                    break;
+                };
                 pieces.push(piece.as_deref());
             }
             known.insert(p, pieces.len());
@@ -177,8 +185,12 @@ impl StateStore {
 
 /// Whether `rest` (what follows a partition's key) is `#<digits>`, a piece's suffix.
 fn is_piece_suffix(rest: &str) -> bool {
-    rest.strip_prefix('#')
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    // Written as `piece_key` writes numbers (no leading zero), so one piece has one key.
+    let Some(n) = rest.strip_prefix('#') else {
+        return false;
+    };
+    let canonical = n.bytes().all(|b| b.is_ascii_digit()) && (n == "0" || !n.starts_with('0'));
+    canonical && n.parse::<usize>().is_ok_and(|i| i < MAX_PIECES)
 }
 
 /// The record for a partition's key and the pieces to write before it: the state itself and
@@ -286,7 +298,19 @@ mod tests {
     #[test]
     fn piece_keys_never_name_a_partition() {
         assert!(is_piece_suffix("#0") && is_piece_suffix("#12"));
-        for rest in ["", "#", "#1a", "/3", "#-1", "#1 "] {
+        assert!(is_piece_suffix("#4095"));
+        for rest in [
+            "",
+            "#",
+            "#1a",
+            "/3",
+            "#-1",
+            "#1 ",
+            "#00",
+            "#01",
+            "#4096",
+            "#99999999999999999999",
+        ] {
             assert!(!is_piece_suffix(rest), "{rest:?}");
         }
     }
