@@ -23,9 +23,7 @@ const MAX_REQUEST_HEAD: usize = 8192;
 
 /// Seconds the oldest of `sent` (epoch milliseconds) has waited until now; 0 if there is none.
 pub fn oldest_age_seconds(sent: impl Iterator<Item = i64>) -> f64 {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = crate::window::unix_ms();
     sent.map(|t| (now_ms - t).max(0) as f64 / 1000.0)
         .fold(0.0, f64::max)
 }

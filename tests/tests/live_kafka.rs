@@ -40,7 +40,25 @@ fn input(events: u32) -> Input {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::write(p("hmac.key"), "test-secret-0123456789abcdef\n").unwrap();
+    let (alerts, later) = replayed(&p("events.jsonl"));
+    assert!(
+        alerts.len() > 50,
+        "enough alerts to be meaningful: {}",
+        alerts.len()
+    );
+    Input {
+        events: p("events.jsonl"),
+        _dir: dir,
+        alerts,
+        later,
+    }
+}
+
+/// First alerts (by id, with their rule id) and the ids of roll-ups and storms that a replay
+/// of `events` gives.
+fn replayed(events: &std::path::Path) -> (BTreeMap<String, String>, BTreeSet<String>) {
+    let key = events.with_file_name("hmac.key");
+    std::fs::write(&key, "test-secret-0123456789abcdef\n").unwrap();
     let rules = trailwatch_e2e::root().join("rules");
     let out = trailwatch(&[
         "replay",
@@ -48,8 +66,8 @@ fn input(events: u32) -> Input {
         rules.to_str().unwrap(),
         "--quiet",
         "--hmac-key-file",
-        p("hmac.key").to_str().unwrap(),
-        p("events.jsonl").to_str().unwrap(),
+        key.to_str().unwrap(),
+        events.to_str().unwrap(),
     ]);
     assert!(out.status.success());
     let mut alerts = BTreeMap::new();
@@ -62,17 +80,7 @@ fn input(events: u32) -> Input {
             later.insert(id);
         }
     }
-    assert!(
-        alerts.len() > 50,
-        "enough alerts to be meaningful: {}",
-        alerts.len()
-    );
-    Input {
-        events: p("events.jsonl"),
-        _dir: dir,
-        alerts,
-        later,
-    }
+    (alerts, later)
 }
 
 impl Input {
@@ -170,6 +178,18 @@ fn print_warnings(members: &[&std::path::Path]) {
         for line in plain_log(dir) {
             if (line.contains(" WARN ") || line.contains(" ERROR ")) && !line.contains("geo rules")
             {
+                eprintln!("{}: {line}", dir.display());
+            }
+        }
+    }
+}
+
+/// Prints each member's assignments and revocations (shown when a test fails), to tell from a
+/// CI log which member held which partition when.
+fn print_rebalances(members: &[&std::path::Path]) {
+    for dir in members {
+        for line in plain_log(dir) {
+            if line.contains("partitions assigned") || line.contains("partitions revoked") {
                 eprintln!("{}: {line}", dir.display());
             }
         }
@@ -448,6 +468,66 @@ async fn a_redelivered_stream_pages_nobody_after_a_hand_over() {
     stop_service(b);
 }
 
+/// A partition handed over while its stream is quiet pages when its previous owner would
+/// have: the four downloads of the "Large PHI Download" scenario wait for the watermark, which
+/// only the wall clock moves once the stream stops (`max_delivery_delay`). The first member
+/// reads them and leaves before that; the next owner, with no event to read, must page from the
+/// handed-over state. (Before, the restored partition's quiet clock never started: the alert
+/// was lost, as in a CI run of `a_killed_member_loses_nothing` whose hand-over fell in that
+/// quiet time.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quiet_partition_handed_over_still_pages() {
+    let (Some(url), Some(brokers)) = (moto(), kafka()) else {
+        return;
+    };
+    let (sqs, sns) = clients(&url);
+    let tag = format!("k9-{}", std::process::id());
+    let q = queues(&sqs, &sns, &tag).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let all = std::fs::read_to_string(input(3000).events).unwrap();
+    let downloads: String = (all.lines())
+        .filter(|l| (34..=37).any(|i| l.contains(&format!("\"scenario-{i:08}\""))))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(d("downloads.jsonl"), downloads).unwrap();
+    let (want, _) = replayed(&d("downloads.jsonl"));
+    let large_download = "7725af5e-1d83-554c-840c-9c7e89501966";
+    assert_eq!(want.values().collect::<Vec<_>>(), [large_download]);
+    create_topic(&brokers, &tag);
+    let rules = trailwatch_e2e::root().join("rules");
+    let extra = Extra {
+        windows: "snapshot_interval = \"1s\"\nmax_delivery_delay = \"30s\"\n",
+        ..Extra::default()
+    };
+    let member =
+        |name: &str| start_kafka_with(&url, &q, &d(name), &brokers, &tag, &tag, &rules, &extra);
+    let (a, metrics_a) = member("a");
+    let mut producer = produce(&brokers, &tag, &d("downloads.jsonl"), 0);
+    wait_exit(&mut producer);
+    assert_eq!(
+        wait_metric(&metrics_a, "trailwatch_events_total", 4).await,
+        4
+    );
+    assert_eq!(
+        metric(&metrics_a, "trailwatch_alerts_published_total"),
+        0,
+        "the first member left before the window could close"
+    );
+    stop_service(a);
+    let (b, metrics_b) = member("b");
+    let got = collect(&sqs, &q.alerts, &want).await;
+    print_warnings(&[&d("a"), &d("b")]);
+    let ids: Vec<&str> = got.iter().filter_map(|a| a["alert_id"].as_str()).collect();
+    assert_eq!(ids, want.keys().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        metric(&metrics_b, "trailwatch_events_total"),
+        0,
+        "the next owner read nothing: it paged from the handed-over state"
+    );
+    stop_service(b);
+}
+
 /// Two members, a third joining and one leaving mid-stream: the alerts equal a single replay's,
 /// correlations whose windows span the rebalances included, and none is published twice.
 #[tokio::test(flavor = "multi_thread")]
@@ -530,6 +610,7 @@ async fn a_killed_member_loses_nothing() {
     let (b2, metrics_b2) = start_kafka(&url, &q, &d("b2"), &brokers, &tag, &tag);
     wait_exit(&mut producer);
     let got = collect(&sqs, &q.alerts, &input.alerts).await;
+    print_rebalances(&[&d("a"), &d("b"), &d("b2")]);
     // A crash between SNS confirming and the offset commit can repeat that batch's alerts
     // (FIFO topics drop such repeats by alert id), so only completeness is required here.
     assert_same_alerts(&got, &input, false);

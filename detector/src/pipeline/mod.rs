@@ -29,7 +29,7 @@ pub use prepare::{Identity, Prepare, FUTURE_SKEW};
 pub use state::StateError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How a pipeline is set up.
 #[derive(Debug, Clone, Copy)]
@@ -166,6 +166,7 @@ pub struct Carried {
     gate: Gate,
     dedup: Dedup,
     handled: Handled,
+    quiet: Quiet,
 }
 
 /// When the newest event time was first seen, to advance a quiet stream by the wall clock.
@@ -226,6 +227,7 @@ impl<'s> Pipeline<'s> {
         s.gate = carried.gate;
         s.dedup = carried.dedup;
         s.handled = carried.handled;
+        s.quiet.newest = carried.quiet.newest;
         Ok(self)
     }
 
@@ -243,6 +245,7 @@ impl<'s> Pipeline<'s> {
             gate: s.gate,
             dedup: s.dedup,
             handled: s.handled,
+            quiet: s.quiet,
         }
     }
 
@@ -331,7 +334,7 @@ impl<'s> Pipeline<'s> {
     pub fn snapshot(&self) -> Vec<u8> {
         let s = &self.stages;
         self.sealed(state::encode(
-            &s.correlator.snapshot(),
+            &s.correlator.snapshot_seen_at(s.quiet.seen_at_unix_ms()),
             &s.gate.save(),
             &s.dedup.save(),
         ))
@@ -366,6 +369,7 @@ impl<'s> Pipeline<'s> {
             None => 0,
         };
         let correlation = s.correlator.restore(parts.correlation)?;
+        s.quiet.restore(correlation.newest);
         s.gate = gate;
         s.dedup = dedup;
         Ok(Restored {
@@ -638,6 +642,27 @@ impl<'s> Stages<'s> {
 }
 
 impl Quiet {
+    /// When (Unix milliseconds) the newest event time was first seen, for a snapshot.
+    fn seen_at_unix_ms(&self) -> Option<i64> {
+        let (_, at) = self.newest?;
+        let ago = i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX);
+        Some(crate::window::unix_ms().saturating_sub(ago))
+    }
+
+    /// Goes on from a snapshot's newest event time and when it was seen: a stream that was
+    /// quiet at its previous owner (before a hand-over, a restart or a reload) has its windows
+    /// closed on time without another event. Without the wall time (an older snapshot) the
+    /// clock starts now: late, never lost.
+    fn restore(&mut self, newest: Option<(i64, Option<i64>)>) {
+        let now = Instant::now();
+        self.newest = newest.filter(|_| self.delay.is_some()).map(|(t, seen)| {
+            // A wall clock ahead of ours (another host's) counts as now.
+            let ago = seen.map_or(0, |ms| crate::window::unix_ms().saturating_sub(ms).max(0));
+            let at = now.checked_sub(Duration::from_millis(ago as u64));
+            (t, at.unwrap_or(now))
+        });
+    }
+
     fn saw(&mut self, t: i64) {
         if self.delay.is_some() && self.newest.is_none_or(|(n, _)| t > n) {
             self.newest = Some((t, Instant::now()));

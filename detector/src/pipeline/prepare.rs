@@ -13,9 +13,7 @@ pub const FUTURE_SKEW: i64 = 86_400;
 
 /// Seconds since the epoch by the wall clock.
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    crate::window::unix_ms() / 1000
 }
 
 /// What de-duplication and the event-time stages need of a record.

@@ -230,6 +230,66 @@ fn a_quiet_stream_pages_after_the_delivery_delay_without_another_event() {
     assert_eq!(p.correlation_stats().late, 1);
 }
 
+/// A quiet stream handed on (a Kafka hand-over, a restart from the state file, a rule reload)
+/// closes its windows when its previous owner would have, not only after another event: the
+/// snapshot says when the newest event time was seen. (Before, the next owner's quiet clock
+/// never started, and a correlation waiting for the watermark of a stream that had gone quiet
+/// never paged.)
+#[test]
+fn a_quiet_stream_handed_on_pages_when_its_previous_owner_would_have() {
+    let (set, summaries) = pack();
+    let s = Settings {
+        max_delivery_delay: Some(120),
+        ..settings()
+    };
+    let takeover = |out: &Vec<Alert>| {
+        out.iter()
+            .filter(|a| a.rule.title == "Root Sign-In Followed by an IAM Change")
+            .count()
+    };
+    let mut p = Pipeline::new(&set, Some(summaries.clone()), &s, None);
+    let mut out = Vec::new();
+    for e in root_takeover("111122223333", 0) {
+        p.decode(e.as_bytes(), &mut out).unwrap();
+    }
+    assert_eq!(takeover(&out), 0);
+    let seen = p.stages.quiet.newest.unwrap().1;
+    let fresh = || Pipeline::new(&set, Some(summaries.clone()), &s, None);
+
+    let mut next = fresh();
+    next.restore(&p.snapshot()).unwrap();
+    let restored = next.stages.quiet.newest.expect("the quiet clock goes on").1;
+    let drift = restored.max(seen) - restored.min(seen);
+    assert!(drift < Duration::from_secs(1), "{drift:?}");
+    next.stages.tick(seen + Duration::from_secs(100), &mut out);
+    assert_eq!(takeover(&out), 0, "within the delivery delay nothing moves");
+    next.stages.tick(seen + Duration::from_secs(200), &mut out);
+    assert_eq!(takeover(&out), 1, "{out:?}");
+
+    // A snapshot of an older build (no wall time): the clock starts at the restore, late but
+    // not lost.
+    let st = &p.stages;
+    let older = p.sealed(state::encode(
+        &st.correlator.snapshot(),
+        &st.gate.save(),
+        &st.dedup.save(),
+    ));
+    let before = Instant::now();
+    let mut next = fresh();
+    next.restore(&older).unwrap();
+    let restarted = next.stages.quiet.newest.unwrap().1;
+    assert!(restarted >= before);
+    next.stages
+        .tick(restarted + Duration::from_secs(200), &mut out);
+    assert_eq!(takeover(&out), 2, "{out:?}");
+
+    // A rule reload carries the clock as it is.
+    let mut next = fresh().with_carried(p.into_carried()).unwrap();
+    assert_eq!(next.stages.quiet.newest.unwrap().1, seen);
+    next.stages.tick(seen + Duration::from_secs(200), &mut out);
+    assert_eq!(takeover(&out), 3, "{out:?}");
+}
+
 /// A stream of distinct events over 40 minutes: failures of three users in two accounts
 /// (bursts and near misses) and root calls.
 fn stream(picks: &[(u8, u16)]) -> Vec<(i64, String)> {

@@ -72,9 +72,7 @@ impl Reported {
             return;
         }
         self.sources_at = Some(std::time::Instant::now());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = crate::window::unix_ms() / 1000;
         let mut seen = std::collections::HashSet::new();
         for s in p.sources() {
             let age = now.saturating_sub(s.last).max(0) as f64;

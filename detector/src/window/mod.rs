@@ -1070,7 +1070,7 @@ pub mod early;
 mod lineage;
 pub mod silence;
 mod time;
-pub use time::{event_time, format_time};
+pub use time::{event_time, format_time, unix_ms};
 mod early_count;
 mod snapshot;
 mod table;

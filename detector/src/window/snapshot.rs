@@ -51,6 +51,11 @@ struct Body {
     /// The accounts and regions seen delivering (silence rules); absent in older snapshots.
     #[serde(default)]
     sources: super::silence::Sources,
+    /// Live streams: Unix milliseconds at which `max_time` was first seen, so the next owner's
+    /// quiet clock goes on from there (absent in replay and older snapshots; older builds
+    /// ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    wall: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -83,13 +88,23 @@ pub struct Restored {
     pub pending: usize,
     /// Correlations whose state was dropped because they changed or are gone.
     pub dropped: Vec<String>,
+    /// The newest event time, and when (Unix milliseconds) a live stream first saw it, if
+    /// the snapshot says.
+    pub newest: Option<(i64, Option<i64>)>,
 }
 
 impl Correlator<'_> {
     /// The current state as snapshot bytes.
     pub fn snapshot(&self) -> Vec<u8> {
+        self.snapshot_seen_at(None)
+    }
+
+    /// The current state as snapshot bytes, with when (Unix milliseconds) a live stream first
+    /// saw its newest event time.
+    pub fn snapshot_seen_at(&self, wall: Option<i64>) -> Vec<u8> {
         let corrs = self.set.correlations();
         let body = Body {
+            wall,
             max_time: self.max_time,
             seq: self.seq,
             stats: self.stats,
@@ -179,6 +194,7 @@ impl Correlator<'_> {
             report.pending += 1;
             pending.push(Reverse(entry));
         }
+        report.newest = body.max_time.map(|t| (t, body.wall));
         self.groups = groups;
         self.pending = pending;
         self.max_time = body.max_time;
@@ -237,6 +253,9 @@ fn check(body: &Body, set: &crate::engine::RuleSet) -> Result<(), SnapshotError>
     }
     if body.max_time.is_some_and(|t| !time_ok(t)) {
         return bad("the newest event time");
+    }
+    if body.wall.is_some_and(|ms| !time_ok(ms / 1000)) {
+        return bad("when the newest event time was seen");
     }
     if body
         .correlations

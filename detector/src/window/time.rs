@@ -4,6 +4,12 @@
 //! gate's clock), so the form CloudTrail writes, `YYYY-MM-DDTHH:MM:SSZ`, is parsed by hand in a
 //! few dozen instructions; chrono handles every other form, about ten times slower.
 
+/// Milliseconds since the Unix epoch by the wall clock now (0 before it).
+pub fn unix_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Parses a CloudTrail `eventTime` (RFC 3339, or `YYYY-MM-DD HH:MM:SS`) into Unix seconds.
 pub fn event_time(text: &str) -> Option<i64> {
     canonical(text.as_bytes()).or_else(|| general(text))
