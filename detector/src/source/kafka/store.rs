@@ -179,6 +179,11 @@ impl StateStore {
                 ends.remove(&msg.partition());
             }
         }
+        if !ends.is_empty() {
+            // What was read is used: a state found is complete (pieces of one write), though
+            // maybe older than one not reached, so the partition replays more to rebuild.
+            tracing::warn!(topic = %self.topic, seconds = REBALANCE_TIMEOUT.as_secs(), "the partition state topic was not read to its end in time; starting from the states read so far (check that the topic is compacted: cleanup.policy=compact)");
+        }
         Ok(latest)
     }
 }
