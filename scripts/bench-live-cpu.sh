@@ -84,8 +84,8 @@ PY
 
 replay=$(replay_us)
 echo "replay, one thread: $replay µs/event of CPU (best of $RUNS)" >&2
-echo "| rate (events/s) | live µs/event, $RUNS runs | median | against replay ($replay µs) |"
-echo "|---|---|---|---|"
+echo "| rate (events/s) | fetch.wait.max.ms | live µs/event, $RUNS runs | median | against replay ($replay µs) |"
+echo "|---|---|---|---|---|"
 run=0
 for rate in $RATES; do
   all=()
@@ -93,10 +93,11 @@ for rate in $RATES; do
     run=$((run + 1))
     all+=("$(live "$rate" "$run")")
   done
-  python3 - "$rate" "$replay" "${all[@]}" <<'PY'
+  python3 - "$rate" "$FETCH_WAIT_MS" "$replay" "${all[@]}" <<'PY'
 import statistics, sys
-rate, replay, runs = sys.argv[1], float(sys.argv[2]), [float(x) for x in sys.argv[3:]]
+rate, wait, replay = sys.argv[1], sys.argv[2], float(sys.argv[3])
+runs = [float(x) for x in sys.argv[4:]]
 m = statistics.median(runs)
-print(f"| {rate} | {', '.join(f'{r:.1f}' for r in runs)} | {m:.1f} | {m / replay:.1f}x |")
+print(f"| {rate} | {wait} | {', '.join(f'{r:.1f}' for r in runs)} | {m:.1f} | {m / replay:.1f}x |")
 PY
 done

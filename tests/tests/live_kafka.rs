@@ -84,6 +84,64 @@ fn replayed(events: &std::path::Path) -> (BTreeMap<String, String>, BTreeSet<Str
 }
 
 impl Input {
+    /// The events as a broker may deliver them: one in ten swapped with a later event of its
+    /// account (seconds apart in event time, well within the lateness) and one in twenty sent
+    /// again up to 50 records later. A replay of it gives the clean input's alerts (checked
+    /// here); so must every live path.
+    fn messy(&self) -> PathBuf {
+        let text = std::fs::read_to_string(&self.events).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        let account = |l: &str| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["recipientAccountId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mut seed = 9u64;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for i in 0..lines.len() {
+            if next(10) == 0 {
+                let same = (i + 1..lines.len().min(i + 10))
+                    .find(|&j| account(lines[j]) == account(lines[i]));
+                if let Some(j) = same {
+                    lines.swap(i, j);
+                }
+            }
+        }
+        let mut out: Vec<&str> = Vec::with_capacity(lines.len() * 11 / 10);
+        let mut again: Vec<(usize, &str)> = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            out.push(l);
+            if next(20) == 0 {
+                again.push((i + 1 + next(50) as usize, l));
+            }
+            out.extend(again.iter().filter(|(at, _)| *at == i).map(|(_, l)| *l));
+        }
+        out.extend(
+            again
+                .iter()
+                .filter(|(at, _)| *at >= lines.len())
+                .map(|(_, l)| *l),
+        );
+        let path = self.events.with_file_name("messy.jsonl");
+        std::fs::write(&path, out.join("\n") + "\n").unwrap();
+        assert!(
+            out.len() > lines.len() + lines.len() / 40,
+            "{} duplicates",
+            out.len() - lines.len()
+        );
+        let (alerts, later) = replayed(&path);
+        assert_eq!(alerts, self.alerts, "replay: the same first alerts");
+        assert_eq!(later, self.later, "replay: the same roll-ups");
+        path
+    }
+
     /// How many records the input holds (one a line).
     fn records(&self) -> usize {
         std::fs::read_to_string(&self.events)
@@ -528,8 +586,9 @@ async fn a_quiet_partition_handed_over_still_pages() {
     stop_service(b);
 }
 
-/// Two members, a third joining and one leaving mid-stream: the alerts equal a single replay's,
-/// correlations whose windows span the rebalances included, and none is published twice.
+/// Two members, a third joining and one leaving mid-stream, the events duplicated and reordered
+/// (`Input::messy`): the alerts equal a single replay's of the clean events, correlations whose
+/// windows span the rebalances included, and none is published twice.
 #[tokio::test(flavor = "multi_thread")]
 async fn rebalances_neither_forget_nor_repeat() {
     let (Some(url), Some(brokers)) = (moto(), kafka()) else {
@@ -545,7 +604,7 @@ async fn rebalances_neither_forget_nor_repeat() {
     let (a, metrics_a) = start_kafka(&url, &q, &d("a"), &brokers, &tag, &tag);
     let (b, _) = start_kafka(&url, &q, &d("b"), &brokers, &tag, &tag);
     std::thread::sleep(Duration::from_secs(2));
-    let mut producer = produce(&brokers, &tag, &input.events, 300);
+    let mut producer = produce(&brokers, &tag, &input.messy(), 300);
     std::thread::sleep(Duration::from_secs(3));
     let (c, metrics_c) = start_kafka(&url, &q, &d("c"), &brokers, &tag, &tag);
     std::thread::sleep(Duration::from_secs(3));
