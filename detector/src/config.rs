@@ -393,9 +393,9 @@ pub struct WindowsConfig {
     pub dedup_max_ids: usize,
     /// How long after the newest event a quiet stream (or Kafka partition) waits before its
     /// event time follows the wall clock, closing correlation and suppression windows without
-    /// a newer event. Defaults to the lateness; 0s to 1d. The wait counts from when the
-    /// event was first seen, across Kafka hand-overs, restarts from the state file and rule
-    /// reloads (snapshots carry that wall-clock time).
+    /// a newer event. Defaults to the lateness; 0s to 1d. Quiet time seen before a Kafka
+    /// hand-over, a restart from the state file or a rule reload counts (snapshots carry it);
+    /// the time in between, when nobody read the stream, does not.
     pub max_delivery_delay: Option<String>,
 }
 

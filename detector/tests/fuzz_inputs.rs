@@ -678,12 +678,12 @@ fn snapshot_values_out_of_range_are_rejected() {
             damaged(&|d| d["max_time"] = Json::from(i64::MAX)),
         ),
         (
-            "wall time of the newest event",
-            damaged(&|d| d["wall"] = Json::from(i64::MAX)),
+            "a quiet stream's watermark",
+            damaged(&|d| d["floor"] = Json::from(i64::MAX)),
         ),
         (
-            "wall time before 1970",
-            damaged(&|d| d["wall"] = Json::from(i64::MIN)),
+            "a watermark before time",
+            damaged(&|d| d["floor"] = Json::from(i64::MIN)),
         ),
         (
             "window time",

@@ -526,13 +526,13 @@ async fn a_redelivered_stream_pages_nobody_after_a_hand_over() {
     stop_service(b);
 }
 
-/// A partition handed over while its stream is quiet pages when its previous owner would
-/// have: the four downloads of the "Large PHI Download" scenario wait for the watermark, which
-/// only the wall clock moves once the stream stops (`max_delivery_delay`). The first member
-/// reads them and leaves before that; the next owner, with no event to read, must page from the
-/// handed-over state. (Before, the restored partition's quiet clock never started: the alert
-/// was lost, as in a CI run of `a_killed_member_loses_nothing` whose hand-over fell in that
-/// quiet time.)
+/// A partition handed over while its stream is quiet still pages, without another event: the
+/// four downloads of the "Large PHI Download" scenario wait for the watermark, which only the
+/// wall clock moves once the stream stops (`max_delivery_delay`). The first member reads them
+/// and leaves before that; the next owner, with no event to read, must page from the
+/// handed-over state (the quiet time the first member saw counts, the hand-over's does not).
+/// (Before, the restored partition's quiet clock never started: the alert was lost, as in a CI
+/// run of `a_killed_member_loses_nothing` whose hand-over fell in that quiet time.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_quiet_partition_handed_over_still_pages() {
     let (Some(url), Some(brokers)) = (moto(), kafka()) else {
@@ -582,6 +582,11 @@ async fn a_quiet_partition_handed_over_still_pages() {
         metric(&metrics_b, "trailwatch_events_total"),
         0,
         "the next owner read nothing: it paged from the handed-over state"
+    );
+    assert_eq!(
+        metric(&metrics_b, "trailwatch_alerts_published_total"),
+        1,
+        "the next owner published the page (not the first member as it left)"
     );
     stop_service(b);
 }

@@ -334,7 +334,7 @@ impl<'s> Pipeline<'s> {
     pub fn snapshot(&self) -> Vec<u8> {
         let s = &self.stages;
         self.sealed(state::encode(
-            &s.correlator.snapshot_seen_at(s.quiet.seen_at_unix_ms()),
+            &s.correlator.snapshot_quiet(s.quiet.quiet_ms()),
             &s.gate.save(),
             &s.dedup.save(),
         ))
@@ -642,24 +642,23 @@ impl<'s> Stages<'s> {
 }
 
 impl Quiet {
-    /// When (Unix milliseconds) the newest event time was first seen, for a snapshot.
-    fn seen_at_unix_ms(&self) -> Option<i64> {
+    /// How long (milliseconds) the stream has been quiet since its newest event time, for a
+    /// snapshot.
+    fn quiet_ms(&self) -> Option<i64> {
         let (_, at) = self.newest?;
-        let ago = i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX);
-        Some(crate::window::unix_ms().saturating_sub(ago))
+        Some(i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX))
     }
 
-    /// Goes on from a snapshot's newest event time and when it was seen: a stream that was
-    /// quiet at its previous owner (before a hand-over, a restart or a reload) has its windows
-    /// closed on time without another event. Without the wall time (an older snapshot) the
-    /// clock starts now: late, never lost.
+    /// Goes on from a snapshot's newest event time and how long its stream had been quiet:
+    /// a stream quiet at its previous owner (before a hand-over, a restart or a reload) has its
+    /// windows closed without another event, that much sooner. The time in between, when
+    /// nobody read the stream, does not count (what queued then is read, not taken as late).
+    /// Without it (an older snapshot) the clock starts at the restore: late, never lost.
     fn restore(&mut self, newest: Option<(i64, Option<i64>)>) {
         let now = Instant::now();
-        self.newest = newest.filter(|_| self.delay.is_some()).map(|(t, seen)| {
-            // A wall clock ahead of ours (another host's) counts as now.
-            let ago = seen.map_or(0, |ms| crate::window::unix_ms().saturating_sub(ms).max(0));
-            let at = now.checked_sub(Duration::from_millis(ago as u64));
-            (t, at.unwrap_or(now))
+        self.newest = newest.filter(|_| self.delay.is_some()).map(|(t, quiet)| {
+            let quiet = Duration::from_millis(quiet.unwrap_or(0).max(0) as u64);
+            (t, now.checked_sub(quiet).unwrap_or(now))
         });
     }
 

@@ -231,10 +231,11 @@ fn a_quiet_stream_pages_after_the_delivery_delay_without_another_event() {
 }
 
 /// A quiet stream handed on (a Kafka hand-over, a restart from the state file, a rule reload)
-/// closes its windows when its previous owner would have, not only after another event: the
-/// snapshot says when the newest event time was seen. (Before, the next owner's quiet clock
-/// never started, and a correlation waiting for the watermark of a stream that had gone quiet
-/// never paged.)
+/// goes on with the quiet time its previous owner saw: its windows close without another event,
+/// and no sooner than there. (Before, the next owner's quiet clock never started, and a
+/// correlation waiting for the watermark of a stream that had gone quiet never paged.) The time
+/// between snapshot and restore, when nobody read the stream, does not count: what queued then
+/// is read as usual, not taken as late.
 #[test]
 fn a_quiet_stream_handed_on_pages_when_its_previous_owner_would_have() {
     let (set, summaries) = pack();
@@ -253,41 +254,65 @@ fn a_quiet_stream_handed_on_pages_when_its_previous_owner_would_have() {
         p.decode(e.as_bytes(), &mut out).unwrap();
     }
     assert_eq!(takeover(&out), 0);
-    let seen = p.stages.quiet.newest.unwrap().1;
+    // The previous owner has seen the stream quiet for 60 s of its 120.
+    let newest = p.stages.quiet.newest.unwrap().0;
+    let quiet_since = Instant::now() - Duration::from_secs(60);
+    p.stages.quiet.newest = Some((newest, quiet_since));
     let fresh = || Pipeline::new(&set, Some(summaries.clone()), &s, None);
 
     let mut next = fresh();
+    let restored_at = Instant::now();
     next.restore(&p.snapshot()).unwrap();
-    let restored = next.stages.quiet.newest.expect("the quiet clock goes on").1;
-    let drift = restored.max(seen) - restored.min(seen);
+    let (t, since) = next.stages.quiet.newest.expect("the quiet clock goes on");
+    assert_eq!(t, newest);
+    let expected = restored_at - Duration::from_secs(60);
+    let drift = since.max(expected) - since.min(expected);
     assert!(drift < Duration::from_secs(1), "{drift:?}");
-    next.stages.tick(seen + Duration::from_secs(100), &mut out);
+    next.stages.tick(since + Duration::from_secs(100), &mut out);
     assert_eq!(takeover(&out), 0, "within the delivery delay nothing moves");
-    next.stages.tick(seen + Duration::from_secs(200), &mut out);
+    next.stages.tick(since + Duration::from_secs(200), &mut out);
     assert_eq!(takeover(&out), 1, "{out:?}");
+    // The watermark it reached travels too: an event its previous owner would count late is
+    // late at the next owner, before any tick there.
+    let mut again = fresh();
+    again.restore(&next.snapshot()).unwrap();
+    let late = failed("q-late", "111122223333", "frank", -100);
+    again.decode(late.as_bytes(), &mut out).unwrap();
+    assert_eq!(again.correlation_stats().late, 1);
 
-    // A snapshot of an older build (no wall time): the clock starts at the restore, late but
-    // not lost.
+    // A snapshot of an older build (no quiet time), or one whose quiet time is out of range:
+    // the clock starts at the restore, late but not lost.
     let st = &p.stages;
     let older = p.sealed(state::encode(
         &st.correlator.snapshot(),
         &st.gate.save(),
         &st.dedup.save(),
     ));
-    let before = Instant::now();
-    let mut next = fresh();
-    next.restore(&older).unwrap();
-    let restarted = next.stages.quiet.newest.unwrap().1;
-    assert!(restarted >= before);
-    next.stages
-        .tick(restarted + Duration::from_secs(200), &mut out);
-    assert_eq!(takeover(&out), 2, "{out:?}");
+    let odd = p.sealed(state::encode(
+        &st.correlator.snapshot_quiet(Some(-5)),
+        &st.gate.save(),
+        &st.dedup.save(),
+    ));
+    for (bytes, n) in [(older, 2), (odd, 3)] {
+        let before = Instant::now();
+        let mut next = fresh();
+        next.restore(&bytes).unwrap();
+        let restarted = next.stages.quiet.newest.unwrap().1;
+        assert!(restarted >= before);
+        next.stages
+            .tick(restarted + Duration::from_secs(100), &mut out);
+        assert_eq!(takeover(&out), n - 1, "not before its delay");
+        next.stages
+            .tick(restarted + Duration::from_secs(200), &mut out);
+        assert_eq!(takeover(&out), n, "{out:?}");
+    }
 
     // A rule reload carries the clock as it is.
     let mut next = fresh().with_carried(p.into_carried()).unwrap();
-    assert_eq!(next.stages.quiet.newest.unwrap().1, seen);
-    next.stages.tick(seen + Duration::from_secs(200), &mut out);
-    assert_eq!(takeover(&out), 3, "{out:?}");
+    assert_eq!(next.stages.quiet.newest.unwrap().1, quiet_since);
+    next.stages
+        .tick(quiet_since + Duration::from_secs(200), &mut out);
+    assert_eq!(takeover(&out), 4, "{out:?}");
 }
 
 /// A stream of distinct events over 40 minutes: failures of three users in two accounts

@@ -51,11 +51,17 @@ struct Body {
     /// The accounts and regions seen delivering (silence rules); absent in older snapshots.
     #[serde(default)]
     sources: super::silence::Sources,
-    /// Live streams: Unix milliseconds at which `max_time` was first seen, so the next owner's
-    /// quiet clock goes on from there (absent in replay and older snapshots; older builds
-    /// ignore it).
+    /// Live streams: how long (milliseconds) the stream had been quiet when the snapshot was
+    /// taken, so the next owner's quiet clock goes on from there. Time between the snapshot and
+    /// the restore, when nobody read the stream, does not count: its backlog is read, not
+    /// taken as late. Absent in replay and older snapshots; older builds ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    wall: Option<i64>,
+    quiet_ms: Option<i64>,
+    /// The watermark a quiet stream was advanced to without events (nothing before it is
+    /// pending), so events its previous owner would count late are late here too; absent in
+    /// older snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    floor: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -88,23 +94,24 @@ pub struct Restored {
     pub pending: usize,
     /// Correlations whose state was dropped because they changed or are gone.
     pub dropped: Vec<String>,
-    /// The newest event time, and when (Unix milliseconds) a live stream first saw it, if
-    /// the snapshot says.
+    /// The newest event time, and how long (milliseconds) a live stream had been quiet since
+    /// it when the snapshot was taken, if the snapshot says.
     pub newest: Option<(i64, Option<i64>)>,
 }
 
 impl Correlator<'_> {
     /// The current state as snapshot bytes.
     pub fn snapshot(&self) -> Vec<u8> {
-        self.snapshot_seen_at(None)
+        self.snapshot_quiet(None)
     }
 
-    /// The current state as snapshot bytes, with when (Unix milliseconds) a live stream first
-    /// saw its newest event time.
-    pub fn snapshot_seen_at(&self, wall: Option<i64>) -> Vec<u8> {
+    /// The current state as snapshot bytes, with how long (milliseconds) a live stream has been
+    /// quiet since its newest event time was seen.
+    pub fn snapshot_quiet(&self, quiet_ms: Option<i64>) -> Vec<u8> {
         let corrs = self.set.correlations();
         let body = Body {
-            wall,
+            quiet_ms,
+            floor: self.floor,
             max_time: self.max_time,
             seq: self.seq,
             stats: self.stats,
@@ -194,7 +201,10 @@ impl Correlator<'_> {
             report.pending += 1;
             pending.push(Reverse(entry));
         }
-        report.newest = body.max_time.map(|t| (t, body.wall));
+        // A hint only: one out of range starts the quiet clock at the restore.
+        let quiet = body.quiet_ms.filter(|ms| *ms >= 0 && time_ok(ms / 1000));
+        report.newest = body.max_time.map(|t| (t, quiet));
+        self.floor = body.floor;
         self.groups = groups;
         self.pending = pending;
         self.max_time = body.max_time;
@@ -254,8 +264,8 @@ fn check(body: &Body, set: &crate::engine::RuleSet) -> Result<(), SnapshotError>
     if body.max_time.is_some_and(|t| !time_ok(t)) {
         return bad("the newest event time");
     }
-    if body.wall.is_some_and(|ms| !time_ok(ms / 1000)) {
-        return bad("when the newest event time was seen");
+    if body.floor.is_some_and(|t| !time_ok(t)) {
+        return bad("the quiet stream's watermark");
     }
     if body
         .correlations
