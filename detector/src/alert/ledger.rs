@@ -6,20 +6,37 @@
 //! crash between the sink's confirmation and the sync; FIFO topics close it with their
 //! deduplication id (the alert id).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 /// Recently published alert ids, remembered in memory and (optionally) on disk.
+///
+/// In memory an id is its 128-bit hash under a per-process seed (16 bytes, not a string
+/// twice): a pipeline remembers up to a million hit and alert ids per stream or partition, and
+/// as strings they took about 200 bytes each. Two ids that differ share a hash with odds of
+/// about 2^-128 a pair, and nobody without the seed can choose ids that do.
 #[derive(Debug)]
 pub struct Ledger {
-    ids: HashSet<String>,
-    order: VecDeque<String>,
+    ids: crate::keyed::Set<u128>,
+    order: VecDeque<u128>,
+    /// With a file: the remembered ids' text, oldest first, to compact the file with.
+    texts: VecDeque<String>,
     capacity: usize,
     path: Option<PathBuf>,
     file: Option<File>,
     written: usize,
+}
+
+/// An id's hash, seeded per process.
+fn key(id: &str) -> u128 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(0x7472_6169_6c77_6174_u64)
+    });
+    xxhash_rust::xxh3::xxh3_128_with_seed(id.as_bytes(), seed)
 }
 
 impl Ledger {
@@ -32,7 +49,7 @@ impl Ledger {
                 for line in BufReader::new(File::open(p)?).lines() {
                     let line = line?;
                     if !line.is_empty() {
-                        ledger.insert(line);
+                        ledger.insert(&line, true);
                         ledger.written += 1;
                     }
                 }
@@ -45,8 +62,9 @@ impl Ledger {
     /// A ledger kept in memory only, of at most `capacity` ids.
     pub fn in_memory(capacity: usize) -> Ledger {
         Ledger {
-            ids: HashSet::new(),
+            ids: Default::default(),
             order: VecDeque::new(),
+            texts: VecDeque::new(),
             capacity: capacity.max(1),
             path: None,
             file: None,
@@ -59,9 +77,9 @@ impl Ledger {
         self.file.is_some()
     }
 
-    /// Whether an alert id was published.
+    /// Whether an id was recorded (and not yet forgotten).
     pub fn contains(&self, id: &str) -> bool {
-        self.ids.contains(id)
+        self.ids.contains(&key(id))
     }
 
     /// How many ids are remembered.
@@ -74,13 +92,19 @@ impl Ledger {
         self.ids.is_empty()
     }
 
-    fn insert(&mut self, id: String) {
-        if self.ids.insert(id.clone()) {
-            self.order.push_back(id);
+    /// Remembers `id` (its text too, with a file), forgetting the oldest beyond the capacity.
+    fn insert(&mut self, id: &str, keep_text: bool) {
+        let k = key(id);
+        if self.ids.insert(k) {
+            self.order.push_back(k);
+            if keep_text {
+                self.texts.push_back(id.to_string());
+            }
         }
         while self.order.len() > self.capacity {
             if let Some(old) = self.order.pop_front() {
                 self.ids.remove(&old);
+                self.texts.pop_front();
             }
         }
     }
@@ -88,13 +112,14 @@ impl Ledger {
     /// Records published ids, synced to disk before returning.
     pub fn record<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) -> std::io::Result<()> {
         let mut text = String::new();
+        let durable = self.path.is_some();
         for id in ids {
-            if self.file.is_some() && !self.ids.contains(id) {
+            if self.file.is_some() && !self.contains(id) {
                 text.push_str(id);
                 text.push('\n');
                 self.written += 1;
             }
-            self.insert(id.to_string());
+            self.insert(id, durable);
         }
         if let (Some(f), false) = (self.file.as_mut(), text.is_empty()) {
             f.write_all(text.as_bytes())?;
@@ -111,7 +136,7 @@ impl Ledger {
         let Some(path) = self.path.clone() else {
             return Ok(());
         };
-        let text: String = self.order.iter().map(|id| format!("{id}\n")).collect();
+        let text: String = self.texts.iter().map(|id| format!("{id}\n")).collect();
         crate::durable::save_atomically(&path, text.as_bytes())?;
         self.file = Some(OpenOptions::new().append(true).open(&path)?);
         self.written = self.order.len();
@@ -143,7 +168,28 @@ mod tests {
         }
         let lines = std::fs::read_to_string(&path).unwrap().lines().count();
         assert!(lines <= 6, "compacted: {lines}");
+        let reopened = Ledger::open(Some(&path), 3).unwrap();
+        assert!(["x7", "x8", "x9"].iter().all(|id| reopened.contains(id)));
+        assert!(!reopened.contains("x6") && reopened.len() == 3);
         let memory = Ledger::open(None, 2).unwrap();
         assert!(memory.is_empty());
+    }
+
+    /// In memory only hashes are kept (no text), ids that differ stay apart, and the oldest
+    /// is forgotten beyond the capacity.
+    #[test]
+    fn an_in_memory_ledger_keeps_hashes_and_forgets_the_oldest() {
+        let mut l = Ledger::in_memory(2);
+        l.record(["hit/a", "a"]).unwrap();
+        assert!(l.contains("a") && l.contains("hit/a"));
+        assert!(!l.contains("hit/b") && !l.contains("") && !l.contains("A"));
+        l.record(["b", "b"]).unwrap();
+        assert!(!l.contains("hit/a") && l.contains("a") && l.contains("b"));
+        assert_eq!(l.len(), 2);
+        assert!(l.texts.is_empty());
+        let many: Vec<String> = (0..10_000).map(|i| format!("{i:032x}")).collect();
+        let mut big = Ledger::in_memory(10_000);
+        big.record(many.iter().map(String::as_str)).unwrap();
+        assert_eq!(big.len(), 10_000, "no two of 10,000 ids share a key");
     }
 }
