@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 /// In memory an id is its 128-bit hash under a per-process seed (16 bytes, not a string
 /// twice): a pipeline remembers up to a million hit and alert ids per stream or partition, and
 /// as strings they took about 200 bytes each. Two ids that differ share a hash with odds of
-/// about 2^-128 a pair, and nobody without the seed can choose ids that do.
+/// about 2^-128 a pair. (XXH3 is not a keyed function against chosen input, but ids are cut
+/// from SHA-256 digests: nobody chooses their bytes; the seed only keeps the set's layout from
+/// being computed offline.)
 #[derive(Debug)]
 pub struct Ledger {
     ids: crate::keyed::Set<u128>,
@@ -94,7 +96,10 @@ impl Ledger {
 
     /// Remembers `id` (its text too, with a file), forgetting the oldest beyond the capacity.
     fn insert(&mut self, id: &str, keep_text: bool) {
-        let k = key(id);
+        self.insert_key(key(id), id, keep_text);
+    }
+
+    fn insert_key(&mut self, k: u128, id: &str, keep_text: bool) {
         if self.ids.insert(k) {
             self.order.push_back(k);
             if keep_text {
@@ -111,19 +116,29 @@ impl Ledger {
 
     /// Records published ids, synced to disk before returning.
     pub fn record<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) -> std::io::Result<()> {
-        let mut text = String::new();
-        let durable = self.path.is_some();
+        let mut fresh: Vec<(u128, &str)> = Vec::new();
+        let mut batch = crate::keyed::Set::default();
         for id in ids {
-            if self.file.is_some() && !self.contains(id) {
+            let k = key(id);
+            if !self.ids.contains(&k) && batch.insert(k) {
+                fresh.push((k, id));
+            }
+        }
+        // Synced before remembered: after a failed write the ids are still new, so the retry
+        // (`Handled::confirm` keeps them pending) writes them instead of finding them known.
+        if let (Some(f), false) = (self.file.as_mut(), fresh.is_empty()) {
+            let mut text = String::new();
+            for (_, id) in &fresh {
                 text.push_str(id);
                 text.push('\n');
-                self.written += 1;
             }
-            self.insert(id, durable);
-        }
-        if let (Some(f), false) = (self.file.as_mut(), text.is_empty()) {
             f.write_all(text.as_bytes())?;
             f.sync_data()?;
+            self.written += fresh.len();
+        }
+        let durable = self.file.is_some();
+        for (k, id) in fresh {
+            self.insert_key(k, id, durable);
         }
         if self.written > 2 * self.capacity {
             self.compact()?;
@@ -173,6 +188,25 @@ mod tests {
         assert!(!reopened.contains("x6") && reopened.len() == 3);
         let memory = Ledger::open(None, 2).unwrap();
         assert!(memory.is_empty());
+    }
+
+    /// An id whose write failed is not remembered, so the retry writes it (before, it was
+    /// remembered first: the retry found it known, wrote nothing and reported success, and a
+    /// restart forgot it).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_id_whose_write_failed_is_not_taken_as_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("published");
+        let mut l = Ledger::open(Some(&path), 10).unwrap();
+        l.record(["a"]).unwrap();
+        l.file = Some(OpenOptions::new().write(true).open("/dev/full").unwrap());
+        assert!(l.record(["b", "a"]).is_err(), "a full disk is an error");
+        assert!(!l.contains("b") && l.contains("a"));
+        l.file = Some(OpenOptions::new().append(true).open(&path).unwrap());
+        l.record(["b"]).unwrap();
+        let reopened = Ledger::open(Some(&path), 10).unwrap();
+        assert!(reopened.contains("a") && reopened.contains("b"));
     }
 
     /// In memory only hashes are kept (no text), ids that differ stay apart, and the oldest
