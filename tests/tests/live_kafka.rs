@@ -232,12 +232,16 @@ fn plain_log(dir: &std::path::Path) -> Vec<String> {
 /// The members' warnings and errors, printed beside a failed assertion to tell a repeat's
 /// cause (a failed delivery or commit, a rebalance error) from a coordinator's overlap.
 fn print_warnings(members: &[&std::path::Path]) {
+    print_lines(members, |l| {
+        (l.contains(" WARN ") || l.contains(" ERROR ")) && !l.contains("geo rules")
+    });
+}
+
+/// Prints the log lines of `members` that `keep` picks, each after its member's folder.
+fn print_lines(members: &[&std::path::Path], keep: impl Fn(&str) -> bool) {
     for dir in members {
-        for line in plain_log(dir) {
-            if (line.contains(" WARN ") || line.contains(" ERROR ")) && !line.contains("geo rules")
-            {
-                eprintln!("{}: {line}", dir.display());
-            }
+        for line in plain_log(dir).into_iter().filter(|l| keep(l)) {
+            eprintln!("{}: {line}", dir.display());
         }
     }
 }
@@ -245,13 +249,9 @@ fn print_warnings(members: &[&std::path::Path]) {
 /// Prints each member's assignments and revocations (shown when a test fails), to tell from a
 /// CI log which member held which partition when.
 fn print_rebalances(members: &[&std::path::Path]) {
-    for dir in members {
-        for line in plain_log(dir) {
-            if line.contains("partitions assigned") || line.contains("partitions revoked") {
-                eprintln!("{}: {line}", dir.display());
-            }
-        }
-    }
+    print_lines(members, |l| {
+        l.contains("partitions assigned") || l.contains("partitions revoked")
+    });
 }
 
 /// Partitions two members owned at the same time, from their logs ("partitions assigned" /
@@ -486,11 +486,7 @@ async fn a_redelivered_stream_pages_nobody_after_a_hand_over() {
     assert!(out.status.success());
     create_topic(&brokers, &tag);
     let patient = |addr: String, name: &'static str| async move {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while metric(&addr, name) < 10_000 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        metric(&addr, name)
+        wait_metric_within(&addr, name, 10_000, Duration::from_secs(120)).await
     };
     // What is handed over is written as the member leaves, not by periodic snapshots (of 4 MB,
     // slow in a debug build beside the other live tests).

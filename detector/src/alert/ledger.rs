@@ -94,6 +94,18 @@ impl Ledger {
         self.ids.is_empty()
     }
 
+    /// Remembers `id` in memory only (a ledger without a file); whether it was new. One hash,
+    /// no allocation but the set's own: the pipeline calls it for every hit and alert.
+    pub fn remember(&mut self, id: &str) -> bool {
+        debug_assert!(self.file.is_none(), "a durable ledger records, then syncs");
+        let k = key(id);
+        if self.ids.contains(&k) {
+            return false;
+        }
+        self.insert_key(k, id, false);
+        true
+    }
+
     /// Remembers `id` (its text too, with a file), forgetting the oldest beyond the capacity.
     fn insert(&mut self, id: &str, keep_text: bool) {
         self.insert_key(key(id), id, keep_text);
@@ -221,6 +233,8 @@ mod tests {
         assert!(!l.contains("hit/a") && l.contains("a") && l.contains("b"));
         assert_eq!(l.len(), 2);
         assert!(l.texts.is_empty());
+        assert!(!l.remember("b") && l.remember("c") && !l.remember("c"));
+        assert!(!l.contains("a") && l.contains("b") && l.contains("c"));
         let many: Vec<String> = (0..10_000).map(|i| format!("{i:032x}")).collect();
         let mut big = Ledger::in_memory(10_000);
         big.record(many.iter().map(String::as_str)).unwrap();

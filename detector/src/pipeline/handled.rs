@@ -37,16 +37,14 @@ impl Handled {
     }
 
     fn first(&mut self, id: String) -> bool {
+        if !self.ledger.is_durable() {
+            return self.ledger.remember(&id);
+        }
         if self.ledger.contains(&id) || self.pending_set.contains(&id) {
             return false;
         }
-        if self.ledger.is_durable() {
-            self.pending_set.insert(id.clone());
-            self.pending.push(id);
-        } else {
-            // In memory, recording cannot fail.
-            let _ = self.ledger.record([id.as_str()]);
-        }
+        self.pending_set.insert(id.clone());
+        self.pending.push(id);
         true
     }
 

@@ -197,6 +197,13 @@ fn a_burst_pages_on_the_event_that_completes_it() {
     );
 }
 
+/// How many "Root Sign-In Followed by an IAM Change" alerts `out` holds.
+fn takeover(out: &[Alert]) -> usize {
+    out.iter()
+        .filter(|a| a.rule.title == "Root Sign-In Followed by an IAM Change")
+        .count()
+}
+
 #[test]
 fn a_quiet_stream_pages_after_the_delivery_delay_without_another_event() {
     let (set, summaries) = pack();
@@ -209,11 +216,6 @@ fn a_quiet_stream_pages_after_the_delivery_delay_without_another_event() {
     for e in root_takeover("111122223333", 0) {
         p.decode(e.as_bytes(), &mut out).unwrap();
     }
-    let takeover = |out: &Vec<Alert>| {
-        out.iter()
-            .filter(|a| a.rule.title == "Root Sign-In Followed by an IAM Change")
-            .count()
-    };
     assert_eq!(
         takeover(&out),
         0,
@@ -242,11 +244,6 @@ fn a_quiet_stream_handed_on_pages_when_its_previous_owner_would_have() {
     let s = Settings {
         max_delivery_delay: Some(120),
         ..settings()
-    };
-    let takeover = |out: &Vec<Alert>| {
-        out.iter()
-            .filter(|a| a.rule.title == "Root Sign-In Followed by an IAM Change")
-            .count()
     };
     let mut p = Pipeline::new(&set, Some(summaries.clone()), &s, None);
     let mut out = Vec::new();

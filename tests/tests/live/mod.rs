@@ -369,7 +369,12 @@ pub fn metric(addr: &str, name: &str) -> u64 {
 
 /// Waits until metric `name` reaches `n` (60 s at most); returns its last value.
 pub async fn wait_metric(addr: &str, name: &str, n: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    wait_metric_within(addr, name, n, Duration::from_secs(60)).await
+}
+
+/// Waits until metric `name` reaches `n` (`within` at most); returns its last value.
+pub async fn wait_metric_within(addr: &str, name: &str, n: u64, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
     loop {
         let v = metric(addr, name);
         if v >= n || Instant::now() > deadline {
