@@ -313,8 +313,7 @@ impl<'s> KafkaWorker<'s> {
     }
 
     /// Processes one batch: alerts delivered first, then the partitions' offsets stored and
-    /// their
-    /// remembered ids confirmed.
+    /// their remembered ids confirmed.
     async fn batch(
         &mut self,
         batch: Vec<BorrowedMessage<'_>>,
