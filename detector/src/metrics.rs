@@ -94,6 +94,8 @@ pub struct Metrics {
     pub source_age: prometheus::GaugeVec,
     /// Kafka consumer group rebalances, by kind (`assign`, `revoke`).
     pub kafka_rebalances: IntCounterVec,
+    /// Kafka offset commits made.
+    pub kafka_commits: IntCounter,
     health: Arc<Health>,
 }
 
@@ -219,6 +221,10 @@ impl Metrics {
                 "trailwatch_kafka_rebalances_total",
                 "Consumer group rebalances, by kind",
                 "kind",
+            ),
+            kafka_commits: counter(
+                "trailwatch_kafka_commits_total",
+                "Kafka offset commits made (at once after alerts are delivered, else about once a second)",
             ),
             source_lag,
             event_to_alert,

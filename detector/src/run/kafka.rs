@@ -28,7 +28,15 @@ struct Part<'s> {
     replay_until: i64,
     /// The next offset to process; earlier ones (a refetch after a rebalance) are skipped.
     next: i64,
+    /// The offset last committed for it (the group's at the start, -1: none).
+    committed: i64,
 }
+
+/// How long the offsets of batches that delivered nothing may wait for their commit. Read again
+/// after a crash, such events rebuild the same state and deliver nothing again, so committing
+/// them at once buys no exactness; with small batches (a low fetch wait, or a broker that
+/// answers fetches as data arrives) a commit a batch was a third of the live path's CPU.
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the Kafka source until a stop signal; accepted rule reloads take over between
 /// batches, each partition's state carried over (as on a rebalance).
@@ -78,9 +86,10 @@ pub(super) async fn serve(
                 .await
             {
                 Next::Stop => {
-                    // Offsets were committed batch by batch; the state as of them goes to the state
-                    // topic, and dropping the consumer leaves the group (handing partitions over).
+                    // The state as of the delivered offsets goes to the state topic, and dropping
+                    // the consumer leaves the group (handing partitions over).
                     worker.let_go_revoked(&consumer);
+                    worker.commit(None, &consumer);
                     worker.write_states(&consumer);
                     tracing::info!(events = worker.events, "stopped");
                     return Ok(());
@@ -88,6 +97,7 @@ pub(super) async fn serve(
                 Next::Reload(p) => {
                     events = worker.events;
                     worker.let_go_revoked(&consumer);
+                    worker.commit(None, &consumer);
                     worker.hand_over();
                     ctx.archive_rules("reload", &p).await;
                     *p
@@ -136,6 +146,8 @@ struct KafkaWorker<'s> {
     unreadable: u64,
     /// Whether batches are archived (pipelines count events by hour for it).
     archiving: bool,
+    /// When offsets were last committed.
+    committed_at: Instant,
 }
 
 impl<'s> KafkaWorker<'s> {
@@ -165,6 +177,7 @@ impl<'s> KafkaWorker<'s> {
             events: 0,
             unreadable: 0,
             archiving: ctx.config.sink.archive.is_some(),
+            committed_at: Instant::now(),
         }
     }
 
@@ -193,7 +206,7 @@ impl<'s> KafkaWorker<'s> {
                 }
                 _ = quiet.tick() => {
                     self.let_go_revoked(consumer);
-                    self.tick(ctx.out).await;
+                    self.tick(ctx.out, consumer).await;
                     continue;
                 }
                 _ = stop.changed() => return Next::Stop,
@@ -250,11 +263,15 @@ impl<'s> KafkaWorker<'s> {
         }
     }
 
-    /// Closes what idle partitions' wall clocks have passed and delivers it. Their offsets
-    /// need no commit: the events behind these alerts were committed already. (A next owner
-    /// takes the state as of the last batch on a revocation, these windows closed; after a
-    /// crash, one restoring an older snapshot may close them again.)
-    async fn tick(&mut self, sinks: &Sinks) {
+    /// Closes what idle partitions' wall clocks have passed and delivers it, and commits what
+    /// waits for its commit. (A next owner takes the state as of the last batch on a
+    /// revocation, these windows closed; after a crash, one restoring an older snapshot may
+    /// close them again.)
+    async fn tick(
+        &mut self,
+        sinks: &Sinks,
+        consumer: &rdkafka::consumer::StreamConsumer<kafka::GroupContext>,
+    ) {
         self.take_restores();
         let mut alerts = Vec::new();
         super::compute(|| {
@@ -263,16 +280,21 @@ impl<'s> KafkaWorker<'s> {
             }
         });
         if alerts.is_empty() {
+            if self.committed_at.elapsed() >= COMMIT_EVERY {
+                self.commit(None, consumer);
+            }
             return;
         }
         sinks.deliver(&alerts, &self.metrics).await;
-        self.metrics.alerts_published.inc_by(alerts.len() as u64);
         observe_latency(&self.metrics, &alerts);
         for part in self.parts.values_mut() {
             let _ = part.pipeline.confirm();
             part.reported
                 .report(self.set, &part.pipeline, &self.metrics);
         }
+        // These windows may hold events of batches whose commit waits.
+        self.commit(None, consumer);
+        self.metrics.alerts_published.inc_by(alerts.len() as u64);
     }
 
     /// Writes the states of the partitions revoked since the last look, exactly as of the last
@@ -285,6 +307,8 @@ impl<'s> KafkaWorker<'s> {
         if revoked.is_empty() {
             return;
         }
+        // The group holds the rebalance until these are let go, so the commit still counts.
+        self.commit(Some(&revoked), consumer);
         super::compute(|| {
             let states: Vec<(i32, PartitionState)> = (revoked.iter())
                 .filter_map(|p| {
@@ -312,8 +336,9 @@ impl<'s> KafkaWorker<'s> {
         }
     }
 
-    /// Processes one batch: alerts delivered first, then the partitions' offsets stored and
-    /// their remembered ids confirmed.
+    /// Processes one batch: alerts delivered first, then the partitions' remembered ids
+    /// confirmed and, when it delivered anything (or the last commit is a second old), their
+    /// offsets committed.
     async fn batch(
         &mut self,
         batch: Vec<BorrowedMessage<'_>>,
@@ -333,6 +358,7 @@ impl<'s> KafkaWorker<'s> {
                 }
             }
         });
+        let delivers = !alerts.is_empty() || sinks.archive.is_some();
         let record = sinks.archive.as_ref().map(|_| {
             self.record(
                 &batch,
@@ -342,9 +368,14 @@ impl<'s> KafkaWorker<'s> {
             )
         });
         sinks.deliver_with(&alerts, record, &self.metrics).await;
-        self.metrics.alerts_published.inc_by(alerts.len() as u64);
         observe_latency(&self.metrics, &alerts);
-        self.commit(&touched, consumer);
+        self.confirm(&touched);
+        // Delivered alerts (or an archived record) must not be delivered again after a crash.
+        if delivers || self.committed_at.elapsed() >= COMMIT_EVERY {
+            self.commit(None, consumer);
+        }
+        // Counted after their commit: a scrape that shows them published shows it made.
+        self.metrics.alerts_published.inc_by(alerts.len() as u64);
         self.metrics
             .sink_latency
             .observe(started.elapsed().as_secs_f64());
@@ -504,34 +535,57 @@ impl<'s> KafkaWorker<'s> {
             reported: Reported::default(),
             replay_until: restore.committed,
             next,
+            committed: restore.group,
         })
     }
 
-    /// Commits the processed offsets.
-    fn commit(
-        &mut self,
-        touched: &[i32],
-        consumer: &rdkafka::consumer::StreamConsumer<kafka::GroupContext>,
-    ) {
-        let mut tpl = TopicPartitionList::new();
+    /// Confirms the remembered ids of the partitions a delivered batch touched.
+    fn confirm(&mut self, touched: &[i32]) {
         for p in touched {
             let Some(part) = self.parts.get_mut(p) else {
                 continue;
             };
-            // Never behind what the previous owner committed: while this owner replays that
-            // gap, a lower commit would make the next owner (after another rebalance) publish
-            // the gap's alerts again.
-            let committed = part.delivered();
-            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(committed));
             // Handled ids are in memory: a new owner rebuilds them by replaying the gap.
             let _ = part.pipeline.confirm();
             part.reported
                 .report(self.set, &part.pipeline, &self.metrics);
         }
-        // Committed at once, not on the auto-commit timer: after a crash the next owner takes
-        // the alerts of everything up to here as delivered.
-        if tpl.count() > 0 {
-            if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+    }
+
+    /// Commits the offsets delivered since the last commit, of the partitions in `only` or of
+    /// all. Not on librdkafka's auto-commit timer: after a crash the next owner takes the
+    /// alerts of everything up to here as delivered, so a commit follows every delivery.
+    fn commit(
+        &mut self,
+        only: Option<&[i32]>,
+        consumer: &rdkafka::consumer::StreamConsumer<kafka::GroupContext>,
+    ) {
+        self.committed_at = Instant::now();
+        let mut tpl = TopicPartitionList::new();
+        let mut sent = Vec::new();
+        for (p, part) in &self.parts {
+            // Never behind what the previous owner committed: while this owner replays that
+            // gap, a lower commit would make the next owner (after another rebalance) publish
+            // the gap's alerts again.
+            let delivered = part.delivered();
+            if delivered > part.committed && only.is_none_or(|o| o.contains(p)) {
+                let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(delivered));
+                sent.push((*p, delivered));
+            }
+        }
+        if sent.is_empty() {
+            return;
+        }
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                self.metrics.kafka_commits.inc();
+                for (p, offset) in sent {
+                    if let Some(part) = self.parts.get_mut(&p) {
+                        part.committed = offset;
+                    }
+                }
+            }
+            Err(e) => {
                 self.metrics.source_failed();
                 tracing::warn!(error = %e, "committing offsets failed; these events may be read again and their alerts repeated");
             }

@@ -248,6 +248,8 @@ pub struct Extra<'a> {
     pub geoip: Option<&'a std::path::Path>,
     /// Lines for `[sink.archive]` (none: no archive).
     pub archive: &'a str,
+    /// Lines for `[source.kafka.properties]` (librdkafka's settings).
+    pub kafka: &'a str,
 }
 
 /// [`start`], with extra settings.
@@ -619,9 +621,10 @@ pub fn start_kafka_with(
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("hmac.key"), "test-secret-0123456789abcdef\n").unwrap();
     let text = format!(
-        "[rules]\npaths = [{rules:?}]\n[source.kafka]\nbrokers = {brokers:?}\ntopic = {topic:?}\ngroup_id = {group:?}\nstate_topic = \"{group}-state\"\nmax_batch = 50\n[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"10000\"\n[sink.sns]\ntopic_arn = {topic_arn:?}\n{sns}{archive}[metrics]\nlisten = {metrics:?}\n[windows]\n{windows}[alerts]\nhmac_key_file = \"hmac.key\"\n{alerts}",
+        "[rules]\npaths = [{rules:?}]\n[source.kafka]\nbrokers = {brokers:?}\ntopic = {topic:?}\ngroup_id = {group:?}\nstate_topic = \"{group}-state\"\nmax_batch = 50\n[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"10000\"\n{kafka}[sink.sns]\ntopic_arn = {topic_arn:?}\n{sns}{archive}[metrics]\nlisten = {metrics:?}\n[windows]\n{windows}[alerts]\nhmac_key_file = \"hmac.key\"\n{alerts}",
         rules = rules.display().to_string(),
         topic_arn = q.topic,
+        kafka = extra.kafka,
         windows = match extra.windows {
             "" => "snapshot_interval = \"1s\"\n",
             w => w,

@@ -7,12 +7,13 @@
 //! compacted state topic (keyed by group, topic and partition; in pieces when it is larger than a
 //! record may be, see `store`) with the offset it corresponds to, then lets it go; whoever is
 //! assigned the partition next restores it and starts reading at that offset. Offsets are
-//! committed after every delivered batch, so events between the state's offset and the committed
-//! offset only rebuild state (their alerts were delivered before the commit); later ones alert as
-//! usual. The state also says up to where its owner delivered: a commit refused or lost during
-//! the rebalance, or committed offsets that cannot be read, must not page again. Snapshots are
-//! also written periodically, so after a `kill -9` the next owner does the same from the last
-//! one.
+//! committed at once after a batch delivers alerts (and about once a second otherwise), so events
+//! between the state's offset and the committed offset only rebuild state (their alerts were
+//! delivered before the commit); later ones alert as usual (read again after a crash, events
+//! that delivered nothing rebuild the same state and deliver nothing again). The state also
+//! says up to where its owner delivered: a commit refused or lost during the rebalance, or
+//! committed offsets that cannot be read, must not page again. Snapshots are also written
+//! periodically, so after a `kill -9` the next owner does the same from the last one.
 
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
@@ -371,7 +372,7 @@ impl GroupContext {
         self.shared.revoking.notify_one();
     }
 
-    /// Writes revoked partitions' states (offsets were committed batch by batch) and lets the
+    /// Writes revoked partitions' states (their offsets were committed just before) and lets the
     /// partitions go.
     pub fn let_go<C: Consumer<GroupContext>>(
         &self,
