@@ -351,7 +351,8 @@ impl<'s> KafkaWorker<'s> {
         let mut alerts = Vec::new();
         let mut touched = Vec::new();
         let (before, unreadable) = (self.events, self.unreadable);
-        super::compute(|| {
+        let bytes = batch.iter().map(|m| m.payload_len()).sum();
+        super::compute_on(bytes, || {
             for msg in &batch {
                 if self.message(msg, &mut alerts) && !touched.contains(&msg.partition()) {
                     touched.push(msg.partition());

@@ -245,7 +245,8 @@ impl<'s> Worker<'s> {
         let mut done = Vec::with_capacity(batch.messages.len());
         let mut alerts = Vec::new();
         let before = self.pipeline.stats().events;
-        super::compute(|| {
+        let bytes = batch.messages.iter().map(|m| m.body.len()).sum();
+        super::compute_on(bytes, || {
             for msg in &batch.messages {
                 match self.pipeline.decode(msg.body.as_bytes(), &mut alerts) {
                     Ok(_) => done.push(msg.clone()),
