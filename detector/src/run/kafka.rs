@@ -28,13 +28,15 @@ struct Part<'s> {
     replay_until: i64,
     /// The next offset to process; earlier ones (a refetch after a rebalance) are skipped.
     next: i64,
-    /// The offset last committed for it (the group's at the start, -1: none).
+    /// The offset last committed for it (at the start, the later of the group's and where
+    /// delivery resumes).
     committed: i64,
 }
 
 /// How long the offsets of batches that delivered nothing may wait for their commit. Read again
-/// after a crash, such events rebuild the same state and deliver nothing again, so committing
-/// them at once buys no exactness; with small batches (a low fetch wait, or a broker that
+/// after a crash, such events rebuild the same state and deliver nothing again (but for what
+/// the wall clock moved, docs/RELIABILITY.md), so committing them at once buys no exactness;
+/// with small batches (a low fetch wait, or a broker that
 /// answers fetches as data arrives) a commit a batch was a third of the live path's CPU.
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
@@ -148,6 +150,8 @@ struct KafkaWorker<'s> {
     archiving: bool,
     /// When offsets were last committed.
     committed_at: Instant,
+    /// Whether the last commit failed (tried again with the next batch).
+    commit_failed: bool,
 }
 
 impl<'s> KafkaWorker<'s> {
@@ -178,6 +182,7 @@ impl<'s> KafkaWorker<'s> {
             unreadable: 0,
             archiving: ctx.config.sink.archive.is_some(),
             committed_at: Instant::now(),
+            commit_failed: false,
         }
     }
 
@@ -280,7 +285,7 @@ impl<'s> KafkaWorker<'s> {
             }
         });
         if alerts.is_empty() {
-            if self.committed_at.elapsed() >= COMMIT_EVERY {
+            if self.commit_due() {
                 self.commit(None, consumer);
             }
             return;
@@ -351,7 +356,12 @@ impl<'s> KafkaWorker<'s> {
         let mut alerts = Vec::new();
         let mut touched = Vec::new();
         let (before, unreadable) = (self.events, self.unreadable);
-        let bytes = batch.iter().map(|m| m.payload_len()).sum();
+        // Restoring a handed-over state is no small work, however small the batch.
+        let bytes = if self.shared.restoring() {
+            usize::MAX
+        } else {
+            batch.iter().map(|m| m.payload_len()).sum()
+        };
         super::compute_on(bytes, || {
             for msg in &batch {
                 if self.message(msg, &mut alerts) && !touched.contains(&msg.partition()) {
@@ -372,10 +382,11 @@ impl<'s> KafkaWorker<'s> {
         observe_latency(&self.metrics, &alerts);
         self.confirm(&touched);
         // Delivered alerts (or an archived record) must not be delivered again after a crash.
-        if delivers || self.committed_at.elapsed() >= COMMIT_EVERY {
+        if delivers || self.commit_due() {
             self.commit(None, consumer);
         }
-        // Counted after their commit: a scrape that shows them published shows it made.
+        // Counted after their commit: a scrape that shows them published shows it made (or
+        // failed, and counted as a source error).
         self.metrics.alerts_published.inc_by(alerts.len() as u64);
         self.metrics
             .sink_latency
@@ -531,13 +542,22 @@ impl<'s> KafkaWorker<'s> {
             pipeline.restore(&s.pipeline)?;
             next = s.offset;
         }
-        Ok(Part {
+        let mut part = Part {
             pipeline,
             reported: Reported::default(),
             replay_until: restore.committed,
             next,
             committed: restore.group,
-        })
+        };
+        // Nothing to commit before progress: the group's offset may be unknown (-1: none, or
+        // not readable), and committing an older state's offset would move it back.
+        part.committed = part.committed.max(part.delivered());
+        Ok(part)
+    }
+
+    /// Whether progress that delivered nothing is to be committed now.
+    fn commit_due(&self) -> bool {
+        self.commit_failed || self.committed_at.elapsed() >= COMMIT_EVERY
     }
 
     /// Confirms the remembered ids of the partitions a delivered batch touched.
@@ -561,7 +581,6 @@ impl<'s> KafkaWorker<'s> {
         only: Option<&[i32]>,
         consumer: &rdkafka::consumer::StreamConsumer<kafka::GroupContext>,
     ) {
-        self.committed_at = Instant::now();
         let mut tpl = TopicPartitionList::new();
         let mut sent = Vec::new();
         for (p, part) in &self.parts {
@@ -577,8 +596,11 @@ impl<'s> KafkaWorker<'s> {
         if sent.is_empty() {
             return;
         }
-        match consumer.commit(&tpl, CommitMode::Sync) {
+        let result = consumer.commit(&tpl, CommitMode::Sync);
+        self.commit_failed = result.is_err();
+        match result {
             Ok(()) => {
+                self.committed_at = Instant::now();
                 self.metrics.kafka_commits.inc();
                 for (p, offset) in sent {
                     if let Some(part) = self.parts.get_mut(&p) {

@@ -252,6 +252,11 @@ impl Shared {
         self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Whether assigned partitions wait to be restored (a state of up to tens of megabytes).
+    pub fn restoring(&self) -> bool {
+        !lock(&self.restores).is_empty()
+    }
+
     /// The partitions revoked since the last look, forgotten here (the caller lets them go).
     pub fn take_revoked(&self) -> Vec<i32> {
         std::mem::take(&mut *lock(&self.revoked))
