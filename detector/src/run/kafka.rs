@@ -36,8 +36,8 @@ struct Part<'s> {
 /// How long the offsets of batches that delivered nothing may wait for their commit. Read again
 /// after a crash, such events rebuild the same state and deliver nothing again (but for what
 /// the wall clock moved, docs/RELIABILITY.md), so committing them at once buys no exactness;
-/// with small batches (a low fetch wait, or a broker that
-/// answers fetches as data arrives) a commit a batch was a third of the live path's CPU.
+/// with small batches (a low fetch wait, or a broker that answers fetches as data arrives) a
+/// commit a batch was a third of the live path's CPU.
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the Kafka source until a stop signal; accepted rule reloads take over between
