@@ -21,6 +21,20 @@ start_moto() {
   return 1
 }
 
+# start_moto_keepalive PORT LOG: as start_moto, but served by waitress, which keeps connections
+# open between requests as AWS endpoints do (scripts/moto-keepalive.py; waitress is installed
+# into moto's environment the first time).
+start_moto_keepalive() {
+  moto_install
+  "$MOTO_VENV/bin/python" -c 'import waitress' 2>/dev/null ||
+    "$MOTO_VENV/bin/pip" install --quiet waitress >&2
+  "$MOTO_VENV/bin/python" scripts/moto-keepalive.py "$1" > "$2" 2>&1 &
+  MOTO_PID=$!
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$1/moto-api/" >/dev/null && return 0; sleep 0.2; done
+  echo "error: moto (waitress) did not start on port $1 ($2)" >&2
+  return 1
+}
+
 # best_times CMD...: the least wall time and the least CPU time (user + system) of CMD over
 # $RUNS runs, in seconds to the millisecond, as "WALL CPU" (output discarded). On a shared
 # virtual machine wall time also counts the time others held the core; CPU time does not.

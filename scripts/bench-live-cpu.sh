@@ -7,12 +7,18 @@
 # the user + system time of `trailwatch replay --threads 1` over the same file and rules. The
 # test broker is the bottleneck, so CPU time is measured, not wall time. Prints a markdown table.
 #
+# TRANSPORT=sqs measures the SQS source instead: moto's server on 127.0.0.1, kept-alive
+# connections (scripts/moto-keepalive.py), EventBridge envelopes sent by `load-test sqs-run`,
+# the service's default pollers and long-poll wait, RATES default 50 (moto's server takes about
+# 90 events/s on this machine; a backlog would only make batches fuller).
+#
 # TW=path compares another build (NO_BUILD=1 skips building this one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
 EVENTS=${EVENTS:-20000}
-RATES=${RATES:-1000}
+TRANSPORT=${TRANSPORT:-kafka}
+if [ "$TRANSPORT" = sqs ]; then RATES=${RATES:-50}; else RATES=${RATES:-1000}; fi
 RUNS=${RUNS:-3}
 FETCH_WAIT_MS=${FETCH_WAIT_MS:-10}  # tansu answers a fetch only after sleeping half of it
 PORT=${KAFKA_PORT:-29392}
@@ -21,9 +27,25 @@ METRICS=${METRICS:-127.0.0.1:9983}
 [ -n "${NO_BUILD:-}" ] || cargo build --release --locked -p trailwatch -p load-test >&2
 tw=${TW:-target/release/trailwatch}
 lt=target/release/load-test
-kafka_bench "$PORT"
+if [ "$TRANSPORT" = sqs ]; then
+  work=$(mktemp -d)
+  pids=()
+  trap 'kill "${pids[@]}" ${twpid:-} 2>/dev/null || true; rm -rf "$work"' EXIT
+  start_moto_keepalive "${MOTO_PORT:-5079}" "$work/moto.log"
+  pids+=("$MOTO_PID")
+  export AWS_ENDPOINT_URL="http://127.0.0.1:${MOTO_PORT:-5079}" AWS_REGION=us-east-1 \
+    AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
+  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/hmac.key"
+else
+  kafka_bench "$PORT"
+fi
 "$lt" generate --events "$EVENTS" --seed 5 -o "$work/events.jsonl" >&2
 records=$(wc -l < "$work/events.jsonl")
+# Replay's cost is measured over at least 50,000 events of the same stream (its first EVENTS are
+# the live run's): over a few thousand, start-up (about 20 ms) and the clock's resolution
+# decided the figure (2,000 events measured 5.0 µs an event where 200,000 measure about 2).
+REPLAY_EVENTS=$((EVENTS > 50000 ? EVENTS : 50000))
+"$lt" generate --events "$REPLAY_EVENTS" --seed 5 -o "$work/replay.jsonl" >&2
 
 # One live run at a rate: prints microseconds of CPU per event.
 live() {
@@ -59,11 +81,46 @@ TOML
   python3 -c "print(f'{($c1 - $c0) / ($n1 - $n0) * 1e6:.1f}')"
 }
 
+# One live run through SQS at a rate: prints microseconds of CPU per event. The same events as
+# the file (`sqs-run` generates them with the same seed), sent as EventBridge envelopes. CPU and
+# events are read twice only, a fixed time apart in the middle of the sending: scraping
+# `/metrics` costs about as much as a batch at these rates.
+live_sqs() {
+  local rate=$1 cfg="$work/run-$2.toml" q n0 n1 c0 c1 secs
+  q=$("$lt" sqs-setup --name "cpu-$$-$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events_queue"])')
+  cat > "$cfg" <<TOML
+[rules]
+paths = ["$PWD/rules"]
+[source.sqs]
+queue_url = "$q"
+[sink]
+jsonl = "-"
+[metrics]
+listen = "$METRICS"
+[alerts]
+hmac_key_file = "$work/hmac.key"
+TOML
+  "$tw" run --config "$cfg" > "$work/alerts-$2.jsonl" 2> "$cfg.log" &
+  twpid=$!
+  for _ in $(seq 100); do events_total "$METRICS" >/dev/null && break; sleep 0.1; done
+  "$lt" sqs-run --events-queue "$q" --alerts-queue "$q" --metrics "$METRICS" --seed 5 \
+    --events "$EVENTS" --rate "$rate" > /dev/null 2>&1 &
+  local sender=$!
+  secs=$(python3 -c "print(max(2.0, $EVENTS / $rate * 0.7))")
+  sleep "$(python3 -c "print($EVENTS / $rate * 0.1)")"
+  c0=$(cpu_seconds "$twpid"); n0=$(events_total "$METRICS")
+  sleep "$secs"
+  c1=$(cpu_seconds "$twpid"); n1=$(events_total "$METRICS")
+  kill "$sender" 2>/dev/null; wait "$sender" 2>/dev/null || true
+  kill "$twpid"; wait "$twpid" 2>/dev/null || true; twpid=""
+  python3 -c "print(f'{($c1 - $c0) / ($n1 - $n0) * 1e6:.1f}')"
+}
+
 # Replay of the same file on one thread: microseconds of CPU per event, best of RUNS, less the
 # fixed cost of a replay of its first event alone (start-up: rules compiled, files opened).
 replay_us() {
   head -n 1 "$work/events.jsonl" > "$work/one.jsonl"
-  python3 - "$tw" "$PWD/rules" "$work/events.jsonl" "$work/one.jsonl" "$records" "$RUNS" "$work/hmac.key" <<'PY'
+  python3 - "$tw" "$PWD/rules" "$work/replay.jsonl" "$work/one.jsonl" "$REPLAY_EVENTS" "$RUNS" "$work/hmac.key" <<'PY'
 import resource, subprocess, sys
 tw, rules, events, one = sys.argv[1:5]
 records, runs, key = int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
@@ -84,16 +141,17 @@ PY
 
 replay=$(replay_us)
 echo "replay, one thread: $replay µs/event of CPU (best of $RUNS)" >&2
-echo "| rate (events/s) | fetch.wait.max.ms | live µs/event, $RUNS runs | median | against replay ($replay µs) |"
+if [ "$TRANSPORT" = sqs ]; then setting=SQS; column=source; else setting=$FETCH_WAIT_MS; column=fetch.wait.max.ms; fi
+echo "| rate (events/s) | $column | live µs/event, $RUNS runs | median | against replay ($replay µs) |"
 echo "|---|---|---|---|---|"
 run=0
 for rate in $RATES; do
   all=()
   for _ in $(seq "$RUNS"); do
     run=$((run + 1))
-    all+=("$(live "$rate" "$run")")
+    if [ "$TRANSPORT" = sqs ]; then all+=("$(live_sqs "$rate" "$run")"); else all+=("$(live "$rate" "$run")"); fi
   done
-  python3 - "$rate" "$FETCH_WAIT_MS" "$replay" "${all[@]}" <<'PY'
+  python3 - "$rate" "$setting" "$replay" "${all[@]}" <<'PY'
 import statistics, sys
 rate, wait, replay = sys.argv[1], sys.argv[2], float(sys.argv[3])
 runs = [float(x) for x in sys.argv[4:]]

@@ -2,7 +2,8 @@
 # Benchmarks behind docs/PERFORMANCE.md: trailwatch replay against rsigma 0.26 and against a bare
 # serde_json::Value parse of the same file, one thread each, best of N runs; then peak RSS as the
 # input grows, correlation and first-seen state against live keys, and the live path's CPU per
-# event on Kafka (scripts/bench-live-cpu.sh; starts tansu). Prints a markdown report on stdout.
+# event on Kafka and on SQS (scripts/bench-live-cpu.sh; starts tansu and moto). Prints a
+# markdown report on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
@@ -174,3 +175,10 @@ echo
 TW="$tw" NO_BUILD=1 FETCH_WAIT_MS=500 RATES="1000 5000" scripts/bench-live-cpu.sh
 echo
 TW="$tw" NO_BUILD=1 FETCH_WAIT_MS=10 RATES=1000 scripts/bench-live-cpu.sh
+echo
+echo "## Live path: CPU per event in \`run\` on SQS (moto's server) against replay's"
+echo
+echo "moto's server takes about 90 events/s here, so batches hold a few messages, each batch"
+echo "costs one receive and one delete, and the Python server keeps both cores' caches cold."
+echo
+TW="$tw" NO_BUILD=1 TRANSPORT=sqs EVENTS=2000 RATES="50" scripts/bench-live-cpu.sh
