@@ -49,7 +49,7 @@ REPLAY_EVENTS=$((EVENTS > 50000 ? EVENTS : 50000))
 
 # One live run at a rate: prints microseconds of CPU per event.
 live() {
-  local rate=$1 topic="cpu-$$-$2" cfg="$work/run-$2.toml" n lo="" c0 c1 n0 n1
+  local rate=$1 topic="cpu-$$-$2" cfg="$work/run-$2.toml"
   { printf '[rules]\npaths = ["%s/rules"]\n' "$PWD"
     kafka_source "$brokers" "$topic" "$topic" "$FETCH_WAIT_MS"
     cat <<TOML
@@ -67,18 +67,26 @@ TOML
   for _ in $(seq 300); do grep -q "partitions assigned" "$cfg.log" && break; sleep 0.1; done
   "$lt" kafka-produce --brokers "$brokers" --topic "$topic" --rate "$rate" "$work/events.jsonl" >/dev/null &
   local producer=$!
-  local deadline=$((SECONDS + 600))
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    n=$(events_total "$METRICS"); n=${n:-0}
-    if [ -z "$lo" ] && [ "$n" -ge $((records / 10)) ]; then lo=1; c0=$(cpu_seconds "$twpid"); n0=$n; fi
-    if [ "$n" -ge $((records * 9 / 10)) ]; then c1=$(cpu_seconds "$twpid"); n1=$n; break; fi
-    # Four scrapes a second: rendering the metrics costs about 0.1 ms, so the 50 a second this
-    # loop once made were half of the CPU it measured at 1,000 events/s.
-    sleep 0.25
-  done
+  window "$rate"
   wait "$producer"
   kill "$twpid"; wait "$twpid" 2>/dev/null || true; twpid=""
-  python3 -c "print(f'{($c1 - $c0) / ($n1 - $n0) * 1e6:.1f}')"
+}
+
+# window RATE: the CPU of process $twpid per event counted on its /metrics, in microseconds,
+# from when a tenth of the EVENTS sent at RATE were counted, over a fixed time (seven tenths of
+# the sending). No scrape inside it: a scrape costs about as much as a small batch (the four a
+# second an earlier version made were about a microsecond an event at 1,000 events/s).
+window() {
+  local c0 c1 n0="" n1
+  for _ in $(seq 600); do
+    n0=$(events_total "$METRICS"); n0=${n0:-0}
+    [ "$n0" -ge $((EVENTS / 10)) ] && break
+    sleep 0.2
+  done
+  c0=$(cpu_ns "$twpid"); n0=$(events_total "$METRICS")
+  sleep "$(python3 -c "print(max(2.0, $EVENTS / $1 * 0.7))")"
+  c1=$(cpu_ns "$twpid"); n1=$(events_total "$METRICS")
+  python3 -c "print(f'{($c1 - $c0) / 1e3 / ($n1 - $n0):.1f}')"
 }
 
 # One live run through SQS at a rate: prints microseconds of CPU per event. The same events as
@@ -86,8 +94,10 @@ TOML
 # events are read twice only, a fixed time apart in the middle of the sending: scraping
 # `/metrics` costs about as much as a batch at these rates.
 live_sqs() {
-  local rate=$1 cfg="$work/run-$2.toml" q n0 n1 c0 c1 secs
-  q=$("$lt" sqs-setup --name "cpu-$$-$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events_queue"])')
+  local rate=$1 cfg="$work/run-$2.toml" res q a
+  res=$("$lt" sqs-setup --name "cpu-$$-$2")
+  q=$(echo "$res" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events_queue"])')
+  a=$(echo "$res" | python3 -c 'import json,sys; print(json.load(sys.stdin)["alerts_queue"])')
   cat > "$cfg" <<TOML
 [rules]
 paths = ["$PWD/rules"]
@@ -103,17 +113,12 @@ TOML
   "$tw" run --config "$cfg" > "$work/alerts-$2.jsonl" 2> "$cfg.log" &
   twpid=$!
   for _ in $(seq 100); do events_total "$METRICS" >/dev/null && break; sleep 0.1; done
-  "$lt" sqs-run --events-queue "$q" --alerts-queue "$q" --metrics "$METRICS" --seed 5 \
+  "$lt" sqs-run --events-queue "$q" --alerts-queue "$a" --metrics "$METRICS" --seed 5 \
     --events "$EVENTS" --rate "$rate" > /dev/null 2>&1 &
   local sender=$!
-  secs=$(python3 -c "print(max(2.0, $EVENTS / $rate * 0.7))")
-  sleep "$(python3 -c "print($EVENTS / $rate * 0.1)")"
-  c0=$(cpu_seconds "$twpid"); n0=$(events_total "$METRICS")
-  sleep "$secs"
-  c1=$(cpu_seconds "$twpid"); n1=$(events_total "$METRICS")
+  window "$rate"
   kill "$sender" 2>/dev/null; wait "$sender" 2>/dev/null || true
   kill "$twpid"; wait "$twpid" 2>/dev/null || true; twpid=""
-  python3 -c "print(f'{($c1 - $c0) / ($n1 - $n0) * 1e6:.1f}')"
 }
 
 # Replay of the same file on one thread: microseconds of CPU per event, best of RUNS, less the
