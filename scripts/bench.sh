@@ -178,7 +178,7 @@ TW="$tw" NO_BUILD=1 FETCH_WAIT_MS=10 RATES=1000 scripts/bench-live-cpu.sh
 echo
 echo "## Live path: CPU per event in \`run\` on SQS (moto's server) against replay's"
 echo
-echo "moto's server takes about 90 events/s here, so batches hold a few messages, each batch"
-echo "costs one receive and one delete, and the Python server keeps both cores' caches cold."
+echo "moto's server takes about 90 events/s here, so batches hold a few messages and each batch"
+echo "costs one receive and one delete request (docs/PERFORMANCE.md: why 2x replay is out of reach)."
 echo
 TW="$tw" NO_BUILD=1 TRANSPORT=sqs EVENTS=2000 RATES="50" scripts/bench-live-cpu.sh

@@ -249,7 +249,7 @@ impl<'s> Worker<'s> {
         super::compute_on(bytes, || {
             for msg in &batch.messages {
                 match self.pipeline.decode(msg.body.as_bytes(), &mut alerts) {
-                    Ok(_) => done.push(msg.clone()),
+                    Ok(_) => done.push(msg),
                     Err(e) => {
                         // Left on the queue: it comes back after its visibility timeout and,
                         // after the queue's maxReceiveCount, moves to the dead-letter queue.

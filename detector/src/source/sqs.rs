@@ -191,7 +191,11 @@ fn oldest_age(messages: &[aws_sdk_sqs::types::Message]) -> f64 {
 }
 
 /// Deletes messages, ten a call, retrying failures a few times.
-pub async fn delete(client: &Client, queue_url: &str, messages: &[Received]) -> Result<(), String> {
+pub async fn delete(
+    client: &Client,
+    queue_url: &str,
+    messages: &[&Received],
+) -> Result<(), String> {
     for chunk in messages.chunks(10) {
         let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
             .iter()
