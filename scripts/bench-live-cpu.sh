@@ -47,12 +47,12 @@ records=$(wc -l < "$work/events.jsonl")
 REPLAY_EVENTS=$((EVENTS > 50000 ? EVENTS : 50000))
 "$lt" generate --events "$REPLAY_EVENTS" --seed 5 -o "$work/replay.jsonl" >&2
 
-# One live run at a rate: prints microseconds of CPU per event.
-live() {
-  local rate=$1 topic="cpu-$$-$2" cfg="$work/run-$2.toml"
-  { printf '[rules]\npaths = ["%s/rules"]\n' "$PWD"
-    kafka_source "$brokers" "$topic" "$topic" "$FETCH_WAIT_MS"
-    cat <<TOML
+# config < SOURCE: a run's configuration around the source section read from stdin: the shipped
+# rules, alerts as JSON lines on stdout (a file sink would add an fsync a batch), metrics.
+config() {
+  printf '[rules]\npaths = ["%s/rules"]\n' "$PWD"
+  cat
+  cat <<TOML
 [sink]
 jsonl = "-"
 [metrics]
@@ -60,7 +60,12 @@ listen = "$METRICS"
 [alerts]
 hmac_key_file = "$work/hmac.key"
 TOML
-  } > "$cfg"
+}
+
+# One live run at a rate: prints microseconds of CPU per event.
+live() {
+  local rate=$1 topic="cpu-$$-$2" cfg="$work/run-$2.toml"
+  kafka_source "$brokers" "$topic" "$topic" "$FETCH_WAIT_MS" | config > "$cfg"
   "$lt" kafka-produce --brokers "$brokers" --topic "$topic" --partitions 3 /dev/null >/dev/null
   "$tw" run --config "$cfg" > "$work/alerts-$2.jsonl" 2> "$cfg.log" &
   twpid=$!
@@ -98,18 +103,7 @@ live_sqs() {
   res=$("$lt" sqs-setup --name "cpu-$$-$2")
   q=$(echo "$res" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events_queue"])')
   a=$(echo "$res" | python3 -c 'import json,sys; print(json.load(sys.stdin)["alerts_queue"])')
-  cat > "$cfg" <<TOML
-[rules]
-paths = ["$PWD/rules"]
-[source.sqs]
-queue_url = "$q"
-[sink]
-jsonl = "-"
-[metrics]
-listen = "$METRICS"
-[alerts]
-hmac_key_file = "$work/hmac.key"
-TOML
+  printf '[source.sqs]\nqueue_url = "%s"\n' "$q" | config > "$cfg"
   "$tw" run --config "$cfg" > "$work/alerts-$2.jsonl" 2> "$cfg.log" &
   twpid=$!
   for _ in $(seq 100); do events_total "$METRICS" >/dev/null && break; sleep 0.1; done
