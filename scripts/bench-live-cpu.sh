@@ -2,10 +2,11 @@
 # The live path's CPU per event against replay's (docs/PERFORMANCE.md, issue target: within 2x):
 # `trailwatch run` as one member of a Kafka consumer group (tansu on 127.0.0.1, 3 partitions),
 # events produced at RATE events/s, alerts as JSON lines on stdout (a file sink would add an
-# fsync a batch). Its CPU time (utime + stime of /proc/PID/stat, every thread: librdkafka's
-# included) between 10 % and 90 % of the events received, divided by those events; replay's is
-# the user + system time of `trailwatch replay --threads 1` over the same file and rules. The
-# test broker is the bottleneck, so CPU time is measured, not wall time. Prints a markdown table.
+# fsync a batch). Its CPU time (every thread's, librdkafka's included, from the scheduler's
+# account) over a window in the middle of the run, divided by the events counted in it (see
+# `window`); replay's is the user + system time of `trailwatch replay --threads 1` over the same
+# stream and rules. The test broker is the bottleneck, so CPU time is measured, not wall time.
+# Prints a markdown table.
 #
 # TRANSPORT=sqs measures the SQS source instead: moto's server on 127.0.0.1, kept-alive
 # connections (scripts/moto-keepalive.py), EventBridge envelopes sent by `load-test sqs-run`,
@@ -95,9 +96,7 @@ window() {
 }
 
 # One live run through SQS at a rate: prints microseconds of CPU per event. The same events as
-# the file (`sqs-run` generates them with the same seed), sent as EventBridge envelopes. CPU and
-# events are read twice only, a fixed time apart in the middle of the sending: scraping
-# `/metrics` costs about as much as a batch at these rates.
+# the file (`sqs-run` generates them with the same seed), sent as EventBridge envelopes.
 live_sqs() {
   local rate=$1 cfg="$work/run-$2.toml" res q a
   res=$("$lt" sqs-setup --name "cpu-$$-$2")
