@@ -16,6 +16,11 @@ start_moto() {
   moto_install
   "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$1" > "$2" 2>&1 &
   MOTO_PID=$!
+  moto_ready "$1" "$2"
+}
+
+# moto_ready PORT LOG: waits until the moto just started on PORT answers (its log is LOG).
+moto_ready() {
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$1/moto-api/" >/dev/null && return 0; sleep 0.2; done
   echo "error: moto did not start on port $1 ($2)" >&2
   return 1
@@ -30,9 +35,7 @@ start_moto_keepalive() {
     "$MOTO_VENV/bin/pip" install --quiet waitress >&2
   "$MOTO_VENV/bin/python" scripts/moto-keepalive.py "$1" > "$2" 2>&1 &
   MOTO_PID=$!
-  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$1/moto-api/" >/dev/null && return 0; sleep 0.2; done
-  echo "error: moto (waitress) did not start on port $1 ($2)" >&2
-  return 1
+  moto_ready "$1" "$2"
 }
 
 # best_times CMD...: the least wall time and the least CPU time (user + system) of CMD over
