@@ -13,6 +13,9 @@
 # the service's default pollers and long-poll wait, RATES default 50 (moto's server takes about
 # 90 events/s on this machine; a backlog would only make batches fuller).
 #
+# With TRANSPORT=sqs it also prints `load-test sqs-cost`: the CPU each kind of SQS request costs
+# through the AWS SDK, the floor of the live SQS path.
+#
 # TW=path compares another build (NO_BUILD=1 skips building this one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -157,3 +160,11 @@ m = statistics.median(runs)
 print(f"| {rate} | {wait} | {', '.join(f'{r:.1f}' for r in runs)} | {m:.1f} | {m / replay:.1f}x |")
 PY
 done
+if [ "$TRANSPORT" = sqs ]; then
+  # The floor under those figures: what the AWS SDK's requests alone cost this process (a batch
+  # of ten events takes a receive and a delete), on both kinds of runtime.
+  echo
+  "$lt" sqs-cost --requests 200
+  echo
+  "$lt" sqs-cost --requests 200 --current-thread
+fi

@@ -179,6 +179,7 @@ echo
 echo "## Live path: CPU per event in \`run\` on SQS (moto's server) against replay's"
 echo
 echo "moto's server takes about 90 events/s here, so batches hold a few messages and each batch"
-echo "costs one receive and one delete request (docs/PERFORMANCE.md: why 2x replay is out of reach)."
+echo "costs one receive and one delete request (docs/PERFORMANCE.md: why 2x replay is out of reach);"
+echo "the tables after it are what those requests cost through the AWS SDK (load-test sqs-cost)."
 echo
 TW="$tw" NO_BUILD=1 TRANSPORT=sqs EVENTS=2000 RATES="50" scripts/bench-live-cpu.sh

@@ -7,6 +7,7 @@ mod kafka;
 mod pause;
 mod readback;
 mod scenario;
+mod sdk_cost;
 mod sqs;
 
 use anyhow::{Context, Result};
@@ -135,6 +136,17 @@ enum Command {
         #[arg(long)]
         geoip: bool,
     },
+    /// What one SQS request costs this process in CPU through the AWS SDK (endpoint and
+    /// credentials from the SDK environment): empty receives, then sends, receives and deletes
+    /// of ten messages; prints a markdown table.
+    SqsCost {
+        /// Requests of each kind.
+        #[arg(long, default_value_t = 300)]
+        requests: u32,
+        /// On a current-thread runtime instead of a multi-thread one.
+        #[arg(long)]
+        current_thread: bool,
+    },
     /// Produce the events of a JSON-lines file (from `generate`) to a Kafka topic, keyed by
     /// account, at a target rate; creates the topic first if it is missing.
     KafkaProduce {
@@ -261,6 +273,10 @@ fn main() -> Result<()> {
             let out = serde_json::json!({"events_queue": r.events_queue, "topic_arn": r.topic_arn, "alerts_queue": r.alerts_queue});
             println!("{out}");
         }
+        Command::SqsCost {
+            requests,
+            current_thread,
+        } => sdk_cost::run(requests, current_thread)?,
         Command::SqsRun {
             events_queue,
             alerts_queue,
